@@ -1,0 +1,62 @@
+# llmkg — `make help` lists the targets.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(VENV)/bin/pip
+export VIRTUAL_ENV := $(abspath $(VENV))
+export PATH := $(abspath $(VENV))/bin:$(PATH)
+CARGO ?= cargo
+
+.PHONY: help venv develop run test test-rs test-py lint fmt bench wheel clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+$(VENV)/.stamp: requirements/dev.txt pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip
+	$(PIP) install --quiet -r requirements/dev.txt
+	touch $@
+
+venv: $(VENV)/.stamp ## create .venv with the dev tools
+
+develop: $(VENV)/.stamp ## build the extension (release) into .venv
+	$(VENV)/bin/maturin develop --release --quiet
+
+run: develop ## build and start the server on embedded defaults
+	@echo "llmkg-server arrives with the server work (issue 5); the Python package is built:"
+	$(PY) -c "import llmkg; print('llmkg', llmkg.__version__, 'ready:', ', '.join(llmkg.__all__))"
+
+test: test-rs test-py ## run the Rust and Python test suites
+
+test-rs: ## cargo test of the pure core crate (needs no Python)
+	$(CARGO) test --release -p llmkg-core
+
+test-py: develop ## pytest over the Python API
+	$(PY) -m pytest -q tests
+
+lint: $(VENV)/.stamp ## cargo fmt/clippy, ruff, stub check
+	$(CARGO) fmt --all --check
+	$(CARGO) clippy --release --all-targets -p llmkg-core -- -D warnings
+	$(CARGO) clippy --release -p llmkg-py -- -D warnings
+	$(VENV)/bin/ruff check python tests benches
+	$(VENV)/bin/ruff format --check python tests benches
+	$(MAKE) develop
+	$(PY) -m mypy.stubtest llmkg._core --allowlist .mypy-stubtest-allowlist
+
+fmt: $(VENV)/.stamp ## format Rust and Python sources
+	$(CARGO) fmt --all
+	$(VENV)/bin/ruff format python tests benches
+	$(VENV)/bin/ruff check --fix python tests benches
+
+bench: develop ## benchmarks against the peers (not run by CI)
+	$(PIP) install --quiet -r requirements/bench.txt
+	$(PY) -m pytest benches -s -q --benchmark-columns=min,median,ops
+
+wheel: $(VENV)/.stamp ## build the abi3 manylinux wheel into dist/
+	$(VENV)/bin/maturin build --release --out dist
+
+clean: ## remove build outputs and .venv
+	rm -rf target dist $(VENV)

@@ -1,0 +1,8 @@
+"""llmkg: allocation service for language-model knowledge graphs.
+
+The performance core is the Rust extension ``llmkg._core``; this package re-exports it.
+"""
+
+from llmkg._core import __version__
+
+__all__ = ["__version__"]

@@ -1,0 +1,16 @@
+//! llmkg-core: the performance core of llmkg, in pure Rust (no PyO3).
+//!
+//! - [`hnsw`]: the HNSW index with per-node precision, filters, deletes and snapshots;
+//! - [`quant`]: the precision levels, their codecs and the SIMD distance kernels;
+//! - [`embed`]: the deterministic fact embedder (feature hashing);
+//! - [`cache`]: the concurrent sharded cache with frequency-aware admission.
+//!
+//! The `llmkg-py` crate binds these for Python; nothing here knows about Python.
+
+pub mod cache;
+pub mod embed;
+pub mod error;
+pub mod hnsw;
+pub mod quant;
+
+pub use error::{Error, Result};

@@ -1,0 +1,12 @@
+//! `llmkg._core`: PyO3 bindings over llmkg-core. Bindings only: convert arguments into owned
+//! Rust values while attached, release the GIL for the work, map errors. No logic lives here.
+
+use pyo3::prelude::*;
+
+mod errors;
+
+#[pymodule]
+fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    Ok(())
+}
