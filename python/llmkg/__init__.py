@@ -3,6 +3,18 @@
 The performance core is the Rust extension ``llmkg._core``; this package re-exports it.
 """
 
-from llmkg._core import __version__
+from llmkg._core import (
+    MISSING_ID,
+    CorruptIndexError,
+    HnswIndex,
+    IdFilter,
+    __version__,
+)
 
-__all__ = ["__version__"]
+__all__ = [
+    "MISSING_ID",
+    "CorruptIndexError",
+    "HnswIndex",
+    "IdFilter",
+    "__version__",
+]

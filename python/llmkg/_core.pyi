@@ -1,3 +1,79 @@
 """Type stubs of the Rust extension module ``llmkg._core``."""
 
+from collections.abc import Sequence
+from os import PathLike
+from typing import Any, Literal, Optional, Union
+
+import numpy as np
+import numpy.typing as npt
+
 __version__: str
+
+# --- index ---
+
+MISSING_ID: int
+"""Id filling result slots when fewer than ``k`` nodes match (``2**64 - 1``)."""
+
+class CorruptIndexError(ValueError):
+    """A saved index file is truncated, corrupted or not an llmkg index."""
+
+PrecisionName = Literal["full", "q8", "q4", "binary"]
+IdsLike = Union[npt.ArrayLike, int]
+
+class IdFilter:
+    """A reusable set of allowed ids for filtered search."""
+
+    def __new__(cls, ids: IdsLike) -> IdFilter: ...
+    def __len__(self) -> int: ...
+    def __contains__(self, id: object) -> bool: ...
+
+class HnswIndex:
+    """An HNSW index over float32 vectors with per-node precision."""
+
+    def __new__(
+        cls,
+        dim: int,
+        metric: Literal["cosine", "ip", "l2"] = "cosine",
+        m: int = 16,
+        ef_construction: int = 200,
+        ef_search: int = 100,
+        seed: int = 42,
+        keep_full: bool = True,
+    ) -> HnswIndex: ...
+    def add(
+        self,
+        ids: IdsLike,
+        vectors: npt.ArrayLike,
+        precision: Optional[Union[PrecisionName, Sequence[PrecisionName]]] = None,
+        threads: Optional[int] = None,
+    ) -> None: ...
+    def search(
+        self,
+        queries: npt.ArrayLike,
+        k: int = 10,
+        ef: Optional[int] = None,
+        rescore: bool = True,
+        filter: Optional[Union[IdFilter, IdsLike]] = None,
+        exact: bool = False,
+    ) -> tuple[npt.NDArray[np.uint64], npt.NDArray[np.float32]]: ...
+    def remove(self, ids: IdsLike) -> int: ...
+    def compact(self) -> None: ...
+    def __len__(self) -> int: ...
+    def __contains__(self, id: object) -> bool: ...
+    def memory_bytes(self) -> int: ...
+    def stats(self) -> dict[str, Any]: ...
+    def set_precision(self, ids: IdsLike, level: PrecisionName) -> None: ...
+    def precision_of(self, id: int) -> PrecisionName: ...
+    def get_vector(self, id: int) -> npt.NDArray[np.float32]: ...
+    def save(self, path: Union[str, PathLike[str]]) -> None: ...
+    @staticmethod
+    def load(path: Union[str, PathLike[str]]) -> HnswIndex: ...
+    def to_bytes(self) -> bytes: ...
+    @staticmethod
+    def from_bytes(data: bytes) -> HnswIndex: ...
+    @property
+    def dim(self) -> int: ...
+    @property
+    def metric(self) -> str: ...
+    @property
+    def keep_full(self) -> bool: ...

@@ -3,10 +3,14 @@
 
 use pyo3::prelude::*;
 
+mod convert;
 mod errors;
+mod gil;
+mod hnsw;
 
 #[pymodule]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    hnsw::register(m)?;
     Ok(())
 }

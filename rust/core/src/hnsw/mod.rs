@@ -1,1 +1,492 @@
-//! placeholder, filled in by the hnsw work
+//! The HNSW index: incremental inserts and upserts, deletes with graph repair, filtered
+//! search, and per-node precision in one graph.
+//!
+//! Locking: one `RwLock` around the graph. Writers (new slots, removal, compaction,
+//! precision changes, load) hold it briefly; an `add` then *downgrades* to a read lock to
+//! link its nodes, so searches run while nodes are being linked, and batch links run on
+//! all cores. Link lists are atomics guarded by per-node mutexes (see `graph.rs`).
+
+mod filter;
+mod graph;
+mod insert;
+mod persist;
+mod search;
+
+use std::path::Path;
+
+use parking_lot::{RwLock, RwLockWriteGuard};
+use rayon::prelude::*;
+
+pub use filter::{Filter, IdSet};
+pub use graph::MemoryBreakdown;
+
+use crate::error::{Error, Result};
+use crate::quant::{kernels::kernels, Precision};
+use graph::Graph;
+#[cfg(test)]
+use graph::SlotState;
+use search::{with_scratch, Scratch};
+
+/// How similarity is measured; every score is "higher is closer".
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Metric {
+    /// Cosine similarity (vectors are normalized on the way in).
+    Cosine = 0,
+    /// Inner product.
+    Ip = 1,
+    /// Negative squared Euclidean distance.
+    L2 = 2,
+}
+
+impl Metric {
+    pub fn parse(value: &str) -> Result<Metric> {
+        match value {
+            "cosine" => Ok(Metric::Cosine),
+            "ip" | "dot" => Ok(Metric::Ip),
+            "l2" | "euclidean" => Ok(Metric::L2),
+            _ => Err(Error::UnknownName {
+                kind: "metric",
+                value: value.to_string(),
+                expected: "\"cosine\", \"ip\", \"l2\"",
+            }),
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Metric::Cosine => "cosine",
+            Metric::Ip => "ip",
+            Metric::L2 => "l2",
+        }
+    }
+
+    fn from_u8(v: u8) -> Option<Metric> {
+        [Metric::Cosine, Metric::Ip, Metric::L2]
+            .get(v as usize)
+            .copied()
+    }
+}
+
+/// Construction parameters of an index.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Params {
+    pub dim: usize,
+    pub metric: Metric,
+    /// Links per node above level 0 (twice as many at level 0).
+    pub m: usize,
+    pub ef_construction: usize,
+    /// Default beam width of searches.
+    pub ef_search: usize,
+    pub seed: u64,
+    /// Keep every node's f32 vector besides its code, for rescoring.
+    pub keep_full: bool,
+}
+
+impl Params {
+    pub fn new(dim: usize) -> Params {
+        Params {
+            dim,
+            metric: Metric::Cosine,
+            m: 16,
+            ef_construction: 200,
+            ef_search: 100,
+            seed: 42,
+            keep_full: true,
+        }
+    }
+
+    fn validate(&self) -> Result<()> {
+        if !(1..=65_536).contains(&self.dim) {
+            return Err(Error::invalid(format!(
+                "dim must be between 1 and 65536, got {}",
+                self.dim
+            )));
+        }
+        if !(2..=256).contains(&self.m) {
+            return Err(Error::invalid(format!(
+                "m must be between 2 and 256, got {}",
+                self.m
+            )));
+        }
+        if self.ef_construction < 1 {
+            return Err(Error::invalid("ef_construction must be at least 1"));
+        }
+        if self.ef_search < 1 {
+            return Err(Error::invalid("ef_search must be at least 1"));
+        }
+        Ok(())
+    }
+}
+
+/// Options of one search.
+#[derive(Clone, Copy, Debug)]
+pub struct SearchOptions {
+    pub k: usize,
+    /// Beam width; the index's `ef_search` when `None`; never below `k`.
+    pub ef: Option<usize>,
+    /// Re-rank the candidates with the full vectors (when kept).
+    pub rescore: bool,
+    /// Score every allowed node instead of walking the graph.
+    pub exact: bool,
+}
+
+impl SearchOptions {
+    pub fn new(k: usize) -> SearchOptions {
+        SearchOptions {
+            k,
+            ef: None,
+            rescore: true,
+            exact: false,
+        }
+    }
+}
+
+/// One search hit.
+pub type Hit = (u64, f32);
+
+/// A snapshot of the index's state, for monitoring.
+#[derive(Clone, Debug)]
+pub struct Stats {
+    pub len: usize,
+    pub deleted: usize,
+    pub slots: usize,
+    pub free_slots: usize,
+    pub max_level: usize,
+    /// Nodes (live or awaiting compaction) per precision, in [`Precision::ALL`] order.
+    pub per_precision: [usize; 4],
+    pub memory: MemoryBreakdown,
+    pub kernels: &'static str,
+    pub params: Params,
+}
+
+/// The index. `Send + Sync`: share it behind an `Arc` and call it from any thread.
+pub struct Hnsw {
+    graph: RwLock<Graph>,
+}
+
+/// Tombstones beyond this share of the nodes trigger a compaction.
+const COMPACT_SHARE: usize = 10;
+const COMPACT_MIN: usize = 64;
+
+impl Hnsw {
+    pub fn new(params: Params) -> Result<Hnsw> {
+        params.validate()?;
+        Ok(Hnsw {
+            graph: RwLock::new(Graph::new(params)),
+        })
+    }
+
+    pub fn params(&self) -> Params {
+        self.graph.read().params
+    }
+
+    pub fn len(&self) -> usize {
+        self.graph.read().live
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn contains(&self, id: u64) -> bool {
+        self.graph.read().id_map.contains_key(&id)
+    }
+
+    /// Insert `ids[i]` with row `i` of `vectors` (row-major, `ids.len() × dim`). An id
+    /// already present is replaced (upsert); within one call, the last row of an id wins.
+    /// `precisions` holds none (all full), one (for all rows) or one per row.
+    /// The links are built on `pool` (the global rayon pool when `None`).
+    pub fn add(
+        &self,
+        ids: &[u64],
+        vectors: &[f32],
+        precisions: &[Precision],
+        pool: Option<&rayon::ThreadPool>,
+    ) -> Result<()> {
+        let dim = self.params().dim;
+        check_rows("vectors", vectors, ids.len(), dim)?;
+        if !(precisions.len() <= 1 || precisions.len() == ids.len()) {
+            return Err(Error::invalid(format!(
+                "precision must be one value or one per row: got {} for {} rows",
+                precisions.len(),
+                ids.len()
+            )));
+        }
+        let precision_of = |i: usize| match precisions.len() {
+            0 => Precision::Full,
+            1 => precisions[0],
+            _ => precisions[i],
+        };
+        // The last occurrence of an id wins.
+        let mut seen = std::collections::HashSet::with_capacity(ids.len());
+        let mut order: Vec<usize> = (0..ids.len())
+            .rev()
+            .filter(|&i| seen.insert(ids[i]))
+            .collect();
+        order.reverse();
+
+        let mut g = self.graph.write();
+        let metric = g.params.metric;
+        let mut row = vec![0.0f32; dim];
+        let wanted: Vec<Precision> = order.iter().map(|&i| precision_of(i)).collect();
+        g.reserve(order.len(), &wanted);
+        let mut slots = Vec::with_capacity(order.len());
+        for (&i, &p) in order.iter().zip(&wanted) {
+            row.copy_from_slice(&vectors[i * dim..(i + 1) * dim]);
+            if metric == Metric::Cosine {
+                graph::normalize(&mut row);
+            }
+            if let Some(old) = g.id_map.get(&ids[i]).copied() {
+                g.tombstone(old);
+            }
+            let level = g.random_level();
+            let slot = g.alloc_slot(ids[i], &row, p, level);
+            g.id_map.insert(ids[i], slot);
+            slots.push(slot);
+        }
+        let g = RwLockWriteGuard::downgrade(g);
+        let link_all = || {
+            slots
+                .par_iter()
+                .with_min_len(8)
+                .for_each(|&slot| with_scratch(|s| g.link(slot, s)))
+        };
+        match pool {
+            _ if slots.len() == 1 => with_scratch(|s| g.link(slots[0], s)),
+            Some(pool) => pool.install(link_all),
+            None => link_all(),
+        }
+        drop(g);
+        self.maybe_compact();
+        Ok(())
+    }
+
+    /// Remove `ids`; ids not in the index are ignored. Returns how many were removed.
+    /// Removed nodes are never returned again; their slots are reclaimed, and the links
+    /// around them repaired, once they pass a tenth of the index.
+    pub fn remove(&self, ids: &[u64]) -> usize {
+        let mut removed = 0;
+        {
+            let mut g = self.graph.write();
+            for id in ids {
+                if let Some(slot) = g.id_map.remove(id) {
+                    g.tombstone(slot);
+                    removed += 1;
+                }
+            }
+        }
+        self.maybe_compact();
+        removed
+    }
+
+    /// Repair the links around removed nodes and reuse their memory now.
+    pub fn compact(&self) {
+        self.graph.write().compact();
+    }
+
+    fn maybe_compact(&self) {
+        let due =
+            |g: &Graph| g.deleted >= COMPACT_MIN && g.deleted * COMPACT_SHARE >= g.live + g.deleted;
+        if due(&self.graph.read()) {
+            let mut g = self.graph.write();
+            if due(&g) {
+                g.compact();
+            }
+        }
+    }
+
+    /// The `k` nodes closest to `query`, best first, as `(id, score)`.
+    pub fn search(
+        &self,
+        query: &[f32],
+        opts: SearchOptions,
+        filter: Option<&dyn Filter>,
+    ) -> Result<Vec<Hit>> {
+        let g = self.graph.read();
+        check_search(&g, query, 1, &opts)?;
+        Ok(with_scratch(|s| search_one(&g, s, query, &opts, filter)))
+    }
+
+    /// [`Hnsw::search`] for each row of `queries` (row-major), in parallel on `pool` (the
+    /// global rayon pool when `None`).
+    pub fn search_many(
+        &self,
+        queries: &[f32],
+        opts: SearchOptions,
+        filter: Option<&dyn Filter>,
+        pool: Option<&rayon::ThreadPool>,
+    ) -> Result<Vec<Vec<Hit>>> {
+        let g = self.graph.read();
+        let dim = g.params.dim;
+        let n = queries.len() / dim.max(1);
+        check_search(&g, queries, n, &opts)?;
+        let run = || {
+            queries
+                .par_chunks(dim)
+                .map(|q| with_scratch(|s| search_one(&g, s, q, &opts, filter)))
+                .collect()
+        };
+        Ok(match pool {
+            _ if n <= 1 => queries
+                .chunks(dim)
+                .map(|q| with_scratch(|s| search_one(&g, s, q, &opts, filter)))
+                .collect(),
+            Some(pool) => pool.install(run),
+            None => run(),
+        })
+    }
+
+    /// Store the given nodes at `precision` from now on. With `keep_full = false` a code
+    /// is converted from what is kept, so raising precision cannot restore lost detail.
+    pub fn set_precision(&self, ids: &[u64], precision: Precision) -> Result<()> {
+        let mut g = self.graph.write();
+        let slots = ids
+            .iter()
+            .map(|id| {
+                g.id_map
+                    .get(id)
+                    .copied()
+                    .ok_or_else(|| Error::invalid(format!("id {id} is not in the index")))
+            })
+            .collect::<Result<Vec<u32>>>()?;
+        let mut buf = Vec::new();
+        for slot in slots {
+            if g.meta[slot as usize].precision == precision {
+                continue;
+            }
+            let vector = g.vector(slot, &mut buf).to_vec();
+            g.release_vector(slot);
+            g.store_vector(slot, &vector, precision);
+        }
+        g.repack_arenas();
+        Ok(())
+    }
+
+    pub fn precision_of(&self, id: u64) -> Option<Precision> {
+        let g = self.graph.read();
+        g.id_map
+            .get(&id)
+            .map(|&slot| g.meta[slot as usize].precision)
+    }
+
+    /// The stored vector of `id` (normalized for cosine; decoded when only a code is kept).
+    pub fn get_vector(&self, id: u64) -> Option<Vec<f32>> {
+        let g = self.graph.read();
+        let slot = *g.id_map.get(&id)?;
+        let mut buf = Vec::new();
+        Some(g.vector(slot, &mut buf).to_vec())
+    }
+
+    /// The ids in the index, in no particular order.
+    pub fn ids(&self) -> Vec<u64> {
+        self.graph.read().id_map.keys().copied().collect()
+    }
+
+    pub fn memory_bytes(&self) -> usize {
+        self.graph.read().memory_bytes().total()
+    }
+
+    pub fn stats(&self) -> Stats {
+        let g = self.graph.read();
+        Stats {
+            len: g.live,
+            deleted: g.deleted,
+            slots: g.slots(),
+            free_slots: g.free_slots.len(),
+            max_level: g.entry_point().map_or(0, |(_, l)| l),
+            per_precision: g.per_precision,
+            memory: g.memory_bytes(),
+            kernels: kernels().name,
+            params: g.params,
+        }
+    }
+
+    /// Serialize the index (format in `persist.rs`).
+    pub fn to_bytes(&self) -> Vec<u8> {
+        persist::encode(&self.graph.read())
+    }
+
+    pub fn from_bytes(bytes: &[u8]) -> Result<Hnsw> {
+        Ok(Hnsw {
+            graph: RwLock::new(persist::decode(bytes)?),
+        })
+    }
+
+    /// Write the index to `path` atomically (temporary file, fsync, rename).
+    pub fn save(&self, path: &Path) -> Result<()> {
+        persist::write_atomic(path, &self.to_bytes())
+    }
+
+    pub fn load(path: &Path) -> Result<Hnsw> {
+        let bytes = std::fs::read(path)?;
+        Hnsw::from_bytes(&bytes)
+    }
+}
+
+fn search_one(
+    g: &Graph,
+    s: &mut Scratch,
+    query: &[f32],
+    opts: &SearchOptions,
+    filter: Option<&dyn Filter>,
+) -> Vec<Hit> {
+    s.ctx.prepare(g, query, false);
+    let ef = opts.ef.unwrap_or(g.params.ef_search);
+    g.knn(s, opts.k, ef, opts.rescore, opts.exact, filter)
+        .into_iter()
+        .map(|c| (g.ids[c.slot as usize], c.score))
+        .collect()
+}
+
+fn check_rows(name: &str, values: &[f32], rows: usize, dim: usize) -> Result<()> {
+    if values.len() != rows * dim {
+        return Err(Error::invalid(format!(
+            "{name} must have {rows} rows of dimension {dim} ({} values), got {} values",
+            rows * dim,
+            values.len()
+        )));
+    }
+    if let Some(pos) = values.iter().position(|v| !v.is_finite()) {
+        return Err(Error::invalid(format!(
+            "{name} contains a non-finite value (NaN or infinity) at row {}, column {}",
+            pos / dim,
+            pos % dim
+        )));
+    }
+    Ok(())
+}
+
+fn check_search(g: &Graph, queries: &[f32], rows: usize, opts: &SearchOptions) -> Result<()> {
+    if opts.k < 1 {
+        return Err(Error::invalid(format!(
+            "k must be at least 1, got {}",
+            opts.k
+        )));
+    }
+    if opts.ef == Some(0) {
+        return Err(Error::invalid("ef must be at least 1"));
+    }
+    check_rows("queries", queries, rows, g.params.dim)
+}
+
+impl Graph {
+    /// Ids of live nodes are in the map; a slot is live iff it is mapped to.
+    #[cfg(test)]
+    fn check_invariants(&self) {
+        let live = self
+            .meta
+            .iter()
+            .filter(|m| m.state == SlotState::Live)
+            .count();
+        assert_eq!(live, self.live);
+        assert_eq!(self.id_map.len(), self.live);
+        for (&id, &slot) in &self.id_map {
+            assert_eq!(self.ids[slot as usize], id);
+            assert_eq!(self.meta[slot as usize].state, SlotState::Live);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,521 @@
+//! The graph's storage: nodes in slots, their vectors in precision arenas, their links in
+//! atomic arrays, and the scoring of a prepared query against any slot.
+//!
+//! Concurrency model (see `mod.rs`): structural changes (new slots, removals, compaction,
+//! precision changes) happen under the index's write lock; linking and searching happen
+//! under its read lock. Under the read lock, the only shared mutable state is the link
+//! lists — `AtomicU32` arrays whose writers hold the node's `Mutex` — and the entry point,
+//! an `AtomicU64`. A reader can see a list mid-update, but every value it can read is a
+//! valid slot whose data was written before the write lock was released.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+
+use parking_lot::Mutex;
+
+use super::{Metric, Params};
+use crate::quant::kernels::{build_bits_lut, dot_bits, kernels};
+use crate::quant::{decode_into, CodeArena, Precision};
+
+pub(crate) const NONE: u32 = u32::MAX;
+pub(crate) const NO_ENTRY: u64 = u64::MAX;
+pub(crate) const MAX_LEVEL: usize = 15;
+
+/// Lifecycle of a slot.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub(crate) enum SlotState {
+    /// Not in use; on the free list.
+    Free = 0,
+    /// A node that searches may return.
+    Live = 1,
+    /// Removed (or replaced by an upsert): still traversed, never returned, reclaimed by
+    /// compaction.
+    Deleted = 2,
+}
+
+/// Per-slot facts other than the id and the links.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct SlotMeta {
+    /// Row of the slot's code in the arena of its precision (the f32 arena for `Full`).
+    pub code_row: u32,
+    /// Row of the slot's full vector, or `NONE` (codes only, `keep_full = false`).
+    pub full_row: u32,
+    pub level: u8,
+    pub state: SlotState,
+    pub precision: Precision,
+}
+
+impl SlotMeta {
+    pub const FREE: SlotMeta = SlotMeta {
+        code_row: NONE,
+        full_row: NONE,
+        level: 0,
+        state: SlotState::Free,
+        precision: Precision::Full,
+    };
+}
+
+pub(crate) struct Graph {
+    pub params: Params,
+    /// Link capacity at level 0 and above.
+    pub m0: usize,
+    pub m_up: usize,
+    pub level_mult: f64,
+
+    // One entry per slot.
+    pub ids: Vec<u64>,
+    /// What a search needs to know of a slot besides its links, packed so that a visit
+    /// touches one cache line for it.
+    pub meta: Vec<SlotMeta>,
+    /// Level-0 links, `1 + m0` per slot: the count, then the neighbours.
+    pub links0: Vec<AtomicU32>,
+    /// Links above level 0, `level × (1 + m_up)` per slot.
+    pub links_up: Vec<Box<[AtomicU32]>>,
+    /// Held while a slot's links are rewritten.
+    pub locks: Vec<Mutex<()>>,
+
+    pub full: CodeArena<f32>,
+    pub q8: CodeArena<u8>,
+    pub q4: CodeArena<u8>,
+    pub binary: CodeArena<u8>,
+
+    pub id_map: HashMap<u64, u32>,
+    pub free_slots: Vec<u32>,
+    /// `(level << 32) | slot` of the entry point, or `NO_ENTRY`.
+    pub entry: AtomicU64,
+    pub live: usize,
+    pub deleted: usize,
+    /// Non-free slots per precision (to know which query tables a search needs).
+    pub per_precision: [usize; 4],
+    pub rng: u64,
+}
+
+impl Graph {
+    pub fn new(params: Params) -> Graph {
+        let dim = params.dim;
+        let m_up = params.m;
+        Graph {
+            m0: 2 * m_up,
+            m_up,
+            level_mult: 1.0 / (m_up.max(2) as f64).ln(),
+            ids: Vec::new(),
+            meta: Vec::new(),
+            links0: Vec::new(),
+            links_up: Vec::new(),
+            locks: Vec::new(),
+            full: CodeArena::new(dim),
+            q8: CodeArena::new(Precision::Q8.code_bytes(dim)),
+            q4: CodeArena::new(Precision::Q4.code_bytes(dim)),
+            binary: CodeArena::new(Precision::Binary.code_bytes(dim)),
+            id_map: HashMap::new(),
+            free_slots: Vec::new(),
+            entry: AtomicU64::new(NO_ENTRY),
+            live: 0,
+            deleted: 0,
+            per_precision: [0; 4],
+            rng: params.seed ^ 0x9e37_79b9_7f4a_7c15,
+            params,
+        }
+    }
+
+    #[inline]
+    pub fn slots(&self) -> usize {
+        self.ids.len()
+    }
+
+    pub fn entry_point(&self) -> Option<(u32, usize)> {
+        let e = self.entry.load(Ordering::Acquire);
+        (e != NO_ENTRY).then_some(((e & 0xffff_ffff) as u32, (e >> 32) as usize))
+    }
+
+    pub fn encode_entry(slot: u32, level: usize) -> u64 {
+        ((level as u64) << 32) | slot as u64
+    }
+
+    // ---- links -----------------------------------------------------------------------
+
+    #[inline]
+    pub fn link_list(&self, slot: u32, level: usize) -> &[AtomicU32] {
+        if level == 0 {
+            let start = slot as usize * (1 + self.m0);
+            &self.links0[start..start + 1 + self.m0]
+        } else {
+            let start = (level - 1) * (1 + self.m_up);
+            &self.links_up[slot as usize][start..start + 1 + self.m_up]
+        }
+    }
+
+    /// Copy the neighbours of `slot` at `level` into `out`.
+    #[inline]
+    pub fn read_links(&self, slot: u32, level: usize, out: &mut Vec<u32>) {
+        out.clear();
+        let list = self.link_list(slot, level);
+        let count = (list[0].load(Ordering::Acquire) as usize).min(list.len() - 1);
+        out.extend(list[1..=count].iter().map(|a| a.load(Ordering::Relaxed)));
+    }
+
+    /// Replace the neighbours of `slot` at `level`; the caller holds `locks[slot]` (or the
+    /// write lock).
+    pub fn write_links(&self, slot: u32, level: usize, neighbours: &[u32]) {
+        let list = self.link_list(slot, level);
+        let count = neighbours.len().min(list.len() - 1);
+        for (cell, &n) in list[1..=count].iter().zip(neighbours) {
+            cell.store(n, Ordering::Relaxed);
+        }
+        list[0].store(count as u32, Ordering::Release);
+    }
+
+    pub fn max_links(&self, level: usize) -> usize {
+        if level == 0 {
+            self.m0
+        } else {
+            self.m_up
+        }
+    }
+
+    // ---- vectors ---------------------------------------------------------------------
+
+    /// The slot's vector as f32: its full row when kept, else its decoded code in `buf`.
+    pub fn vector<'a>(&'a self, slot: u32, buf: &'a mut Vec<f32>) -> &'a [f32] {
+        let s = slot as usize;
+        if self.meta[s].full_row != NONE {
+            return self.full.row(self.meta[s].full_row);
+        }
+        let (arena, p) = (
+            self.code_arena(self.meta[s].precision),
+            self.meta[s].precision,
+        );
+        buf.resize(self.params.dim, 0.0);
+        decode_into(
+            p,
+            arena.row(self.meta[s].code_row),
+            arena.params(self.meta[s].code_row),
+            buf,
+        );
+        buf
+    }
+
+    /// `‖x‖²` of the slot's best available representation.
+    pub fn sq_norm(&self, slot: u32) -> f32 {
+        let s = slot as usize;
+        if self.meta[s].full_row != NONE {
+            self.full.params(self.meta[s].full_row).sq_norm
+        } else {
+            self.code_arena(self.meta[s].precision)
+                .params(self.meta[s].code_row)
+                .sq_norm
+        }
+    }
+
+    pub fn code_arena(&self, p: Precision) -> &CodeArena<u8> {
+        match p {
+            Precision::Q8 => &self.q8,
+            Precision::Q4 => &self.q4,
+            Precision::Binary => &self.binary,
+            Precision::Full => unreachable!("full rows live in the f32 arena"),
+        }
+    }
+
+    pub fn code_arena_mut(&mut self, p: Precision) -> &mut CodeArena<u8> {
+        match p {
+            Precision::Q8 => &mut self.q8,
+            Precision::Q4 => &mut self.q4,
+            Precision::Binary => &mut self.binary,
+            Precision::Full => unreachable!("full rows live in the f32 arena"),
+        }
+    }
+
+    /// Score between two stored representations (higher is closer).
+    #[inline]
+    pub fn pair_score(&self, a: &[f32], a_sq: f32, b: &[f32], b_sq: f32) -> f32 {
+        let dot = (kernels().dot_f32)(a, b);
+        match self.params.metric {
+            Metric::Cosine | Metric::Ip => dot,
+            Metric::L2 => 2.0 * dot - a_sq - b_sq,
+        }
+    }
+
+    /// Address of the data a score of `slot` will read, for prefetching.
+    #[inline]
+    pub fn data_ptr(&self, slot: u32, use_full: bool) -> *const u8 {
+        let m = self.meta[slot as usize];
+        match m.precision {
+            Precision::Full => self.full.row(m.code_row).as_ptr().cast(),
+            _ if use_full && m.full_row != NONE => self.full.row(m.full_row).as_ptr().cast(),
+            p => self.code_arena(p).row(m.code_row).as_ptr(),
+        }
+    }
+
+    // ---- slots -----------------------------------------------------------------------
+
+    pub fn random_level(&mut self) -> usize {
+        // splitmix64: deterministic for a seed, independent of thread scheduling.
+        self.rng = self.rng.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.rng;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^= z >> 31;
+        let u = ((z >> 11) as f64 + 0.5) / (1u64 << 53) as f64;
+        ((-u.ln() * self.level_mult) as usize).min(MAX_LEVEL)
+    }
+
+    /// Room for `extra` more nodes (exact, so a big batch does not double the arrays).
+    pub fn reserve(&mut self, extra: usize, precisions: &[Precision]) {
+        let new_slots = extra.saturating_sub(self.free_slots.len());
+        self.ids.reserve_exact(new_slots);
+        self.meta.reserve_exact(new_slots);
+        self.links0.reserve_exact(new_slots * (1 + self.m0));
+        self.links_up.reserve_exact(new_slots);
+        self.locks.reserve_exact(new_slots);
+        let mut per = [0usize; 4];
+        for p in precisions {
+            per[*p as usize] += 1;
+        }
+        let fulls = if self.params.keep_full { extra } else { per[0] };
+        self.full.reserve(fulls);
+        self.q8.reserve(per[1]);
+        self.q4.reserve(per[2]);
+        self.binary.reserve(per[3]);
+    }
+
+    /// A fresh slot for `id` at `level`, its vector stored at `precision`; not yet linked.
+    pub fn alloc_slot(
+        &mut self,
+        id: u64,
+        vector: &[f32],
+        precision: Precision,
+        level: usize,
+    ) -> u32 {
+        let slot = match self.free_slots.pop() {
+            Some(s) => s,
+            None => {
+                self.ids.push(0);
+                self.meta.push(SlotMeta::FREE);
+                let m0 = self.m0;
+                self.links0.extend((0..=m0).map(|_| AtomicU32::new(0)));
+                self.links_up.push(Box::new([]));
+                self.locks.push(Mutex::new(()));
+                (self.ids.len() - 1) as u32
+            }
+        };
+        let s = slot as usize;
+        self.ids[s] = id;
+        self.meta[s].level = level as u8;
+        self.meta[s].state = SlotState::Live;
+        self.links0[s * (1 + self.m0)].store(0, Ordering::Relaxed);
+        self.links_up[s] = (0..level * (1 + self.m_up))
+            .map(|_| AtomicU32::new(0))
+            .collect();
+        self.store_vector(slot, vector, precision);
+        self.live += 1;
+        slot
+    }
+
+    /// Store `vector` for `slot` at `precision` (replacing whatever it had).
+    pub fn store_vector(&mut self, slot: u32, vector: &[f32], precision: Precision) {
+        let s = slot as usize;
+        let keep_full = self.params.keep_full || precision == Precision::Full;
+        if keep_full {
+            let row = self.full.alloc();
+            self.full.row_mut(row).copy_from_slice(vector);
+            let p = crate::quant::encode(Precision::Full, vector, &mut []);
+            self.full.set_params(row, p);
+            self.meta[s].full_row = row;
+        }
+        self.meta[s].precision = precision;
+        self.per_precision[precision as usize] += 1;
+        if precision == Precision::Full {
+            self.meta[s].code_row = self.meta[s].full_row;
+        } else {
+            let arena = self.code_arena_mut(precision);
+            let row = arena.alloc();
+            let p = crate::quant::encode(precision, vector, arena.row_mut(row));
+            arena.set_params(row, p);
+            self.meta[s].code_row = row;
+        }
+    }
+
+    /// Give back the rows holding `slot`'s vector.
+    pub fn release_vector(&mut self, slot: u32) {
+        let s = slot as usize;
+        let p = self.meta[s].precision;
+        if p != Precision::Full {
+            let row = self.meta[s].code_row;
+            self.code_arena_mut(p).release(row);
+        }
+        if self.meta[s].full_row != NONE {
+            self.full.release(self.meta[s].full_row);
+        }
+        self.per_precision[p as usize] -= 1;
+        self.meta[s].code_row = NONE;
+        self.meta[s].full_row = NONE;
+    }
+
+    /// Give back the memory of freed vector rows once enough of them pile up (after
+    /// removals or precision changes), renumbering the rows of the slots that use them.
+    pub fn repack_arenas(&mut self) {
+        if let Some(map) = self.full.repack() {
+            for m in self.meta.iter_mut().filter(|m| m.state != SlotState::Free) {
+                if m.precision == Precision::Full {
+                    m.code_row = map[m.code_row as usize];
+                }
+                if m.full_row != NONE {
+                    m.full_row = map[m.full_row as usize];
+                }
+            }
+        }
+        for p in [Precision::Q8, Precision::Q4, Precision::Binary] {
+            if let Some(map) = self.code_arena_mut(p).repack() {
+                for m in self
+                    .meta
+                    .iter_mut()
+                    .filter(|m| m.state != SlotState::Free && m.precision == p)
+                {
+                    m.code_row = map[m.code_row as usize];
+                }
+            }
+        }
+    }
+
+    /// Mark a live slot deleted: it stays in the graph until compaction.
+    pub fn tombstone(&mut self, slot: u32) {
+        let s = slot as usize;
+        debug_assert_eq!(self.meta[s].state, SlotState::Live);
+        self.meta[s].state = SlotState::Deleted;
+        self.live -= 1;
+        self.deleted += 1;
+    }
+
+    pub fn memory_bytes(&self) -> MemoryBreakdown {
+        let per_slot = self.ids.capacity() * 8
+            + self.meta.capacity() * std::mem::size_of::<SlotMeta>()
+            + self.locks.capacity() * std::mem::size_of::<Mutex<()>>()
+            + self.free_slots.capacity() * 4;
+        let links = self.links0.capacity() * 4
+            + self.links_up.capacity() * std::mem::size_of::<Box<[AtomicU32]>>()
+            + self.links_up.iter().map(|l| l.len() * 4).sum::<usize>();
+        // hashbrown: one control byte and one (u64, u32) bucket, padded to 16, per bucket.
+        let id_map = self.id_map.capacity() * (16 + 1);
+        MemoryBreakdown {
+            full_vectors: self.full.memory_bytes(),
+            codes: self.q8.memory_bytes() + self.q4.memory_bytes() + self.binary.memory_bytes(),
+            links,
+            ids: per_slot + id_map,
+        }
+    }
+}
+
+/// Where the index's memory goes, in bytes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MemoryBreakdown {
+    pub full_vectors: usize,
+    pub codes: usize,
+    pub links: usize,
+    pub ids: usize,
+}
+
+impl MemoryBreakdown {
+    pub fn total(&self) -> usize {
+        self.full_vectors + self.codes + self.links + self.ids
+    }
+}
+
+/// A query prepared for scoring against any slot: normalized for cosine, with the tables
+/// the codes present in the graph need. Owned by the search scratch and reused.
+#[derive(Default)]
+pub(crate) struct QueryCtx {
+    pub q: Vec<f32>,
+    sum: f32,
+    sq_norm: f32,
+    even: Vec<f32>,
+    odd: Vec<f32>,
+    lut: Vec<[f32; 256]>,
+    /// Score with full rows where kept (construction, rescoring); codes otherwise.
+    pub use_full: bool,
+}
+
+impl QueryCtx {
+    pub fn prepare(&mut self, g: &Graph, query: &[f32], use_full: bool) {
+        self.q.clear();
+        self.q.extend_from_slice(query);
+        if g.params.metric == Metric::Cosine {
+            normalize(&mut self.q);
+        }
+        self.use_full = use_full;
+        self.sum = self.q.iter().sum();
+        self.sq_norm = self.q.iter().map(|v| v * v).sum();
+        let codes_in_play = !(use_full && g.params.keep_full);
+        self.even.clear();
+        self.odd.clear();
+        self.lut.clear();
+        if codes_in_play && g.per_precision[Precision::Q4 as usize] > 0 {
+            let half = g.params.dim.div_ceil(2);
+            self.even.extend((0..half).map(|k| self.q[2 * k]));
+            self.odd
+                .extend((0..half).map(|k| self.q.get(2 * k + 1).copied().unwrap_or(0.0)));
+        }
+        if codes_in_play && g.per_precision[Precision::Binary as usize] > 0 {
+            build_bits_lut(&self.q, &mut self.lut);
+        }
+    }
+
+    /// Score of `slot` for this query (higher is closer).
+    #[inline]
+    pub fn score(&self, g: &Graph, slot: u32) -> f32 {
+        let m = g.meta[slot as usize];
+        let k = kernels();
+        let full = match m.precision {
+            Precision::Full => m.code_row,
+            _ if self.use_full => m.full_row,
+            _ => NONE,
+        };
+        if full != NONE {
+            let dot = (k.dot_f32)(&self.q, g.full.row(full));
+            return match g.params.metric {
+                Metric::Cosine | Metric::Ip => dot,
+                Metric::L2 => 2.0 * dot - g.full.params(full).sq_norm - self.sq_norm,
+            };
+        }
+        let row = m.code_row;
+        let (levels, p) = match m.precision {
+            Precision::Q8 => ((k.dot_u8)(&self.q, g.q8.row(row)), g.q8.params(row)),
+            Precision::Q4 => (
+                (k.dot_u4)(&self.even, &self.odd, g.q4.row(row)),
+                g.q4.params(row),
+            ),
+            Precision::Binary => {
+                // Σ q·s over signs s = ±1 is twice the sum over set bits minus Σq.
+                let set = dot_bits(&self.lut, g.binary.row(row));
+                (2.0 * set - self.sum, g.binary.params(row))
+            }
+            Precision::Full => unreachable!("full rows are scored above"),
+        };
+        let dot = p.offset * self.sum + p.scale * levels;
+        match g.params.metric {
+            Metric::Cosine | Metric::Ip => dot,
+            Metric::L2 => 2.0 * dot - p.sq_norm - self.sq_norm,
+        }
+    }
+}
+
+pub(crate) fn normalize(v: &mut [f32]) {
+    let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+    if norm > 0.0 {
+        let inv = 1.0 / norm;
+        v.iter_mut().for_each(|x| *x *= inv);
+    }
+}
+
+/// Hint the CPU to start loading `ptr`'s cache line.
+#[inline(always)]
+pub(crate) fn prefetch(ptr: *const u8) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: a prefetch is only a hint: it never faults and never reads into the program,
+    // whatever the address. SSE is part of the x86_64 baseline.
+    unsafe {
+        std::arch::x86_64::_mm_prefetch(ptr.cast(), std::arch::x86_64::_MM_HINT_T0);
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = ptr;
+}

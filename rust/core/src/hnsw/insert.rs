@@ -1,0 +1,236 @@
+//! Linking new nodes into the graph, the neighbour-selection heuristic, and the repair of
+//! links around removed nodes (compaction).
+
+use std::sync::atomic::Ordering;
+
+use rayon::prelude::*;
+
+use super::graph::{Graph, SlotState, NO_ENTRY};
+use super::search::{with_scratch, Cand, Scratch};
+
+impl Graph {
+    /// Connect an allocated, unlinked `slot` to the graph. Runs under the read lock,
+    /// concurrently with searches and other links.
+    pub(crate) fn link(&self, slot: u32, s: &mut Scratch) {
+        let level = self.meta[slot as usize].level as usize;
+        let (ep, top) = loop {
+            match self.entry_point() {
+                Some(e) => break e,
+                None => {
+                    let me = Graph::encode_entry(slot, level);
+                    let won = self.entry.compare_exchange(
+                        NO_ENTRY,
+                        me,
+                        Ordering::AcqRel,
+                        Ordering::Acquire,
+                    );
+                    if won.is_ok() {
+                        return;
+                    }
+                }
+            }
+        };
+        {
+            let Scratch { ctx, decode, .. } = s;
+            ctx.prepare(self, self.vector(slot, decode), true);
+        }
+        let mut cur = Cand {
+            score: s.ctx.score(self, ep),
+            slot: ep,
+        };
+        for l in (level + 1..=top).rev() {
+            cur = self.greedy(s, cur, l);
+        }
+        let admit = |n: u32| n != slot && self.meta[n as usize].state == SlotState::Live;
+        for l in (0..=level.min(top)).rev() {
+            self.search_layer(s, &[cur], self.params.ef_construction, l, &admit);
+            if let Some(&best) = s.found.first() {
+                cur = best;
+            }
+            let pool = std::mem::take(&mut s.found);
+            self.select(&pool, self.m_up, s);
+            s.found = pool;
+            {
+                let _guard = self.locks[slot as usize].lock();
+                self.write_links(slot, l, &s.picked);
+            }
+            let picked = std::mem::take(&mut s.picked);
+            for &n in &picked {
+                self.add_link(n, slot, l, s);
+            }
+            s.picked = picked;
+        }
+        if level > top {
+            let me = Graph::encode_entry(slot, level);
+            let mut seen = self.entry.load(Ordering::Acquire);
+            while seen == NO_ENTRY || (seen >> 32) < level as u64 {
+                match self
+                    .entry
+                    .compare_exchange(seen, me, Ordering::AcqRel, Ordering::Acquire)
+                {
+                    Ok(_) => break,
+                    Err(now) => seen = now,
+                }
+            }
+        }
+    }
+
+    /// The HNSW heuristic: walk `pool` (best first, scores relative to the base node) and
+    /// keep a candidate only if it is closer to the base than to every one already kept,
+    /// so that links spread in all directions. Leaves up to `m` slots in `s.picked`.
+    pub(crate) fn select(&self, pool: &[Cand], m: usize, s: &mut Scratch) {
+        s.picked.clear();
+        if pool.len() <= m {
+            s.picked.extend(pool.iter().map(|c| c.slot));
+            return;
+        }
+        let dim = self.params.dim;
+        // Decode the candidates that have no full row once, up front.
+        s.decode.clear();
+        for c in pool {
+            if self.meta[c.slot as usize].full_row == super::graph::NONE {
+                let mut buf = Vec::new();
+                let v = self.vector(c.slot, &mut buf).to_vec();
+                s.decode.extend_from_slice(&v);
+            }
+        }
+        let mut offset = 0;
+        let vectors: Vec<&[f32]> = pool
+            .iter()
+            .map(|c| {
+                if self.meta[c.slot as usize].full_row != super::graph::NONE {
+                    self.full.row(self.meta[c.slot as usize].full_row)
+                } else {
+                    let v = &s.decode[offset..offset + dim];
+                    offset += dim;
+                    v
+                }
+            })
+            .collect();
+        let mut kept: Vec<usize> = Vec::with_capacity(m);
+        for (i, c) in pool.iter().enumerate() {
+            if kept.len() >= m {
+                break;
+            }
+            let c_sq = self.sq_norm(c.slot);
+            let diverse = kept.iter().all(|&j| {
+                let closer =
+                    self.pair_score(vectors[i], c_sq, vectors[j], self.sq_norm(pool[j].slot));
+                closer <= c.score
+            });
+            if diverse {
+                kept.push(i);
+            }
+        }
+        s.picked.extend(kept.iter().map(|&i| pool[i].slot));
+    }
+
+    /// Add `new` to the links of `node` at `level`, pruning them with the heuristic when
+    /// full.
+    fn add_link(&self, node: u32, new: u32, level: usize, s: &mut Scratch) {
+        let _guard = self.locks[node as usize].lock();
+        self.read_links(node, level, &mut s.links);
+        if s.links.contains(&new) {
+            return;
+        }
+        if s.links.len() < self.max_links(level) {
+            s.links.push(new);
+            self.write_links(node, level, &s.links);
+            return;
+        }
+        let links = std::mem::take(&mut s.links);
+        self.relink(node, level, links.iter().copied().chain([new]), s);
+        s.links = links;
+    }
+
+    /// Rewrite `node`'s links at `level` from `candidates`, scored against `node`.
+    fn relink(
+        &self,
+        node: u32,
+        level: usize,
+        candidates: impl Iterator<Item = u32>,
+        s: &mut Scratch,
+    ) {
+        let mut base_buf = Vec::new();
+        let base = self.vector(node, &mut base_buf);
+        let base_sq = self.sq_norm(node);
+        let mut pool = std::mem::take(&mut s.pool);
+        pool.clear();
+        let mut buf = Vec::new();
+        for c in candidates {
+            let score = self.pair_score(base, base_sq, self.vector(c, &mut buf), self.sq_norm(c));
+            pool.push(Cand { score, slot: c });
+        }
+        pool.sort_unstable_by(|a, b| b.cmp(a));
+        self.select(&pool, self.max_links(level), s);
+        self.write_links(node, level, &s.picked);
+        s.pool = pool;
+    }
+
+    /// Reconnect every live node that links to a deleted one (to the deleted node's own
+    /// neighbours, through the heuristic), then free the deleted slots for reuse.
+    pub(crate) fn compact(&mut self) {
+        if self.deleted > 0 {
+            self.drop_deleted();
+        }
+        self.repack_arenas();
+    }
+
+    fn drop_deleted(&mut self) {
+        let g: &Graph = self;
+        (0..g.slots() as u32)
+            .into_par_iter()
+            .filter(|&slot| g.meta[slot as usize].state == SlotState::Live)
+            .for_each(|slot| {
+                with_scratch(|s| {
+                    for level in 0..=g.meta[slot as usize].level as usize {
+                        g.repair(slot, level, s);
+                    }
+                })
+            });
+        for slot in 0..self.slots() as u32 {
+            if self.meta[slot as usize].state == SlotState::Deleted {
+                self.release_vector(slot);
+                self.write_links(slot, 0, &[]);
+                self.links_up[slot as usize] = Box::new([]);
+                self.meta[slot as usize].state = SlotState::Free;
+                self.free_slots.push(slot);
+            }
+        }
+        self.deleted = 0;
+        if let Some((ep, _)) = self.entry_point() {
+            if self.meta[ep as usize].state != SlotState::Live {
+                let best = (0..self.slots() as u32)
+                    .filter(|&sl| self.meta[sl as usize].state == SlotState::Live)
+                    .max_by_key(|&sl| self.meta[sl as usize].level);
+                let entry = best.map_or(NO_ENTRY, |sl| {
+                    Graph::encode_entry(sl, self.meta[sl as usize].level as usize)
+                });
+                self.entry.store(entry, Ordering::Release);
+            }
+        }
+    }
+
+    fn repair(&self, slot: u32, level: usize, s: &mut Scratch) {
+        self.read_links(slot, level, &mut s.links);
+        let live = |n: u32| self.meta[n as usize].state == SlotState::Live;
+        if s.links.iter().all(|&n| live(n)) {
+            return;
+        }
+        let links = std::mem::take(&mut s.links);
+        let mut candidates: Vec<u32> = Vec::with_capacity(links.len() * 4);
+        let mut second = Vec::new();
+        for &n in &links {
+            if live(n) {
+                candidates.push(n);
+            } else {
+                self.read_links(n, level, &mut second);
+                candidates.extend(second.iter().copied().filter(|&x| x != slot && live(x)));
+            }
+        }
+        candidates.sort_unstable();
+        candidates.dedup();
+        self.relink(slot, level, candidates.into_iter(), s);
+        s.links = links;
+    }
+}

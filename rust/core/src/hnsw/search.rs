@@ -1,0 +1,238 @@
+//! Graph traversal: the greedy descent through the upper levels, the beam search of one
+//! level (with the filter applied during traversal, not after), and the exact scan.
+
+use std::cell::RefCell;
+use std::cmp::{Ordering, Reverse};
+use std::collections::BinaryHeap;
+
+use super::filter::Filter;
+use super::graph::{prefetch, Graph, QueryCtx, SlotState};
+use crate::quant::Precision;
+
+/// A slot and its score for the current query; ordered by score, then slot.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) struct Cand {
+    pub score: f32,
+    pub slot: u32,
+}
+
+impl Eq for Cand {}
+
+impl Ord for Cand {
+    fn cmp(&self, other: &Self) -> Ordering {
+        self.score
+            .total_cmp(&other.score)
+            .then(other.slot.cmp(&self.slot))
+    }
+}
+
+impl PartialOrd for Cand {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+/// Per-thread working memory of searches and inserts, reused so that a hot search does
+/// not allocate.
+#[derive(Default)]
+pub(crate) struct Scratch {
+    pub ctx: QueryCtx,
+    visited: Vec<u32>,
+    stamp: u32,
+    candidates: BinaryHeap<Cand>,
+    results: BinaryHeap<Reverse<Cand>>,
+    /// The result of the last [`search_layer`], best first.
+    pub found: Vec<Cand>,
+    pub links: Vec<u32>,
+    fresh: Vec<u32>,
+    pub decode: Vec<f32>,
+    pub pool: Vec<Cand>,
+    pub picked: Vec<u32>,
+}
+
+thread_local! {
+    static SCRATCH: RefCell<Scratch> = RefCell::new(Scratch::default());
+}
+
+/// Run `f` with this thread's scratch space.
+pub(crate) fn with_scratch<R>(f: impl FnOnce(&mut Scratch) -> R) -> R {
+    SCRATCH.with(|s| f(&mut s.borrow_mut()))
+}
+
+impl Scratch {
+    pub fn begin_visit(&mut self, slots: usize) {
+        if self.visited.len() < slots {
+            self.visited.resize(slots, 0);
+        }
+        self.stamp = self.stamp.wrapping_add(1);
+        if self.stamp == 0 {
+            self.visited.fill(0);
+            self.stamp = 1;
+        }
+    }
+}
+
+impl Graph {
+    /// Follow improving links at `level` from `start` until none improves.
+    pub(crate) fn greedy(&self, s: &mut Scratch, mut cur: Cand, level: usize) -> Cand {
+        loop {
+            let mut moved = false;
+            self.read_links(cur.slot, level, &mut s.links);
+            for &n in &s.links {
+                let score = s.ctx.score(self, n);
+                if score > cur.score {
+                    cur = Cand { score, slot: n };
+                    moved = true;
+                }
+            }
+            if !moved {
+                return cur;
+            }
+        }
+    }
+
+    /// Beam search of one level with beam width `ef`, from `entries`. Every reached node
+    /// is expanded, but only those `admit` accepts enter the results (and so bound the
+    /// search): a filter keeps the beam open until it holds `ef` admitted nodes. Leaves
+    /// the admitted nodes, best first, in `s.found`.
+    pub(crate) fn search_layer(
+        &self,
+        s: &mut Scratch,
+        entries: &[Cand],
+        ef: usize,
+        level: usize,
+        admit: &dyn Fn(u32) -> bool,
+    ) {
+        s.begin_visit(self.slots());
+        let Scratch {
+            ctx,
+            visited,
+            stamp,
+            candidates,
+            results,
+            links,
+            fresh,
+            ..
+        } = s;
+        let stamp = *stamp;
+        candidates.clear();
+        results.clear();
+        for &e in entries {
+            let cell = &mut visited[e.slot as usize];
+            if *cell == stamp {
+                continue;
+            }
+            *cell = stamp;
+            candidates.push(e);
+            if admit(e.slot) {
+                results.push(Reverse(e));
+            }
+        }
+        while let Some(c) = candidates.pop() {
+            let worst = results.peek().map_or(f32::NEG_INFINITY, |r| r.0.score);
+            if results.len() >= ef && c.score < worst {
+                break;
+            }
+            self.read_links(c.slot, level, links);
+            fresh.clear();
+            for &n in links.iter() {
+                let cell = &mut visited[n as usize];
+                if *cell != stamp {
+                    *cell = stamp;
+                    prefetch(self.data_ptr(n, ctx.use_full));
+                    fresh.push(n);
+                }
+            }
+            for &n in fresh.iter() {
+                let score = ctx.score(self, n);
+                let worst = results.peek().map_or(f32::NEG_INFINITY, |r| r.0.score);
+                if results.len() < ef || score > worst {
+                    let cand = Cand { score, slot: n };
+                    candidates.push(cand);
+                    if admit(n) {
+                        results.push(Reverse(cand));
+                        if results.len() > ef {
+                            results.pop();
+                        }
+                    }
+                }
+            }
+        }
+        s.found.clear();
+        s.found.extend(s.results.drain().map(|r| r.0));
+        s.found.sort_unstable_by(|a, b| b.cmp(a));
+    }
+
+    /// The `k` best live nodes that `filter` allows, best first, as `(slot, score)`.
+    /// `s.ctx` must be prepared for the query (with `use_full = false`).
+    pub(crate) fn knn(
+        &self,
+        s: &mut Scratch,
+        k: usize,
+        ef: usize,
+        rescore: bool,
+        exact: bool,
+        filter: Option<&dyn Filter>,
+    ) -> Vec<Cand> {
+        if self.live == 0 {
+            return Vec::new();
+        }
+        let allowed = |slot: u32| {
+            self.meta[slot as usize].state == SlotState::Live
+                && filter.is_none_or(|f| f.allows(self.ids[slot as usize]))
+        };
+        // A very selective filter: scoring its ids beats walking a graph where almost
+        // nothing is admitted.
+        if let Some(ids) = filter.and_then(|f| f.ids()) {
+            if ids.len() * 100 < self.live || ids.len() <= k {
+                let slots = ids.iter().filter_map(|id| self.id_map.get(id).copied());
+                return self.exact_top(s, slots.filter(|&sl| allowed(sl)), k);
+            }
+        }
+        if exact {
+            let slots = (0..self.slots() as u32).filter(|&sl| allowed(sl));
+            return self.exact_top(s, slots, k);
+        }
+        let Some((ep, top)) = self.entry_point() else {
+            return Vec::new();
+        };
+        let mut cur = Cand {
+            score: s.ctx.score(self, ep),
+            slot: ep,
+        };
+        for level in (1..=top).rev() {
+            cur = self.greedy(s, cur, level);
+        }
+        self.search_layer(s, &[cur], ef.max(k), 0, &allowed);
+        let codes_used = self.per_precision[Precision::Full as usize] < self.live + self.deleted;
+        if rescore && codes_used {
+            s.ctx.use_full = true;
+            for c in s.found.iter_mut() {
+                c.score = s.ctx.score(self, c.slot);
+            }
+            s.ctx.use_full = false;
+            s.found.sort_unstable_by(|a, b| b.cmp(a));
+        }
+        s.found.truncate(k);
+        std::mem::take(&mut s.found)
+    }
+
+    /// Score every slot of `slots` (at the best precision kept) and keep the top `k`.
+    fn exact_top(&self, s: &mut Scratch, slots: impl Iterator<Item = u32>, k: usize) -> Vec<Cand> {
+        s.ctx.use_full = true;
+        let mut heap: BinaryHeap<Reverse<Cand>> = BinaryHeap::with_capacity(k + 1);
+        for slot in slots {
+            let score = s.ctx.score(self, slot);
+            if heap.len() < k {
+                heap.push(Reverse(Cand { score, slot }));
+            } else if heap.peek().is_some_and(|w| score > w.0.score) {
+                heap.pop();
+                heap.push(Reverse(Cand { score, slot }));
+            }
+        }
+        s.ctx.use_full = false;
+        let mut out: Vec<Cand> = heap.into_iter().map(|r| r.0).collect();
+        out.sort_unstable_by(|a, b| b.cmp(a));
+        out
+    }
+}

@@ -1,0 +1,348 @@
+//! Unit tests of the index on small synthetic data (the recall tests on real embeddings
+//! live in the Python suite).
+
+use super::*;
+
+/// Clustered random vectors, reproducible from `seed`.
+fn data(n: usize, dim: usize, seed: u64) -> Vec<f32> {
+    let mut s = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    let mut next = move || {
+        s ^= s << 13;
+        s ^= s >> 7;
+        s ^= s << 17;
+        (s >> 11) as f32 / (1u64 << 53) as f32 - 0.5
+    };
+    let centers: Vec<f32> = (0..16 * dim).map(|_| next() * 4.0).collect();
+    (0..n)
+        .flat_map(|i| {
+            let c = (i * 7) % 16;
+            (0..dim)
+                .map(|d| centers[c * dim + d] + next())
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+fn exact(
+    vectors: &[f32],
+    ids: &[u64],
+    dim: usize,
+    q: &[f32],
+    k: usize,
+    metric: Metric,
+) -> Vec<u64> {
+    let norm = |v: &[f32]| v.iter().map(|x| x * x).sum::<f32>().sqrt();
+    let mut scored: Vec<(f32, u64)> = ids
+        .iter()
+        .enumerate()
+        .map(|(i, &id)| {
+            let v = &vectors[i * dim..(i + 1) * dim];
+            let dot: f32 = v.iter().zip(q).map(|(a, b)| a * b).sum();
+            let score = match metric {
+                Metric::Ip => dot,
+                Metric::Cosine => dot / (norm(v) * norm(q)),
+                Metric::L2 => -v.iter().zip(q).map(|(a, b)| (a - b) * (a - b)).sum::<f32>(),
+            };
+            (score, id)
+        })
+        .collect();
+    scored.sort_by(|a, b| b.0.total_cmp(&a.0));
+    scored.into_iter().take(k).map(|s| s.1).collect()
+}
+
+fn recall(
+    index: &Hnsw,
+    vectors: &[f32],
+    ids: &[u64],
+    queries: &[f32],
+    dim: usize,
+    opts: SearchOptions,
+) -> f64 {
+    let metric = index.params().metric;
+    let mut hits = 0;
+    let nq = queries.len() / dim;
+    for q in queries.chunks(dim) {
+        let want = exact(vectors, ids, dim, q, opts.k, metric);
+        let got = index.search(q, opts, None).unwrap();
+        hits += got.iter().filter(|h| want.contains(&h.0)).count();
+    }
+    hits as f64 / (nq * opts.k) as f64
+}
+
+fn build(
+    n: usize,
+    dim: usize,
+    metric: Metric,
+    precision: Precision,
+    keep_full: bool,
+) -> (Hnsw, Vec<f32>, Vec<u64>) {
+    let vectors = data(n, dim, 1);
+    let ids: Vec<u64> = (0..n as u64).map(|i| i * 3 + 1).collect();
+    let mut params = Params::new(dim);
+    params.metric = metric;
+    params.keep_full = keep_full;
+    let index = Hnsw::new(params).unwrap();
+    index.add(&ids, &vectors, &[precision], None).unwrap();
+    (index, vectors, ids)
+}
+
+#[test]
+fn recall_is_high_for_every_metric() {
+    let dim = 24;
+    let queries = data(50, dim, 99);
+    // Inner product is not a metric: vectors of large norm dominate every query, and a
+    // graph search needs a wider beam for the same recall (hnswlib behaves alike).
+    let cases = [
+        (Metric::Cosine, 100, 0.95),
+        (Metric::L2, 100, 0.95),
+        (Metric::Ip, 400, 0.8),
+    ];
+    for (metric, ef, floor) in cases {
+        let (index, vectors, ids) = build(2000, dim, metric, Precision::Full, true);
+        let mut opts = SearchOptions::new(10);
+        opts.ef = Some(ef);
+        let r = recall(&index, &vectors, &ids, &queries, dim, opts);
+        assert!(r >= floor, "{metric:?}: recall@10 {r} at ef {ef}");
+        index.graph.read().check_invariants();
+    }
+}
+
+#[test]
+fn codes_with_rescoring_keep_recall() {
+    let dim = 32;
+    let queries = data(50, dim, 5);
+    for (p, floor) in [
+        (Precision::Q8, 0.95),
+        (Precision::Q4, 0.9),
+        (Precision::Binary, 0.8),
+    ] {
+        let (index, vectors, ids) = build(2000, dim, Metric::Cosine, p, true);
+        let mut opts = SearchOptions::new(10);
+        opts.ef = Some(200);
+        let r = recall(&index, &vectors, &ids, &queries, dim, opts);
+        assert!(r >= floor, "{p:?}: recall@10 {r}");
+    }
+}
+
+#[test]
+fn codes_only_use_less_memory() {
+    let (full, ..) = build(1000, 64, Metric::Cosine, Precision::Full, true);
+    let (q8, ..) = build(1000, 64, Metric::Cosine, Precision::Q8, false);
+    let (bin, ..) = build(1000, 64, Metric::Cosine, Precision::Binary, false);
+    assert!(
+        q8.memory_bytes() < full.memory_bytes() * 6 / 10,
+        "{} vs {}",
+        q8.memory_bytes(),
+        full.memory_bytes()
+    );
+    assert!(bin.memory_bytes() < q8.memory_bytes());
+}
+
+#[test]
+fn upsert_replaces_the_vector() {
+    let dim = 8;
+    let index = Hnsw::new(Params::new(dim)).unwrap();
+    let a = [1.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0];
+    let b = [0.0, 1.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0];
+    index.add(&[7, 8], &[a, b].concat(), &[], None).unwrap();
+    index.add(&[7], &b, &[], None).unwrap();
+    assert_eq!(index.len(), 2);
+    assert_eq!(index.get_vector(7).unwrap(), b.to_vec());
+    let hits = index.search(&b, SearchOptions::new(2), None).unwrap();
+    assert!(hits.iter().all(|h| (h.1 - 1.0).abs() < 1e-6), "{hits:?}");
+}
+
+#[test]
+fn removed_ids_never_come_back_and_slots_are_reused() {
+    let dim = 16;
+    let (index, vectors, ids) = build(1500, dim, Metric::L2, Precision::Full, true);
+    let removed: Vec<u64> = ids.iter().copied().step_by(3).collect();
+    assert_eq!(index.remove(&removed), removed.len());
+    assert_eq!(index.remove(&removed), 0);
+    let slots_before = index.stats().slots;
+    assert_eq!(
+        index.stats().deleted,
+        0,
+        "a third removed triggers compaction"
+    );
+    index.graph.read().check_invariants();
+    for q in data(30, dim, 3).chunks(dim) {
+        let hits = index.search(q, SearchOptions::new(20), None).unwrap();
+        assert_eq!(hits.len(), 20);
+        assert!(hits.iter().all(|h| !removed.contains(&h.0)));
+    }
+    // The kept nodes are still found well.
+    let kept: Vec<usize> = (0..ids.len()).filter(|i| i % 3 != 0).collect();
+    let kept_ids: Vec<u64> = kept.iter().map(|&i| ids[i]).collect();
+    let kept_vecs: Vec<f32> = kept
+        .iter()
+        .flat_map(|&i| vectors[i * dim..(i + 1) * dim].to_vec())
+        .collect();
+    let r = recall(
+        &index,
+        &kept_vecs,
+        &kept_ids,
+        &data(50, dim, 8),
+        dim,
+        SearchOptions::new(10),
+    );
+    assert!(r >= 0.95, "recall after removal {r}");
+    // New inserts reuse the freed slots.
+    index
+        .add(&removed, &data(removed.len(), dim, 4), &[], None)
+        .unwrap();
+    assert_eq!(index.stats().slots, slots_before);
+    assert_eq!(index.len(), ids.len());
+}
+
+#[test]
+fn filters_apply_during_traversal() {
+    let dim = 16;
+    let (index, vectors, ids) = build(3000, dim, Metric::Cosine, Precision::Full, true);
+    let allowed: Vec<u64> = ids.iter().copied().filter(|id| id % 10 == 1).collect();
+    let set = IdSet::new(allowed.iter().copied());
+    let sub: Vec<usize> = (0..ids.len()).filter(|&i| ids[i] % 10 == 1).collect();
+    let sub_vecs: Vec<f32> = sub
+        .iter()
+        .flat_map(|&i| vectors[i * dim..(i + 1) * dim].to_vec())
+        .collect();
+    let mut hits = 0;
+    let queries = data(40, dim, 11);
+    for q in queries.chunks(dim) {
+        let want = exact(&sub_vecs, &allowed, dim, q, 10, Metric::Cosine);
+        let got = index.search(q, SearchOptions::new(10), Some(&set)).unwrap();
+        assert_eq!(got.len(), 10);
+        assert!(got.iter().all(|h| allowed.contains(&h.0)));
+        hits += got.iter().filter(|h| want.contains(&h.0)).count();
+    }
+    let r = hits as f64 / 400.0;
+    assert!(r >= 0.95, "filtered recall {r}");
+    // A tiny filter is answered by an exact scan.
+    let tiny = IdSet::new([ids[5], ids[17]]);
+    let got = index
+        .search(&queries[..dim], SearchOptions::new(10), Some(&tiny))
+        .unwrap();
+    assert_eq!(got.len(), 2);
+    // A closure is a filter too.
+    let odd = |id: u64| id % 2 == 1;
+    let got = index
+        .search(&queries[..dim], SearchOptions::new(5), Some(&odd))
+        .unwrap();
+    assert!(got.iter().all(|h| h.0 % 2 == 1));
+}
+
+#[test]
+fn precision_changes_in_place() {
+    let (index, _, ids) = build(500, 64, Metric::Cosine, Precision::Full, false);
+    let full_mem = index.memory_bytes();
+    index.set_precision(&ids, Precision::Binary).unwrap();
+    assert_eq!(index.precision_of(ids[0]), Some(Precision::Binary));
+    assert_eq!(index.stats().per_precision, [0, 0, 0, 500]);
+    assert!(index.set_precision(&[123_456_789], Precision::Q8).is_err());
+    let v = index.get_vector(ids[3]).unwrap();
+    let hits = index.search(&v, SearchOptions::new(1), None).unwrap();
+    assert_eq!(hits.len(), 1);
+    assert!(
+        index.memory_bytes() * 10 < full_mem * 6,
+        "{} vs {full_mem}",
+        index.memory_bytes()
+    );
+    index.graph.read().check_invariants();
+    // Raising precision again works from what is kept (the binary code).
+    index.set_precision(&ids[..10], Precision::Q8).unwrap();
+    assert_eq!(index.precision_of(ids[0]), Some(Precision::Q8));
+}
+
+#[test]
+fn save_and_load_answer_identically() {
+    let dim = 12;
+    let (index, _, ids) = build(800, dim, Metric::L2, Precision::Q8, true);
+    index.remove(&ids[..10]);
+    let bytes = index.to_bytes();
+    let loaded = Hnsw::from_bytes(&bytes).unwrap();
+    assert_eq!(loaded.len(), index.len());
+    for q in data(20, dim, 21).chunks(dim) {
+        assert_eq!(
+            index.search(q, SearchOptions::new(10), None).unwrap(),
+            loaded.search(q, SearchOptions::new(10), None).unwrap()
+        );
+    }
+    assert_eq!(loaded.to_bytes(), bytes);
+}
+
+#[test]
+fn damaged_files_are_errors_not_panics() {
+    let (index, ..) = build(300, 8, Metric::Cosine, Precision::Q4, true);
+    let bytes = index.to_bytes();
+    for cut in [0, 5, 12, bytes.len() / 2, bytes.len() - 1] {
+        assert!(
+            matches!(Hnsw::from_bytes(&bytes[..cut]), Err(Error::Corrupt(_))),
+            "cut at {cut}"
+        );
+    }
+    for pos in [9, 40, bytes.len() / 3, bytes.len() - 2] {
+        let mut bad = bytes.clone();
+        bad[pos] ^= 0x40;
+        assert!(
+            matches!(Hnsw::from_bytes(&bad), Err(Error::Corrupt(_))),
+            "flip at {pos}"
+        );
+    }
+}
+
+#[test]
+fn bad_input_is_an_error() {
+    let index = Hnsw::new(Params::new(4)).unwrap();
+    assert!(index.add(&[1], &[0.0; 3], &[], None).is_err());
+    assert!(index
+        .add(&[1], &[0.0, f32::NAN, 0.0, 0.0], &[], None)
+        .is_err());
+    assert!(index
+        .add(&[1, 2], &[0.0; 8], &[Precision::Q8; 3], None)
+        .is_err());
+    assert!(index
+        .search(&[0.0; 4], SearchOptions::new(0), None)
+        .is_err());
+    assert!(index
+        .search(&[0.0; 5], SearchOptions::new(1), None)
+        .is_err());
+    assert!(index
+        .search(&[0.0; 4], SearchOptions::new(3), None)
+        .unwrap()
+        .is_empty());
+    assert!(Hnsw::new(Params::new(0)).is_err());
+    assert!(Metric::parse("manhattan").is_err());
+    assert!(Precision::parse("q2").is_err());
+}
+
+#[test]
+fn concurrent_adds_and_searches_are_safe() {
+    let dim = 16;
+    let index = std::sync::Arc::new(Hnsw::new(Params::new(dim)).unwrap());
+    let vectors = data(2000, dim, 2);
+    std::thread::scope(|scope| {
+        for t in 0..4u64 {
+            let index = index.clone();
+            let vectors = &vectors;
+            scope.spawn(move || {
+                for chunk in 0..10u64 {
+                    let start = (t * 500 + chunk * 50) as usize;
+                    let ids: Vec<u64> = (start as u64..start as u64 + 50).collect();
+                    index
+                        .add(&ids, &vectors[start * dim..(start + 50) * dim], &[], None)
+                        .unwrap();
+                    let hits = index
+                        .search(
+                            &vectors[start * dim..(start + 1) * dim],
+                            SearchOptions::new(5),
+                            None,
+                        )
+                        .unwrap();
+                    assert!(!hits.is_empty());
+                }
+            });
+        }
+    });
+    assert_eq!(index.len(), 2000);
+    index.graph.read().check_invariants();
+}

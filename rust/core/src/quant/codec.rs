@@ -1,0 +1,314 @@
+//! Encoding f32 vectors into codes, decoding them back, and the arenas that hold rows.
+//!
+//! Every code reconstructs as `x̂[i] = offset + scale · level[i]`, so an inner product with
+//! an f32 query `q` is `offset · Σq + scale · Σ q[i]·level[i]`: one kernel call per code.
+//! - q8: `level ∈ 0..=255`, offset = min(x), scale = (max − min) / 255;
+//! - q4: `level ∈ 0..=15`, offset = min(x), scale = (max − min) / 15; two levels a byte,
+//!   the even dimension in the low nibble;
+//! - binary: `level ∈ {−1, +1}` from the sign of `x[i] − mean(x)`, offset = mean(x),
+//!   scale = mean |x[i] − mean(x)| (the scale that minimizes the squared error for those
+//!   signs); bit `i % 8` of byte `i / 8` is set for +1.
+
+use super::Precision;
+
+/// What a row needs besides its data to turn a kernel sum into an inner product and a
+/// squared norm (for the l2 metric).
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct RowParams {
+    pub offset: f32,
+    pub scale: f32,
+    /// `‖x̂‖²` of the reconstruction (of `x` itself for full rows).
+    pub sq_norm: f32,
+}
+
+/// Encode `x` at `precision` into `out` (`precision.code_bytes(dim)` bytes; unused for
+/// `Full`, whose rows live in an f32 arena).
+pub fn encode(precision: Precision, x: &[f32], out: &mut [u8]) -> RowParams {
+    match precision {
+        Precision::Full => RowParams {
+            offset: 0.0,
+            scale: 1.0,
+            sq_norm: x.iter().map(|v| v * v).sum(),
+        },
+        Precision::Q8 => encode_scalar(x, 255, out, |out, i, level| out[i] = level),
+        Precision::Q4 => {
+            out.fill(0);
+            encode_scalar(x, 15, out, |out, i, level| {
+                out[i / 2] |= level << ((i % 2) * 4)
+            })
+        }
+        Precision::Binary => encode_binary(x, out),
+    }
+}
+
+fn encode_scalar(
+    x: &[f32],
+    top: u8,
+    out: &mut [u8],
+    put: impl Fn(&mut [u8], usize, u8),
+) -> RowParams {
+    let (min, max) = x
+        .iter()
+        .fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), &v| {
+            (lo.min(v), hi.max(v))
+        });
+    let (min, max) = if x.is_empty() { (0.0, 0.0) } else { (min, max) };
+    let scale = (max - min) / top as f32;
+    let mut sq_norm = 0.0;
+    for (i, &v) in x.iter().enumerate() {
+        let level = if scale > 0.0 {
+            ((v - min) / scale).round().clamp(0.0, top as f32) as u8
+        } else {
+            0
+        };
+        put(out, i, level);
+        let r = min + scale * level as f32;
+        sq_norm += r * r;
+    }
+    RowParams {
+        offset: min,
+        scale,
+        sq_norm,
+    }
+}
+
+fn encode_binary(x: &[f32], out: &mut [u8]) -> RowParams {
+    out.fill(0);
+    let n = x.len().max(1) as f32;
+    let mean = x.iter().sum::<f32>() / n;
+    let scale = x.iter().map(|v| (v - mean).abs()).sum::<f32>() / n;
+    let mut sq_norm = 0.0;
+    for (i, &v) in x.iter().enumerate() {
+        let r = if v > mean {
+            out[i / 8] |= 1 << (i % 8);
+            mean + scale
+        } else {
+            mean - scale
+        };
+        sq_norm += r * r;
+    }
+    RowParams {
+        offset: mean,
+        scale,
+        sq_norm,
+    }
+}
+
+/// Reconstruct a code into `out` (`dim` values).
+pub fn decode_into(precision: Precision, code: &[u8], p: RowParams, out: &mut [f32]) {
+    match precision {
+        Precision::Full => unreachable!("full rows are f32 and need no decoding"),
+        Precision::Q8 => {
+            for (o, &c) in out.iter_mut().zip(code) {
+                *o = p.offset + p.scale * c as f32;
+            }
+        }
+        Precision::Q4 => {
+            for (i, o) in out.iter_mut().enumerate() {
+                let level = (code[i / 2] >> ((i % 2) * 4)) & 0x0f;
+                *o = p.offset + p.scale * level as f32;
+            }
+        }
+        Precision::Binary => {
+            for (i, o) in out.iter_mut().enumerate() {
+                let sign = if code[i / 8] >> (i % 8) & 1 == 1 {
+                    1.0
+                } else {
+                    -1.0
+                };
+                *o = p.offset + p.scale * sign;
+            }
+        }
+    }
+}
+
+/// Fixed-width rows of `T` with their parameters; freed rows are reused first, so memory
+/// stays flat under insert/delete churn.
+#[derive(Clone, Debug, Default)]
+pub struct CodeArena<T> {
+    width: usize,
+    data: Vec<T>,
+    params: Vec<RowParams>,
+    free: Vec<u32>,
+}
+
+impl<T: Copy + Default> CodeArena<T> {
+    pub fn new(width: usize) -> Self {
+        CodeArena {
+            width,
+            data: Vec::new(),
+            params: Vec::new(),
+            free: Vec::new(),
+        }
+    }
+
+    pub fn from_parts(width: usize, data: Vec<T>, params: Vec<RowParams>, free: Vec<u32>) -> Self {
+        CodeArena {
+            width,
+            data,
+            params,
+            free,
+        }
+    }
+
+    pub fn width(&self) -> usize {
+        self.width
+    }
+
+    /// Rows allocated (live and free).
+    pub fn rows(&self) -> usize {
+        self.params.len()
+    }
+
+    pub fn free_rows(&self) -> &[u32] {
+        &self.free
+    }
+
+    pub fn raw(&self) -> (&[T], &[RowParams]) {
+        (&self.data, &self.params)
+    }
+
+    /// Room for `extra` more rows without reallocating more than needed.
+    pub fn reserve(&mut self, extra: usize) {
+        let need = extra.saturating_sub(self.free.len());
+        self.data.reserve_exact(need * self.width);
+        self.params.reserve_exact(need);
+    }
+
+    pub fn alloc(&mut self) -> u32 {
+        if let Some(row) = self.free.pop() {
+            return row;
+        }
+        self.data.resize(self.data.len() + self.width, T::default());
+        self.params.push(RowParams::default());
+        (self.params.len() - 1) as u32
+    }
+
+    pub fn release(&mut self, row: u32) {
+        self.free.push(row);
+    }
+
+    #[inline]
+    pub fn row(&self, row: u32) -> &[T] {
+        let start = row as usize * self.width;
+        &self.data[start..start + self.width]
+    }
+
+    #[inline]
+    pub fn row_mut(&mut self, row: u32) -> &mut [T] {
+        let start = row as usize * self.width;
+        &mut self.data[start..start + self.width]
+    }
+
+    #[inline]
+    pub fn params(&self, row: u32) -> RowParams {
+        self.params[row as usize]
+    }
+
+    pub fn set_params(&mut self, row: u32, p: RowParams) {
+        self.params[row as usize] = p;
+    }
+
+    /// When at least a quarter of the rows are free, move the others to the front and
+    /// give the memory back. Returns the new row of each old row (`u32::MAX` for freed).
+    pub fn repack(&mut self) -> Option<Vec<u32>> {
+        if self.free.is_empty() || self.free.len() * 4 < self.rows() {
+            return None;
+        }
+        let mut is_free = vec![false; self.rows()];
+        for &r in &self.free {
+            is_free[r as usize] = true;
+        }
+        let live = self.rows() - self.free.len();
+        let mut data = Vec::with_capacity(live * self.width);
+        let mut params = Vec::with_capacity(live);
+        let mut map = vec![u32::MAX; self.rows()];
+        for (row, free) in is_free.iter().enumerate() {
+            if !free {
+                map[row] = params.len() as u32;
+                data.extend_from_slice(self.row(row as u32));
+                params.push(self.params[row]);
+            }
+        }
+        self.data = data;
+        self.params = params;
+        self.free = Vec::new();
+        Some(map)
+    }
+
+    pub fn memory_bytes(&self) -> usize {
+        self.data.capacity() * std::mem::size_of::<T>()
+            + self.params.capacity() * std::mem::size_of::<RowParams>()
+            + self.free.capacity() * 4
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample(dim: usize, seed: u32) -> Vec<f32> {
+        (0..dim)
+            .map(|i| {
+                ((i as u32).wrapping_mul(2654435761).wrapping_add(seed) % 1000) as f32 / 500.0 - 1.0
+            })
+            .collect()
+    }
+
+    #[test]
+    fn reconstruction_error_shrinks_with_precision() {
+        for dim in [1, 5, 64, 383] {
+            let x = sample(dim, 11);
+            let mut errors = Vec::new();
+            for p in [Precision::Q8, Precision::Q4, Precision::Binary] {
+                let mut code = vec![0u8; p.code_bytes(dim)];
+                let params = encode(p, &x, &mut code);
+                let mut back = vec![0.0; dim];
+                decode_into(p, &code, params, &mut back);
+                let err: f32 = x.iter().zip(&back).map(|(a, b)| (a - b) * (a - b)).sum();
+                let norm: f32 = back.iter().map(|v| v * v).sum();
+                assert!(
+                    (norm - params.sq_norm).abs() <= 1e-3 * norm.max(1.0),
+                    "{p:?} sq_norm"
+                );
+                errors.push(err / dim as f32);
+            }
+            assert!(errors[0] <= 1e-4, "q8 error {} at dim {dim}", errors[0]);
+            assert!(
+                errors[0] <= errors[1] && errors[1] <= errors[2] + 1e-6,
+                "{errors:?} at dim {dim}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_constant_vector_survives_every_codec() {
+        let x = vec![0.25f32; 17];
+        for p in [Precision::Q8, Precision::Q4, Precision::Binary] {
+            let mut code = vec![0u8; p.code_bytes(17)];
+            let params = encode(p, &x, &mut code);
+            let mut back = vec![0.0; 17];
+            decode_into(p, &code, params, &mut back);
+            assert!(
+                back.iter().all(|v| (v - 0.25).abs() < 1e-6),
+                "{p:?}: {back:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn arena_reuses_released_rows() {
+        let mut a = CodeArena::<u8>::new(3);
+        let r0 = a.alloc();
+        let r1 = a.alloc();
+        a.row_mut(r1).copy_from_slice(&[1, 2, 3]);
+        a.release(r0);
+        assert_eq!(a.alloc(), r0);
+        assert_eq!(a.rows(), 2);
+        assert_eq!(a.row(r1), &[1, 2, 3]);
+        a.release(r0);
+        let map = a.repack().unwrap();
+        assert_eq!(map, vec![u32::MAX, 0]);
+        assert_eq!((a.rows(), a.row(0)), (1, &[1u8, 2, 3][..]));
+    }
+}

@@ -1,0 +1,367 @@
+//! `llmkg.HnswIndex` and `llmkg.IdFilter`: thin wrappers over `llmkg_core::hnsw`.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use llmkg_core::hnsw::{Filter, Hnsw, IdSet, Metric, Params, SearchOptions};
+use llmkg_core::quant::Precision;
+use numpy::ndarray::Array2;
+use numpy::{IntoPyArray, PyArray1};
+use pyo3::exceptions::{PyKeyError, PyRuntimeError, PyTypeError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyDict, PyString};
+
+use crate::convert;
+use crate::errors::CoreError;
+use crate::gil::{detached, thread_pool};
+
+/// Id that fills result slots when fewer than `k` nodes match (`2**64 - 1`).
+pub const MISSING_ID: u64 = u64::MAX;
+
+/// An HNSW index over float32 vectors with per-node precision.
+///
+/// Scores are "higher is closer": cosine similarity, inner product, or the negative
+/// squared distance for ``l2``. Every method that does real work releases the GIL; the
+/// index is safe to share between threads.
+#[pyclass(frozen, module = "llmkg._core")]
+pub struct HnswIndex {
+    inner: Arc<Hnsw>,
+}
+
+/// A reusable set of allowed ids for filtered search.
+#[pyclass(frozen, module = "llmkg._core")]
+pub struct IdFilter {
+    inner: Arc<IdSet>,
+}
+
+#[pymethods]
+impl IdFilter {
+    #[new]
+    fn new(py: Python<'_>, ids: &Bound<'_, PyAny>) -> PyResult<Self> {
+        let ids = convert::ids(ids, "ids")?;
+        let inner = detached(py, || Ok(IdSet::new(ids)))?;
+        Ok(IdFilter {
+            inner: Arc::new(inner),
+        })
+    }
+
+    fn __len__(&self) -> usize {
+        self.inner.len()
+    }
+
+    fn __contains__(&self, id: &Bound<'_, PyAny>) -> bool {
+        id.extract::<u64>().is_ok_and(|id| self.inner.allows(id))
+    }
+
+    fn __repr__(&self) -> String {
+        format!("IdFilter(<{} ids>)", self.inner.len())
+    }
+}
+
+fn parse_precisions(obj: Option<&Bound<'_, PyAny>>) -> PyResult<Vec<Precision>> {
+    let Some(obj) = obj else {
+        return Ok(Vec::new());
+    };
+    if obj.is_none() {
+        return Ok(Vec::new());
+    }
+    if obj.is_instance_of::<PyString>() {
+        let name: String = obj.extract()?;
+        return Ok(vec![Precision::parse(&name).map_err(CoreError)?]);
+    }
+    let names: Vec<String> = obj.extract().map_err(|_| {
+        PyTypeError::new_err("precision must be None, a str, or a sequence of str (one per row)")
+    })?;
+    names
+        .iter()
+        .map(|n| Precision::parse(n).map_err(|e| CoreError(e).into()))
+        .collect()
+}
+
+fn parse_filter(obj: Option<&Bound<'_, PyAny>>) -> PyResult<Option<Arc<IdSet>>> {
+    match obj {
+        None => Ok(None),
+        Some(o) if o.is_none() => Ok(None),
+        Some(o) => {
+            if let Ok(f) = o.cast::<IdFilter>() {
+                return Ok(Some(f.get().inner.clone()));
+            }
+            Ok(Some(Arc::new(IdSet::new(convert::ids(o, "filter")?))))
+        }
+    }
+}
+
+#[pymethods]
+impl HnswIndex {
+    #[new]
+    #[pyo3(signature = (dim, metric = "cosine", m = 16, ef_construction = 200, ef_search = 100, seed = 42, keep_full = true))]
+    fn new(
+        dim: usize,
+        metric: &str,
+        m: usize,
+        ef_construction: usize,
+        ef_search: usize,
+        seed: u64,
+        keep_full: bool,
+    ) -> PyResult<Self> {
+        let params = Params {
+            dim,
+            metric: Metric::parse(metric).map_err(CoreError)?,
+            m,
+            ef_construction,
+            ef_search,
+            seed,
+            keep_full,
+        };
+        Ok(HnswIndex {
+            inner: Arc::new(Hnsw::new(params).map_err(CoreError)?),
+        })
+    }
+
+    /// Insert (or replace) `ids[i]` with `vectors[i]`.
+    ///
+    /// precision: None (full), one of "full", "q8", "q4", "binary", or one per row.
+    /// threads: worker threads for linking (default: all cores).
+    #[pyo3(signature = (ids, vectors, precision = None, threads = None))]
+    fn add(
+        &self,
+        py: Python<'_>,
+        ids: &Bound<'_, PyAny>,
+        vectors: &Bound<'_, PyAny>,
+        precision: Option<&Bound<'_, PyAny>>,
+        threads: Option<usize>,
+    ) -> PyResult<()> {
+        let dim = self.inner.params().dim;
+        let ids = convert::ids(ids, "ids")?;
+        let (vectors, rows, _) = convert::matrix(vectors, "vectors", dim, false)?;
+        if rows != ids.len() {
+            return Err(PyValueError::new_err(format!(
+                "ids and vectors differ in length: {} ids, {rows} vectors",
+                ids.len()
+            )));
+        }
+        let precisions = parse_precisions(precision)?;
+        let pool = thread_pool(threads)?;
+        let index = &self.inner;
+        detached(py, || index.add(&ids, &vectors, &precisions, pool.as_ref()))
+    }
+
+    /// The `k` nearest nodes of each query: `(ids, scores)`, best first.
+    ///
+    /// A (dim,) query gives (k,) arrays, an (n, dim) batch (n, k) arrays. Slots beyond the
+    /// number of matching nodes hold id `MISSING_ID` and score `-inf`.
+    /// filter: allowed ids (an array-like or a reusable `IdFilter`), applied during the
+    /// graph traversal. exact: score every allowed node instead of walking the graph.
+    #[pyo3(signature = (queries, k = 10, ef = None, rescore = true, filter = None, exact = false))]
+    #[allow(clippy::too_many_arguments)]
+    fn search<'py>(
+        &self,
+        py: Python<'py>,
+        queries: &Bound<'py, PyAny>,
+        k: usize,
+        ef: Option<usize>,
+        rescore: bool,
+        filter: Option<&Bound<'py, PyAny>>,
+        exact: bool,
+    ) -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyAny>)> {
+        let dim = self.inner.params().dim;
+        let (queries, rows, one) = convert::matrix(queries, "queries", dim, true)?;
+        let filter = parse_filter(filter)?;
+        let opts = SearchOptions {
+            k,
+            ef,
+            rescore,
+            exact,
+        };
+        let index = &self.inner;
+        let hits = detached(py, || {
+            let f = filter.as_deref().map(|f| f as &dyn Filter);
+            index.search_many(&queries, opts, f, None)
+        })?;
+        let mut ids = vec![MISSING_ID; rows * k];
+        let mut scores = vec![f32::NEG_INFINITY; rows * k];
+        for (r, row) in hits.iter().enumerate() {
+            for (j, &(id, score)) in row.iter().enumerate() {
+                ids[r * k + j] = id;
+                scores[r * k + j] = score;
+            }
+        }
+        if one {
+            return Ok((
+                ids.into_pyarray(py).into_any(),
+                scores.into_pyarray(py).into_any(),
+            ));
+        }
+        let shape = (rows, k);
+        // The lengths are rows * k by construction, so the shapes always fit.
+        let as_matrix = |e: numpy::ndarray::ShapeError| PyRuntimeError::new_err(e.to_string());
+        let ids = Array2::from_shape_vec(shape, ids).map_err(as_matrix)?;
+        let scores = Array2::from_shape_vec(shape, scores).map_err(as_matrix)?;
+        Ok((
+            ids.into_pyarray(py).into_any(),
+            scores.into_pyarray(py).into_any(),
+        ))
+    }
+
+    /// Remove `ids` (unknown ids are ignored); returns how many were removed.
+    fn remove(&self, py: Python<'_>, ids: &Bound<'_, PyAny>) -> PyResult<usize> {
+        let ids = convert::ids(ids, "ids")?;
+        let index = &self.inner;
+        detached(py, || Ok(index.remove(&ids)))
+    }
+
+    /// Repair the links around removed nodes and give their memory back now (this also
+    /// happens by itself once removed nodes pass a tenth of the index).
+    fn compact(&self, py: Python<'_>) -> PyResult<()> {
+        let index = &self.inner;
+        detached(py, || {
+            index.compact();
+            Ok(())
+        })
+    }
+
+    fn __len__(&self) -> usize {
+        self.inner.len()
+    }
+
+    fn __contains__(&self, id: &Bound<'_, PyAny>) -> bool {
+        id.extract::<u64>().is_ok_and(|id| self.inner.contains(id))
+    }
+
+    /// Bytes held by the index (vectors, codes, links, ids), allocated capacity included.
+    fn memory_bytes(&self) -> usize {
+        self.inner.memory_bytes()
+    }
+
+    fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let s = self.inner.stats();
+        let d = PyDict::new(py);
+        d.set_item("len", s.len)?;
+        d.set_item("deleted", s.deleted)?;
+        d.set_item("slots", s.slots)?;
+        d.set_item("free_slots", s.free_slots)?;
+        d.set_item("max_level", s.max_level)?;
+        let per = PyDict::new(py);
+        for p in Precision::ALL {
+            per.set_item(p.name(), s.per_precision[p as usize])?;
+        }
+        d.set_item("precisions", per)?;
+        d.set_item("memory_bytes", s.memory.total())?;
+        let mem = PyDict::new(py);
+        mem.set_item("full_vectors", s.memory.full_vectors)?;
+        mem.set_item("codes", s.memory.codes)?;
+        mem.set_item("links", s.memory.links)?;
+        mem.set_item("ids", s.memory.ids)?;
+        d.set_item("memory", mem)?;
+        d.set_item("kernels", s.kernels)?;
+        d.set_item("dim", s.params.dim)?;
+        d.set_item("metric", s.params.metric.name())?;
+        d.set_item("m", s.params.m)?;
+        d.set_item("ef_construction", s.params.ef_construction)?;
+        d.set_item("ef_search", s.params.ef_search)?;
+        d.set_item("keep_full", s.params.keep_full)?;
+        Ok(d)
+    }
+
+    /// Store `ids` at `level` ("full", "q8", "q4" or "binary") from now on.
+    fn set_precision(&self, py: Python<'_>, ids: &Bound<'_, PyAny>, level: &str) -> PyResult<()> {
+        let ids = convert::ids(ids, "ids")?;
+        let precision = Precision::parse(level).map_err(CoreError)?;
+        let index = &self.inner;
+        detached(py, || index.set_precision(&ids, precision))
+    }
+
+    /// The precision `id` is stored at; `KeyError` if absent.
+    fn precision_of(&self, id: &Bound<'_, PyAny>) -> PyResult<&'static str> {
+        let id = convert::one_id(id)?;
+        self.inner
+            .precision_of(id)
+            .map(Precision::name)
+            .ok_or_else(|| PyKeyError::new_err(id))
+    }
+
+    /// The stored vector of `id` (normalized for cosine; decoded if only a code is kept).
+    fn get_vector<'py>(
+        &self,
+        py: Python<'py>,
+        id: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyArray1<f32>>> {
+        let id = convert::one_id(id)?;
+        let v = self
+            .inner
+            .get_vector(id)
+            .ok_or_else(|| PyKeyError::new_err(id))?;
+        Ok(v.into_pyarray(py))
+    }
+
+    /// Write the index to `path` (atomically: a crash leaves the old file or the new one).
+    fn save(&self, py: Python<'_>, path: PathBuf) -> PyResult<()> {
+        let index = &self.inner;
+        detached(py, || index.save(&path))
+    }
+
+    /// Read an index written by `save`; `CorruptIndexError` if the file is damaged.
+    #[staticmethod]
+    fn load(py: Python<'_>, path: PathBuf) -> PyResult<Self> {
+        let inner = detached(py, || Hnsw::load(&path))?;
+        Ok(HnswIndex {
+            inner: Arc::new(inner),
+        })
+    }
+
+    /// The index serialized as `save` writes it.
+    fn to_bytes<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyBytes>> {
+        let index = &self.inner;
+        let bytes = detached(py, || Ok(index.to_bytes()))?;
+        Ok(PyBytes::new(py, &bytes))
+    }
+
+    #[staticmethod]
+    fn from_bytes(py: Python<'_>, data: &[u8]) -> PyResult<Self> {
+        let data = data.to_vec();
+        let inner = detached(py, || Hnsw::from_bytes(&data))?;
+        Ok(HnswIndex {
+            inner: Arc::new(inner),
+        })
+    }
+
+    #[getter]
+    fn dim(&self) -> usize {
+        self.inner.params().dim
+    }
+
+    #[getter]
+    fn metric(&self) -> &'static str {
+        self.inner.params().metric.name()
+    }
+
+    #[getter]
+    fn keep_full(&self) -> bool {
+        self.inner.params().keep_full
+    }
+
+    fn __repr__(&self) -> String {
+        let p = self.inner.params();
+        format!(
+            "HnswIndex(dim={}, metric={:?}, m={}, ef_construction={}, ef_search={}, keep_full={}, len={})",
+            p.dim,
+            p.metric.name(),
+            p.m,
+            p.ef_construction,
+            p.ef_search,
+            if p.keep_full { "True" } else { "False" },
+            self.inner.len()
+        )
+    }
+}
+
+pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<HnswIndex>()?;
+    m.add_class::<IdFilter>()?;
+    m.add("MISSING_ID", MISSING_ID)?;
+    m.add(
+        "CorruptIndexError",
+        m.py().get_type::<crate::errors::CorruptIndexError>(),
+    )?;
+    Ok(())
+}
