@@ -48,7 +48,7 @@ impl Graph {
                 cur = best;
             }
             let pool = std::mem::take(&mut s.found);
-            self.select(&pool, self.m_up, s);
+            self.select(&pool, self.m_up, false, s);
             s.found = pool;
             {
                 let _guard = self.locks[slot as usize].lock();
@@ -78,7 +78,7 @@ impl Graph {
     /// The HNSW heuristic: walk `pool` (best first, scores relative to the base node) and
     /// keep a candidate only if it is closer to the base than to every one already kept,
     /// so that links spread in all directions. Leaves up to `m` slots in `s.picked`.
-    pub(crate) fn select(&self, pool: &[Cand], m: usize, s: &mut Scratch) {
+    pub(crate) fn select(&self, pool: &[Cand], m: usize, fill: bool, s: &mut Scratch) {
         s.picked.clear();
         if pool.len() <= m {
             s.picked.extend(pool.iter().map(|c| c.slot));
@@ -122,6 +122,17 @@ impl Graph {
                 kept.push(i);
             }
         }
+        if fill {
+            // Top up with the best of the pruned candidates.
+            for i in 0..pool.len() {
+                if kept.len() >= m {
+                    break;
+                }
+                if !kept.contains(&i) {
+                    kept.push(i);
+                }
+            }
+        }
         s.picked.extend(kept.iter().map(|&i| pool[i].slot));
     }
 
@@ -139,7 +150,7 @@ impl Graph {
             return;
         }
         let links = std::mem::take(&mut s.links);
-        self.relink(node, level, links.iter().copied().chain([new]), s);
+        self.relink(node, level, links.iter().copied().chain([new]), false, s);
         s.links = links;
     }
 
@@ -149,6 +160,7 @@ impl Graph {
         node: u32,
         level: usize,
         candidates: impl Iterator<Item = u32>,
+        fill: bool,
         s: &mut Scratch,
     ) {
         let mut base_buf = Vec::new();
@@ -162,7 +174,7 @@ impl Graph {
             pool.push(Cand { score, slot: c });
         }
         pool.sort_unstable_by(|a, b| b.cmp(a));
-        self.select(&pool, self.max_links(level), s);
+        self.select(&pool, self.max_links(level), fill, s);
         self.write_links(node, level, &s.picked);
         s.pool = pool;
     }
@@ -230,7 +242,7 @@ impl Graph {
         }
         candidates.sort_unstable();
         candidates.dedup();
-        self.relink(slot, level, candidates.into_iter(), s);
+        self.relink(slot, level, candidates.into_iter(), true, s);
         s.links = links;
     }
 }
