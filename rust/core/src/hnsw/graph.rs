@@ -196,8 +196,13 @@ impl Graph {
         buf
     }
 
-    /// `‖x‖²` of the slot's best available representation.
+    /// `‖x‖²` of the slot's best available representation (only the l2 metric needs it;
+    /// 0 for the others, to spare the lookup).
+    #[inline]
     pub fn sq_norm(&self, slot: u32) -> f32 {
+        if self.params.metric != Metric::L2 {
+            return 0.0;
+        }
         let s = slot as usize;
         if self.meta[s].full_row != NONE {
             self.full.params(self.meta[s].full_row).sq_norm
