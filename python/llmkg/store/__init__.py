@@ -1,0 +1,11 @@
+"""The store: the source of truth for facts, their full vectors and parent links.
+
+Every write carries a sequence number, so that an index snapshot tagged with a sequence
+can be brought up to date by replaying the changes after it. SQLite (WAL mode, through
+the standard library) is the embedded default.
+"""
+
+from llmkg.store.records import Change, NodeRecord
+from llmkg.store.sqlite import SqliteStore, StoreClosedError
+
+__all__ = ["Change", "NodeRecord", "SqliteStore", "StoreClosedError"]

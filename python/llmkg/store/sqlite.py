@@ -1,0 +1,379 @@
+"""The SQLite store, with group commit.
+
+One writer thread owns the write connection. Callers queue their writes and wait; the
+writer takes everything queued, applies it in one transaction (each write in its own
+savepoint, so one failure does not undo the others) and commits once, so concurrent
+writers share one fsync. A write returns only after its transaction committed:
+
+- ``durability="fsync"`` (default): ``synchronous=FULL`` — every commit is fsynced, and a
+  returned write survives ``kill -9`` and power loss.
+- ``durability="interval"``: ``synchronous=NORMAL`` plus an fsync of the log every
+  ``sync_interval`` seconds. A returned write survives ``kill -9`` of the process (it is in
+  the OS), but a power loss may drop the writes of the last ``sync_interval`` seconds.
+
+Reads use one connection per thread and run beside the writer (WAL readers never block).
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import sqlite3
+import threading
+import time
+from collections.abc import Iterable, Iterator
+from concurrent.futures import Future
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from llmkg.store.records import Change, NodeRecord
+
+DB_FILE = "llmkg.sqlite3"
+MAX_BATCH = 1024
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS nodes (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,  -- AUTOINCREMENT: a deleted id is never reused
+    subject TEXT NOT NULL,
+    predicate TEXT NOT NULL,
+    object TEXT NOT NULL,
+    confidence REAL NOT NULL,
+    embedding BLOB,                        -- float32 little-endian; NULL once deleted
+    parent INTEGER,
+    seq INTEGER NOT NULL,
+    reads INTEGER NOT NULL DEFAULT 0,
+    deleted INTEGER NOT NULL DEFAULT 0
+);
+CREATE UNIQUE INDEX IF NOT EXISTS nodes_triple ON nodes(subject, predicate, object)
+    WHERE deleted = 0;
+CREATE INDEX IF NOT EXISTS nodes_seq ON nodes(seq);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+"""
+
+COLUMNS = "id, subject, predicate, object, confidence, embedding, parent, seq, reads, deleted"
+SELECT_LIVE = f"SELECT {COLUMNS} FROM nodes WHERE deleted=0"
+BY_TRIPLE = f"{SELECT_LIVE} AND subject=? AND predicate=? AND object=?"
+
+
+_STOP = object()  # queued by close(): the writer finishes what is before it, then stops
+
+
+class StoreClosedError(RuntimeError):
+    """The store was closed; no more writes are accepted."""
+
+
+def _record(row: tuple[Any, ...]) -> NodeRecord:
+    node_id, s, p, o, conf, blob, parent, seq, reads, _ = row
+    return NodeRecord(
+        node_id=node_id,
+        subject=s,
+        predicate=p,
+        object=o,
+        confidence=conf,
+        embedding=np.frombuffer(blob, dtype="<f4"),
+        parent=parent,
+        seq=seq,
+        reads=reads,
+    )
+
+
+class SqliteStore:
+    """Facts, full vectors and parent links in ``directory/llmkg.sqlite3``."""
+
+    def __init__(
+        self,
+        directory: str | os.PathLike[str],
+        *,
+        durability: str = "fsync",
+        sync_interval: float = 1.0,
+    ) -> None:
+        if durability not in ("fsync", "interval"):
+            raise ValueError(f"durability must be 'fsync' or 'interval', got {durability!r}")
+        self.directory = Path(directory)
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self.path = self.directory / DB_FILE
+        self.durability = durability
+        self.sync_interval = sync_interval
+        self._local = threading.local()
+        self._readers: list[sqlite3.Connection] = []
+        self._readers_lock = threading.Lock()
+        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._submit_lock = threading.Lock()
+        self._closed = False
+        self.commits = 0
+        self.writes = 0
+
+        self._writer = self._connect()
+        self._writer.executescript(SCHEMA)
+        self._writer.execute(f"PRAGMA synchronous={'FULL' if durability == 'fsync' else 'NORMAL'}")
+        row = self._writer.execute("SELECT value FROM meta WHERE key = 'last_seq'").fetchone()
+        self._seq = row[0] if row else 0
+        self._thread = threading.Thread(
+            target=self._write_loop, name="llmkg-store-writer", daemon=True
+        )
+        self._thread.start()
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30)
+        conn.execute("PRAGMA journal_mode=WAL")
+        return conn
+
+    # ---- writes (run on the writer thread) --------------------------------------------
+
+    def _submit(self, fn: Callable[..., Any], *args: Any) -> Any:
+        fut: Future[Any] = Future()
+        # Under the lock, so that nothing is queued behind the writer's stop sentinel.
+        with self._submit_lock:
+            if self._closed:
+                raise StoreClosedError("the store is closed")
+            self._queue.put((fn, args, fut))
+        return fut.result()
+
+    def _write_loop(self) -> None:
+        conn = self._writer
+        timeout = self.sync_interval if self.durability == "interval" else None
+        last_sync = time.monotonic()
+        stopping = False
+        while not stopping:
+            batch = []
+            try:
+                item = self._queue.get(timeout=timeout)
+                while True:
+                    if item is _STOP:
+                        stopping = True
+                        break
+                    batch.append(item)
+                    if len(batch) >= MAX_BATCH:
+                        break
+                    item = self._queue.get_nowait()
+            except queue.Empty:
+                pass
+            if batch:
+                self._apply(conn, batch)
+            if self.durability == "interval" and (
+                stopping or time.monotonic() - last_sync >= self.sync_interval
+            ):
+                self._sync(conn)
+                last_sync = time.monotonic()
+        conn.close()
+
+    def _apply(self, conn: sqlite3.Connection, batch: list[Any]) -> None:
+        results: list[tuple[Future[Any], bool, Any]] = []
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            for fn, args, fut in batch:
+                conn.execute("SAVEPOINT op")
+                try:
+                    value = fn(conn, *args)
+                    conn.execute("RELEASE op")
+                    results.append((fut, True, value))
+                except Exception as e:
+                    conn.execute("ROLLBACK TO op")
+                    conn.execute("RELEASE op")
+                    results.append((fut, False, e))
+            conn.execute("INSERT OR REPLACE INTO meta VALUES ('last_seq', ?)", (self._seq,))
+            conn.execute("COMMIT")
+        except Exception as e:  # the commit itself failed: nothing of the batch is durable
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            row = conn.execute("SELECT value FROM meta WHERE key = 'last_seq'").fetchone()
+            self._seq = row[0] if row else 0
+            for _, _, fut in batch:
+                fut.set_exception(e)
+            return
+        self.commits += 1
+        self.writes += len(batch)
+        for fut, ok, value in results:
+            if ok:
+                fut.set_result(value)
+            else:
+                fut.set_exception(value)
+
+    def _sync(self, conn: sqlite3.Connection) -> None:
+        # A FULL commit fsyncs the WAL, and with it every NORMAL commit before it.
+        conn.execute("PRAGMA synchronous=FULL")
+        conn.execute("BEGIN IMMEDIATE")
+        conn.execute("INSERT OR REPLACE INTO meta VALUES ('last_seq', ?)", (self._seq,))
+        conn.execute("COMMIT")
+        conn.execute("PRAGMA synchronous=NORMAL")
+
+    def _next_seq(self) -> int:
+        self._seq += 1
+        return self._seq
+
+    def _op_insert(
+        self,
+        conn: sqlite3.Connection,
+        s: str,
+        p: str,
+        o: str,
+        confidence: float,
+        blob: bytes,
+        parent: int | None,
+        merge: Callable[[float, float], float],
+    ) -> tuple[NodeRecord, bool]:
+        row = conn.execute(BY_TRIPLE, (s, p, o)).fetchone()
+        if row is not None:
+            new_conf = merge(row[4], confidence)
+            if new_conf != row[4]:
+                seq = self._next_seq()
+                conn.execute(
+                    "UPDATE nodes SET confidence=?, seq=? WHERE id=?", (new_conf, seq, row[0])
+                )
+                row = (*row[:4], new_conf, row[5], row[6], seq, *row[8:])
+            return _record(row), False
+        seq = self._next_seq()
+        cur = conn.execute(
+            "INSERT INTO nodes (subject, predicate, object, confidence, embedding, parent, seq) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (s, p, o, confidence, blob, parent, seq),
+        )
+        node_id = cur.lastrowid
+        assert node_id is not None
+        return _record((node_id, s, p, o, confidence, blob, parent, seq, 0, 0)), True
+
+    def _op_delete(self, conn: sqlite3.Connection, node_id: int) -> bool:
+        seq = self._next_seq()
+        cur = conn.execute(
+            "UPDATE nodes SET deleted=1, embedding=NULL, seq=? WHERE id=? AND deleted=0",
+            (seq, node_id),
+        )
+        if cur.rowcount == 0:
+            self._seq -= 1
+            return False
+        return True
+
+    def _op_add_reads(self, conn: sqlite3.Connection, counts: list[tuple[int, int]]) -> None:
+        conn.executemany(
+            "UPDATE nodes SET reads = reads + ? WHERE id = ?", [(n, i) for i, n in counts]
+        )
+
+    def insert(
+        self,
+        subject: str,
+        predicate: str,
+        object: str,
+        confidence: float,
+        embedding: np.ndarray,
+        parent: int | None = None,
+        merge: Callable[[float, float], float] = max,
+    ) -> tuple[NodeRecord, bool]:
+        """Store a fact, or find it: ``(record, created)``. A triple already stored keeps its
+        node; its confidence becomes ``merge(old, new)``. Returns once durable."""
+        blob = np.ascontiguousarray(embedding, dtype="<f4").tobytes()
+        return self._submit(
+            self._op_insert, subject, predicate, object, confidence, blob, parent, merge
+        )
+
+    def delete(self, node_id: int) -> bool:
+        """Delete a node; False if it was not there. Returns once durable."""
+        return self._submit(self._op_delete, node_id)
+
+    def add_reads(self, counts: dict[int, int]) -> None:
+        """Add to the read counters of nodes (kept to find the most-read nodes)."""
+        if counts:
+            self._submit(self._op_add_reads, list(counts.items()))
+
+    # ---- reads (any thread) ------------------------------------------------------------
+
+    def _reader(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            if self._closed:
+                raise StoreClosedError("the store is closed")
+            conn = self._connect()
+            self._local.conn = conn
+            with self._readers_lock:
+                self._readers.append(conn)
+        return conn
+
+    def get(self, node_id: int) -> NodeRecord | None:
+        row = (
+            self._reader()
+            .execute(f"SELECT {COLUMNS} FROM nodes WHERE id=? AND deleted=0", (node_id,))
+            .fetchone()
+        )
+        return _record(row) if row else None
+
+    def get_many(self, node_ids: Iterable[int]) -> dict[int, NodeRecord]:
+        ids = list(node_ids)
+        out: dict[int, NodeRecord] = {}
+        conn = self._reader()
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            for row in conn.execute(
+                f"SELECT {COLUMNS} FROM nodes WHERE deleted=0 AND id IN ({marks})", chunk
+            ):
+                out[row[0]] = _record(row)
+        return out
+
+    def find(self, subject: str, predicate: str, object: str) -> NodeRecord | None:
+        row = self._reader().execute(BY_TRIPLE, (subject, predicate, object)).fetchone()
+        return _record(row) if row else None
+
+    def changes_after(self, seq: int) -> Iterator[Change]:
+        """Every node written after ``seq``, in sequence order (for replay)."""
+        conn = self._connect()
+        try:
+            for row in conn.execute(
+                f"SELECT {COLUMNS} FROM nodes WHERE seq > ? ORDER BY seq", (seq,)
+            ):
+                yield Change(row[7], row[0], None if row[9] else _record(row))
+        finally:
+            conn.close()
+
+    def ids_where(self, column: str, value: str) -> list[int]:
+        """Live node ids whose ``subject``, ``predicate`` or ``object`` equals ``value``."""
+        if column not in ("subject", "predicate", "object"):
+            raise ValueError(f"no such column: {column!r}")
+        rows = self._reader().execute(
+            f"SELECT id FROM nodes WHERE {column}=? AND deleted=0", (value,)
+        )
+        return [r[0] for r in rows]
+
+    def most_read(self, n: int) -> list[int]:
+        rows = self._reader().execute(
+            "SELECT id FROM nodes WHERE deleted=0 ORDER BY reads DESC LIMIT ?", (n,)
+        )
+        return [r[0] for r in rows]
+
+    def count(self) -> int:
+        return self._reader().execute("SELECT COUNT(*) FROM nodes WHERE deleted=0").fetchone()[0]
+
+    @property
+    def last_seq(self) -> int:
+        return self._seq
+
+    def wal_bytes(self) -> int:
+        wal = self.path.with_name(self.path.name + "-wal")
+        return wal.stat().st_size if wal.exists() else 0
+
+    def backup_to(self, dest: str | os.PathLike[str]) -> None:
+        """A consistent copy of the database (SQLite's online backup) at ``dest``."""
+        target = sqlite3.connect(dest)
+        try:
+            self._reader().backup(target)
+        finally:
+            target.close()
+
+    def close(self) -> None:
+        """Finish the queued writes, then close every connection."""
+        with self._submit_lock:
+            if self._closed:
+                return
+            self._closed = True
+            self._queue.put(_STOP)
+        self._thread.join()
+        with self._readers_lock:
+            for conn in self._readers:
+                conn.close()
+            self._readers.clear()
+
+    def __enter__(self) -> SqliteStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,133 @@
+"""The SQLite store: idempotent inserts, sequence numbers, group commit, and durability
+of acknowledged writes across kill -9 of the writing process."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+from llmkg.store import SqliteStore, StoreClosedError
+
+HERE = Path(__file__).parent
+
+
+def vec(x: float) -> np.ndarray:
+    return np.full(4, x, dtype=np.float32)
+
+
+def test_insert_is_idempotent_per_triple(tmp_path: Path) -> None:
+    with SqliteStore(tmp_path) as store:
+        a, created = store.insert("Pho", "is_a", "dog", 0.5, vec(1))
+        assert created and a.node_id > 0 and a.seq == 1
+        again, created = store.insert("Pho", "is_a", "dog", 0.9, vec(2))
+        assert not created and again.node_id == a.node_id
+        assert again.confidence == 0.9, "confidence merges with max by default"
+        np.testing.assert_array_equal(again.embedding, vec(1))
+        low, _ = store.insert("Pho", "is_a", "dog", 0.1, vec(2))
+        assert low.confidence == 0.9 and low.seq == again.seq, "no change, no new sequence"
+        b, created = store.insert("Pho", "is_a", "cat", 0.5, vec(3), parent=a.node_id)
+        assert created and b.parent == a.node_id
+        assert store.count() == 2
+        assert store.find("Pho", "is_a", "dog") == store.get(a.node_id)
+
+
+def test_deletes_and_the_change_log(tmp_path: Path) -> None:
+    with SqliteStore(tmp_path) as store:
+        ids = [store.insert(f"s{i}", "p", "o", 0.5, vec(i))[0].node_id for i in range(5)]
+        assert store.delete(ids[1]) and not store.delete(ids[1])
+        assert store.get(ids[1]) is None and store.count() == 4
+        changes = list(store.changes_after(3))
+        assert [(c.node_id, c.record is None) for c in changes] == [
+            (ids[3], False),
+            (ids[4], False),
+            (ids[1], True),
+        ]
+        assert [c.seq for c in changes] == [4, 5, 6]
+        # The same triple can be stored again after a delete, under a new id.
+        again, created = store.insert("s1", "p", "o", 0.5, vec(1))
+        assert created and again.node_id not in ids
+    with SqliteStore(tmp_path) as reopened:
+        assert reopened.last_seq == 7 and reopened.count() == 5
+
+
+def test_concurrent_writers_share_commits(tmp_path: Path) -> None:
+    with SqliteStore(tmp_path) as store:
+
+        def write(t: int) -> None:
+            for i in range(50):
+                store.insert(f"t{t}", "n", str(i), 0.5, vec(i))
+
+        threads = [threading.Thread(target=write, args=(t,)) for t in range(8)]
+        for th in threads:
+            th.start()
+        for th in threads:
+            th.join()
+        assert store.count() == 400 and store.writes == 400
+        assert store.commits < 400, "group commit: concurrent writes share transactions"
+        assert store.last_seq == 400
+
+
+def test_reads_counters_and_lookups(tmp_path: Path) -> None:
+    with SqliteStore(tmp_path) as store:
+        ids = [store.insert("s", "p", str(i), 0.5, vec(i))[0].node_id for i in range(4)]
+        store.add_reads({ids[2]: 5, ids[0]: 1})
+        assert store.most_read(2) == [ids[2], ids[0]]
+        assert store.get(ids[2]).reads == 5
+        assert sorted(store.ids_where("subject", "s")) == ids
+        assert set(store.get_many([ids[0], ids[3], 999])) == {ids[0], ids[3]}
+        with pytest.raises(ValueError):
+            store.ids_where("embedding", "x")
+
+
+def test_backup_is_a_consistent_copy(tmp_path: Path) -> None:
+    with SqliteStore(tmp_path / "a") as store:
+        for i in range(10):
+            store.insert("s", "p", str(i), 0.5, vec(i))
+        (tmp_path / "b").mkdir()
+        store.backup_to(tmp_path / "b" / "llmkg.sqlite3")
+    with SqliteStore(tmp_path / "b") as copy:
+        assert copy.count() == 10 and copy.last_seq == 10
+
+
+def test_closed_store_refuses_writes(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path)
+    store.close()
+    with pytest.raises(StoreClosedError):
+        store.insert("s", "p", "o", 0.5, vec(0))
+    with pytest.raises(ValueError, match="durability"):
+        SqliteStore(tmp_path, durability="never")
+
+
+@pytest.mark.parametrize("durability", ["fsync", "interval"])
+def test_acknowledged_writes_survive_kill_9(tmp_path: Path, durability: str) -> None:
+    acked: dict[int, tuple[str, str]] = {}
+    for run in range(3):
+        child = subprocess.Popen(
+            [sys.executable, str(HERE / "store_writer.py"), str(tmp_path), durability, str(run)],
+            stdout=subprocess.PIPE,
+            text=True,
+            env={**os.environ, "PYTHONPATH": str(HERE.parent / "python")},
+        )
+        assert child.stdout is not None
+        seen = 0
+        for line in child.stdout:
+            _, node_id, subject, i = line.split()
+            acked[int(node_id)] = (subject, f"fact {i}")
+            seen += 1
+            if seen >= 200 + 100 * run:
+                break
+        child.send_signal(signal.SIGKILL)
+        child.wait()
+        child.stdout.close()
+        with SqliteStore(tmp_path) as store:
+            found = store.get_many(acked)
+            missing = [n for n in acked if n not in found]
+            assert not missing, f"run {run}: acknowledged writes lost after kill -9: {missing[:10]}"
+            for node_id, (subject, obj) in acked.items():
+                assert (found[node_id].subject, found[node_id].object) == (subject, obj)
