@@ -7,6 +7,7 @@ import sys
 import threading
 
 import numpy as np
+
 from llmkg.store import SqliteStore
 
 

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import math
 
-import llmkg
 import numpy as np
 import pytest
 from conftest import clustered, exact_top
+
+import llmkg
 
 DIM = 16
 

@@ -3,10 +3,11 @@ against exact ground truth: full precision, filters, removals and quantized code
 
 from __future__ import annotations
 
-import llmkg
 import numpy as np
 import pytest
 from conftest import DevSlice
+
+import llmkg
 
 SEED = 42
 

@@ -7,9 +7,10 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-import llmkg
 import numpy as np
 from conftest import clustered
+
+import llmkg
 
 DIM = 64
 

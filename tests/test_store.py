@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from llmkg.store import SqliteStore, StoreClosedError
 
 HERE = Path(__file__).parent

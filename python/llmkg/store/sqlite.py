@@ -110,6 +110,7 @@ class SqliteStore:
         self._writer.execute(f"PRAGMA synchronous={'FULL' if durability == 'fsync' else 'NORMAL'}")
         row = self._writer.execute("SELECT value FROM meta WHERE key = 'last_seq'").fetchone()
         self._seq = row[0] if row else 0
+        self.committed_seq = self._seq
         self._thread = threading.Thread(
             target=self._write_loop, name="llmkg-store-writer", daemon=True
         )
@@ -178,13 +179,14 @@ class SqliteStore:
         except Exception as e:  # the commit itself failed: nothing of the batch is durable
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
-            row = conn.execute("SELECT value FROM meta WHERE key = 'last_seq'").fetchone()
-            self._seq = row[0] if row else 0
+            # Sequence numbers are not reused after a failed commit (gaps are harmless),
+            # so a checkpoint tagged before the failure never hides a later write.
             for _, _, fut in batch:
                 fut.set_exception(e)
             return
         self.commits += 1
         self.writes += len(batch)
+        self.committed_seq = self._seq
         for fut, ok, value in results:
             if ok:
                 fut.set_result(value)
@@ -325,6 +327,15 @@ class SqliteStore:
         finally:
             conn.close()
 
+    def iter_live(self) -> Iterator[tuple[int, str, str, str, float]]:
+        """``(id, subject, predicate, object, confidence)`` of every live node."""
+        conn = self._connect()
+        try:
+            query = "SELECT id, subject, predicate, object, confidence FROM nodes WHERE deleted=0"
+            yield from conn.execute(query)
+        finally:
+            conn.close()
+
     def ids_where(self, column: str, value: str) -> list[int]:
         """Live node ids whose ``subject``, ``predicate`` or ``object`` equals ``value``."""
         if column not in ("subject", "predicate", "object"):
@@ -345,6 +356,7 @@ class SqliteStore:
 
     @property
     def last_seq(self) -> int:
+        """The last sequence number handed out (committed or about to be)."""
         return self._seq
 
     def wal_bytes(self) -> int:

@@ -1,0 +1,17 @@
+"""The allocation engine: where a fact belongs, kept durably."""
+
+from llmkg.engine.config import EngineConfig
+from llmkg.engine.engine import AllocationEngine
+from llmkg.engine.facts import Fact, FactError
+from llmkg.engine.results import AllocationResult, Neighbor, Node, SearchHit
+
+__all__ = [
+    "AllocationEngine",
+    "AllocationResult",
+    "EngineConfig",
+    "Fact",
+    "FactError",
+    "Neighbor",
+    "Node",
+    "SearchHit",
+]

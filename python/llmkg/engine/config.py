@@ -1,0 +1,47 @@
+"""The engine's settings. The server's TOML config maps onto these fields; every default
+is the embedded default."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+@dataclass
+class EngineConfig:
+    # storage
+    data_directory: Path = field(default_factory=lambda: Path("data"))
+    backup_directory: Path | None = None  # default: <data_directory>/backups
+    durability: str = "fsync"  # or "interval": fsync every `sync_interval` seconds
+    sync_interval: float = 1.0
+    checkpoint_interval: float = 300.0  # seconds between index snapshots; 0: never by time
+    max_wal_size: int = 64 * 2**20  # a store log past this many bytes triggers a snapshot
+    compression_level: int = 3  # zstd level of snapshots
+    # the embedding space
+    dim: int = 768
+    metric: str = "cosine"
+    # the index
+    enable_hnsw: bool = True  # False: exact search only
+    m: int = 16
+    ef_construction: int = 200
+    ef_search: int = 100
+    # allocation
+    direct_threshold: int = 10_000  # exact candidates below this many nodes
+    similarity_threshold: float = 0.7  # the best candidate at or above it becomes the parent
+    neighbors: int = 5  # neighbours listed in an allocation result
+    max_text_length: int = 4096
+    max_k: int = 1000
+    partition: int = 0
+
+    def __post_init__(self) -> None:
+        self.data_directory = Path(self.data_directory)
+        if self.backup_directory is not None:
+            self.backup_directory = Path(self.backup_directory)
+        if self.durability not in ("fsync", "interval"):
+            raise ValueError(f"durability must be 'fsync' or 'interval', got {self.durability!r}")
+        if self.dim < 1:
+            raise ValueError(f"dim must be at least 1, got {self.dim}")
+        if not -1.0 <= self.similarity_threshold <= 1.0 and self.metric == "cosine":
+            raise ValueError("similarity_threshold must be between -1 and 1 for cosine")
+        if self.neighbors < 0 or self.direct_threshold < 0:
+            raise ValueError("neighbors and direct_threshold must not be negative")

@@ -1,0 +1,412 @@
+"""AllocationEngine: the index, the store and the embedder joined as the architecture's
+"flow of one allocation" describes.
+
+Concurrency: any number of threads may allocate, search and delete at once. A write
+(store commit, then index update) runs inside the *write path*; a checkpoint drains the
+write path for an instant to read a sequence number that every index update up to it has
+reached, so a snapshot tagged with it never misses a write (replay is idempotent, so
+writes after the tag that are already in the snapshot do no harm).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Any
+
+import numpy as np
+
+from llmkg._core import MISSING_ID, HnswIndex, embed_fact, embed_text
+from llmkg.engine.config import EngineConfig
+from llmkg.engine.facts import FactError, embedding_field, parse_fact, text_field
+from llmkg.engine.results import AllocationResult, Neighbor, Node, SearchHit
+from llmkg.engine.snapshots import load_newest, write_snapshot
+from llmkg.store import NodeRecord, SqliteStore
+
+log = logging.getLogger("llmkg.engine")
+
+FILTER_FIELDS = ("subject", "predicate", "object")
+REPLAY_BATCH = 10_000
+
+
+def _node(r: NodeRecord) -> Node:
+    return Node(r.node_id, r.subject, r.predicate, r.object, r.confidence, r.parent)
+
+
+class AllocationEngine:
+    """Places facts in the graph and finds them again; durable through its store."""
+
+    def __init__(self, config: EngineConfig | None = None) -> None:
+        self.config = config or EngineConfig()
+        c = self.config
+        started = time.perf_counter()
+        c.data_directory.mkdir(parents=True, exist_ok=True)
+        self.snapshot_dir = c.data_directory / "snapshots"
+        self.store = SqliteStore(
+            c.data_directory, durability=c.durability, sync_interval=c.sync_interval
+        )
+        self._gate = threading.Condition()
+        self._inflight = 0
+        self._draining = False
+        self._checkpoint_lock = threading.Lock()
+        self._meta_lock = threading.Lock()
+        self._confidence: dict[int, float] = {}
+        self._by_field: dict[str, defaultdict[str, set[int]]] = {
+            f: defaultdict(set) for f in FILTER_FIELDS
+        }
+
+        loaded = load_newest(self.snapshot_dir, c.dim, c.metric)
+        if loaded:
+            self.index, self.snapshot_seq = loaded
+            source = "snapshot"
+        else:
+            self.index = self._new_index()
+            self.snapshot_seq = 0
+            source = "rebuild"
+        replayed = self._replay(self.snapshot_seq)
+        for node_id, s, p, o, confidence in self.store.iter_live():
+            self._remember(node_id, s, p, o, confidence)
+        self.startup = {
+            "source": source,
+            "snapshot_seq": self.snapshot_seq,
+            "replayed": replayed,
+            "seconds": time.perf_counter() - started,
+        }
+        log.info(
+            "engine ready: %d nodes from %s (seq %d) + %d replayed in %.3fs",
+            len(self.index),
+            source,
+            self.snapshot_seq,
+            replayed,
+            self.startup["seconds"],
+        )
+        self._stop = threading.Event()
+        self._background = threading.Thread(
+            target=self._maintain, name="llmkg-checkpointer", daemon=True
+        )
+        self._background.start()
+
+    def _new_index(self) -> HnswIndex:
+        c = self.config
+        return HnswIndex(
+            c.dim, metric=c.metric, m=c.m, ef_construction=c.ef_construction, ef_search=c.ef_search
+        )
+
+    def _replay(self, after: int) -> int:
+        """Bring the index up to the store: add live nodes it lacks, drop deleted ones."""
+        ids: list[int] = []
+        vectors: list[np.ndarray] = []
+        removed: list[int] = []
+        count = 0
+
+        def flush() -> None:
+            if ids:
+                self.index.add(np.array(ids, dtype=np.uint64), np.stack(vectors))
+                ids.clear()
+                vectors.clear()
+
+        for change in self.store.changes_after(after):
+            count += 1
+            if change.record is None:
+                removed.append(change.node_id)
+            elif change.node_id not in self.index:
+                ids.append(change.node_id)
+                vectors.append(change.record.embedding)
+                if len(ids) >= REPLAY_BATCH:
+                    flush()
+        flush()
+        if removed:
+            self.index.remove(np.array(removed, dtype=np.uint64))
+        return count
+
+    # ---- bookkeeping -------------------------------------------------------------------
+
+    def _remember(self, node_id: int, s: str, p: str, o: str, confidence: float) -> None:
+        with self._meta_lock:
+            self._confidence[node_id] = confidence
+            for name, value in zip(FILTER_FIELDS, (s, p, o)):
+                self._by_field[name][value].add(node_id)
+
+    def _forget(self, node_id: int, s: str, p: str, o: str) -> None:
+        with self._meta_lock:
+            self._confidence.pop(node_id, None)
+            for name, value in zip(FILTER_FIELDS, (s, p, o)):
+                ids = self._by_field[name].get(value)
+                if ids is not None:
+                    ids.discard(node_id)
+                    if not ids:
+                        del self._by_field[name][value]
+
+    @contextlib.contextmanager
+    def _write_path(self) -> Iterator[None]:
+        with self._gate:
+            while self._draining:
+                self._gate.wait()
+            self._inflight += 1
+        try:
+            yield
+        finally:
+            with self._gate:
+                self._inflight -= 1
+                if self._inflight == 0:
+                    self._gate.notify_all()
+
+    def _quiesced_seq(self) -> int:
+        """A sequence number up to which every write is in the index."""
+        with self._gate:
+            self._draining = True
+            try:
+                while self._inflight:
+                    self._gate.wait()
+                return self.store.committed_seq
+            finally:
+                self._draining = False
+                self._gate.notify_all()
+
+    # ---- allocation --------------------------------------------------------------------
+
+    def _candidates(self, embedding: np.ndarray, k: int) -> tuple[str, list[Neighbor]]:
+        c = self.config
+        direct = not c.enable_hnsw or len(self.index) < c.direct_threshold
+        if k == 0 or len(self.index) == 0:
+            return ("direct" if direct else "hierarchical"), []
+        ids, scores = self.index.search(embedding, k=k, exact=direct)
+        found = [Neighbor(int(i), float(s)) for i, s in zip(ids, scores) if i != MISSING_ID]
+        return ("direct" if direct else "hierarchical"), found
+
+    def allocate(self, fact: Any) -> AllocationResult:
+        """Place one fact (a mapping with subject, predicate, object, confidence and an
+        optional embedding). A triple already stored keeps its node (``created=False``);
+        its confidence becomes the larger of the stored and the new one, so that a retried
+        allocation changes nothing."""
+        started = time.perf_counter()
+        c = self.config
+        f = parse_fact(fact, c.dim, c.max_text_length)
+        record = self.store.find(f.subject, f.predicate, f.object)
+        if record is None:
+            embedding = (
+                f.embedding
+                if f.embedding is not None
+                else embed_fact(f.subject, f.predicate, f.object, c.dim)
+            )
+            strategy, neighbors = self._candidates(embedding, c.neighbors or 1)
+            best = neighbors[0] if neighbors else None
+            parent = (
+                best if best is not None and best.similarity >= c.similarity_threshold else None
+            )
+            with self._write_path():
+                record, created = self.store.insert(
+                    f.subject,
+                    f.predicate,
+                    f.object,
+                    f.confidence,
+                    embedding,
+                    parent.node_id if parent else None,
+                )
+                if created:
+                    self.index.add(np.array([record.node_id], dtype=np.uint64), embedding[None, :])
+            if created:
+                self._remember(record.node_id, f.subject, f.predicate, f.object, f.confidence)
+                return AllocationResult(
+                    node_id=record.node_id,
+                    partition=c.partition,
+                    parent=parent,
+                    neighbors=neighbors[: c.neighbors],
+                    strategy=strategy,
+                    precision=self.index.precision_of(record.node_id),
+                    confidence=record.confidence,
+                    created=True,
+                    processing_time_ms=(time.perf_counter() - started) * 1000,
+                )
+        # The triple exists (found, or stored by a concurrent allocation meanwhile).
+        if f.confidence > record.confidence:
+            record, _ = self.store.insert(
+                f.subject, f.predicate, f.object, f.confidence, record.embedding
+            )
+            with self._meta_lock:
+                self._confidence[record.node_id] = record.confidence
+        strategy, neighbors = self._candidates(record.embedding, c.neighbors + 1)
+        neighbors = [n for n in neighbors if n.node_id != record.node_id][: c.neighbors]
+        parent = None
+        if record.parent is not None:
+            parent_record = self.store.get(record.parent)
+            if parent_record is not None:
+                similarity = self._similarity(record.embedding, parent_record.embedding)
+                parent = Neighbor(record.parent, similarity)
+        return AllocationResult(
+            node_id=record.node_id,
+            partition=c.partition,
+            parent=parent,
+            neighbors=neighbors,
+            strategy=strategy,
+            precision=self.index.precision_of(record.node_id)
+            if record.node_id in self.index
+            else "full",
+            confidence=record.confidence,
+            created=False,
+            processing_time_ms=(time.perf_counter() - started) * 1000,
+        )
+
+    def _similarity(self, a: np.ndarray, b: np.ndarray) -> float:
+        if self.config.metric == "cosine":
+            return float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b)))
+        if self.config.metric == "ip":
+            return float(a @ b)
+        return float(-((a - b) ** 2).sum())
+
+    def allocate_many(self, facts: Iterable[Any]) -> list[AllocationResult]:
+        """Allocate each fact in order; results in input order. Every fact is validated
+        before any is stored (``FactError`` names the index of the bad one)."""
+        facts = list(facts)
+        for i, fact in enumerate(facts):
+            parse_fact(fact, self.config.dim, self.config.max_text_length, prefix=f"facts[{i}]")
+        return [self.allocate(fact) for fact in facts]
+
+    # ---- reads -------------------------------------------------------------------------
+
+    def _allowed(self, flt: Mapping[str, Any]) -> np.ndarray | None:
+        allowed: set[int] | None = None
+        for key in flt:
+            if key not in (*FILTER_FIELDS, "min_confidence"):
+                raise FactError(f"query.filter.{key}", "unknown field")
+        with self._meta_lock:
+            for name in FILTER_FIELDS:
+                if flt.get(name) is not None:
+                    value = text_field(
+                        flt[name], f"query.filter.{name}", self.config.max_text_length
+                    )
+                    ids = self._by_field[name].get(value, set())
+                    allowed = set(ids) if allowed is None else allowed & ids
+            floor = flt.get("min_confidence")
+            if floor is not None:
+                if (
+                    isinstance(floor, bool)
+                    or not isinstance(floor, (int, float))
+                    or not 0 <= floor <= 1
+                ):
+                    raise FactError(
+                        "query.filter.min_confidence", "must be a number between 0 and 1"
+                    )
+                pool = allowed if allowed is not None else self._confidence.keys()
+                allowed = {i for i in pool if self._confidence.get(i, -1.0) >= floor}
+        if allowed is None:
+            return None
+        return np.fromiter(allowed, dtype=np.uint64, count=len(allowed))
+
+    def search(
+        self,
+        embedding: Any = None,
+        text: str | None = None,
+        k: int = 10,
+        ef: int | None = None,
+        filter: Mapping[str, Any] | None = None,
+    ) -> list[SearchHit]:
+        """Nodes closest to ``embedding`` (or to ``text``, embedded), best first, scored at
+        full precision. ``filter``: exact ``subject``/``predicate``/``object`` and
+        ``min_confidence``."""
+        c = self.config
+        if (embedding is None) == (text is None):
+            raise FactError("query", "give exactly one of embedding and text")
+        if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= c.max_k:
+            raise FactError("query.k", f"must be an integer from 1 to {c.max_k}")
+        if ef is not None and (
+            isinstance(ef, bool) or not isinstance(ef, int) or not 1 <= ef <= 10_000
+        ):
+            raise FactError("query.ef", "must be an integer from 1 to 10000")
+        if text is not None:
+            query = embed_text(text_field(text, "query.text", c.max_text_length), c.dim)
+        else:
+            query = embedding_field(embedding, "query.embedding", c.dim)
+        allowed = self._allowed(filter) if filter else None
+        if (allowed is not None and len(allowed) == 0) or len(self.index) == 0:
+            return []
+        ids, scores = self.index.search(query, k=k, ef=ef, filter=allowed, exact=not c.enable_hnsw)
+        found = [(int(i), float(s)) for i, s in zip(ids, scores) if i != MISSING_ID]
+        records = self.store.get_many(i for i, _ in found)
+        return [SearchHit(i, s, _node(records[i])) for i, s in found if i in records]
+
+    def get(self, node_id: int) -> Node | None:
+        record = self.store.get(node_id)
+        return _node(record) if record else None
+
+    def delete(self, node_id: int) -> bool:
+        """Delete a node; False if it is not there."""
+        record = self.store.get(node_id)
+        if record is None:
+            return False
+        with self._write_path():
+            deleted = self.store.delete(node_id)
+            if deleted:
+                self.index.remove([node_id])
+        if deleted:
+            self._forget(node_id, record.subject, record.predicate, record.object)
+        return deleted
+
+    # ---- durability --------------------------------------------------------------------
+
+    def checkpoint(self) -> int:
+        """Write an index snapshot now; returns the sequence it is tagged with."""
+        with self._checkpoint_lock:
+            seq = self._quiesced_seq()
+            write_snapshot(self.snapshot_dir, self.index, seq, self.config.compression_level)
+            self.snapshot_seq = seq
+            self._last_checkpoint = time.monotonic()
+            log.info("checkpoint at sequence %d", seq)
+            return seq
+
+    def _maintain(self) -> None:
+        self._last_checkpoint = time.monotonic()
+        c = self.config
+        while not self._stop.wait(1.0):
+            try:
+                changed = self.store.committed_seq > self.snapshot_seq
+                timed = (
+                    c.checkpoint_interval > 0
+                    and time.monotonic() - self._last_checkpoint >= c.checkpoint_interval
+                )
+                if changed and (timed or self.store.wal_bytes() > c.max_wal_size):
+                    self.checkpoint()
+            except Exception:
+                log.exception("background checkpoint failed; will retry")
+
+    def stats(self) -> dict[str, Any]:
+        index = self.index.stats()
+        return {
+            "nodes": len(self.index),
+            "partition": self.config.partition,
+            "strategy": "direct"
+            if not self.config.enable_hnsw or len(self.index) < self.config.direct_threshold
+            else "hierarchical",
+            "index": {
+                k: index[k]
+                for k in ("len", "deleted", "memory_bytes", "max_level", "precisions", "kernels")
+            },
+            "store": {
+                "last_seq": self.store.committed_seq,
+                "commits": self.store.commits,
+                "writes": self.store.writes,
+                "wal_bytes": self.store.wal_bytes(),
+            },
+            "snapshot_seq": self.snapshot_seq,
+            "startup": dict(self.startup),
+        }
+
+    def close(self) -> None:
+        """Stop background work, write a final snapshot if anything changed, close the store."""
+        if self._stop.is_set():
+            return
+        self._stop.set()
+        self._background.join()
+        if self.store.committed_seq > self.snapshot_seq:
+            self.checkpoint()
+        self.store.close()
+
+    def __enter__(self) -> AllocationEngine:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,101 @@
+"""Facts as they arrive: validation with errors that name the field, and the canonical
+triple that identifies a fact."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+MAX_TEXT_LENGTH = 4096
+
+
+class FactError(ValueError):
+    """A fact or a query with a bad field; ``field`` names it (e.g. ``"fact.confidence"``)."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.message = message
+
+
+@dataclass(frozen=True)
+class Fact:
+    subject: str
+    predicate: str
+    object: str
+    confidence: float
+    embedding: np.ndarray | None = None
+
+
+def canonical(text: str) -> str:
+    """Trimmed, with runs of whitespace collapsed to one space; case is kept."""
+    return " ".join(text.split())
+
+
+def text_field(value: Any, field: str, max_length: int) -> str:
+    if not isinstance(value, str):
+        raise FactError(field, f"must be a string, got {type(value).__name__}")
+    text = canonical(value)
+    if not text:
+        raise FactError(field, "must not be empty")
+    if len(text) > max_length:
+        raise FactError(field, f"must be at most {max_length} characters, got {len(text)}")
+    return text
+
+
+def embedding_field(value: Any, field: str, dim: int) -> np.ndarray:
+    if isinstance(value, (str, bytes)) or not isinstance(value, (Sequence, np.ndarray)):
+        raise FactError(field, f"must be an array of {dim} numbers")
+    try:
+        vec = np.asarray(value, dtype=np.float32)
+    except (TypeError, ValueError):
+        raise FactError(field, f"must be an array of {dim} numbers") from None
+    if vec.shape != (dim,):
+        raise FactError(field, f"must have {dim} values, got {vec.size}")
+    if not np.isfinite(vec).all():
+        raise FactError(field, "must not contain NaN or infinity")
+    if not vec.any():
+        raise FactError(field, "must not be all zeros")
+    return vec
+
+
+def parse_fact(
+    raw: Any, dim: int, max_text_length: int = MAX_TEXT_LENGTH, prefix: str = "fact"
+) -> Fact:
+    """Validate a fact given as a mapping (or a `Fact`)."""
+    if isinstance(raw, Fact):
+        raw = {
+            "subject": raw.subject,
+            "predicate": raw.predicate,
+            "object": raw.object,
+            "confidence": raw.confidence,
+            "embedding": raw.embedding,
+        }
+    if not isinstance(raw, Mapping):
+        raise FactError(prefix, f"must be an object, got {type(raw).__name__}")
+    allowed = {"subject", "predicate", "object", "confidence", "embedding"}
+    for key in raw:
+        if key not in allowed:
+            raise FactError(f"{prefix}.{key}", "unknown field")
+    for key in ("subject", "predicate", "object", "confidence"):
+        if key not in raw:
+            raise FactError(f"{prefix}.{key}", "is required")
+    confidence = raw["confidence"]
+    if isinstance(confidence, bool) or not isinstance(confidence, (int, float)):
+        raise FactError(f"{prefix}.confidence", "must be a number")
+    if not (math.isfinite(confidence) and 0.0 <= confidence <= 1.0):
+        raise FactError(f"{prefix}.confidence", f"must be between 0 and 1, got {confidence}")
+    embedding = raw.get("embedding")
+    return Fact(
+        subject=text_field(raw["subject"], f"{prefix}.subject", max_text_length),
+        predicate=text_field(raw["predicate"], f"{prefix}.predicate", max_text_length),
+        object=text_field(raw["object"], f"{prefix}.object", max_text_length),
+        confidence=float(confidence),
+        embedding=None
+        if embedding is None
+        else embedding_field(embedding, f"{prefix}.embedding", dim),
+    )

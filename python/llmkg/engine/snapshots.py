@@ -1,0 +1,100 @@
+"""Index snapshots: the HNSW index, zstd-compressed, tagged with the last store sequence
+it holds, written atomically; the two newest are kept.
+
+``snapshots/index-<seq, 20 digits>.llmkg.zst``: the name carries the sequence, the body
+is the index file format of the core (which checksums itself), compressed. A snapshot
+that fails to decompress or to load is skipped for the next older one; with none left
+the index is rebuilt from the store. Never fatal, never data lost: the store is the truth.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import zstandard
+
+from llmkg._core import HnswIndex
+
+log = logging.getLogger("llmkg.engine")
+
+PATTERN = re.compile(r"^index-(\d{20})\.llmkg\.zst$")
+KEEP = 2
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    path: Path
+    seq: int
+
+
+def list_snapshots(directory: Path) -> list[Snapshot]:
+    """Snapshots in ``directory``, newest first."""
+    if not directory.is_dir():
+        return []
+    found = []
+    for entry in directory.iterdir():
+        match = PATTERN.match(entry.name)
+        if match:
+            found.append(Snapshot(entry, int(match.group(1))))
+    return sorted(found, key=lambda s: s.seq, reverse=True)
+
+
+def _fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_snapshot(directory: Path, index: HnswIndex, seq: int, level: int) -> Path:
+    """Write ``index`` as the snapshot of ``seq`` (temp file, fsync, rename, fsync of the
+    folder), then drop all but the two newest."""
+    directory.mkdir(parents=True, exist_ok=True)
+    data = zstandard.ZstdCompressor(level=level).compress(index.to_bytes())
+    final = directory / f"index-{seq:020d}.llmkg.zst"
+    tmp = directory / f".{final.name}.tmp-{os.getpid()}"
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, final)
+        _fsync_dir(directory)
+    finally:
+        tmp.unlink(missing_ok=True)
+    for old in list_snapshots(directory)[KEEP:]:
+        old.path.unlink(missing_ok=True)
+    return final
+
+
+def read_snapshot(snapshot: Snapshot) -> HnswIndex:
+    """Load one snapshot; raises on any damage (zstd or index checksum)."""
+    raw = snapshot.path.read_bytes()
+    return HnswIndex.from_bytes(zstandard.ZstdDecompressor().decompress(raw))
+
+
+def load_newest(directory: Path, dim: int, metric: str) -> tuple[HnswIndex, int] | None:
+    """The newest snapshot that loads and matches ``dim``/``metric``, with its sequence."""
+    for snap in list_snapshots(directory):
+        try:
+            index = read_snapshot(snap)
+        except Exception as e:  # any damage means: try the next one
+            log.warning("snapshot %s is unusable (%s); trying an older one", snap.path.name, e)
+            continue
+        if index.dim != dim or index.metric != metric:
+            log.warning(
+                "snapshot %s has dim=%d metric=%s, the config says dim=%d metric=%s; ignored",
+                snap.path.name,
+                index.dim,
+                index.metric,
+                dim,
+                metric,
+            )
+            continue
+        return index, snap.seq
+    return None

@@ -1,0 +1,239 @@
+"""AllocationEngine through its Python API: the allocation rules, search with filters,
+deletes, restarts from snapshots (good, damaged or missing) and concurrency."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from llmkg.engine import AllocationEngine, EngineConfig, FactError
+
+DIM = 16
+
+
+def unit(seed: int) -> np.ndarray:
+    v = np.random.default_rng(seed).normal(size=DIM).astype(np.float32)
+    return v / np.linalg.norm(v)
+
+
+def fact(i: int, embedding: np.ndarray | None = None, **kw) -> dict:
+    out = {"subject": f"s{i}", "predicate": "p", "object": f"o{i}", "confidence": 0.5}
+    if embedding is not None:
+        out["embedding"] = embedding.tolist()
+    out.update(kw)
+    return out
+
+
+@pytest.fixture
+def config(tmp_path: Path) -> EngineConfig:
+    return EngineConfig(
+        data_directory=tmp_path / "data", dim=DIM, direct_threshold=50, checkpoint_interval=0
+    )
+
+
+def test_allocation_is_idempotent_per_canonical_triple(config: EngineConfig) -> None:
+    with AllocationEngine(config) as engine:
+        first = engine.allocate(fact(1, unit(1)))
+        assert first.created and first.node_id >= 1 and first.parent is None
+        again = engine.allocate(
+            {"subject": "  s1 ", "predicate": "p", "object": "o1\t", "confidence": 0.9}
+        )
+        assert not again.created and again.node_id == first.node_id
+        assert again.confidence == 0.9, "the larger confidence wins"
+        lower = engine.allocate(fact(1, confidence=0.2))
+        assert lower.confidence == 0.9 and lower.node_id == first.node_id
+        other_case = engine.allocate(
+            {"subject": "S1", "predicate": "p", "object": "o1", "confidence": 0.5}
+        )
+        assert other_case.created, "case is kept: S1 is another subject"
+        assert engine.get(first.node_id).subject == "s1"
+
+
+def test_winner_takes_all_parent_and_neighbours(config: EngineConfig) -> None:
+    config.similarity_threshold = 0.9
+    config.neighbors = 3
+    with AllocationEngine(config) as engine:
+        base = unit(7)
+        root = engine.allocate(fact(0, base))
+        far = engine.allocate(fact(1, -base))
+        assert far.parent is None, "no candidate above the threshold"
+        near = engine.allocate(fact(2, base + 0.05 * unit(8)))
+        assert near.parent is not None and near.parent.node_id == root.node_id
+        assert near.parent.similarity >= 0.9
+        assert [n.node_id for n in near.neighbors][:1] == [root.node_id]
+        assert len(near.neighbors) == 2 and near.strategy == "direct"
+        assert near.precision == "full" and near.processing_time_ms > 0
+
+
+def test_direct_then_hierarchical_at_the_threshold(config: EngineConfig) -> None:
+    with AllocationEngine(config) as engine:
+        strategies = [engine.allocate(fact(i, unit(i))).strategy for i in range(60)]
+        assert strategies[:51] == ["direct"] * 51
+        assert set(strategies[51:]) == {"hierarchical"}
+        assert engine.stats()["strategy"] == "hierarchical"
+
+
+def test_the_builtin_embedder_places_similar_facts_together(config: EngineConfig) -> None:
+    config.similarity_threshold = 0.2
+    with AllocationEngine(config) as engine:
+        rex = engine.allocate(
+            {"subject": "Rex", "predicate": "is_a", "object": "dog", "confidence": 1}
+        )
+        engine.allocate(
+            {"subject": "Paris", "predicate": "capital_of", "object": "France", "confidence": 1}
+        )
+        pho = engine.allocate(
+            {"subject": "Pho", "predicate": "is_a", "object": "dog", "confidence": 1}
+        )
+        assert pho.parent is not None and pho.parent.node_id == rex.node_id
+        hits = engine.search(text="is a dog", k=2)
+        assert {h.node.subject for h in hits} == {"Rex", "Pho"}
+
+
+def test_search_filters_and_deletes(config: EngineConfig) -> None:
+    with AllocationEngine(config) as engine:
+        ids = []
+        for i in range(40):
+            f = {
+                "subject": f"s{i % 4}",
+                "predicate": "likes" if i % 2 else "hates",
+                "object": f"o{i}",
+                "confidence": i / 40,
+                "embedding": unit(i).tolist(),
+            }
+            ids.append(engine.allocate(f).node_id)
+        hits = engine.search(embedding=unit(5), k=5)
+        assert hits[0].node_id == ids[5] and hits[0].score == pytest.approx(1.0, abs=1e-5)
+        assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
+        hits = engine.search(
+            embedding=unit(5), k=40, filter={"subject": "s1", "predicate": "likes"}
+        )
+        assert {h.node.subject for h in hits} == {"s1"} and len(hits) == 10
+        hits = engine.search(embedding=unit(5), k=40, filter={"min_confidence": 0.5})
+        assert len(hits) == 20 and min(h.node.confidence for h in hits) >= 0.5
+        assert engine.search(embedding=unit(5), filter={"object": "nowhere"}) == []
+        assert engine.delete(ids[5]) and not engine.delete(ids[5])
+        assert engine.get(ids[5]) is None
+        assert ids[5] not in [h.node_id for h in engine.search(embedding=unit(5), k=40)]
+        assert ids[5] not in [
+            h.node_id for h in engine.search(embedding=unit(5), k=40, filter={"subject": "s1"})
+        ]
+
+
+@pytest.mark.parametrize(
+    ("call", "field"),
+    [
+        (
+            lambda e: e.allocate({"subject": "a", "predicate": "b", "object": "c"}),
+            "fact.confidence",
+        ),
+        (lambda e: e.allocate(fact(1, confidence=1.5)), "fact.confidence"),
+        (lambda e: e.allocate(fact(1, confidence=float("nan"))), "fact.confidence"),
+        (lambda e: e.allocate(fact(1, subject="   ")), "fact.subject"),
+        (lambda e: e.allocate(fact(1, subject="x" * 5000)), "fact.subject"),
+        (lambda e: e.allocate(fact(1, object=3)), "fact.object"),
+        (lambda e: e.allocate(fact(1, embedding=[0.1] * 3)), "fact.embedding"),
+        (lambda e: e.allocate(fact(1, embedding=[float("inf")] * DIM)), "fact.embedding"),
+        (lambda e: e.allocate(fact(1, colour="red")), "fact.colour"),
+        (lambda e: e.allocate_many([fact(1), "not a fact"]), "facts[1]"),
+        (lambda e: e.search(), "query"),
+        (lambda e: e.search(text="x", k=0), "query.k"),
+        (lambda e: e.search(text="x", k=1001), "query.k"),
+        (lambda e: e.search(text="x", ef=0), "query.ef"),
+        (lambda e: e.search(embedding=[1.0] * 3), "query.embedding"),
+        (lambda e: e.search(text="x", filter={"colour": "red"}), "query.filter.colour"),
+        (lambda e: e.search(text="x", filter={"min_confidence": 2}), "query.filter.min_confidence"),
+    ],
+)
+def test_bad_input_names_the_field(config: EngineConfig, call, field: str) -> None:
+    with AllocationEngine(config) as engine:
+        with pytest.raises(FactError) as err:
+            call(engine)
+        assert err.value.field == field
+        assert engine.stats()["nodes"] == 0, "nothing of a rejected batch is stored"
+
+
+def test_restart_loads_the_snapshot_and_replays_the_rest(config: EngineConfig) -> None:
+    with AllocationEngine(config) as engine:
+        ids = [engine.allocate(fact(i, unit(i))).node_id for i in range(100)]
+        engine.checkpoint()
+        more = [engine.allocate(fact(i, unit(i))).node_id for i in range(100, 130)]
+        engine.delete(ids[0])
+        before = [h.node_id for h in engine.search(embedding=unit(3), k=10)]
+        seq = engine.store.committed_seq
+    # close() wrote a final snapshot; simulate a crash after the first one by removing it.
+    snapshots = sorted((config.data_directory / "snapshots").iterdir())
+    assert len(snapshots) == 2
+    snapshots[-1].unlink()
+    with AllocationEngine(config) as engine:
+        start = engine.stats()["startup"]
+        assert start["source"] == "snapshot" and 0 < start["snapshot_seq"] < seq
+        assert start["replayed"] == 31
+        assert engine.stats()["nodes"] == 129
+        assert [h.node_id for h in engine.search(embedding=unit(3), k=10)] == before
+        assert engine.get(ids[0]) is None and engine.get(more[-1]) is not None
+
+
+@pytest.mark.parametrize("damage", ["corrupt", "truncate", "delete", "all"])
+def test_damaged_snapshots_never_lose_data(config: EngineConfig, damage: str) -> None:
+    with AllocationEngine(config) as engine:
+        for i in range(60):
+            engine.allocate(fact(i, unit(i)))
+        engine.checkpoint()
+        for i in range(60, 80):
+            engine.allocate(fact(i, unit(i)))
+    snaps = sorted((config.data_directory / "snapshots").iterdir())
+    newest = snaps[-1]
+    if damage == "corrupt":
+        data = bytearray(newest.read_bytes())
+        data[len(data) // 2] ^= 0xFF
+        newest.write_bytes(bytes(data))
+    elif damage == "truncate":
+        newest.write_bytes(newest.read_bytes()[:100])
+    elif damage == "delete":
+        newest.unlink()
+    else:
+        for s in snaps:
+            s.write_bytes(b"garbage")
+    with AllocationEngine(config) as engine:
+        assert engine.stats()["nodes"] == 80
+        assert engine.stats()["startup"]["source"] == ("rebuild" if damage == "all" else "snapshot")
+        for i in (0, 59, 79):
+            assert engine.search(embedding=unit(i), k=1)[0].node.object == f"o{i}"
+
+
+def test_exact_only_when_hnsw_is_off(config: EngineConfig) -> None:
+    config.enable_hnsw = False
+    with AllocationEngine(config) as engine:
+        results = [engine.allocate(fact(i, unit(i))) for i in range(80)]
+        assert {r.strategy for r in results} == {"direct"}
+        assert engine.search(embedding=unit(70), k=1)[0].node_id == results[70].node_id
+
+
+def test_threads_allocating_and_searching(config: EngineConfig) -> None:
+    errors: list[BaseException] = []
+    with AllocationEngine(config) as engine:
+
+        def work(t: int) -> None:
+            try:
+                for i in range(50):
+                    n = t * 1000 + i
+                    engine.allocate(fact(n, unit(n)))
+                    engine.allocate(fact(n % 7, unit(n % 7)))  # contended duplicates
+                    engine.search(embedding=unit(n), k=5)
+                if t == 0:
+                    engine.checkpoint()
+            except BaseException as e:
+                errors.append(e)
+
+        threads = [threading.Thread(target=work, args=(t,)) for t in range(4)]
+        for th in threads:
+            th.start()
+        for th in threads:
+            th.join()
+        assert not errors, errors
+        assert engine.stats()["nodes"] == 4 * 50 + 7
+        assert engine.store.count() == 4 * 50 + 7
