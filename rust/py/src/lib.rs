@@ -3,10 +3,16 @@
 
 use pyo3::prelude::*;
 
+mod embed;
 mod errors;
 
 #[pymodule]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    // --- embedder ---
+    m.add_function(wrap_pyfunction!(embed::embed_text, m)?)?;
+    m.add_function(wrap_pyfunction!(embed::embed_fact, m)?)?;
+    m.add_function(wrap_pyfunction!(embed::embed_texts, m)?)?;
+    m.add_function(wrap_pyfunction!(embed::embed_facts, m)?)?;
     Ok(())
 }
