@@ -129,11 +129,22 @@ def test_faiss_hnsw_flat(ann: AnnData, report: Report) -> None:
     report.add(res)
 
 
-def test_instant_distance(ann: AnnData, report: Report) -> None:
+def _instant_distance_threads(quick: bool) -> list[int]:
+    """Its 1-thread build of the full set takes ~5 min here (5-6x hnswlib's), which alone
+    would push `make bench` past its ~15 min budget: the full run builds with 2 threads
+    only, unless LLMKG_BENCH_ID_THREADS (e.g. "1,2") says otherwise; --quick does both."""
+    env = os.environ.get("LLMKG_BENCH_ID_THREADS", "")
+    if env:
+        return [int(t) for t in env.split(",")]
+    return THREADS if quick else [THREADS[-1]]
+
+
+def test_instant_distance(ann: AnnData, report: Report, quick: bool) -> None:
     cargo = shutil.which("cargo")
     if cargo is None:
         pytest.skip("instant-distance is measured from Rust, and cargo is not on PATH")
     files = write_raw(ann, REPO / "target" / "bench-data")
+    threads = _instant_distance_threads(quick)
     cmd = [
         cargo,
         "run",
@@ -161,7 +172,7 @@ def test_instant_distance(ann: AnnData, report: Report) -> None:
         "--efs",
         ",".join(map(str, EFS)),
         "--threads",
-        ",".join(map(str, THREADS)),
+        ",".join(map(str, threads)),
         "--seed",
         str(SEED),
     ]
@@ -181,9 +192,11 @@ def test_instant_distance(ann: AnnData, report: Report) -> None:
     res.sweep = got["sweep"]
     res.memory_bytes = got["index_bytes"]
     res.memory_how = "length of its bincode serialization"
-    res.note = (
-        f"M {got['m']}; measured in Rust by rust/core/examples/peer_instant_distance.rs, "
-        "(target-cpu=native), so its loop QPS has no Python call overhead"
+    if 1 not in threads:
+        res.note = "1-thread build skipped on the full set (LLMKG_BENCH_ID_THREADS=1,2 runs it); "
+    res.note += (
+        f"M {got['m']}; measured in Rust (rust/core/examples/peer_instant_distance.rs, "
+        "target-cpu=native), so its loop QPS has no Python call overhead"
     )
     report.add(res)
 

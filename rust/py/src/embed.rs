@@ -118,13 +118,11 @@ fn extract_fact(i: usize, item: &Bound<'_, PyAny>) -> PyResult<(String, String, 
     if let Ok(fact) = item.extract::<(String, String, String)>() {
         return Ok(fact);
     }
-    // Facts read from JSON arrive as lists; a str would extract as a list of characters
-    // in some PyO3 paths, so it is refused first.
-    if !item.is_instance_of::<PyString>() {
-        if let Ok(parts) = item.extract::<Vec<String>>() {
-            if let Ok([s, p, o]) = <[String; 3]>::try_from(parts) {
-                return Ok((s, p, o));
-            }
+    // Facts read from JSON arrive as lists. (PyO3 refuses to extract a str as a Vec, so
+    // a bare string such as "a b c" still falls through to the error below.)
+    if let Ok(parts) = item.extract::<Vec<String>>() {
+        if let Ok([s, p, o]) = <[String; 3]>::try_from(parts) {
+            return Ok((s, p, o));
         }
     }
     Err(PyTypeError::new_err(format!(

@@ -38,8 +38,8 @@ fn add_feature(acc: &mut [f32], hash: u64, weight: f32) {
     acc[bucket] += sign * weight;
 }
 
-/// Weights of the three kinds of features, and scratch space reused across words so
-/// that embedding a text allocates nothing once the buffers have grown.
+/// Turns texts into features; holds scratch space reused across words, so that
+/// embedding a text allocates nothing once the buffers have grown.
 pub(crate) struct Featurizer {
     word: String,
     chars: Vec<char>,
