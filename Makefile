@@ -55,8 +55,17 @@ bench: develop ## benchmarks against the peers (not run by CI)
 	$(PIP) install --quiet -r requirements/bench.txt
 	$(PY) -m pytest benches -s -q --benchmark-columns=min,median,ops
 
-wheel: $(VENV)/.stamp ## build the abi3 manylinux wheel into dist/
-	$(VENV)/bin/maturin build --release --out dist
+# manylinux2014 = glibc >= 2.17, checked by maturin's auditwheel pass; zig makes it reachable
+# from a new host (see requirements/wheel.txt). The zig-linked build has its own target dir
+# so that switching between `make develop` and `make wheel` does not rebuild everything.
+DIST ?= dist
+$(VENV)/.stamp-wheel: $(VENV)/.stamp requirements/wheel.txt
+	$(PIP) install --quiet -r requirements/wheel.txt
+	touch $@
+
+wheel: $(VENV)/.stamp-wheel ## build the abi3 manylinux2014 wheel into dist/ (DIST=dir to change)
+	$(VENV)/bin/maturin build --release --zig --compatibility manylinux2014 \
+		--target-dir target/wheel --out $(DIST)
 
 clean: ## remove build outputs and .venv
 	rm -rf target dist $(VENV)

@@ -9,6 +9,10 @@ from llmkg._core import (
     HnswIndex,
     IdFilter,
     __version__,
+    embed_fact,
+    embed_facts,
+    embed_text,
+    embed_texts,
 )
 
 __all__ = [
@@ -17,4 +21,8 @@ __all__ = [
     "HnswIndex",
     "IdFilter",
     "__version__",
+    "embed_fact",
+    "embed_facts",
+    "embed_text",
+    "embed_texts",
 ]

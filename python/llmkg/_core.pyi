@@ -1,6 +1,6 @@
 """Type stubs of the Rust extension module ``llmkg._core``."""
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from os import PathLike
 from typing import Any, Literal, TypeAlias, final
 
@@ -79,3 +79,14 @@ class HnswIndex:
     def metric(self) -> str: ...
     @property
     def keep_full(self) -> bool: ...
+
+# --- embedder ---
+
+def embed_text(text: str, dim: int = 768) -> npt.NDArray[np.float32]: ...
+def embed_fact(
+    subject: str, predicate: str, object: str, dim: int = 768
+) -> npt.NDArray[np.float32]: ...
+def embed_texts(texts: Iterable[str], dim: int = 768) -> npt.NDArray[np.float32]: ...
+def embed_facts(
+    facts: Iterable[tuple[str, str, str] | Sequence[str]], dim: int = 768
+) -> npt.NDArray[np.float32]: ...

@@ -4,6 +4,7 @@
 use pyo3::prelude::*;
 
 mod convert;
+mod embed;
 mod errors;
 mod gil;
 mod hnsw;
@@ -12,5 +13,6 @@ mod hnsw;
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     hnsw::register(m)?;
+    embed::register(m)?;
     Ok(())
 }

@@ -50,10 +50,7 @@ impl Graph {
             let pool = std::mem::take(&mut s.found);
             self.select(&pool, self.m_up, false, s);
             s.found = pool;
-            {
-                let _guard = self.locks[slot as usize].lock();
-                self.write_links(slot, l, &s.picked);
-            }
+            self.set_own_links(slot, l, s);
             let picked = std::mem::take(&mut s.picked);
             for &n in &picked {
                 self.add_link(n, slot, l, s);
@@ -73,6 +70,31 @@ impl Graph {
                 }
             }
         }
+    }
+
+    /// Write the links `slot` picked at `level` (in `s.picked`). A concurrent insert can
+    /// already have linked itself from `slot` (it reached `slot` through an upper level
+    /// before `slot` linked this one): those links are merged in, never overwritten, or
+    /// the node that made them could lose its way in.
+    fn set_own_links(&self, slot: u32, level: usize, s: &mut Scratch) {
+        let _guard = self.locks[slot as usize].lock();
+        self.read_links(slot, level, &mut s.links);
+        if s.links.is_empty() {
+            self.write_links(slot, level, &s.picked);
+            return;
+        }
+        let mut candidates = std::mem::take(&mut s.links);
+        candidates.extend(s.picked.iter().copied());
+        candidates.sort_unstable();
+        candidates.dedup();
+        let picked = std::mem::take(&mut s.picked);
+        if candidates.len() <= self.max_links(level) {
+            self.write_links(slot, level, &candidates);
+        } else {
+            self.relink(slot, level, candidates.iter().copied(), false, s);
+        }
+        s.picked = picked;
+        s.links = candidates;
     }
 
     /// The HNSW heuristic: walk `pool` (best first, scores relative to the base node) and

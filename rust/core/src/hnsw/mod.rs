@@ -404,7 +404,10 @@ impl Hnsw {
 
     /// Serialize the index (format in `persist.rs`).
     pub fn to_bytes(&self) -> Vec<u8> {
-        persist::encode(&self.graph.read())
+        // The write lock, not the read lock: an `add` links its nodes under a read lock,
+        // and a snapshot taken meanwhile would hold a node whose links are half written —
+        // present (so never replayed) yet unreachable. Exclusive access waits for them.
+        persist::encode(&self.graph.write())
     }
 
     pub fn from_bytes(bytes: &[u8]) -> Result<Hnsw> {

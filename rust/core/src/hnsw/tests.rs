@@ -346,3 +346,90 @@ fn concurrent_adds_and_searches_are_safe() {
     assert_eq!(index.len(), 2000);
     index.graph.read().check_invariants();
 }
+
+#[test]
+fn snapshots_taken_during_adds_hold_only_fully_linked_nodes() {
+    let dim = 16;
+    let index = std::sync::Arc::new(Hnsw::new(Params::new(dim)).unwrap());
+    let vectors = data(3000, dim, 12);
+    let mut snapshots = Vec::new();
+    std::thread::scope(|scope| {
+        for t in 0..2u64 {
+            let (index, vectors) = (index.clone(), &vectors);
+            scope.spawn(move || {
+                for i in (t as usize..3000).step_by(2) {
+                    index
+                        .add(&[i as u64], &vectors[i * dim..(i + 1) * dim], &[], None)
+                        .unwrap();
+                }
+            });
+        }
+        for _ in 0..20 {
+            snapshots.push(index.to_bytes());
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
+    });
+    for bytes in snapshots {
+        let loaded = Hnsw::from_bytes(&bytes).unwrap();
+        for id in loaded.ids() {
+            let v = loaded.get_vector(id).unwrap();
+            let mut opts = SearchOptions::new(1);
+            opts.ef = Some(64);
+            let hit = loaded.search(&v, opts, None).unwrap();
+            assert_eq!(hit[0].0, id, "node {id} of a snapshot is not reachable");
+        }
+    }
+}
+
+/// Gaussian vectors: every pair about equally far apart, the hardest case for links.
+fn gaussian(n: usize, dim: usize, seed: u64) -> Vec<f32> {
+    let mut state = seed.wrapping_mul(7919) | 1;
+    let mut uniform = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        ((state >> 11) as f64 + 0.5) / (1u64 << 53) as f64
+    };
+    (0..n * dim)
+        .map(|_| {
+            let (a, b) = (uniform(), uniform());
+            ((-2.0 * a.ln()).sqrt() * (std::f64::consts::TAU * b).cos()) as f32
+        })
+        .collect()
+}
+
+#[test]
+fn parallel_builds_leave_no_node_unreachable() {
+    let dim = 32;
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(2)
+        .build()
+        .unwrap();
+    for trial in 0..30u64 {
+        println!("trial seed {trial}");
+        let vectors = gaussian(151, dim, trial);
+        let index = Hnsw::new(Params::new(dim)).unwrap();
+        let ids: Vec<u64> = (0..151).collect();
+        index.add(&ids, &vectors, &[], Some(&pool)).unwrap();
+        let g = index.graph.read();
+        let (entry, _) = g.entry_point().unwrap();
+        let mut seen = vec![false; g.slots()];
+        let (mut stack, mut links) = (vec![entry], Vec::new());
+        seen[entry as usize] = true;
+        while let Some(s) = stack.pop() {
+            for level in 0..=g.meta[s as usize].level as usize {
+                g.read_links(s, level, &mut links);
+                for &n in &links {
+                    if !std::mem::replace(&mut seen[n as usize], true) {
+                        stack.push(n);
+                    }
+                }
+            }
+        }
+        let unreachable: Vec<usize> = (0..g.slots()).filter(|&s| !seen[s]).collect();
+        assert!(
+            unreachable.is_empty(),
+            "trial {trial}: unreachable slots {unreachable:?}"
+        );
+    }
+}
