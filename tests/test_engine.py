@@ -237,3 +237,45 @@ def test_threads_allocating_and_searching(config: EngineConfig) -> None:
         assert not errors, errors
         assert engine.stats()["nodes"] == 4 * 50 + 7
         assert engine.store.count() == 4 * 50 + 7
+
+
+def test_backup_wipe_restore_gives_the_same_answers(config: EngineConfig, tmp_path: Path) -> None:
+    import shutil
+
+    from llmkg.engine import BackupError, restore
+
+    with AllocationEngine(config) as engine:
+        for i in range(120):
+            engine.allocate(fact(i, unit(i)))
+        engine.delete(1)
+        folder = engine.backup()
+        assert folder.parent == config.data_directory.with_name("data-backups")
+        before = [
+            [(h.node_id, h.node.object) for h in engine.search(embedding=unit(i), k=5)]
+            for i in range(0, 120, 7)
+        ]
+        engine.allocate(fact(500, unit(500)))  # after the backup: not in it
+    shutil.rmtree(config.data_directory / "snapshots")
+    (config.data_directory / "llmkg.sqlite3").unlink()
+    with pytest.raises(BackupError, match="already holds a store"):
+        other = tmp_path / "other"
+        restore(folder, other)
+        restore(folder, other)
+    shutil.rmtree(config.data_directory)
+    manifest = restore(folder, config.data_directory)
+    assert manifest["nodes"] == 119
+    with AllocationEngine(config) as engine:
+        assert engine.stats()["nodes"] == 119 and engine.stats()["startup"]["source"] == "snapshot"
+        after = [
+            [(h.node_id, h.node.object) for h in engine.search(embedding=unit(i), k=5)]
+            for i in range(0, 120, 7)
+        ]
+        assert after == before
+    tampered = tmp_path / "tampered"
+    shutil.copytree(folder, tampered)
+    with open(tampered / "llmkg.sqlite3", "r+b") as f:
+        f.seek(200)
+        f.write(b"\xff")
+    with pytest.raises(BackupError, match="checksum"):
+        restore(tampered, tmp_path / "target")
+    assert not (tmp_path / "target" / "llmkg.sqlite3").exists()

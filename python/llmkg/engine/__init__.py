@@ -1,5 +1,6 @@
 """The allocation engine: where a fact belongs, kept durably."""
 
+from llmkg.engine.backup import BackupError, restore
 from llmkg.engine.config import EngineConfig
 from llmkg.engine.engine import AllocationEngine
 from llmkg.engine.facts import Fact, FactError
@@ -8,10 +9,12 @@ from llmkg.engine.results import AllocationResult, Neighbor, Node, SearchHit
 __all__ = [
     "AllocationEngine",
     "AllocationResult",
+    "BackupError",
     "EngineConfig",
     "Fact",
     "FactError",
     "Neighbor",
     "Node",
     "SearchHit",
+    "restore",
 ]

@@ -11,7 +11,7 @@ from pathlib import Path
 class EngineConfig:
     # storage
     data_directory: Path = field(default_factory=lambda: Path("data"))
-    backup_directory: Path | None = None  # default: <data_directory>/backups
+    backup_directory: Path | None = None  # default: <data_directory>-backups, beside it
     durability: str = "fsync"  # or "interval": fsync every `sync_interval` seconds
     sync_interval: float = 1.0
     checkpoint_interval: float = 300.0  # seconds between index snapshots; 0: never by time

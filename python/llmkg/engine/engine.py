@@ -12,15 +12,18 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import threading
 import time
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Mapping
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from llmkg._core import MISSING_ID, HnswIndex, embed_fact, embed_text
+from llmkg.engine import backup as backups
 from llmkg.engine.config import EngineConfig
 from llmkg.engine.facts import FactError, embedding_field, parse_fact, text_field
 from llmkg.engine.results import AllocationResult, Neighbor, Node, SearchHit
@@ -357,6 +360,27 @@ class AllocationEngine:
             self._last_checkpoint = time.monotonic()
             log.info("checkpoint at sequence %d", seq)
             return seq
+
+    def backup(self, dest: str | os.PathLike[str] | None = None) -> Path:
+        """Write a consistent backup (store copy, index snapshot, manifest) into ``dest``,
+        by default a new ``<backup_directory>/<UTC timestamp>/``; returns the folder."""
+        c = self.config
+        if dest is None:
+            # Beside the data, not in it: wiping the data directory must not take them.
+            root = c.backup_directory or c.data_directory.with_name(
+                c.data_directory.name + "-backups"
+            )
+            folder = backups.timestamped(root)
+        else:
+            folder = Path(dest)
+            folder.mkdir(parents=True, exist_ok=True)
+        with self._checkpoint_lock:
+            seq = self._quiesced_seq()
+            snapshot = write_snapshot(folder / "snapshots", self.index, seq, c.compression_level)
+        self.store.backup_to(folder / backups.DB_FILE)
+        manifest = backups.write_manifest(folder, snapshot, seq, c.dim, c.metric)
+        log.info("backup of %d nodes written to %s", manifest["nodes"], folder)
+        return folder
 
     def _maintain(self) -> None:
         self._last_checkpoint = time.monotonic()
