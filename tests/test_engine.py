@@ -65,7 +65,8 @@ def test_winner_takes_all_parent_and_neighbours(config: EngineConfig) -> None:
         assert near.parent.similarity >= 0.9
         assert [n.node_id for n in near.neighbors][:1] == [root.node_id]
         assert len(near.neighbors) == 2 and near.strategy == "direct"
-        assert near.precision == "full" and near.processing_time_ms > 0
+        assert near.precision == "q8", "confidence 0.5: the medium band (t/2 <= 0.5 < t)"
+        assert near.processing_time_ms > 0
 
 
 def test_direct_then_hierarchical_at_the_threshold(config: EngineConfig) -> None:
@@ -279,3 +280,38 @@ def test_backup_wipe_restore_gives_the_same_answers(config: EngineConfig, tmp_pa
     with pytest.raises(BackupError, match="checksum"):
         restore(tampered, tmp_path / "target")
     assert not (tmp_path / "target" / "llmkg.sqlite3").exists()
+
+
+def test_precision_follows_importance(config: EngineConfig) -> None:
+    with AllocationEngine(config) as engine:
+        levels = {
+            c: engine.allocate(fact(i, unit(i), confidence=c)).precision
+            for i, c in enumerate([0.9, 0.5, 0.3, 0.1])
+        }
+        assert levels == {0.9: "full", 0.5: "q8", 0.3: "q4", 0.1: "binary"}
+        low = engine.allocate(fact(10, unit(10), confidence=0.1)).node_id
+        for _ in range(40):  # reads raise importance: 0.1 + 0.1 * log2(41) > 0.6
+            engine.search(embedding=unit(10), k=1)
+        moved = engine.rebalance()
+        assert moved["promoted"] >= 1 and engine.index.precision_of(low) == "q8"
+        assert engine.store.get(low).reads == 40
+    config.enable_quantization = False
+    with AllocationEngine(config) as engine:
+        assert engine.allocate(fact(20, unit(20), confidence=0.1)).precision == "full"
+
+
+def test_memory_pressure_demotes_and_search_still_finds_every_node(config: EngineConfig) -> None:
+    config.memory_budget = 1  # any process is over a one-byte budget
+    with AllocationEngine(config) as engine:
+        first = [engine.allocate(fact(i, unit(i), confidence=0.9)) for i in range(30)]
+        assert {r.precision for r in first} == {"full"}
+        engine.rebalance()
+        assert engine.stats()["memory"]["under_pressure"]
+        later = engine.allocate(fact(99, unit(99), confidence=0.9))
+        assert later.precision == "q8", "under pressure a new node is one level cheaper"
+        for _ in range(40):
+            engine.rebalance()
+        precisions = engine.stats()["index"]["precisions"]
+        assert precisions["binary"] == 31, precisions
+        for i in [*range(30), 99]:
+            assert engine.search(embedding=unit(i), k=1)[0].node.object == f"o{i}"

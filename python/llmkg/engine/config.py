@@ -32,6 +32,15 @@ class EngineConfig:
     max_text_length: int = 4096
     max_k: int = 1000
     partition: int = 0
+    # adaptive precision (rules in quantization.py)
+    enable_quantization: bool = True  # False: every node full precision, always
+    importance_threshold: float = 0.8
+    precision_bands: tuple[float, float, float] | None = None  # default (t, t/2, t/4)
+    precision_levels: dict[str, str] | None = (
+        None  # default high/medium/low/very_low -> full/q8/q4/binary
+    )
+    memory_pressure_threshold: float = 0.85  # share of the budget above which nodes get cheaper
+    memory_budget: int | None = None  # bytes; default the cgroup limit, else physical memory
 
     def __post_init__(self) -> None:
         self.data_directory = Path(self.data_directory)
@@ -43,5 +52,7 @@ class EngineConfig:
             raise ValueError(f"dim must be at least 1, got {self.dim}")
         if not -1.0 <= self.similarity_threshold <= 1.0 and self.metric == "cosine":
             raise ValueError("similarity_threshold must be between -1 and 1 for cosine")
+        if not 0 < self.memory_pressure_threshold <= 1:
+            raise ValueError("memory_pressure_threshold must be in (0, 1]")
         if self.neighbors < 0 or self.direct_threshold < 0:
             raise ValueError("neighbors and direct_threshold must not be negative")

@@ -26,6 +26,7 @@ from llmkg._core import MISSING_ID, HnswIndex, embed_fact, embed_text
 from llmkg.engine import backup as backups
 from llmkg.engine.config import EngineConfig
 from llmkg.engine.facts import FactError, embedding_field, parse_fact, text_field
+from llmkg.engine.quantization import AdaptivePrecision, resident_bytes
 from llmkg.engine.results import AllocationResult, Neighbor, Node, SearchHit
 from llmkg.engine.snapshots import load_newest, write_snapshot
 from llmkg.store import NodeRecord, SqliteStore
@@ -61,8 +62,11 @@ class AllocationEngine:
         self._by_field: dict[str, defaultdict[str, set[int]]] = {
             f: defaultdict(set) for f in FILTER_FIELDS
         }
+        self.precision = AdaptivePrecision(c)
 
-        loaded = load_newest(self.snapshot_dir, c.dim, c.metric)
+        loaded = load_newest(
+            self.snapshot_dir, c.dim, c.metric, keep_full=not c.enable_quantization
+        )
         if loaded:
             self.index, self.snapshot_seq = loaded
             source = "snapshot"
@@ -71,8 +75,9 @@ class AllocationEngine:
             self.snapshot_seq = 0
             source = "rebuild"
         replayed = self._replay(self.snapshot_seq)
-        for node_id, s, p, o, confidence in self.store.iter_live():
+        for node_id, s, p, o, confidence, reads in self.store.iter_live():
             self._remember(node_id, s, p, o, confidence)
+            self.precision.total_reads[node_id] = reads
         self.startup = {
             "source": source,
             "snapshot_seq": self.snapshot_seq,
@@ -95,22 +100,33 @@ class AllocationEngine:
 
     def _new_index(self) -> HnswIndex:
         c = self.config
+        # With quantization, codes only: the store keeps every full vector, and search
+        # rescores its candidates with them.
         return HnswIndex(
-            c.dim, metric=c.metric, m=c.m, ef_construction=c.ef_construction, ef_search=c.ef_search
+            c.dim,
+            metric=c.metric,
+            m=c.m,
+            ef_construction=c.ef_construction,
+            ef_search=c.ef_search,
+            keep_full=not c.enable_quantization,
         )
 
     def _replay(self, after: int) -> int:
         """Bring the index up to the store: add live nodes it lacks, drop deleted ones."""
         ids: list[int] = []
         vectors: list[np.ndarray] = []
+        precisions: list[str] = []
         removed: list[int] = []
         count = 0
 
         def flush() -> None:
             if ids:
-                self.index.add(np.array(ids, dtype=np.uint64), np.stack(vectors))
+                self.index.add(
+                    np.array(ids, dtype=np.uint64), np.stack(vectors), precision=precisions
+                )
                 ids.clear()
                 vectors.clear()
+                precisions.clear()
 
         for change in self.store.changes_after(after):
             count += 1
@@ -119,6 +135,9 @@ class AllocationEngine:
             elif change.node_id not in self.index:
                 ids.append(change.node_id)
                 vectors.append(change.record.embedding)
+                precisions.append(
+                    self.precision.for_new(change.record.confidence, change.record.reads)
+                )
                 if len(ids) >= REPLAY_BATCH:
                     flush()
         flush()
@@ -172,14 +191,50 @@ class AllocationEngine:
 
     # ---- allocation --------------------------------------------------------------------
 
+    def _nearest(
+        self,
+        query: np.ndarray,
+        k: int,
+        ef: int | None = None,
+        allowed: np.ndarray | None = None,
+        exact: bool = False,
+    ) -> list[tuple[NodeRecord, float]]:
+        """The ``k`` nodes closest to ``query`` with their exact scores, best first.
+
+        The index proposes candidates (scored on codes when quantized); their full vectors
+        come from the store and rank them exactly. A quantized index proposes twice as
+        many candidates as asked for, so that rescoring can fix the order."""
+        quantized = self.config.enable_quantization
+        wanted = min(2 * k + 10, 2 * self.config.max_k) if quantized else k
+        ids, _ = self.index.search(
+            query, k=wanted, ef=max(ef or 0, wanted) if ef else None, filter=allowed, exact=exact
+        )
+        ids = [int(i) for i in ids if i != MISSING_ID]
+        records = self.store.get_many(ids)
+        found = [records[i] for i in ids if i in records]
+        if not found:
+            return []
+        scores = self._scores(query, np.stack([r.embedding for r in found]))
+        order = np.argsort(-scores, kind="stable")[:k]
+        return [(found[j], float(scores[j])) for j in order]
+
+    def _scores(self, query: np.ndarray, vectors: np.ndarray) -> np.ndarray:
+        metric = self.config.metric
+        if metric == "cosine":
+            norms = np.linalg.norm(vectors, axis=1) * np.linalg.norm(query)
+            return (vectors @ query) / np.maximum(norms, np.finfo(np.float32).tiny)
+        if metric == "ip":
+            return vectors @ query
+        return -((vectors - query) ** 2).sum(axis=1)
+
     def _candidates(self, embedding: np.ndarray, k: int) -> tuple[str, list[Neighbor]]:
         c = self.config
         direct = not c.enable_hnsw or len(self.index) < c.direct_threshold
+        strategy = "direct" if direct else "hierarchical"
         if k == 0 or len(self.index) == 0:
-            return ("direct" if direct else "hierarchical"), []
-        ids, scores = self.index.search(embedding, k=k, exact=direct)
-        found = [Neighbor(int(i), float(s)) for i, s in zip(ids, scores) if i != MISSING_ID]
-        return ("direct" if direct else "hierarchical"), found
+            return strategy, []
+        ranked = self._nearest(embedding, k, exact=direct)
+        return strategy, [Neighbor(r.node_id, score) for r, score in ranked]
 
     def allocate(self, fact: Any) -> AllocationResult:
         """Place one fact (a mapping with subject, predicate, object, confidence and an
@@ -211,7 +266,11 @@ class AllocationEngine:
                     parent.node_id if parent else None,
                 )
                 if created:
-                    self.index.add(np.array([record.node_id], dtype=np.uint64), embedding[None, :])
+                    self.index.add(
+                        np.array([record.node_id], dtype=np.uint64),
+                        embedding[None, :],
+                        precision=self.precision.for_new(f.confidence),
+                    )
             if created:
                 self._remember(record.node_id, f.subject, f.predicate, f.object, f.confidence)
                 return AllocationResult(
@@ -255,11 +314,7 @@ class AllocationEngine:
         )
 
     def _similarity(self, a: np.ndarray, b: np.ndarray) -> float:
-        if self.config.metric == "cosine":
-            return float(a @ b / (np.linalg.norm(a) * np.linalg.norm(b)))
-        if self.config.metric == "ip":
-            return float(a @ b)
-        return float(-((a - b) ** 2).sum())
+        return float(self._scores(a, b[None, :])[0])
 
     def allocate_many(self, facts: Iterable[Any]) -> list[AllocationResult]:
         """Allocate each fact in order; results in input order. Every fact is validated
@@ -327,10 +382,9 @@ class AllocationEngine:
         allowed = self._allowed(filter) if filter else None
         if (allowed is not None and len(allowed) == 0) or len(self.index) == 0:
             return []
-        ids, scores = self.index.search(query, k=k, ef=ef, filter=allowed, exact=not c.enable_hnsw)
-        found = [(int(i), float(s)) for i, s in zip(ids, scores) if i != MISSING_ID]
-        records = self.store.get_many(i for i, _ in found)
-        return [SearchHit(i, s, _node(records[i])) for i, s in found if i in records]
+        ranked = self._nearest(query, k, ef=ef, allowed=allowed, exact=not c.enable_hnsw)
+        self.precision.count_reads(r.node_id for r, _ in ranked)
+        return [SearchHit(r.node_id, score, _node(r)) for r, score in ranked]
 
     def get(self, node_id: int) -> Node | None:
         record = self.store.get(node_id)
@@ -382,10 +436,24 @@ class AllocationEngine:
         log.info("backup of %d nodes written to %s", manifest["nodes"], folder)
         return folder
 
+    def rebalance(self) -> dict[str, int]:
+        """One pass of adaptive precision (the background thread runs one every 5 s): see
+        `AdaptivePrecision.rebalance`."""
+        with self._meta_lock:
+            confidences = dict(self._confidence)
+        return self.precision.rebalance(self.index, self.store, confidences)
+
     def _maintain(self) -> None:
         self._last_checkpoint = time.monotonic()
         c = self.config
+        ticks = 0
         while not self._stop.wait(1.0):
+            ticks += 1
+            try:
+                if ticks % 5 == 0:
+                    self.rebalance()
+            except Exception:
+                log.exception("background rebalance failed; will retry")
             try:
                 changed = self.store.committed_seq > self.snapshot_seq
                 timed = (
@@ -417,6 +485,12 @@ class AllocationEngine:
             },
             "snapshot_seq": self.snapshot_seq,
             "startup": dict(self.startup),
+            "memory": {
+                "resident_bytes": resident_bytes(),
+                "budget_bytes": self.precision.budget,
+                "pressure_threshold": self.config.memory_pressure_threshold,
+                "under_pressure": self.precision.under_pressure,
+            },
         }
 
     def close(self) -> None:

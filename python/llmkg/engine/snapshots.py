@@ -78,22 +78,23 @@ def read_snapshot(snapshot: Snapshot) -> HnswIndex:
     return HnswIndex.from_bytes(zstandard.ZstdDecompressor().decompress(raw))
 
 
-def load_newest(directory: Path, dim: int, metric: str) -> tuple[HnswIndex, int] | None:
-    """The newest snapshot that loads and matches ``dim``/``metric``, with its sequence."""
+def load_newest(
+    directory: Path, dim: int, metric: str, keep_full: bool
+) -> tuple[HnswIndex, int] | None:
+    """The newest snapshot that loads and matches the index settings, with its sequence."""
     for snap in list_snapshots(directory):
         try:
             index = read_snapshot(snap)
         except Exception as e:  # any damage means: try the next one
             log.warning("snapshot %s is unusable (%s); trying an older one", snap.path.name, e)
             continue
-        if index.dim != dim or index.metric != metric:
+        found = (index.dim, index.metric, index.keep_full)
+        if found != (dim, metric, keep_full):
             log.warning(
-                "snapshot %s has dim=%d metric=%s, the config says dim=%d metric=%s; ignored",
+                "snapshot %s has (dim, metric, keep_full) = %s, the config asks for %s; ignored",
                 snap.path.name,
-                index.dim,
-                index.metric,
-                dim,
-                metric,
+                found,
+                (dim, metric, keep_full),
             )
             continue
         return index, snap.seq

@@ -327,12 +327,12 @@ class SqliteStore:
         finally:
             conn.close()
 
-    def iter_live(self) -> Iterator[tuple[int, str, str, str, float]]:
-        """``(id, subject, predicate, object, confidence)`` of every live node."""
+    def iter_live(self) -> Iterator[tuple[int, str, str, str, float, int]]:
+        """``(id, subject, predicate, object, confidence, reads)`` of every live node."""
         conn = self._connect()
         try:
-            query = "SELECT id, subject, predicate, object, confidence FROM nodes WHERE deleted=0"
-            yield from conn.execute(query)
+            columns = "id, subject, predicate, object, confidence, reads"
+            yield from conn.execute(f"SELECT {columns} FROM nodes WHERE deleted=0")
         finally:
             conn.close()
 

@@ -1,0 +1,184 @@
+"""Adaptive precision: how important a node is, which precision that buys it, and how
+much memory the process may use.
+
+Importance of a node = ``min(1, confidence + read_weight * log2(1 + reads))``: a node read
+often climbs above its confidence (read_weight 0.1: 1 read +0.1, 3 reads +0.2, 1023 reads
++1.0). Importance picks a band by three descending edges; by default they are derived
+from ``importance_threshold`` t as ``(t, t/2, t/4)``:
+
+    importance >= t    -> "high"      (default precision: full)
+    importance >= t/2  -> "medium"    (q8)
+    importance >= t/4  -> "low"       (q4)
+    otherwise          -> "very_low"  (binary)
+
+``precision_bands`` sets the three edges directly; ``precision_levels`` maps bands to
+precisions. Under memory pressure a new node is stored one level cheaper, and the
+engine's background pass demotes the least important nodes until memory falls below the
+threshold.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import threading
+from collections import Counter, defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from llmkg._core import HnswIndex
+    from llmkg.engine.config import EngineConfig
+    from llmkg.store import SqliteStore
+
+BANDS = ("high", "medium", "low", "very_low")
+ORDER = ("full", "q8", "q4", "binary")  # most to least memory
+
+
+@dataclass(frozen=True)
+class PrecisionPolicy:
+    importance_threshold: float = 0.8
+    precision_bands: tuple[float, float, float] | None = None
+    precision_levels: dict[str, str] = field(
+        default_factory=lambda: {"high": "full", "medium": "q8", "low": "q4", "very_low": "binary"}
+    )
+    read_weight: float = 0.1
+
+    def __post_init__(self) -> None:
+        edges = self.edges
+        if not all(0 <= e <= 1 for e in edges) or list(edges) != sorted(edges, reverse=True):
+            raise ValueError(f"precision bands must be descending values in [0, 1], got {edges}")
+        for band in BANDS:
+            level = self.precision_levels.get(band)
+            if level not in ORDER:
+                raise ValueError(f"precision_levels.{band} must be one of {ORDER}, got {level!r}")
+        for band in self.precision_levels:
+            if band not in BANDS:
+                raise ValueError(f"precision_levels: unknown band {band!r}; expected {BANDS}")
+
+    @property
+    def edges(self) -> tuple[float, float, float]:
+        if self.precision_bands is not None:
+            return self.precision_bands
+        t = self.importance_threshold
+        return (t, t / 2, t / 4)
+
+    def importance(self, confidence: float, reads: int = 0) -> float:
+        return min(1.0, confidence + self.read_weight * math.log2(1 + max(reads, 0)))
+
+    def precision_for(self, importance: float, cheaper: int = 0) -> str:
+        """The precision of ``importance``'s band, ``cheaper`` levels down (under pressure)."""
+        band = next((b for b, edge in zip(BANDS, self.edges) if importance >= edge), "very_low")
+        level = ORDER.index(self.precision_levels[band])
+        return ORDER[min(level + cheaper, len(ORDER) - 1)]
+
+
+def resident_bytes() -> int | None:
+    """Resident memory of this process (Linux ``/proc``), or None where unknown."""
+    try:
+        pages = int(Path("/proc/self/statm").read_text().split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+    return pages * os.sysconf("SC_PAGE_SIZE")
+
+
+def memory_budget(configured: int | None) -> int:
+    """The budget: configured, else the cgroup limit, else physical memory."""
+    if configured:
+        return configured
+    for path in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
+        try:
+            text = Path(path).read_text().strip()
+        except OSError:
+            continue
+        if text.isdigit() and int(text) < 1 << 60:  # "max" or a huge number: no limit
+            return int(text)
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
+class AdaptivePrecision:
+    """The engine's precision decisions: for new nodes, and for existing ones as reads
+    accumulate and memory pressure comes and goes."""
+
+    def __init__(self, config: EngineConfig) -> None:
+        self.enabled = config.enable_quantization
+        self.threshold = config.memory_pressure_threshold
+        levels = config.precision_levels
+        self.policy = PrecisionPolicy(
+            importance_threshold=config.importance_threshold,
+            precision_bands=config.precision_bands,
+            **({"precision_levels": dict(levels)} if levels else {}),
+        )
+        self.budget = memory_budget(config.memory_budget)
+        self.under_pressure = False
+        self.total_reads: dict[int, int] = {}
+        self._pending: Counter[int] = Counter()  # reads not yet added to the store
+        self._lock = threading.Lock()
+
+    def for_new(self, confidence: float, reads: int = 0) -> str:
+        """The precision a node enters the index with."""
+        if not self.enabled:
+            return "full"
+        importance = self.policy.importance(confidence, reads)
+        return self.policy.precision_for(importance, cheaper=1 if self.under_pressure else 0)
+
+    def count_reads(self, node_ids: Iterable[int]) -> None:
+        with self._lock:
+            self._pending.update(node_ids)
+
+    def rebalance(
+        self, index: HnswIndex, store: SqliteStore, confidences: dict[int, float]
+    ) -> dict[str, int]:
+        """Add pending reads to the store's counters; then, under memory pressure, demote
+        the least important tenth of the nodes one level, and otherwise move every node to
+        the precision its importance asks for. Returns how many nodes moved each way."""
+        with self._lock:
+            reads, self._pending = self._pending, Counter()
+            for node_id, n in reads.items():
+                self.total_reads[node_id] = self.total_reads.get(node_id, 0) + n
+        if reads:
+            store.add_reads(dict(reads))
+        resident = resident_bytes()
+        self.under_pressure = resident is not None and resident > self.threshold * self.budget
+        moved = {"demoted": 0, "promoted": 0}
+        if not self.enabled:
+            return moved
+        importance = {
+            i: self.policy.importance(c, self.total_reads.get(i, 0)) for i, c in confidences.items()
+        }
+        targets: dict[str, list[int]] = defaultdict(list)
+        if self.under_pressure:
+            budget = max(1, len(importance) // 10)
+            for node_id in sorted(importance, key=importance.__getitem__):
+                current = _precision_of(index, node_id)
+                if current is not None and current != ORDER[-1]:
+                    targets[ORDER[ORDER.index(current) + 1]].append(node_id)
+                    moved["demoted"] += 1
+                    budget -= 1
+                    if budget == 0:
+                        break
+        else:
+            for node_id, value in importance.items():
+                current = _precision_of(index, node_id)
+                target = self.policy.precision_for(value)
+                if current is not None and target != current:
+                    targets[target].append(node_id)
+                    moved[
+                        "promoted" if ORDER.index(target) < ORDER.index(current) else "demoted"
+                    ] += 1
+        for level, ids in targets.items():
+            live = [i for i in ids if i in index]
+            if live:
+                index.set_precision(np.array(live, dtype=np.uint64), level)
+        return moved
+
+
+def _precision_of(index: HnswIndex, node_id: int) -> str | None:
+    try:
+        return index.precision_of(node_id)
+    except KeyError:  # deleted meanwhile
+        return None
