@@ -3,15 +3,21 @@
 
 use super::*;
 
-/// Clustered random vectors, reproducible from `seed`.
-fn data(n: usize, dim: usize, seed: u64) -> Vec<f32> {
+/// Uniform numbers in (0, 1) from a xorshift generator, reproducible from `seed`.
+fn uniform(seed: u64) -> impl FnMut() -> f64 {
     let mut s = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
-    let mut next = move || {
+    move || {
         s ^= s << 13;
         s ^= s >> 7;
         s ^= s << 17;
-        (s >> 11) as f32 / (1u64 << 53) as f32 - 0.5
-    };
+        ((s >> 11) as f64 + 0.5) / (1u64 << 53) as f64
+    }
+}
+
+/// Clustered random vectors, reproducible from `seed`.
+fn data(n: usize, dim: usize, seed: u64) -> Vec<f32> {
+    let mut u = uniform(seed);
+    let mut next = move || u() as f32 - 0.5;
     let centers: Vec<f32> = (0..16 * dim).map(|_| next() * 4.0).collect();
     (0..n)
         .flat_map(|i| {
@@ -383,16 +389,10 @@ fn snapshots_taken_during_adds_hold_only_fully_linked_nodes() {
 
 /// Gaussian vectors: every pair about equally far apart, the hardest case for links.
 fn gaussian(n: usize, dim: usize, seed: u64) -> Vec<f32> {
-    let mut state = seed.wrapping_mul(7919) | 1;
-    let mut uniform = move || {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        ((state >> 11) as f64 + 0.5) / (1u64 << 53) as f64
-    };
+    let mut u = uniform(seed.wrapping_add(7919));
     (0..n * dim)
         .map(|_| {
-            let (a, b) = (uniform(), uniform());
+            let (a, b) = (u(), u());
             ((-2.0 * a.ln()).sqrt() * (std::f64::consts::TAU * b).cos()) as f32
         })
         .collect()
