@@ -178,22 +178,27 @@ impl Graph {
 
     /// The slot's vector as f32: its full row when kept, else its decoded code in `buf`.
     pub fn vector<'a>(&'a self, slot: u32, buf: &'a mut Vec<f32>) -> &'a [f32] {
-        let s = slot as usize;
-        if self.meta[s].full_row != NONE {
-            return self.full.row(self.meta[s].full_row);
+        let full_row = self.meta[slot as usize].full_row;
+        if full_row != NONE {
+            return self.full.row(full_row);
         }
-        let (arena, p) = (
-            self.code_arena(self.meta[s].precision),
-            self.meta[s].precision,
-        );
-        buf.resize(self.params.dim, 0.0);
-        decode_into(
-            p,
-            arena.row(self.meta[s].code_row),
-            arena.params(self.meta[s].code_row),
-            buf,
-        );
+        buf.clear();
+        self.decode_append(slot, buf);
         buf
+    }
+
+    /// Append the decoded code of a slot that keeps no full row to `out`.
+    pub fn decode_append(&self, slot: u32, out: &mut Vec<f32>) {
+        let m = self.meta[slot as usize];
+        let start = out.len();
+        out.resize(start + self.params.dim, 0.0);
+        let arena = self.code_arena(m.precision);
+        decode_into(
+            m.precision,
+            arena.row(m.code_row),
+            arena.params(m.code_row),
+            &mut out[start..],
+        );
     }
 
     /// `‖x‖²` of the slot's best available representation (only the l2 metric needs it;

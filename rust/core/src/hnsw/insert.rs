@@ -111,9 +111,7 @@ impl Graph {
         s.decode.clear();
         for c in pool {
             if self.meta[c.slot as usize].full_row == super::graph::NONE {
-                let mut buf = Vec::new();
-                let v = self.vector(c.slot, &mut buf).to_vec();
-                s.decode.extend_from_slice(&v);
+                self.decode_append(c.slot, &mut s.decode);
             }
         }
         let mut offset = 0;
