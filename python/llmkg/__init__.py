@@ -3,6 +3,6 @@
 The performance core is the Rust extension ``llmkg._core``; this package re-exports it.
 """
 
-from llmkg._core import __version__
+from llmkg._core import ShardedCache, TieredCache, __version__
 
-__all__ = ["__version__"]
+__all__ = ["ShardedCache", "TieredCache", "__version__"]
