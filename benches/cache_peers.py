@@ -45,14 +45,8 @@ def peers(include_dict: bool = True) -> list[Peer]:
             _setitem,
         ),
         Peer(
-            "llmkg lru (16 shards)",
+            "llmkg lru",
             lambda cap: llmkg.ShardedCache(cap, policy="lru"),
-            _getter,
-            _setitem,
-        ),
-        Peer(
-            "llmkg lru (1 shard)",
-            lambda cap: llmkg.ShardedCache(cap, policy="lru", shards=1),
             _getter,
             _setitem,
         ),

@@ -182,11 +182,12 @@ def test_an_entry_heavier_than_its_share_is_rejected() -> None:
     assert c.stats()["rejections"] == 1
 
 
-def test_lru_policy_with_one_shard_is_exactly_lru() -> None:
+@pytest.mark.parametrize("shards", [1, 16])
+def test_lru_policy_is_exactly_lru(shards: int) -> None:
     seed = 1234
     rng = random.Random(seed)
     trace = [int(rng.paretovariate(1.1)) % 3000 for _ in range(60_000)]
-    c = ShardedCache(500, shards=1, policy="lru")
+    c = ShardedCache(500, shards=shards, policy="lru")
     ref: OrderedDict[int, None] = OrderedDict()
     hits = ref_hits = 0
     for k in trace:
@@ -203,6 +204,9 @@ def test_lru_policy_with_one_shard_is_exactly_lru() -> None:
                 ref.popitem(last=False)
     assert hits == ref_hits, f"seed {seed}"
     assert c.stats()["hits"] == hits
+    assert len(c) == len(ref)
+    c.put_many((k, k) for k in range(10**6, 10**6 + 600))
+    assert len(c) == 500, "the shards share the whole capacity"
 
 
 def _hit_ratio(c: ShardedCache, trace: list[int]) -> float:

@@ -195,13 +195,15 @@ type Core = ShardedCache<PyKey, Py<PyAny>>;
 /// A concurrent cache of at most `capacity` entries in `shards` independently locked
 /// shards.
 ///
-/// Keys are `str`, `bytes` or `int`; values any object. `policy` is `"lru"` (strict
-/// LRU per shard; exactly LRU with `shards=1`) or `"lru-with-frequency"` (W-TinyLFU:
-/// resists scans and loops larger than the cache). `ttl` is a default time to live in
-/// seconds. `max_memory` bounds the sum of entry weights: a `put`'s `size`, or else
-/// `len(value)` for `bytes`/`str` and 64 for anything else. Both bounds are hard: each
-/// shard holds at most its share (so at most `min(shards, capacity, max_memory)` shards
-/// are used, and an entry heavier than `max_memory / shards` is rejected).
+/// Keys are `str`, `bytes` or `int` (compared as a dict would); values any object.
+/// `policy` is `"lru"` (exact least-recently-used eviction over all shards together) or
+/// `"lru-with-frequency"` (W-TinyLFU: a frequency filter in front of LRU eviction, so
+/// scans and loops larger than the cache do not flush the hot set; each shard applies
+/// it to an even share of `capacity` and `max_memory`). `ttl` is a default time to live
+/// in seconds. `max_memory` bounds the sum of entry weights: a `put`'s `size`, or else
+/// `len(value)` for `bytes`/`str` and 64 for anything else. Both bounds are hard; at
+/// most `min(shards, capacity, max_memory)` shards are used, and an entry heavier than
+/// its bound is rejected (counted in `stats()["rejections"]`).
 #[pyclass(frozen, module = "llmkg._core", name = "ShardedCache")]
 pub struct PyShardedCache {
     inner: Arc<Core>,

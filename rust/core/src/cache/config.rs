@@ -7,7 +7,7 @@ use crate::error::{Error, Result};
 /// The eviction policy.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Policy {
-    /// Strict least-recently-used eviction (per shard; exact overall with one shard).
+    /// Strict least-recently-used eviction, exact over all shards together.
     Lru,
     /// W-TinyLFU: LRU eviction behind a frequency-based admission filter.
     LruWithFrequency,
@@ -43,7 +43,8 @@ pub struct CacheConfig {
     /// Most entries held at once (a hard bound), >= 1.
     pub capacity: usize,
     /// Independent shards, each with its own lock; at most `capacity` (and at most
-    /// `max_memory`) are used, so that every shard can hold at least one entry.
+    /// `max_memory`) are used, so that every shard can hold at least one entry. With
+    /// `lru-with-frequency` each shard holds an even share of both bounds.
     pub shards: usize,
     /// Default time to live of an entry; `None`: entries do not expire.
     pub ttl: Option<Duration>,
@@ -80,7 +81,12 @@ impl CacheConfig {
                 self.shards
             )));
         }
-        if self.capacity / self.effective_shards() >= u32::MAX as usize {
+        // Entries are indexed by u32 within a shard; a plain-LRU shard may hold them all.
+        let per_shard = match self.policy {
+            Policy::Lru => self.capacity,
+            Policy::LruWithFrequency => self.capacity / self.effective_shards(),
+        };
+        if per_shard >= u32::MAX as usize {
             return Err(Error::invalid(format!(
                 "capacity must be < {} per shard, got {} over {} shards",
                 u32::MAX,

@@ -9,8 +9,11 @@
 //! - `shard`: one shard's table and eviction policy;
 //! - `sharded`, `tiered`: the public caches; `stats`: counters and [`Removed`].
 //!
-//! Bounds are hard: each shard holds at most its share of `capacity` and `max_memory`,
-//! and the shares sum to the configured bounds.
+//! Bounds are hard. With `lru` the shards form one exact LRU: entries and weight are
+//! counted globally and the globally least recently used entry is evicted. With
+//! `lru-with-frequency` each shard runs W-TinyLFU on an even share of `capacity` and
+//! `max_memory` (the shares sum to the bounds), so its admission decisions stay local
+//! to one lock.
 
 mod clock;
 mod config;

@@ -114,9 +114,10 @@ impl<K, V> Shard<K, V> {
         e != NEVER && e <= clock::now()
     }
 
-    /// Marks an entry as just used.
+    /// Marks an entry as just used (at `stamp` on the global LRU clock).
     #[inline]
-    fn on_access(&mut self, idx: u32) {
+    fn on_access(&mut self, idx: u32, stamp: u64) {
+        self.slab.node_mut(idx).stamp = stamp;
         match self.slab.node(idx).queue {
             Queue::Window => self.slab.move_to_front(idx, Queue::Window),
             Queue::Protected => self.slab.move_to_front(idx, Queue::Protected),
@@ -137,15 +138,20 @@ impl<K, V> Shard<K, V> {
         &mut self,
         hash: u64,
         eq: impl FnMut(&K) -> bool,
+        stamp: u64,
         removed: &mut Removed<K, V>,
     ) -> Option<&Node<K, V>> {
+        if let Some(s) = &self.sketch {
+            s.prefetch(hash);
+        }
+        let found = self.find(hash, eq);
         if let Some(s) = &mut self.sketch {
             s.record(hash);
         }
-        match self.find(hash, eq) {
+        match found {
             Some(idx) if !self.is_expired(idx) => {
                 self.stats.hits += 1;
-                self.on_access(idx);
+                self.on_access(idx, stamp);
                 Some(self.slab.node(idx))
             }
             Some(idx) => {
@@ -206,6 +212,7 @@ impl<K, V> Shard<K, V> {
         value: V,
         weight: u32,
         expires: u64,
+        stamp: u64,
         mut eq: impl FnMut(&K, &K) -> bool,
         removed: &mut Removed<K, V>,
     ) -> bool {
@@ -233,7 +240,7 @@ impl<K, V> Shard<K, V> {
                 _ => {}
             }
             removed.push(key, old_value);
-            self.on_access(idx);
+            self.on_access(idx, stamp);
         } else {
             if self.expiring > 0 {
                 self.sweep(SWEEP_PER_WRITE, removed);
@@ -244,6 +251,7 @@ impl<K, V> Shard<K, V> {
             let idx = self
                 .slab
                 .insert(key, value, hash, expires, weight, Queue::Window);
+            self.slab.node_mut(idx).stamp = stamp;
             let slab = &self.slab;
             self.table.insert_unique(hash, idx, |&i| slab.node(i).hash);
             self.weight += weight as u64;
@@ -386,6 +394,29 @@ impl<K, V> Shard<K, V> {
 
     pub(crate) fn len(&self) -> usize {
         self.slab.len()
+    }
+
+    pub(crate) fn weight(&self) -> u64 {
+        self.weight
+    }
+
+    /// The stamp of the least recently used entry (plain LRU), `u64::MAX` if empty.
+    pub(crate) fn tail_stamp(&self) -> u64 {
+        self.slab
+            .tail(Queue::Window)
+            .map_or(u64::MAX, |t| self.slab.node(t).stamp)
+    }
+
+    /// Evicts the least recently used entry (plain LRU); false if empty.
+    pub(crate) fn evict_tail(&mut self, removed: &mut Removed<K, V>) -> bool {
+        match self.slab.tail(Queue::Window) {
+            Some(t) => {
+                self.remove_at(t, removed);
+                self.stats.evictions += 1;
+                true
+            }
+            None => false,
+        }
     }
 
     pub(crate) fn stats(&self) -> CacheStats {

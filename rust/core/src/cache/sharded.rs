@@ -1,6 +1,7 @@
 //! [`ShardedCache`]: shards behind their own locks, picked by the top bits of a keyed hash.
 
 use std::hash::Hash;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 
 use parking_lot::Mutex;
 
@@ -46,14 +47,34 @@ struct Padded<T>(T);
 
 type LockedShard<K, V> = Padded<Mutex<Shard<K, V>>>;
 
+/// Plain LRU over all shards at once. Every use of an entry takes a stamp from one
+/// clock; each shard's list is ordered by stamp, and each shard publishes the stamp of
+/// its least recently used entry, so the global LRU entry is the one behind the smallest
+/// published stamp. Entries and weight are counted globally, so `capacity` and
+/// `max_memory` hold for the whole cache rather than as per-shard shares, and the
+/// cache evicts exactly what one LRU list would (with one writer at a time; concurrent
+/// writers may evict one entry more than needed, never fewer).
+struct GlobalLru {
+    clock: AtomicU64,
+    len: AtomicI64,
+    weight: AtomicI64,
+    capacity: i64,
+    max_weight: i64,
+    tails: Box<[Padded<AtomicU64>]>,
+}
+
 /// A concurrent, bounded cache of `capacity` entries split over independent shards.
 ///
 /// The `*_hashed` methods are the low-level interface: the caller supplies the key's
 /// hash (from [`hash::hash_key`] or [`hash::mix`]) and a [`CacheOps`], and receives what
 /// the call took out of the cache in a [`Removed`], to drop once the call has returned.
 /// The plain methods (`get`, `insert`, ...) do all that for `Hash + Eq + Clone` keys.
+///
+/// With [`Policy::Lru`] the shards form one exact LRU (see `GlobalLru`); with
+/// [`Policy::LruWithFrequency`] each shard runs W-TinyLFU on its share of the bounds.
 pub struct ShardedCache<K, V> {
     shards: Box<[LockedShard<K, V>]>,
+    global: Option<GlobalLru>,
     config: CacheConfig,
 }
 
@@ -64,7 +85,15 @@ impl<K, V> ShardedCache<K, V> {
         let frequency = config.policy == Policy::LruWithFrequency;
         let shards = (0..n)
             .map(|i| {
-                let (cap, weight) = config.shard_budget(i);
+                let (cap, weight) = if frequency {
+                    config.shard_budget(i)
+                } else {
+                    // Bounded globally; a shard may hold the whole cache.
+                    (
+                        config.capacity as u32,
+                        config.max_memory.unwrap_or(u64::MAX),
+                    )
+                };
                 Padded(Mutex::new(Shard::new(
                     cap,
                     weight,
@@ -73,7 +102,21 @@ impl<K, V> ShardedCache<K, V> {
                 )))
             })
             .collect();
-        Ok(ShardedCache { shards, config })
+        let global = (!frequency).then(|| GlobalLru {
+            clock: AtomicU64::new(0),
+            len: AtomicI64::new(0),
+            weight: AtomicI64::new(0),
+            capacity: config.capacity as i64,
+            max_weight: config
+                .max_memory
+                .map_or(i64::MAX, |m| m.min(i64::MAX as u64) as i64),
+            tails: (0..n).map(|_| Padded(AtomicU64::new(u64::MAX))).collect(),
+        });
+        Ok(ShardedCache {
+            shards,
+            global,
+            config,
+        })
     }
 
     pub fn config(&self) -> &CacheConfig {
@@ -85,11 +128,56 @@ impl<K, V> ShardedCache<K, V> {
     }
 
     #[inline]
-    fn shard(&self, hash: u64) -> &Mutex<Shard<K, V>> {
+    fn shard_index(&self, hash: u64) -> usize {
         // Bits 16..48 pick the shard: the table uses the low bits for its buckets and
         // the top 7 for its tags, so the shard choice does not thin either of them out.
-        let i = (((hash >> 16) as u32 as u64) * self.shards.len() as u64) >> 32;
-        &self.shards[i as usize].0
+        ((((hash >> 16) as u32 as u64) * self.shards.len() as u64) >> 32) as usize
+    }
+
+    /// Runs `f` on shard `i` under its lock, with the stamp of this use; keeps the
+    /// global LRU's counts and published tail in step with what `f` changed.
+    #[inline]
+    fn with_shard<R>(&self, i: usize, f: impl FnOnce(&mut Shard<K, V>, u64) -> R) -> R {
+        let mut shard = self.shards[i].0.lock();
+        let Some(g) = &self.global else {
+            return f(&mut shard, 0);
+        };
+        let (len0, weight0) = (shard.len(), shard.weight());
+        // Taken under the lock, so that stamps within a shard follow its list order.
+        let stamp = g.clock.fetch_add(1, Ordering::Relaxed);
+        let r = f(&mut shard, stamp);
+        let (len1, weight1) = (shard.len(), shard.weight());
+        g.tails[i].0.store(shard.tail_stamp(), Ordering::Relaxed);
+        drop(shard);
+        if len1 != len0 {
+            g.len
+                .fetch_add(len1 as i64 - len0 as i64, Ordering::Relaxed);
+        }
+        if weight1 != weight0 {
+            g.weight
+                .fetch_add(weight1 as i64 - weight0 as i64, Ordering::Relaxed);
+        }
+        r
+    }
+
+    /// Evicts global LRU entries until both bounds hold (plain LRU only).
+    fn evict_global(&self, removed: &mut Removed<K, V>) {
+        let Some(g) = &self.global else { return };
+        while g.len.load(Ordering::Relaxed) > g.capacity
+            || g.weight.load(Ordering::Relaxed) > g.max_weight
+        {
+            let (i, stamp) = g
+                .tails
+                .iter()
+                .map(|t| t.0.load(Ordering::Relaxed))
+                .enumerate()
+                .min_by_key(|&(_, s)| s)
+                .unwrap_or((0, u64::MAX));
+            if stamp == u64::MAX {
+                return;
+            }
+            self.with_shard(i, |s, _| s.evict_tail(removed));
+        }
     }
 
     #[inline]
@@ -106,10 +194,10 @@ impl<K, V> ShardedCache<K, V> {
         key: &K,
         removed: &mut Removed<K, V>,
     ) -> Option<V> {
-        let mut shard = self.shard(hash).lock();
-        shard
-            .get(hash, |k| ops.key_eq(k, key), removed)
-            .map(|n| ops.clone_value(&n.value))
+        self.with_shard(self.shard_index(hash), |s, stamp| {
+            s.get(hash, |k| ops.key_eq(k, key), stamp, removed)
+                .map(|n| ops.clone_value(&n.value))
+        })
     }
 
     /// Like [`get_hashed`](Self::get_hashed), also returning the entry's weight and
@@ -121,10 +209,10 @@ impl<K, V> ShardedCache<K, V> {
         key: &K,
         removed: &mut Removed<K, V>,
     ) -> Option<(V, u32, u64)> {
-        let mut shard = self.shard(hash).lock();
-        shard
-            .get(hash, |k| ops.key_eq(k, key), removed)
-            .map(|n| (ops.clone_value(&n.value), n.weight, n.expires))
+        self.with_shard(self.shard_index(hash), |s, stamp| {
+            s.get(hash, |k| ops.key_eq(k, key), stamp, removed)
+                .map(|n| (ops.clone_value(&n.value), n.weight, n.expires))
+        })
     }
 
     /// Whether the key has a live entry (not counted as a hit or a miss).
@@ -135,13 +223,14 @@ impl<K, V> ShardedCache<K, V> {
         key: &K,
         removed: &mut Removed<K, V>,
     ) -> bool {
-        self.shard(hash)
-            .lock()
-            .contains(hash, |k| ops.key_eq(k, key), removed)
+        self.with_shard(self.shard_index(hash), |s, _| {
+            s.contains(hash, |k| ops.key_eq(k, key), removed)
+        })
     }
 
-    /// Writes an entry; false if it weighs more than its shard's share of `max_memory`
-    /// (it is then not stored, and counted as a rejection).
+    /// Writes an entry; false if it weighs more than `max_memory` (or, with
+    /// `lru-with-frequency`, than its shard's share of it): it is then not stored, and
+    /// counted as a rejection.
     #[inline]
     pub fn insert_hashed<O: CacheOps<K, V>>(
         &self,
@@ -173,15 +262,20 @@ impl<K, V> ShardedCache<K, V> {
         expires: u64,
         removed: &mut Removed<K, V>,
     ) -> bool {
-        self.shard(hash).lock().insert(
-            hash,
-            key,
-            value,
-            weight,
-            expires,
-            |a, b| ops.key_eq(a, b),
-            removed,
-        )
+        let stored = self.with_shard(self.shard_index(hash), |s, stamp| {
+            s.insert(
+                hash,
+                key,
+                value,
+                weight,
+                expires,
+                stamp,
+                |a, b| ops.key_eq(a, b),
+                removed,
+            )
+        });
+        self.evict_global(removed);
+        stored
     }
 
     /// Removes a key; returns its key and value if it had a live entry.
@@ -192,27 +286,27 @@ impl<K, V> ShardedCache<K, V> {
         key: &K,
         removed: &mut Removed<K, V>,
     ) -> Option<(K, V)> {
-        self.shard(hash)
-            .lock()
-            .remove(hash, |k| ops.key_eq(k, key), removed)
+        self.with_shard(self.shard_index(hash), |s, _| {
+            s.remove(hash, |k| ops.key_eq(k, key), removed)
+        })
     }
 
     /// Removes every entry (the counters are kept).
     pub fn clear_into(&self, removed: &mut Removed<K, V>) {
-        for s in self.shards.iter() {
-            s.0.lock().clear(removed);
+        for i in 0..self.shards.len() {
+            self.with_shard(i, |s, _| s.clear(removed));
         }
     }
 
     /// Live entries: expired ones are reclaimed first (a full pass over a shard only
     /// when one of its entries may have expired).
     pub fn len_into(&self, removed: &mut Removed<K, V>) -> usize {
-        self.shards
-            .iter()
-            .map(|s| {
-                let mut shard = s.0.lock();
-                shard.purge_expired(removed);
-                shard.len()
+        (0..self.shards.len())
+            .map(|i| {
+                self.with_shard(i, |s, _| {
+                    s.purge_expired(removed);
+                    s.len()
+                })
             })
             .sum()
     }
@@ -220,10 +314,12 @@ impl<K, V> ShardedCache<K, V> {
     /// The counters summed over the shards, after reclaiming expired entries.
     pub fn stats_into(&self, removed: &mut Removed<K, V>) -> CacheStats {
         let mut total = CacheStats::default();
-        for s in self.shards.iter() {
-            let mut shard = s.0.lock();
-            shard.purge_expired(removed);
-            total.add(&shard.stats());
+        for i in 0..self.shards.len() {
+            let s = self.with_shard(i, |s, _| {
+                s.purge_expired(removed);
+                s.stats()
+            });
+            total.add(&s);
         }
         total
     }
@@ -249,8 +345,17 @@ impl<K, V> ShardedCache<K, V> {
 
     #[cfg(test)]
     pub(crate) fn check_invariants(&self) {
+        let (mut len, mut weight) = (0, 0);
         for s in self.shards.iter() {
-            s.0.lock().check_invariants();
+            let s = s.0.lock();
+            s.check_invariants();
+            len += s.len() as i64;
+            weight += s.weight() as i64;
+        }
+        if let Some(g) = &self.global {
+            assert_eq!(g.len.load(Ordering::Relaxed), len);
+            assert_eq!(g.weight.load(Ordering::Relaxed), weight);
+            assert!(len <= g.capacity && weight <= g.max_weight);
         }
     }
 }

@@ -21,20 +21,21 @@ const SAMPLE_PERIOD: usize = 40;
 const RESET_MASK: u64 = 0x7777_7777_7777_7777;
 const ONE_MASK: u64 = 0x1111_1111_1111_1111;
 
-/// Eight words of sixteen 4-bit counters, on one cache line: all four counters of a key
-/// live in one block (Caffeine 3's layout), so a lookup costs one cache miss, not four.
+/// One cache line holding everything the sketch knows about a few keys: six words of
+/// sixteen 4-bit counters (a key's four counters are in four of them, as in Caffeine 3's
+/// layout) and one doorkeeper word for each of the current and the previous sample
+/// period (a blocked Bloom filter: a key owns two bits of it). Recording or estimating
+/// a key therefore costs one cache miss, which is most of the cost of a cache read.
 #[derive(Clone, Copy, Default)]
 #[repr(align(64))]
-struct Block([u64; 8]);
+struct Block {
+    counters: [u64; 6],
+    door: [u64; 2],
+}
 
 pub(crate) struct FrequencySketch {
     blocks: Box<[Block]>,
     block_mask: u64,
-    /// Doorkeeper words of the current and the previous sample period side by side, so
-    /// one cache line answers both; a key owns two bits of one word (a blocked Bloom
-    /// filter), chosen by the hash.
-    door: Box<[[u64; 2]]>,
-    door_mask: u64,
     /// Which of the two doorkeeper words is the current period's.
     current: usize,
     samples: u32,
@@ -50,17 +51,14 @@ fn rehash(hash: u64) -> u64 {
 impl FrequencySketch {
     /// A sketch for a cache of `capacity` entries.
     pub(crate) fn new(capacity: usize) -> Self {
-        // 16 counters per entry, as Caffeine: 2 blocks of 128 counters per 16 entries.
-        let blocks = (capacity / 8).max(1).next_power_of_two();
-        // 16 doorkeeper bits per entry: a few percent false positives while the distinct
-        // keys of a period stay within a few times the capacity; a false positive only
-        // lets a key's count start one access early.
-        let door_words = (capacity / 4).max(1).next_power_of_two();
+        // A block per 4 entries: 24 counters and 16 doorkeeper bits per generation for
+        // each entry. The doorkeeper has a few percent false positives while a period's
+        // distinct keys stay within a few times the capacity; a false positive only lets
+        // a key's count start one access early.
+        let blocks = (capacity / 4).max(1).next_power_of_two();
         FrequencySketch {
             blocks: vec![Block::default(); blocks].into_boxed_slice(),
             block_mask: (blocks - 1) as u64,
-            door: vec![[0; 2]; door_words].into_boxed_slice(),
-            door_mask: (door_words - 1) as u64,
             current: 0,
             samples: 0,
             sample_size: capacity
@@ -69,55 +67,52 @@ impl FrequencySketch {
         }
     }
 
+    /// The key's block, its doorkeeper bits, and its four (word, shift) counters.
     #[inline]
-    fn door_slot(&self, hash: u64) -> (usize, u64) {
-        let h = rehash(hash ^ 0x5851_f42d_4c95_7f2d);
-        let bits = (1u64 << ((h >> 52) & 63)) | (1u64 << ((h >> 58) & 63));
-        ((h & self.door_mask) as usize, bits)
-    }
-
-    #[inline]
-    fn door_contains(&self, hash: u64) -> bool {
-        let (w, bits) = self.door_slot(hash);
-        let pair = &self.door[w];
-        pair[0] & bits == bits || pair[1] & bits == bits
-    }
-
-    /// Sets the key's doorkeeper bits; true if the key had passed the doorkeeper already.
-    #[inline]
-    fn door_insert(&mut self, hash: u64) -> bool {
-        let (w, bits) = self.door_slot(hash);
-        let pair = &mut self.door[w];
-        if pair[0] & bits == bits || pair[1] & bits == bits {
-            return true;
-        }
-        pair[self.current] |= bits;
-        false
-    }
-
-    /// The four (word, shift) counters of a key, all in one block.
-    #[inline]
-    fn counter_slots(&self, hash: u64) -> (usize, [(usize, u32); 4]) {
+    fn slots(&self, hash: u64) -> (usize, u64, [(usize, u32); 4]) {
         let block = (hash & self.block_mask) as usize;
         let c = rehash(hash);
+        let door = (1u64 << ((c >> 52) & 63)) | (1u64 << ((c >> 58) & 63));
         let mut out = [(0usize, 0u32); 4];
         for (i, slot) in out.iter_mut().enumerate() {
-            let h = c >> (i << 3);
-            let counter = ((h >> 1) & 15) as u32;
-            *slot = ((i << 1) + (h & 1) as usize, counter << 2);
+            let h = c >> (i * 12);
+            // Word i, i+1 or i+2 (never past the sixth), then one of its 16 counters.
+            let word = i + ((h & 3) as usize % 3);
+            *slot = (word, (((h >> 2) & 15) as u32) << 2);
         }
-        (block, out)
+        (block, door, out)
+    }
+
+    /// Starts loading the key's block into the CPU cache, so that its memory latency
+    /// overlaps the hash-table probe that comes before `record`.
+    #[inline]
+    pub(crate) fn prefetch(&self, hash: u64) {
+        #[cfg(target_arch = "x86_64")]
+        {
+            use core::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+            let block = &self.blocks[(hash & self.block_mask) as usize];
+            // SAFETY: `_mm_prefetch` needs SSE, which every x86_64 CPU has (it is in the
+            // target's baseline features); it is a hint that never faults or writes, and
+            // the pointer is to a live block anyway.
+            unsafe { _mm_prefetch::<_MM_HINT_T0>((block as *const Block).cast::<i8>()) };
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        let _ = hash;
     }
 
     /// Records one access of the key.
     #[inline]
     pub(crate) fn record(&mut self, hash: u64) {
-        if self.door_insert(hash) {
-            let (block, slots) = self.counter_slots(hash);
-            let words = &mut self.blocks[block].0;
+        let (block, door, slots) = self.slots(hash);
+        let current = self.current;
+        let b = &mut self.blocks[block];
+        if b.door[0] & door != door && b.door[1] & door != door {
+            // First access this period: only the doorkeeper remembers it.
+            b.door[current] |= door;
+        } else {
             let mut added = false;
             for (word, shift) in slots {
-                let w = &mut words[word];
+                let w = &mut b.counters[word];
                 if (*w >> shift) & 15 != 15 {
                     *w += 1 << shift;
                     added = true;
@@ -137,7 +132,9 @@ impl FrequencySketch {
     /// write-only workload still ranks written keys above never-seen ones.
     #[inline]
     pub(crate) fn touch(&mut self, hash: u64) {
-        if !self.door_contains(hash) {
+        let (block, door, _) = self.slots(hash);
+        let b = &self.blocks[block];
+        if b.door[0] & door != door && b.door[1] & door != door {
             self.record(hash);
         }
     }
@@ -145,34 +142,31 @@ impl FrequencySketch {
     /// The estimated number of recent accesses of the key (saturating at 16).
     #[inline]
     pub(crate) fn frequency(&self, hash: u64) -> u32 {
-        let (block, slots) = self.counter_slots(hash);
-        let words = &self.blocks[block].0;
+        let (block, door, slots) = self.slots(hash);
+        let b = &self.blocks[block];
         let mut f = 15;
         for (word, shift) in slots {
-            f = f.min(((words[word] >> shift) & 15) as u32);
+            f = f.min(((b.counters[word] >> shift) & 15) as u32);
         }
-        f + self.door_contains(hash) as u32
+        f + (b.door[0] & door == door || b.door[1] & door == door) as u32
     }
 
     fn age(&mut self) {
         let mut odd = 0u32;
+        // The current period becomes the previous one; the oldest is forgotten.
+        self.current ^= 1;
         for b in self.blocks.iter_mut() {
-            for w in b.0.iter_mut() {
+            for w in b.counters.iter_mut() {
                 odd += (*w & ONE_MASK).count_ones();
                 *w = (*w >> 1) & RESET_MASK;
             }
-        }
-        // The current period becomes the previous one; the oldest is forgotten.
-        self.current ^= 1;
-        for pair in self.door.iter_mut() {
-            pair[self.current] = 0;
+            b.door[self.current] = 0;
         }
         self.samples = (self.samples >> 1).saturating_sub(odd >> 2);
     }
 
     pub(crate) fn clear(&mut self) {
         self.blocks.fill(Block::default());
-        self.door.fill([0; 2]);
         self.samples = 0;
     }
 }
@@ -204,7 +198,7 @@ mod tests {
         let counted: u32 = s
             .blocks
             .iter()
-            .flat_map(|b| b.0)
+            .flat_map(|b| b.counters)
             .map(|w| (0..16).filter(|i| (w >> (i * 4)) & 15 != 0).count() as u32)
             .sum();
         assert!(counted < 4 * 25, "{counted} counters moved");

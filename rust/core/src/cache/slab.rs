@@ -1,6 +1,6 @@
 //! Entries stored densely in one `Vec`, threaded on intrusive doubly linked lists by
-//! `u32` indices: no allocation per entry, and about 56 bytes per entry for a 16-byte
-//! key and an 8-byte value. A removal moves the last entry into the hole
+//! `u32` indices: no allocation per entry, and 64 bytes per entry for a 16-byte key
+//! and an 8-byte value. A removal moves the last entry into the hole
 //! (`swap_remove`), so the `Vec` stays dense and needs no free list; the caller then
 //! re-points its hash table at the moved entry.
 
@@ -21,6 +21,9 @@ pub(crate) struct Node<K, V> {
     pub(crate) hash: u64,
     /// Clock tick at which the entry expires; [`NEVER`](super::clock::NEVER) if never.
     pub(crate) expires: u64,
+    /// When the entry was last used, on a clock shared by all shards (plain LRU only:
+    /// the shard whose tail has the smallest stamp holds the global LRU entry).
+    pub(crate) stamp: u64,
     prev: u32,
     next: u32,
     pub(crate) weight: u32,
@@ -98,6 +101,7 @@ impl<K, V> Slab<K, V> {
             value,
             hash,
             expires,
+            stamp: 0,
             prev: NIL,
             next: NIL,
             weight,

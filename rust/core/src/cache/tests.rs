@@ -79,14 +79,42 @@ fn reference_lru_hits(capacity: usize, trace: &[u64]) -> usize {
 }
 
 #[test]
-fn one_shard_lru_is_exactly_lru() {
+fn sharded_lru_is_exactly_lru() {
     let seed = 0x5eed_0001;
     println!("seed {seed:#x}");
     let trace = zipf_trace(500, 0.8, 20_000, seed);
-    let c = cache(100, 1, Policy::Lru);
-    let hits = (hit_ratio(&c, &trace) * trace.len() as f64).round() as usize;
-    assert_eq!(hits, reference_lru_hits(100, &trace));
-    assert_eq!(c.stats().hits as usize, hits);
+    let expected = reference_lru_hits(100, &trace);
+    for shards in [1, 3, 16] {
+        let c = cache(100, shards, Policy::Lru);
+        let hits = (hit_ratio(&c, &trace) * trace.len() as f64).round() as usize;
+        assert_eq!(hits, expected, "{shards} shards");
+        assert_eq!(c.stats().hits as usize, hits);
+        assert_eq!(c.len(), 100, "the whole capacity is usable");
+        c.check_invariants();
+    }
+}
+
+#[test]
+fn sharded_lru_memory_bound_is_global() {
+    let mut cfg = CacheConfig::new(1000);
+    cfg.policy = Policy::Lru;
+    cfg.max_memory = Some(500);
+    let c: ShardedCache<u64, u64> = ShardedCache::new(cfg).unwrap();
+    for k in 0..100 {
+        // Heavier than a 16th of max_memory, which a per-shard share would reject.
+        assert!(c.insert_with(
+            k,
+            k,
+            EntryOptions {
+                ttl: None,
+                weight: 100
+            }
+        ));
+        assert!(c.stats().memory_bytes <= 500);
+    }
+    // Exactly the five most recent fit.
+    assert_eq!(c.len(), 5);
+    assert!((95..100).all(|k| c.contains_key(&k)));
     c.check_invariants();
 }
 
@@ -363,4 +391,45 @@ proptest! {
             s.entries + s.evictions + s.expirations + (s.rejections - refused) + pops + dropped
         );
     }
+}
+
+#[test]
+#[ignore]
+fn speed_probe() {
+    let mut keys: Vec<u64> = (0..50_000).collect();
+    let mut rng = Rng(7);
+    for i in (1..keys.len()).rev() {
+        keys.swap(i, (rng.next() % (i as u64 + 1)) as usize);
+    }
+    let hashes: Vec<u64> = keys.iter().map(|k| hash::mix(*k)).collect();
+    let caches: Vec<_> = [Policy::Lru, Policy::LruWithFrequency]
+        .into_iter()
+        .map(|p| {
+            let c = cache(200_000, 16, p);
+            let mut removed = Removed::new();
+            for (&k, &h) in keys.iter().zip(&hashes) {
+                c.insert_hashed(&StdOps, h, k, k, EntryOptions::default(), &mut removed);
+            }
+            c
+        })
+        .collect();
+    let mut best = [f64::MAX; 2];
+    for _ in 0..7 {
+        for (i, c) in caches.iter().enumerate() {
+            let t = std::time::Instant::now();
+            let mut s = 0;
+            let mut removed = Removed::new();
+            for _ in 0..20 {
+                for (k, h) in keys.iter().zip(&hashes) {
+                    s += c.get_hashed(&StdOps, *h, k, &mut removed).unwrap_or(0);
+                }
+            }
+            assert!(s > 0);
+            best[i] = best[i].min(t.elapsed().as_nanos() as f64 / 1e6);
+        }
+    }
+    println!(
+        "lru {:.1} ns/get, lru-with-frequency {:.1} ns/get",
+        best[0], best[1]
+    );
 }
