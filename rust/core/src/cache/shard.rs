@@ -11,6 +11,8 @@
 //! keys therefore churns only the window, and a loop larger than the cache keeps most of
 //! its keys resident instead of evicting each one just before its reuse.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use hashbrown::HashTable;
 
 use super::clock::{self, NEVER};
@@ -22,6 +24,19 @@ use super::stats::{CacheStats, Removed};
 /// beat the victim (1 in 128), so that an attacker who inflates a victim's frequency
 /// cannot pin it forever (Caffeine's hash-flooding guard).
 const ADMIT_AT_RANDOM_FREQUENCY: u32 = 6;
+/// The global LRU clock (plain LRU only), read only when an entry is actually used, so
+/// that a miss costs no atomic operation. Read under the shard lock, so stamps within a
+/// shard follow its list order.
+#[derive(Clone, Copy)]
+pub(crate) struct UseClock<'a>(pub(crate) Option<&'a AtomicU64>);
+
+impl UseClock<'_> {
+    #[inline]
+    fn tick(self) -> u64 {
+        self.0.map_or(0, |c| c.fetch_add(1, Ordering::Relaxed))
+    }
+}
+
 /// Entries examined for expiry on each write (amortised sweep).
 const SWEEP_PER_WRITE: usize = 2;
 
@@ -114,10 +129,10 @@ impl<K, V> Shard<K, V> {
         e != NEVER && e <= clock::now()
     }
 
-    /// Marks an entry as just used (at `stamp` on the global LRU clock).
+    /// Marks an entry as just used.
     #[inline]
-    fn on_access(&mut self, idx: u32, stamp: u64) {
-        self.slab.node_mut(idx).stamp = stamp;
+    fn on_access(&mut self, idx: u32, clock: UseClock<'_>) {
+        self.slab.node_mut(idx).stamp = clock.tick();
         match self.slab.node(idx).queue {
             Queue::Window => self.slab.move_to_front(idx, Queue::Window),
             Queue::Protected => self.slab.move_to_front(idx, Queue::Protected),
@@ -138,7 +153,7 @@ impl<K, V> Shard<K, V> {
         &mut self,
         hash: u64,
         eq: impl FnMut(&K) -> bool,
-        stamp: u64,
+        clock: UseClock<'_>,
         removed: &mut Removed<K, V>,
     ) -> Option<&Node<K, V>> {
         if let Some(s) = &self.sketch {
@@ -151,7 +166,7 @@ impl<K, V> Shard<K, V> {
         match found {
             Some(idx) if !self.is_expired(idx) => {
                 self.stats.hits += 1;
-                self.on_access(idx, stamp);
+                self.on_access(idx, clock);
                 Some(self.slab.node(idx))
             }
             Some(idx) => {
@@ -212,7 +227,7 @@ impl<K, V> Shard<K, V> {
         value: V,
         weight: u32,
         expires: u64,
-        stamp: u64,
+        clock: UseClock<'_>,
         mut eq: impl FnMut(&K, &K) -> bool,
         removed: &mut Removed<K, V>,
     ) -> bool {
@@ -240,7 +255,7 @@ impl<K, V> Shard<K, V> {
                 _ => {}
             }
             removed.push(key, old_value);
-            self.on_access(idx, stamp);
+            self.on_access(idx, clock);
         } else {
             if self.expiring > 0 {
                 self.sweep(SWEEP_PER_WRITE, removed);
@@ -251,7 +266,7 @@ impl<K, V> Shard<K, V> {
             let idx = self
                 .slab
                 .insert(key, value, hash, expires, weight, Queue::Window);
-            self.slab.node_mut(idx).stamp = stamp;
+            self.slab.node_mut(idx).stamp = clock.tick();
             let slab = &self.slab;
             self.table.insert_unique(hash, idx, |&i| slab.node(i).hash);
             self.weight += weight as u64;

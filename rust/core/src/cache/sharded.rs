@@ -8,7 +8,7 @@ use parking_lot::Mutex;
 use super::clock;
 use super::config::{CacheConfig, EntryOptions, Policy};
 use super::hash;
-use super::shard::Shard;
+use super::shard::{Shard, UseClock};
 use super::stats::{CacheStats, Removed};
 use crate::error::Result;
 
@@ -60,7 +60,9 @@ struct GlobalLru {
     weight: AtomicI64,
     capacity: i64,
     max_weight: i64,
-    tails: Box<[Padded<AtomicU64>]>,
+    /// Packed rather than padded: an eviction reads all of them, which matters more
+    /// than two threads writing neighbouring shards' tails.
+    tails: Box<[AtomicU64]>,
 }
 
 /// A concurrent, bounded cache of `capacity` entries split over independent shards.
@@ -110,7 +112,7 @@ impl<K, V> ShardedCache<K, V> {
             max_weight: config
                 .max_memory
                 .map_or(i64::MAX, |m| m.min(i64::MAX as u64) as i64),
-            tails: (0..n).map(|_| Padded(AtomicU64::new(u64::MAX))).collect(),
+            tails: (0..n).map(|_| AtomicU64::new(u64::MAX)).collect(),
         });
         Ok(ShardedCache {
             shards,
@@ -134,20 +136,21 @@ impl<K, V> ShardedCache<K, V> {
         ((((hash >> 16) as u32 as u64) * self.shards.len() as u64) >> 32) as usize
     }
 
-    /// Runs `f` on shard `i` under its lock, with the stamp of this use; keeps the
-    /// global LRU's counts and published tail in step with what `f` changed.
+    /// Runs `f` on shard `i` under its lock; keeps the global LRU's counts and
+    /// published tail in step with what `f` changed.
     #[inline]
-    fn with_shard<R>(&self, i: usize, f: impl FnOnce(&mut Shard<K, V>, u64) -> R) -> R {
+    fn with_shard<R>(&self, i: usize, f: impl FnOnce(&mut Shard<K, V>, UseClock<'_>) -> R) -> R {
         let mut shard = self.shards[i].0.lock();
         let Some(g) = &self.global else {
-            return f(&mut shard, 0);
+            return f(&mut shard, UseClock(None));
         };
         let (len0, weight0) = (shard.len(), shard.weight());
-        // Taken under the lock, so that stamps within a shard follow its list order.
-        let stamp = g.clock.fetch_add(1, Ordering::Relaxed);
-        let r = f(&mut shard, stamp);
+        let r = f(&mut shard, UseClock(Some(&g.clock)));
         let (len1, weight1) = (shard.len(), shard.weight());
-        g.tails[i].0.store(shard.tail_stamp(), Ordering::Relaxed);
+        let tail = shard.tail_stamp();
+        if g.tails[i].load(Ordering::Relaxed) != tail {
+            g.tails[i].store(tail, Ordering::Relaxed);
+        }
         drop(shard);
         if len1 != len0 {
             g.len
@@ -169,7 +172,7 @@ impl<K, V> ShardedCache<K, V> {
             let (i, stamp) = g
                 .tails
                 .iter()
-                .map(|t| t.0.load(Ordering::Relaxed))
+                .map(|t| t.load(Ordering::Relaxed))
                 .enumerate()
                 .min_by_key(|&(_, s)| s)
                 .unwrap_or((0, u64::MAX));
@@ -194,8 +197,8 @@ impl<K, V> ShardedCache<K, V> {
         key: &K,
         removed: &mut Removed<K, V>,
     ) -> Option<V> {
-        self.with_shard(self.shard_index(hash), |s, stamp| {
-            s.get(hash, |k| ops.key_eq(k, key), stamp, removed)
+        self.with_shard(self.shard_index(hash), |s, clock| {
+            s.get(hash, |k| ops.key_eq(k, key), clock, removed)
                 .map(|n| ops.clone_value(&n.value))
         })
     }
@@ -209,8 +212,8 @@ impl<K, V> ShardedCache<K, V> {
         key: &K,
         removed: &mut Removed<K, V>,
     ) -> Option<(V, u32, u64)> {
-        self.with_shard(self.shard_index(hash), |s, stamp| {
-            s.get(hash, |k| ops.key_eq(k, key), stamp, removed)
+        self.with_shard(self.shard_index(hash), |s, clock| {
+            s.get(hash, |k| ops.key_eq(k, key), clock, removed)
                 .map(|n| (ops.clone_value(&n.value), n.weight, n.expires))
         })
     }
@@ -262,14 +265,14 @@ impl<K, V> ShardedCache<K, V> {
         expires: u64,
         removed: &mut Removed<K, V>,
     ) -> bool {
-        let stored = self.with_shard(self.shard_index(hash), |s, stamp| {
+        let stored = self.with_shard(self.shard_index(hash), |s, clock| {
             s.insert(
                 hash,
                 key,
                 value,
                 weight,
                 expires,
-                stamp,
+                clock,
                 |a, b| ops.key_eq(a, b),
                 removed,
             )
