@@ -18,6 +18,7 @@
 mod clock;
 mod config;
 pub mod hash;
+mod prefetch;
 mod shard;
 mod sharded;
 mod sketch;

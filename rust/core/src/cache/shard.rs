@@ -91,18 +91,12 @@ impl<K, V> Shard<K, V> {
 
     /// Takes an entry out of the slab and the table.
     fn take_at(&mut self, idx: u32) -> Node<K, V> {
-        let (node, moved) = self.slab.remove(idx);
+        let node = self.slab.remove(idx);
         match self.table.find_entry(node.hash, |&i| i == idx) {
             Ok(entry) => {
                 entry.remove();
             }
             Err(_) => unreachable!("every slab entry is in the table"),
-        }
-        if let Some(old) = moved {
-            let h = self.slab.node(idx).hash;
-            if let Some(slot) = self.table.find_mut(h, |&i| i == old) {
-                *slot = idx;
-            }
         }
         self.weight -= node.weight as u64;
         if node.expires != NEVER {
@@ -114,13 +108,10 @@ impl<K, V> Shard<K, V> {
         node
     }
 
-    /// Removes an entry into `removed`; returns where the slab's last entry moved from,
-    /// if it filled the hole (so a caller holding that index can follow it).
-    fn remove_at(&mut self, idx: u32, removed: &mut Removed<K, V>) -> Option<u32> {
-        let last = (self.slab.len() - 1) as u32;
+    /// Removes an entry into `removed`.
+    fn remove_at(&mut self, idx: u32, removed: &mut Removed<K, V>) {
         let node = self.take_at(idx);
         removed.push(node.key, node.value);
-        (idx != last).then_some(last)
     }
 
     #[inline]
@@ -300,7 +291,7 @@ impl<K, V> Shard<K, V> {
     fn evict_window(&mut self, removed: &mut Removed<K, V>) {
         let main_cap = (self.capacity - self.window_cap) as usize;
         while self.slab.list(Queue::Window).len > self.window_cap {
-            let Some(mut candidate) = self.slab.tail(Queue::Window) else {
+            let Some(candidate) = self.slab.tail(Queue::Window) else {
                 break;
             };
             let main_len = self.slab.len() - self.slab.list(Queue::Window).len as usize;
@@ -314,9 +305,7 @@ impl<K, V> Shard<K, V> {
                 .or_else(|| self.slab.tail(Queue::Protected));
             match victim {
                 Some(v) if self.admit(self.slab.node(candidate).hash, self.slab.node(v).hash) => {
-                    if self.remove_at(v, removed) == Some(candidate) {
-                        candidate = v;
-                    }
+                    self.remove_at(v, removed);
                     self.stats.evictions += 1;
                     self.slab.move_to_front(candidate, Queue::Probation);
                 }
@@ -336,6 +325,8 @@ impl<K, V> Shard<K, V> {
         let Some(sketch) = &self.sketch else {
             return true;
         };
+        // Both blocks are fetched before either is read, so the two misses overlap.
+        sketch.prefetch(victim);
         let c = sketch.frequency(candidate);
         let v = sketch.frequency(victim);
         if c > v {
@@ -351,23 +342,21 @@ impl<K, V> Shard<K, V> {
         false
     }
 
-    /// Examines up to `budget` entries round-robin and removes the expired ones.
+    /// Examines up to `budget` slots round-robin and removes the expired entries.
     fn sweep(&mut self, budget: usize, removed: &mut Removed<K, V>) {
         let now = clock::now();
+        let slots = self.slab.slots() as u32;
         for _ in 0..budget {
-            let len = self.slab.len() as u32;
-            if self.expiring == 0 || len == 0 {
+            if self.expiring == 0 || slots == 0 {
                 return;
             }
-            let idx = self.sweep_cursor % len;
-            let e = self.slab.node(idx).expires;
-            if e != NEVER && e <= now {
-                // The slab's last entry moves into `idx`: look at it next time.
-                self.remove_at(idx, removed);
-                self.stats.expirations += 1;
-                self.sweep_cursor = idx;
-            } else {
-                self.sweep_cursor = idx + 1;
+            let idx = self.sweep_cursor % slots;
+            self.sweep_cursor = idx + 1;
+            if let Some(n) = self.slab.get(idx) {
+                if n.expires != NEVER && n.expires <= now {
+                    self.remove_at(idx, removed);
+                    self.stats.expirations += 1;
+                }
             }
         }
     }
@@ -382,9 +371,10 @@ impl<K, V> Shard<K, V> {
             return;
         }
         let mut min = NEVER;
-        // Downwards, so that the entry swapped into a hole has already been examined.
-        for idx in (0..self.slab.len() as u32).rev() {
-            let e = self.slab.node(idx).expires;
+        for idx in 0..self.slab.slots() as u32 {
+            let Some(e) = self.slab.get(idx).map(|n| n.expires) else {
+                continue;
+            };
             if e != NEVER && e <= now {
                 self.remove_at(idx, removed);
                 self.stats.expirations += 1;

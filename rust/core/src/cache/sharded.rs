@@ -1,7 +1,7 @@
 //! [`ShardedCache`]: shards behind their own locks, picked by the top bits of a keyed hash.
 
 use std::hash::Hash;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use parking_lot::Mutex;
 
@@ -50,19 +50,25 @@ type LockedShard<K, V> = Padded<Mutex<Shard<K, V>>>;
 /// Plain LRU over all shards at once. Every use of an entry takes a stamp from one
 /// clock; each shard's list is ordered by stamp, and each shard publishes the stamp of
 /// its least recently used entry, so the global LRU entry is the one behind the smallest
-/// published stamp. Entries and weight are counted globally, so `capacity` and
-/// `max_memory` hold for the whole cache rather than as per-shard shares, and the
-/// cache evicts exactly what one LRU list would (with one writer at a time; concurrent
-/// writers may evict one entry more than needed, never fewer).
+/// published stamp. Shards also publish their entry count and weight, whose sums are
+/// checked against `capacity` and `max_memory` after each write: the bounds hold for
+/// the whole cache rather than as per-shard shares, and the cache evicts exactly what
+/// one LRU list would. (With concurrent writers the sums may lag by the writes in
+/// flight, and a writer may then evict one entry more than needed.)
 struct GlobalLru {
     clock: AtomicU64,
-    len: AtomicI64,
-    weight: AtomicI64,
-    capacity: i64,
-    max_weight: i64,
-    /// Packed rather than padded: an eviction reads all of them, which matters more
-    /// than two threads writing neighbouring shards' tails.
-    tails: Box<[AtomicU64]>,
+    capacity: u64,
+    max_weight: u64,
+    /// Packed rather than padded: each write reads all of them, which matters more
+    /// than two threads writing neighbouring shards' values.
+    published: Box<[Published]>,
+}
+
+/// What a shard tells the others; written under its lock with plain (relaxed) stores.
+struct Published {
+    tail: AtomicU64,
+    len: AtomicU64,
+    weight: AtomicU64,
 }
 
 /// A concurrent, bounded cache of `capacity` entries split over independent shards.
@@ -106,13 +112,15 @@ impl<K, V> ShardedCache<K, V> {
             .collect();
         let global = (!frequency).then(|| GlobalLru {
             clock: AtomicU64::new(0),
-            len: AtomicI64::new(0),
-            weight: AtomicI64::new(0),
-            capacity: config.capacity as i64,
-            max_weight: config
-                .max_memory
-                .map_or(i64::MAX, |m| m.min(i64::MAX as u64) as i64),
-            tails: (0..n).map(|_| AtomicU64::new(u64::MAX)).collect(),
+            capacity: config.capacity as u64,
+            max_weight: config.max_memory.unwrap_or(u64::MAX),
+            published: (0..n)
+                .map(|_| Published {
+                    tail: AtomicU64::new(u64::MAX),
+                    len: AtomicU64::new(0),
+                    weight: AtomicU64::new(0),
+                })
+                .collect(),
         });
         Ok(ShardedCache {
             shards,
@@ -136,50 +144,47 @@ impl<K, V> ShardedCache<K, V> {
         ((((hash >> 16) as u32 as u64) * self.shards.len() as u64) >> 32) as usize
     }
 
-    /// Runs `f` on shard `i` under its lock; keeps the global LRU's counts and
-    /// published tail in step with what `f` changed.
+    /// Runs `f` on shard `i` under its lock; publishes what the global LRU needs to
+    /// know of the shard afterwards.
     #[inline]
     fn with_shard<R>(&self, i: usize, f: impl FnOnce(&mut Shard<K, V>, UseClock<'_>) -> R) -> R {
         let mut shard = self.shards[i].0.lock();
         let Some(g) = &self.global else {
             return f(&mut shard, UseClock(None));
         };
-        let (len0, weight0) = (shard.len(), shard.weight());
         let r = f(&mut shard, UseClock(Some(&g.clock)));
-        let (len1, weight1) = (shard.len(), shard.weight());
-        let tail = shard.tail_stamp();
-        if g.tails[i].load(Ordering::Relaxed) != tail {
-            g.tails[i].store(tail, Ordering::Relaxed);
-        }
-        drop(shard);
-        if len1 != len0 {
-            g.len
-                .fetch_add(len1 as i64 - len0 as i64, Ordering::Relaxed);
-        }
-        if weight1 != weight0 {
-            g.weight
-                .fetch_add(weight1 as i64 - weight0 as i64, Ordering::Relaxed);
-        }
+        let p = &g.published[i];
+        // Plain stores, and only of what changed: a read-only hit changes the tail at
+        // most, and an atomic read-modify-write would cost more than the whole lookup.
+        let publish = |slot: &AtomicU64, value: u64| {
+            if slot.load(Ordering::Relaxed) != value {
+                slot.store(value, Ordering::Relaxed);
+            }
+        };
+        publish(&p.tail, shard.tail_stamp());
+        publish(&p.len, shard.len() as u64);
+        publish(&p.weight, shard.weight());
         r
     }
 
     /// Evicts global LRU entries until both bounds hold (plain LRU only).
     fn evict_global(&self, removed: &mut Removed<K, V>) {
         let Some(g) = &self.global else { return };
-        while g.len.load(Ordering::Relaxed) > g.capacity
-            || g.weight.load(Ordering::Relaxed) > g.max_weight
-        {
-            let (i, stamp) = g
-                .tails
-                .iter()
-                .map(|t| t.load(Ordering::Relaxed))
-                .enumerate()
-                .min_by_key(|&(_, s)| s)
-                .unwrap_or((0, u64::MAX));
-            if stamp == u64::MAX {
+        loop {
+            let (mut len, mut weight) = (0u64, 0u64);
+            let (mut victim, mut oldest) = (0, u64::MAX);
+            for (i, p) in g.published.iter().enumerate() {
+                len += p.len.load(Ordering::Relaxed);
+                weight = weight.saturating_add(p.weight.load(Ordering::Relaxed));
+                let t = p.tail.load(Ordering::Relaxed);
+                if t < oldest {
+                    (victim, oldest) = (i, t);
+                }
+            }
+            if (len <= g.capacity && weight <= g.max_weight) || oldest == u64::MAX {
                 return;
             }
-            self.with_shard(i, |s, _| s.evict_tail(removed));
+            self.with_shard(victim, |s, _| s.evict_tail(removed));
         }
     }
 
@@ -349,15 +354,18 @@ impl<K, V> ShardedCache<K, V> {
     #[cfg(test)]
     pub(crate) fn check_invariants(&self) {
         let (mut len, mut weight) = (0, 0);
-        for s in self.shards.iter() {
+        for (i, s) in self.shards.iter().enumerate() {
             let s = s.0.lock();
             s.check_invariants();
-            len += s.len() as i64;
-            weight += s.weight() as i64;
+            len += s.len() as u64;
+            weight += s.weight();
+            if let Some(g) = &self.global {
+                assert_eq!(g.published[i].len.load(Ordering::Relaxed), s.len() as u64);
+                assert_eq!(g.published[i].weight.load(Ordering::Relaxed), s.weight());
+                assert_eq!(g.published[i].tail.load(Ordering::Relaxed), s.tail_stamp());
+            }
         }
         if let Some(g) = &self.global {
-            assert_eq!(g.len.load(Ordering::Relaxed), len);
-            assert_eq!(g.weight.load(Ordering::Relaxed), weight);
             assert!(len <= g.capacity && weight <= g.max_weight);
         }
     }

@@ -12,6 +12,8 @@
 //!   would rank every key seen just before the reset below the keys seen just after,
 //!   and on a loop larger than the cache that admits the wrong keys after every reset.
 
+use super::prefetch::prefetch;
+
 /// Accesses per aging period, in multiples of the capacity. Caffeine uses 10; a longer
 /// period keeps more of the popular keys' counters saturated (tied), which is what lets
 /// a loop larger than the cache keep its residents: measured on the traces
@@ -84,20 +86,10 @@ impl FrequencySketch {
     }
 
     /// Starts loading the key's block into the CPU cache, so that its memory latency
-    /// overlaps the hash-table probe that comes before `record`.
+    /// overlaps other work (the hash-table probe that comes before `record`).
     #[inline]
     pub(crate) fn prefetch(&self, hash: u64) {
-        #[cfg(target_arch = "x86_64")]
-        {
-            use core::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
-            let block = &self.blocks[(hash & self.block_mask) as usize];
-            // SAFETY: `_mm_prefetch` needs SSE, which every x86_64 CPU has (it is in the
-            // target's baseline features); it is a hint that never faults or writes, and
-            // the pointer is to a live block anyway.
-            unsafe { _mm_prefetch::<_MM_HINT_T0>((block as *const Block).cast::<i8>()) };
-        }
-        #[cfg(not(target_arch = "x86_64"))]
-        let _ = hash;
+        prefetch(&self.blocks[(hash & self.block_mask) as usize]);
     }
 
     /// Records one access of the key.

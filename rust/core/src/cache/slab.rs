@@ -1,8 +1,11 @@
-//! Entries stored densely in one `Vec`, threaded on intrusive doubly linked lists by
-//! `u32` indices: no allocation per entry, and 64 bytes per entry for a 16-byte key
-//! and an 8-byte value. A removal moves the last entry into the hole
-//! (`swap_remove`), so the `Vec` stays dense and needs no free list; the caller then
-//! re-points its hash table at the moved entry.
+//! Entries stored in one `Vec`, threaded on intrusive doubly linked lists by `u32`
+//! indices: no allocation per entry, and 64 bytes per entry for a 16-byte key and an
+//! 8-byte value (`Option<Node>` costs nothing more: `Queue` has spare values for the
+//! `None`). A removed entry's slot goes on a free list and is reused by the next insert,
+//! so an index stays valid for the entry's whole life and the hash table that maps keys
+//! to indices never needs re-pointing (which costs a second table probe per eviction).
+
+use super::prefetch::prefetch;
 
 pub(crate) const NIL: u32 = u32::MAX;
 
@@ -46,7 +49,9 @@ impl List {
 }
 
 pub(crate) struct Slab<K, V> {
-    nodes: Vec<Node<K, V>>,
+    nodes: Vec<Option<Node<K, V>>>,
+    free: Vec<u32>,
+    len: usize,
     lists: [List; 3],
 }
 
@@ -54,13 +59,28 @@ impl<K, V> Slab<K, V> {
     pub(crate) fn new() -> Self {
         Slab {
             nodes: Vec::new(),
+            free: Vec::new(),
+            len: 0,
             lists: [List::EMPTY; 3],
         }
     }
 
+    /// Entries held.
     #[inline]
     pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Slots, held or free: every index below this may be passed to [`Self::get`].
+    #[inline]
+    pub(crate) fn slots(&self) -> usize {
         self.nodes.len()
+    }
+
+    /// The entry in a slot, if the slot is held.
+    #[inline]
+    pub(crate) fn get(&self, idx: u32) -> Option<&Node<K, V>> {
+        self.nodes[idx as usize].as_ref()
     }
 
     #[inline]
@@ -68,14 +88,21 @@ impl<K, V> Slab<K, V> {
         &self.lists[q as usize]
     }
 
+    /// A held entry (the caller got `idx` from a list or the table).
     #[inline]
     pub(crate) fn node(&self, idx: u32) -> &Node<K, V> {
-        &self.nodes[idx as usize]
+        match &self.nodes[idx as usize] {
+            Some(n) => n,
+            None => unreachable!("slot {idx} is free"),
+        }
     }
 
     #[inline]
     pub(crate) fn node_mut(&mut self, idx: u32) -> &mut Node<K, V> {
-        &mut self.nodes[idx as usize]
+        match &mut self.nodes[idx as usize] {
+            Some(n) => n,
+            None => unreachable!("slot {idx} is free"),
+        }
     }
 
     /// The least recently used entry of a list.
@@ -95,8 +122,7 @@ impl<K, V> Slab<K, V> {
         weight: u32,
         queue: Queue,
     ) -> u32 {
-        let idx = self.nodes.len() as u32;
-        self.nodes.push(Node {
+        let node = Some(Node {
             key,
             value,
             hash,
@@ -107,6 +133,17 @@ impl<K, V> Slab<K, V> {
             weight,
             queue,
         });
+        let idx = match self.free.pop() {
+            Some(idx) => {
+                self.nodes[idx as usize] = node;
+                idx
+            }
+            None => {
+                self.nodes.push(node);
+                (self.nodes.len() - 1) as u32
+            }
+        };
+        self.len += 1;
         self.link_front(idx, queue);
         idx
     }
@@ -119,38 +156,48 @@ impl<K, V> Slab<K, V> {
             list.tail = idx;
         }
         list.len += 1;
-        let n = &mut self.nodes[idx as usize];
+        let n = self.node_mut(idx);
         n.prev = NIL;
         n.next = old_head;
         n.queue = q;
         if old_head != NIL {
-            self.nodes[old_head as usize].prev = idx;
+            self.node_mut(old_head).prev = idx;
         }
     }
 
     fn unlink(&mut self, idx: u32) {
         let (prev, next, q) = {
-            let n = &self.nodes[idx as usize];
+            let n = self.node(idx);
             (n.prev, n.next, n.queue)
         };
-        let list = &mut self.lists[q as usize];
-        list.len -= 1;
+        self.lists[q as usize].len -= 1;
         if prev == NIL {
-            list.head = next;
+            self.lists[q as usize].head = next;
         } else {
-            self.nodes[prev as usize].next = next;
+            self.node_mut(prev).next = next;
         }
         if next == NIL {
-            list.tail = prev;
+            self.lists[q as usize].tail = prev;
+            // The tail left, most often as an eviction, and the next eviction will
+            // rewrite the new tail's predecessor: start loading it now (the new tail
+            // itself was just written, so it is in cache already).
+            if prev != NIL {
+                let before = self.node(prev).prev;
+                if before != NIL {
+                    if let Some(n) = &self.nodes[before as usize] {
+                        prefetch(n);
+                    }
+                }
+            }
         } else {
-            self.nodes[next as usize].prev = prev;
+            self.node_mut(next).prev = prev;
         }
     }
 
     /// Moves an entry to the most-recent end of `q` (its own list or another).
     #[inline]
     pub(crate) fn move_to_front(&mut self, idx: u32, q: Queue) {
-        let n = &self.nodes[idx as usize];
+        let n = self.node(idx);
         if n.queue == q && n.prev == NIL {
             return;
         }
@@ -158,42 +205,29 @@ impl<K, V> Slab<K, V> {
         self.link_front(idx, q);
     }
 
-    /// Removes an entry. Returns it and, if another entry was moved into its index, the
-    /// index that entry had before (the caller's table still points there).
-    pub(crate) fn remove(&mut self, idx: u32) -> (Node<K, V>, Option<u32>) {
+    /// Removes an entry; its slot is reused by a later insert.
+    pub(crate) fn remove(&mut self, idx: u32) -> Node<K, V> {
         self.unlink(idx);
-        let last = (self.nodes.len() - 1) as u32;
-        if idx == last {
-            let node = self.nodes.pop().expect("remove from an empty slab");
-            return (node, None);
+        let node = self.nodes[idx as usize].take();
+        self.free.push(idx);
+        self.len -= 1;
+        match node {
+            Some(n) => n,
+            None => unreachable!("slot {idx} is free"),
         }
-        let (prev, next, q) = {
-            let n = &self.nodes[last as usize];
-            (n.prev, n.next, n.queue)
-        };
-        let list = &mut self.lists[q as usize];
-        if prev == NIL {
-            list.head = idx;
-        } else {
-            self.nodes[prev as usize].next = idx;
-        }
-        if next == NIL {
-            list.tail = idx;
-        } else {
-            self.nodes[next as usize].prev = idx;
-        }
-        (self.nodes.swap_remove(idx as usize), Some(last))
     }
 
     /// Takes every entry out, leaving the slab empty (and its memory returned).
-    pub(crate) fn take_all(&mut self) -> Vec<Node<K, V>> {
+    pub(crate) fn take_all(&mut self) -> Vec<Option<Node<K, V>>> {
         self.lists = [List::EMPTY; 3];
+        self.free = Vec::new();
+        self.len = 0;
         std::mem::take(&mut self.nodes)
     }
 
     #[cfg(test)]
     pub(crate) fn iter(&self) -> impl Iterator<Item = &Node<K, V>> {
-        self.nodes.iter()
+        self.nodes.iter().flatten()
     }
 
     /// Keys of one list from most to least recent (tests and invariant checks).
@@ -203,7 +237,7 @@ impl<K, V> Slab<K, V> {
         let mut cur = self.lists[q as usize].head;
         while cur != NIL {
             out.push(cur);
-            cur = self.nodes[cur as usize].next;
+            cur = self.node(cur).next;
         }
         out
     }
@@ -228,15 +262,17 @@ mod tests {
         s.move_to_front(2, Queue::Window);
         assert_eq!(keys(&s, Queue::Window), [2, 4, 3, 1]);
         assert_eq!(keys(&s, Queue::Probation), [0]);
-        // Removing index 1 moves the last node (key 4) into index 1.
-        let (gone, moved) = s.remove(1);
-        assert_eq!((gone.key, moved), (1, Some(4)));
+        assert_eq!(s.remove(1).key, 1);
         assert_eq!(keys(&s, Queue::Window), [2, 4, 3]);
-        assert_eq!(s.node(1).key, 4);
-        let (gone, moved) = s.remove(s.tail(Queue::Window).unwrap());
-        assert_eq!((gone.key, moved), (3, None));
+        assert!(s.get(1).is_none());
+        assert_eq!(s.remove(s.tail(Queue::Window).unwrap()).key, 3);
         assert_eq!(keys(&s, Queue::Window), [2, 4]);
         assert_eq!(s.list(Queue::Window).len, 2);
         assert_eq!(s.len(), 3);
+        // Freed slots are reused before the slab grows.
+        let idx = s.insert(9, (), 0, 0, 1, Queue::Protected);
+        assert!(idx == 1 || idx == 3, "{idx}");
+        assert_eq!(s.slots(), 5);
+        assert_eq!(keys(&s, Queue::Protected), [9]);
     }
 }

@@ -53,7 +53,7 @@ impl CacheStats {
 pub struct Removed<K, V> {
     one: Option<(K, V)>,
     more: Vec<(K, V)>,
-    bulk: Vec<Vec<Node<K, V>>>,
+    bulk: Vec<Vec<Option<Node<K, V>>>>,
 }
 
 impl<K, V> Default for Removed<K, V> {
@@ -81,7 +81,7 @@ impl<K, V> Removed<K, V> {
         }
     }
 
-    pub(crate) fn push_bulk(&mut self, nodes: Vec<Node<K, V>>) {
+    pub(crate) fn push_bulk(&mut self, nodes: Vec<Option<Node<K, V>>>) {
         if !nodes.is_empty() {
             self.bulk.push(nodes);
         }
@@ -91,7 +91,11 @@ impl<K, V> Removed<K, V> {
     pub fn len(&self) -> usize {
         self.one.is_some() as usize
             + self.more.len()
-            + self.bulk.iter().map(Vec::len).sum::<usize>()
+            + self
+                .bulk
+                .iter()
+                .map(|b| b.iter().flatten().count())
+                .sum::<usize>()
     }
 
     pub fn is_empty(&self) -> bool {
