@@ -30,13 +30,13 @@ def zipf_with_scans(
     scan: int,
     rng: np.random.Generator,
 ) -> list[int]:
-    """Zipf traffic where each block of `every` accesses ends with `scan` one-time keys."""
+    """Zipf traffic with a scan of `scan` one-time keys after every `every` accesses."""
     base = zipf(n_keys, s, length, rng)
     out: list[int] = []
     next_scan_key = 10 * n_keys
     pos = 0
     while len(out) < length:
-        take = every - scan
+        take = every
         out.extend(base[pos : pos + take])
         pos += take
         out.extend(range(next_scan_key, next_scan_key + scan))

@@ -4,8 +4,10 @@
 //!
 //! - `hash`: one keyed hash per process (hostile keys cannot choose their shard);
 //! - `config`: settings, validation, and the split of the bounds over shards;
-//! - `slab`: entries in a dense `Vec` on intrusive `u32`-linked lists;
+//! - `slab`: entries in one `Vec` (freed slots reused) on intrusive `u32`-linked lists;
 //! - `sketch`: TinyLFU's doorkeeper + 4-bit count-min sketch with aging;
+//! - `prefetch`: a cache-line prefetch hint;
+//! - `clock`: the process-wide monotonic clock of expiries;
 //! - `shard`: one shard's table and eviction policy;
 //! - `sharded`, `tiered`: the public caches; `stats`: counters and [`Removed`].
 //!
