@@ -222,6 +222,9 @@ impl<K, V> Shard<K, V> {
         mut eq: impl FnMut(&K, &K) -> bool,
         removed: &mut Removed<K, V>,
     ) -> bool {
+        if let Some(s) = &self.sketch {
+            s.prefetch(hash);
+        }
         let existing = self.find(hash, |stored| eq(stored, &key));
         if weight as u64 > self.max_weight {
             if let Some(idx) = existing {
@@ -326,6 +329,7 @@ impl<K, V> Shard<K, V> {
             return true;
         };
         // Both blocks are fetched before either is read, so the two misses overlap.
+        sketch.prefetch(candidate);
         sketch.prefetch(victim);
         let c = sketch.frequency(candidate);
         let v = sketch.frequency(victim);
