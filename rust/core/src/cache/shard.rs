@@ -54,6 +54,8 @@ pub(crate) struct Shard<K, V> {
     expiring: u32,
     min_expiry: u64,
     sweep_cursor: u32,
+    /// The LRU list's `tail_version` when the tail stamp was last read.
+    tail_seen: u32,
     rng: u64,
     stats: CacheStats,
 }
@@ -78,6 +80,7 @@ impl<K, V> Shard<K, V> {
             expiring: 0,
             min_expiry: NEVER,
             sweep_cursor: 0,
+            tail_seen: 0,
             rng: seed | 1,
             stats: CacheStats::default(),
         }
@@ -414,6 +417,17 @@ impl<K, V> Shard<K, V> {
         self.slab
             .tail(Queue::Window)
             .map_or(u64::MAX, |t| self.slab.node(t).stamp)
+    }
+
+    /// The LRU entry's stamp if it may have changed since the last call (plain LRU).
+    #[inline]
+    pub(crate) fn tail_update(&mut self) -> Option<u64> {
+        let v = self.slab.list(Queue::Window).tail_version;
+        if v == self.tail_seen {
+            return None;
+        }
+        self.tail_seen = v;
+        Some(self.tail_stamp())
     }
 
     /// Evicts the least recently used entry (plain LRU); false if empty.

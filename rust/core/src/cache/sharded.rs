@@ -161,7 +161,9 @@ impl<K, V> ShardedCache<K, V> {
                 slot.store(value, Ordering::Relaxed);
             }
         };
-        publish(&p.tail, shard.tail_stamp());
+        if let Some(tail) = shard.tail_update() {
+            p.tail.store(tail, Ordering::Relaxed);
+        }
         publish(&p.len, shard.len() as u64);
         publish(&p.weight, shard.weight());
         r

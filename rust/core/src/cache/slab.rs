@@ -38,6 +38,10 @@ pub(crate) struct List {
     head: u32,
     tail: u32,
     pub(crate) len: u32,
+    /// Bumped whenever the tail entry, or the tail's stamp, may have changed: lets the
+    /// global LRU republish a shard's oldest stamp only when needed, since reading the
+    /// tail (the least recently used, so the coldest entry) is a cache miss.
+    pub(crate) tail_version: u32,
 }
 
 impl List {
@@ -45,6 +49,7 @@ impl List {
         head: NIL,
         tail: NIL,
         len: 0,
+        tail_version: 0,
     };
 }
 
@@ -154,6 +159,7 @@ impl<K, V> Slab<K, V> {
         list.head = idx;
         if old_head == NIL {
             list.tail = idx;
+            list.tail_version = list.tail_version.wrapping_add(1);
         }
         list.len += 1;
         let n = self.node_mut(idx);
@@ -178,6 +184,8 @@ impl<K, V> Slab<K, V> {
         }
         if next == NIL {
             self.lists[q as usize].tail = prev;
+            self.lists[q as usize].tail_version =
+                self.lists[q as usize].tail_version.wrapping_add(1);
             // The tail left, most often as an eviction, and the next eviction will
             // rewrite the new tail's predecessor: start loading it now (the new tail
             // itself was just written, so it is in cache already).
@@ -199,6 +207,11 @@ impl<K, V> Slab<K, V> {
     pub(crate) fn move_to_front(&mut self, idx: u32, q: Queue) {
         let n = self.node(idx);
         if n.queue == q && n.prev == NIL {
+            if n.next == NIL {
+                // Alone on its list: it stays the tail, but its stamp was just renewed.
+                let list = &mut self.lists[q as usize];
+                list.tail_version = list.tail_version.wrapping_add(1);
+            }
             return;
         }
         self.unlink(idx);
@@ -219,7 +232,12 @@ impl<K, V> Slab<K, V> {
 
     /// Takes every entry out, leaving the slab empty (and its memory returned).
     pub(crate) fn take_all(&mut self) -> Vec<Option<Node<K, V>>> {
-        self.lists = [List::EMPTY; 3];
+        for list in self.lists.iter_mut() {
+            *list = List {
+                tail_version: list.tail_version.wrapping_add(1),
+                ..List::EMPTY
+            };
+        }
         self.free = Vec::new();
         self.len = 0;
         std::mem::take(&mut self.nodes)

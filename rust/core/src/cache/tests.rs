@@ -379,6 +379,7 @@ proptest! {
                     }
                 }
             }
+            c.check_invariants();
             let s = c.stats();
             prop_assert!(s.entries as usize <= capacity);
             prop_assert!(s.memory_bytes <= max_memory.unwrap_or(u64::MAX));
