@@ -53,8 +53,9 @@ def test_mapping_api(policy: str) -> None:
     c.put_many({"x": 1, "y": 2})
     c.put_many([("z", 3)])
     c.put_many(iter([("w", 4)]))
-    assert len(c) == 4
-    assert c.get_many(["x", "y", "nope", "z"]) == {"x": 1, "y": 2, "z": 3}
+    c.put_many([["v", 5]])
+    assert len(c) == 5
+    assert c.get_many(["x", "y", "nope", "z", "v"]) == {"x": 1, "y": 2, "z": 3, "v": 5}
     c.clear()
     assert len(c) == 0
     assert c.get("x") is None
@@ -129,6 +130,14 @@ def test_other_key_types_are_a_type_error_naming_the_type(bad: object) -> None:
 def test_bad_settings_are_value_errors_naming_the_argument(kwargs: dict, match: str) -> None:
     with pytest.raises(ValueError, match=match):
         ShardedCache(**kwargs)
+
+
+def test_put_many_rejects_items_that_are_not_pairs() -> None:
+    c = ShardedCache(10)
+    with pytest.raises(TypeError, match="pairs"):
+        c.put_many([("a", 1, "extra")])
+    with pytest.raises(TypeError, match="pairs"):
+        c.put_many(["ab"])
 
 
 def test_bad_entry_options_are_value_errors() -> None:
@@ -240,12 +249,12 @@ def test_frequency_policy_keeps_the_hot_set_through_a_scan() -> None:
 
 
 def test_ttl_expires_entries() -> None:
-    c = ShardedCache(100, ttl=0.05)
+    c = ShardedCache(100, ttl=0.25)
     for k in range(10):
         c[k] = k
     c.put("long", 1, ttl=60)
     assert c[0] == 0
-    time.sleep(0.12)
+    time.sleep(0.3)
     assert c.get(0) is None
     assert 1 not in c
     with pytest.raises(KeyError):
@@ -260,10 +269,10 @@ def test_ttl_expires_entries() -> None:
 
 def test_per_entry_ttl_without_a_default() -> None:
     c = ShardedCache(100)
-    c.put("short", 1, ttl=0.03)
+    c.put("short", 1, ttl=0.05)
     c.put("forever", 2)
-    c.put_many({"batch": 3}, ttl=0.03)
-    time.sleep(0.08)
+    c.put_many({"batch": 3}, ttl=0.05)
+    time.sleep(0.1)
     assert c.get("short") is None and c.get("batch") is None
     assert c.get("forever") == 2
 
@@ -312,9 +321,9 @@ def test_tiered_promotion_keeps_the_l2_expiry() -> None:
     l1 = ShardedCache(10, shards=1)
     l2 = ShardedCache(10, shards=1)
     t = TieredCache(l1, l2)
-    l2.put("k", "v", ttl=0.05)
+    l2.put("k", "v", ttl=0.25)
     assert t["k"] == "v"
-    time.sleep(0.1)
+    time.sleep(0.3)
     assert t.get("k") is None, "the promoted copy must not outlive the original"
 
 

@@ -181,11 +181,19 @@ fn for_each_pair<'py>(
     } else {
         items.clone()
     };
+    let not_a_pair =
+        || PyTypeError::new_err("put_many expects a mapping or an iterable of (key, value) pairs");
     for pair in pairs.try_iter()? {
-        let (k, v): (Bound<'py, PyAny>, Bound<'py, PyAny>) = pair?.extract().map_err(|_| {
-            PyTypeError::new_err("put_many expects a mapping or an iterable of (key, value) pairs")
-        })?;
-        f(&k, &v)?;
+        let pair = pair?;
+        // Like dict(): any iterable of exactly two items is a pair.
+        if pair.is_instance_of::<PyString>() || pair.is_instance_of::<PyBytes>() {
+            return Err(not_a_pair());
+        }
+        let mut items = pair.try_iter().map_err(|_| not_a_pair())?;
+        let (Some(k), Some(v), None) = (items.next(), items.next(), items.next()) else {
+            return Err(not_a_pair());
+        };
+        f(&k?, &v?)?;
     }
     Ok(())
 }
