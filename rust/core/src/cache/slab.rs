@@ -192,9 +192,8 @@ impl<K, V> Slab<K, V> {
             if prev != NIL {
                 let before = self.node(prev).prev;
                 if before != NIL {
-                    if let Some(n) = &self.nodes[before as usize] {
-                        prefetch(n);
-                    }
+                    // The slot, not its contents: inspecting the `Option` would load it.
+                    prefetch(&self.nodes[before as usize]);
                 }
             }
         } else {
