@@ -394,6 +394,9 @@ proptest! {
     }
 }
 
+/// Nanoseconds per hit of the core alone, without Python (best of 7 interleaved rounds,
+/// for a shared machine). A probe for profiling, not a test: it asserts no timing.
+/// `cargo test --release -p llmkg-core speed_probe -- --ignored --nocapture`.
 #[test]
 #[ignore]
 fn speed_probe() {
