@@ -3,6 +3,7 @@
 
 use pyo3::prelude::*;
 
+mod cache;
 mod convert;
 mod embed;
 mod errors;
@@ -14,5 +15,6 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     hnsw::register(m)?;
     embed::register(m)?;
+    cache::register(m)?;
     Ok(())
 }

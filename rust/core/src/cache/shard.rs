@@ -1,0 +1,476 @@
+//! One shard: a hash table of slot indices over a [`Slab`], and the eviction policy.
+//!
+//! `Policy::Lru` keeps one list, evicting its least recently used entry.
+//!
+//! `Policy::LruWithFrequency` is W-TinyLFU (Caffeine's design): new entries enter a
+//! small **window** LRU (1% of the capacity), so that a burst of new keys can still get
+//! hits while young. An entry pushed out of the window is a *candidate* for the **main**
+//! segmented LRU (probation 20% / protected 80%); when main is full the candidate is
+//! admitted only if the [`FrequencySketch`] says it was used more often recently than
+//! the main *victim* (probation's LRU entry), and rejected otherwise. A scan of one-time
+//! keys therefore churns only the window, and a loop larger than the cache keeps most of
+//! its keys resident instead of evicting each one just before its reuse.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use hashbrown::HashTable;
+
+use super::clock::{self, NEVER};
+use super::sketch::FrequencySketch;
+use super::slab::{Node, Queue, Slab};
+use super::stats::{CacheStats, Removed};
+
+/// A candidate at least this frequent may be admitted at random even when it does not
+/// beat the victim (1 in 128), so that an attacker who inflates a victim's frequency
+/// cannot pin it forever (Caffeine's hash-flooding guard).
+const ADMIT_AT_RANDOM_FREQUENCY: u32 = 6;
+/// The global LRU clock (plain LRU only), read only when an entry is actually used, so
+/// that a miss costs no atomic operation. Read under the shard lock, so stamps within a
+/// shard follow its list order.
+#[derive(Clone, Copy)]
+pub(crate) struct UseClock<'a>(pub(crate) Option<&'a AtomicU64>);
+
+impl UseClock<'_> {
+    #[inline]
+    fn tick(self) -> u64 {
+        self.0.map_or(0, |c| c.fetch_add(1, Ordering::Relaxed))
+    }
+}
+
+/// Entries examined for expiry on each write (amortised sweep).
+const SWEEP_PER_WRITE: usize = 2;
+
+pub(crate) struct Shard<K, V> {
+    table: HashTable<u32>,
+    slab: Slab<K, V>,
+    /// `Some` for `lru-with-frequency`; `None` for plain LRU.
+    sketch: Option<FrequencySketch>,
+    capacity: u32,
+    window_cap: u32,
+    protected_cap: u32,
+    max_weight: u64,
+    weight: u64,
+    /// Entries that carry an expiry, and a lower bound of their expiries.
+    expiring: u32,
+    min_expiry: u64,
+    sweep_cursor: u32,
+    /// The LRU list's `tail_version` when the tail stamp was last read.
+    tail_seen: u32,
+    rng: u64,
+    stats: CacheStats,
+}
+
+impl<K, V> Shard<K, V> {
+    pub(crate) fn new(capacity: u32, max_weight: u64, frequency: bool, seed: u64) -> Self {
+        let window_cap = if frequency {
+            (capacity / 100).max(1)
+        } else {
+            capacity
+        };
+        let main_cap = capacity - window_cap;
+        Shard {
+            table: HashTable::new(),
+            slab: Slab::new(),
+            sketch: frequency.then(|| FrequencySketch::new(capacity as usize)),
+            capacity,
+            window_cap,
+            protected_cap: (main_cap as u64 * 8 / 10) as u32,
+            max_weight,
+            weight: 0,
+            expiring: 0,
+            min_expiry: NEVER,
+            sweep_cursor: 0,
+            tail_seen: 0,
+            rng: seed | 1,
+            stats: CacheStats::default(),
+        }
+    }
+
+    #[inline]
+    fn find(&self, hash: u64, mut eq: impl FnMut(&K) -> bool) -> Option<u32> {
+        let slab = &self.slab;
+        self.table.find(hash, |&i| eq(&slab.node(i).key)).copied()
+    }
+
+    /// Takes an entry out of the slab and the table.
+    fn take_at(&mut self, idx: u32) -> Node<K, V> {
+        let node = self.slab.remove(idx);
+        match self.table.find_entry(node.hash, |&i| i == idx) {
+            Ok(entry) => {
+                entry.remove();
+            }
+            Err(_) => unreachable!("every slab entry is in the table"),
+        }
+        self.weight -= node.weight as u64;
+        if node.expires != NEVER {
+            self.expiring -= 1;
+            if self.expiring == 0 {
+                self.min_expiry = NEVER;
+            }
+        }
+        node
+    }
+
+    /// Removes an entry into `removed`.
+    fn remove_at(&mut self, idx: u32, removed: &mut Removed<K, V>) {
+        let node = self.take_at(idx);
+        removed.push(node.key, node.value);
+    }
+
+    #[inline]
+    fn is_expired(&self, idx: u32) -> bool {
+        let e = self.slab.node(idx).expires;
+        e != NEVER && e <= clock::now()
+    }
+
+    /// Marks an entry as just used.
+    #[inline]
+    fn on_access(&mut self, idx: u32, clock: UseClock<'_>) {
+        self.slab.node_mut(idx).stamp = clock.tick();
+        match self.slab.node(idx).queue {
+            Queue::Window => self.slab.move_to_front(idx, Queue::Window),
+            Queue::Protected => self.slab.move_to_front(idx, Queue::Protected),
+            Queue::Probation => {
+                self.slab.move_to_front(idx, Queue::Protected);
+                if self.slab.list(Queue::Protected).len > self.protected_cap {
+                    if let Some(t) = self.slab.tail(Queue::Protected) {
+                        self.slab.move_to_front(t, Queue::Probation);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Looks a key up, counting a hit or a miss; returns the live entry.
+    #[inline]
+    pub(crate) fn get(
+        &mut self,
+        hash: u64,
+        eq: impl FnMut(&K) -> bool,
+        clock: UseClock<'_>,
+        removed: &mut Removed<K, V>,
+    ) -> Option<&Node<K, V>> {
+        if let Some(s) = &self.sketch {
+            s.prefetch(hash);
+        }
+        let found = self.find(hash, eq);
+        if let Some(s) = &mut self.sketch {
+            s.record(hash);
+        }
+        match found {
+            Some(idx) if !self.is_expired(idx) => {
+                self.stats.hits += 1;
+                self.on_access(idx, clock);
+                Some(self.slab.node(idx))
+            }
+            Some(idx) => {
+                self.remove_at(idx, removed);
+                self.stats.expirations += 1;
+                self.stats.misses += 1;
+                None
+            }
+            None => {
+                self.stats.misses += 1;
+                None
+            }
+        }
+    }
+
+    /// Whether a live entry exists; neither a hit nor a miss, and no change of recency.
+    pub(crate) fn contains(
+        &mut self,
+        hash: u64,
+        eq: impl FnMut(&K) -> bool,
+        removed: &mut Removed<K, V>,
+    ) -> bool {
+        match self.find(hash, eq) {
+            Some(idx) if self.is_expired(idx) => {
+                self.remove_at(idx, removed);
+                self.stats.expirations += 1;
+                false
+            }
+            found => found.is_some(),
+        }
+    }
+
+    /// Removes a key; returns its value if it was live.
+    pub(crate) fn remove(
+        &mut self,
+        hash: u64,
+        eq: impl FnMut(&K) -> bool,
+        removed: &mut Removed<K, V>,
+    ) -> Option<(K, V)> {
+        let idx = self.find(hash, eq)?;
+        if self.is_expired(idx) {
+            self.remove_at(idx, removed);
+            self.stats.expirations += 1;
+            return None;
+        }
+        let node = self.take_at(idx);
+        Some((node.key, node.value))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    /// Writes an entry. Returns false if it was rejected because it alone weighs more
+    /// than the shard's budget (an older value of the key is then removed too, so that
+    /// a reader never sees a value older than the last write).
+    pub(crate) fn insert(
+        &mut self,
+        hash: u64,
+        key: K,
+        value: V,
+        weight: u32,
+        expires: u64,
+        clock: UseClock<'_>,
+        mut eq: impl FnMut(&K, &K) -> bool,
+        removed: &mut Removed<K, V>,
+    ) -> bool {
+        if let Some(s) = &self.sketch {
+            s.prefetch(hash);
+        }
+        let existing = self.find(hash, |stored| eq(stored, &key));
+        if weight as u64 > self.max_weight {
+            if let Some(idx) = existing {
+                self.remove_at(idx, removed);
+            }
+            self.stats.rejections += 1;
+            removed.push(key, value);
+            return false;
+        }
+        if expires != NEVER {
+            self.min_expiry = self.min_expiry.min(expires);
+        }
+        if let Some(idx) = existing {
+            let node = self.slab.node_mut(idx);
+            let old_value = std::mem::replace(&mut node.value, value);
+            let old_weight = std::mem::replace(&mut node.weight, weight);
+            let old_expires = std::mem::replace(&mut node.expires, expires);
+            self.weight = self.weight - old_weight as u64 + weight as u64;
+            match (old_expires != NEVER, expires != NEVER) {
+                (false, true) => self.expiring += 1,
+                (true, false) => self.expiring -= 1,
+                _ => {}
+            }
+            removed.push(key, old_value);
+            self.on_access(idx, clock);
+        } else {
+            if self.expiring > 0 {
+                self.sweep(SWEEP_PER_WRITE, removed);
+            }
+            if let Some(s) = &mut self.sketch {
+                s.touch(hash);
+            }
+            let idx = self
+                .slab
+                .insert(key, value, hash, expires, weight, Queue::Window);
+            self.slab.node_mut(idx).stamp = clock.tick();
+            let slab = &self.slab;
+            self.table.insert_unique(hash, idx, |&i| slab.node(i).hash);
+            self.weight += weight as u64;
+            if expires != NEVER {
+                self.expiring += 1;
+            }
+        }
+        self.evict(removed);
+        true
+    }
+
+    fn evict(&mut self, removed: &mut Removed<K, V>) {
+        if self.sketch.is_some() {
+            self.evict_window(removed);
+        }
+        // Plain LRU, and weight overruns under either policy: the least valuable entries
+        // go first: probation's LRU, then protected's, then the window's.
+        while self.slab.len() > self.capacity as usize || self.weight > self.max_weight {
+            let victim = self
+                .slab
+                .tail(Queue::Probation)
+                .or_else(|| self.slab.tail(Queue::Protected))
+                .or_else(|| self.slab.tail(Queue::Window));
+            let Some(v) = victim else { break };
+            self.remove_at(v, removed);
+            self.stats.evictions += 1;
+        }
+    }
+
+    /// Moves the window's overflow into main, through the admission filter.
+    fn evict_window(&mut self, removed: &mut Removed<K, V>) {
+        let main_cap = (self.capacity - self.window_cap) as usize;
+        while self.slab.list(Queue::Window).len > self.window_cap {
+            let Some(candidate) = self.slab.tail(Queue::Window) else {
+                break;
+            };
+            let main_len = self.slab.len() - self.slab.list(Queue::Window).len as usize;
+            if main_len < main_cap {
+                self.slab.move_to_front(candidate, Queue::Probation);
+                continue;
+            }
+            let victim = self
+                .slab
+                .tail(Queue::Probation)
+                .or_else(|| self.slab.tail(Queue::Protected));
+            match victim {
+                Some(v) if self.admit(self.slab.node(candidate).hash, self.slab.node(v).hash) => {
+                    self.remove_at(v, removed);
+                    self.stats.evictions += 1;
+                    self.slab.move_to_front(candidate, Queue::Probation);
+                }
+                Some(_) => {
+                    self.remove_at(candidate, removed);
+                    self.stats.rejections += 1;
+                }
+                None => {
+                    self.remove_at(candidate, removed);
+                    self.stats.evictions += 1;
+                }
+            }
+        }
+    }
+
+    fn admit(&mut self, candidate: u64, victim: u64) -> bool {
+        let Some(sketch) = &self.sketch else {
+            return true;
+        };
+        // Both blocks are fetched before either is read, so the two misses overlap.
+        sketch.prefetch(candidate);
+        sketch.prefetch(victim);
+        let c = sketch.frequency(candidate);
+        let v = sketch.frequency(victim);
+        if c > v {
+            return true;
+        }
+        if c >= ADMIT_AT_RANDOM_FREQUENCY {
+            // xorshift64: cheap, and seeded per shard from the process key.
+            self.rng ^= self.rng << 13;
+            self.rng ^= self.rng >> 7;
+            self.rng ^= self.rng << 17;
+            return self.rng & 127 == 0;
+        }
+        false
+    }
+
+    /// Examines up to `budget` slots round-robin and removes the expired entries.
+    fn sweep(&mut self, budget: usize, removed: &mut Removed<K, V>) {
+        let now = clock::now();
+        let slots = self.slab.slots() as u32;
+        for _ in 0..budget {
+            if self.expiring == 0 || slots == 0 {
+                return;
+            }
+            let idx = self.sweep_cursor % slots;
+            self.sweep_cursor = idx + 1;
+            if let Some(n) = self.slab.get(idx) {
+                if n.expires != NEVER && n.expires <= now {
+                    self.remove_at(idx, removed);
+                    self.stats.expirations += 1;
+                }
+            }
+        }
+    }
+
+    /// Removes every expired entry, if any may have expired (O(1) otherwise).
+    pub(crate) fn purge_expired(&mut self, removed: &mut Removed<K, V>) {
+        if self.expiring == 0 {
+            return;
+        }
+        let now = clock::now();
+        if self.min_expiry > now {
+            return;
+        }
+        let mut min = NEVER;
+        for idx in 0..self.slab.slots() as u32 {
+            let Some(e) = self.slab.get(idx).map(|n| n.expires) else {
+                continue;
+            };
+            if e != NEVER && e <= now {
+                self.remove_at(idx, removed);
+                self.stats.expirations += 1;
+            } else {
+                min = min.min(e);
+            }
+        }
+        self.min_expiry = min;
+    }
+
+    pub(crate) fn clear(&mut self, removed: &mut Removed<K, V>) {
+        removed.push_bulk(self.slab.take_all());
+        self.table = HashTable::new();
+        if let Some(s) = &mut self.sketch {
+            s.clear();
+        }
+        self.weight = 0;
+        self.expiring = 0;
+        self.min_expiry = NEVER;
+        self.sweep_cursor = 0;
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.slab.len()
+    }
+
+    pub(crate) fn weight(&self) -> u64 {
+        self.weight
+    }
+
+    /// The stamp of the least recently used entry (plain LRU), `u64::MAX` if empty.
+    pub(crate) fn tail_stamp(&self) -> u64 {
+        self.slab
+            .tail(Queue::Window)
+            .map_or(u64::MAX, |t| self.slab.node(t).stamp)
+    }
+
+    /// The LRU entry's stamp if it may have changed since the last call (plain LRU).
+    #[inline]
+    pub(crate) fn tail_update(&mut self) -> Option<u64> {
+        let v = self.slab.list(Queue::Window).tail_version;
+        if v == self.tail_seen {
+            return None;
+        }
+        self.tail_seen = v;
+        Some(self.tail_stamp())
+    }
+
+    /// Evicts the least recently used entry (plain LRU); false if empty.
+    pub(crate) fn evict_tail(&mut self, removed: &mut Removed<K, V>) -> bool {
+        match self.slab.tail(Queue::Window) {
+            Some(t) => {
+                self.remove_at(t, removed);
+                self.stats.evictions += 1;
+                true
+            }
+            None => false,
+        }
+    }
+
+    pub(crate) fn stats(&self) -> CacheStats {
+        CacheStats {
+            entries: self.slab.len() as u64,
+            memory_bytes: self.weight,
+            ..self.stats
+        }
+    }
+
+    /// Checks every structural invariant (tests only).
+    #[cfg(test)]
+    pub(crate) fn check_invariants(&self) {
+        let mut total = 0;
+        for q in [Queue::Window, Queue::Probation, Queue::Protected] {
+            let walk = self.slab.walk(q);
+            assert_eq!(walk.len(), self.slab.list(q).len as usize);
+            for &i in &walk {
+                assert_eq!(self.slab.node(i).queue, q);
+                let h = self.slab.node(i).hash;
+                assert_eq!(self.table.find(h, |&j| j == i), Some(&i));
+            }
+            total += walk.len();
+        }
+        assert_eq!(total, self.slab.len());
+        assert_eq!(self.table.len(), self.slab.len());
+        assert!(self.slab.len() <= self.capacity as usize);
+        assert!(self.weight <= self.max_weight);
+        let w: u64 = self.slab.iter().map(|n| n.weight as u64).sum();
+        assert_eq!(w, self.weight);
+        let exp = self.slab.iter().filter(|n| n.expires != NEVER).count();
+        assert_eq!(exp, self.expiring as usize);
+    }
+}

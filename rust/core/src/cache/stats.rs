@@ -1,0 +1,104 @@
+//! Counters of a cache, kept per shard under the shard's lock and summed on demand.
+
+use super::slab::Node;
+
+/// What a cache has done since it was created (or since the counters were last read
+/// for a tier): every lookup is a hit or a miss; every entry that left without being
+/// popped, replaced or cleared is an eviction, an expiration or a rejection.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CacheStats {
+    /// Lookups that returned a value.
+    pub hits: u64,
+    /// Lookups that found nothing, or only an expired entry.
+    pub misses: u64,
+    /// Entries removed to respect `capacity` or `max_memory`.
+    pub evictions: u64,
+    /// Entries removed because their time to live had passed.
+    pub expirations: u64,
+    /// New entries that the admission filter turned away in favour of a more frequent
+    /// resident, or that weigh more than the shard's share of `max_memory`.
+    pub rejections: u64,
+    /// Entries held now.
+    pub entries: u64,
+    /// Sum of the weights of the entries held now.
+    pub memory_bytes: u64,
+}
+
+impl CacheStats {
+    /// `hits / (hits + misses)`, 0 before the first lookup.
+    pub fn hit_rate(&self) -> f64 {
+        let total = self.hits + self.misses;
+        if total == 0 {
+            0.0
+        } else {
+            self.hits as f64 / total as f64
+        }
+    }
+
+    pub(crate) fn add(&mut self, other: &CacheStats) {
+        self.hits += other.hits;
+        self.misses += other.misses;
+        self.evictions += other.evictions;
+        self.expirations += other.expirations;
+        self.rejections += other.rejections;
+        self.entries += other.entries;
+        self.memory_bytes += other.memory_bytes;
+    }
+}
+
+/// Keys and values taken out of the cache by an operation (evicted, expired, replaced,
+/// cleared). They are handed to the caller instead of being dropped under a shard lock,
+/// because dropping a value may run arbitrary code (a Python `__del__`) that could call
+/// back into the cache. Drop it after the call returns.
+pub struct Removed<K, V> {
+    one: Option<(K, V)>,
+    more: Vec<(K, V)>,
+    bulk: Vec<Vec<Option<Node<K, V>>>>,
+}
+
+impl<K, V> Default for Removed<K, V> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<K, V> Removed<K, V> {
+    /// An empty holder; allocates nothing until two entries are pushed.
+    pub fn new() -> Self {
+        Removed {
+            one: None,
+            more: Vec::new(),
+            bulk: Vec::new(),
+        }
+    }
+
+    #[inline]
+    pub(crate) fn push(&mut self, key: K, value: V) {
+        if self.one.is_none() {
+            self.one = Some((key, value));
+        } else {
+            self.more.push((key, value));
+        }
+    }
+
+    pub(crate) fn push_bulk(&mut self, nodes: Vec<Option<Node<K, V>>>) {
+        if !nodes.is_empty() {
+            self.bulk.push(nodes);
+        }
+    }
+
+    /// How many entries it holds.
+    pub fn len(&self) -> usize {
+        self.one.is_some() as usize
+            + self.more.len()
+            + self
+                .bulk
+                .iter()
+                .map(|b| b.iter().flatten().count())
+                .sum::<usize>()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}

@@ -1,0 +1,575 @@
+//! `ShardedCache` and `TieredCache`: Python classes over llmkg-core's caches, keyed by
+//! `str`, `bytes` or `int`, holding any Python object.
+//!
+//! The GIL is *not* released around cache calls. Each call is O(1) on in-memory state
+//! (or O(n) in its input, which it must read from Python objects anyway); the shard
+//! locks make the core safe without the GIL; and releasing and re-taking the GIL would
+//! cost more than the operation. What the core does need the GIL for here is comparing
+//! `str` keys and copying values, which happens under a shard lock while attached; since
+//! no Python code runs under that lock (evicted values come back in a `Removed` and are
+//! dropped after it is released), no thread can wait for the GIL while holding a lock.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use llmkg_core::cache::{
+    hash, CacheConfig, CacheOps, CacheStats, EntryOptions, Policy, Removed, ShardedCache,
+    TieredCache,
+};
+use pyo3::exceptions::{PyKeyError, PyTypeError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyDict, PyInt, PyString};
+
+use crate::errors::CoreError;
+
+/// Weight of a value that is neither `bytes` nor `str` when `put` is given no `size`.
+const DEFAULT_WEIGHT: u32 = 64;
+
+/// A key as stored: small ints by value; other keys by reference to an immutable object
+/// of an exact built-in type (so comparing them runs no user code).
+pub enum PyKey {
+    Int(i64),
+    Str(Py<PyString>),
+    Bytes(Py<PyBytes>),
+    BigInt(Py<PyInt>),
+}
+
+/// Compares and copies keys and values with the GIL token.
+struct Ops<'py>(Python<'py>);
+
+impl CacheOps<PyKey, Py<PyAny>> for Ops<'_> {
+    #[inline]
+    fn key_eq(&self, stored: &PyKey, probe: &PyKey) -> bool {
+        let py = self.0;
+        match (stored, probe) {
+            (PyKey::Int(a), PyKey::Int(b)) => a == b,
+            (PyKey::Str(a), PyKey::Str(b)) => {
+                a.is(b) || a.bind(py).as_any().eq(b.bind(py)).unwrap_or(false)
+            }
+            (PyKey::Bytes(a), PyKey::Bytes(b)) => {
+                a.is(b) || a.bind(py).as_bytes() == b.bind(py).as_bytes()
+            }
+            (PyKey::BigInt(a), PyKey::BigInt(b)) => {
+                a.bind(py).as_any().eq(b.bind(py)).unwrap_or(false)
+            }
+            _ => false,
+        }
+    }
+
+    fn clone_key(&self, key: &PyKey) -> PyKey {
+        match key {
+            PyKey::Int(i) => PyKey::Int(*i),
+            PyKey::Str(s) => PyKey::Str(s.clone_ref(self.0)),
+            PyKey::Bytes(b) => PyKey::Bytes(b.clone_ref(self.0)),
+            PyKey::BigInt(b) => PyKey::BigInt(b.clone_ref(self.0)),
+        }
+    }
+
+    #[inline]
+    fn clone_value(&self, value: &Py<PyAny>) -> Py<PyAny> {
+        value.clone_ref(self.0)
+    }
+}
+
+/// Converts a Python key and hashes it with the process key. `str` and `bytes` reuse the
+/// interpreter's cached hash; subclasses are copied to the exact type first, so that an
+/// overridden `__eq__` or `__hash__` never runs under a shard lock.
+#[inline]
+fn key_of(obj: &Bound<'_, PyAny>) -> PyResult<(u64, PyKey)> {
+    let py = obj.py();
+    if let Ok(s) = obj.cast_exact::<PyString>() {
+        return Ok((hash::mix(s.hash()? as u64), PyKey::Str(s.clone().unbind())));
+    }
+    if let Ok(i) = obj.cast::<PyInt>() {
+        return match i.extract::<i64>() {
+            Ok(v) => Ok((hash::mix(v as u64), PyKey::Int(v))),
+            Err(_) => {
+                let exact = if i.is_exact_instance_of::<PyInt>() {
+                    i.clone()
+                } else {
+                    py.get_type::<PyInt>().call1((i,))?.cast_into::<PyInt>()?
+                };
+                Ok((
+                    hash::mix(exact.hash()? as u64),
+                    PyKey::BigInt(exact.unbind()),
+                ))
+            }
+        };
+    }
+    if let Ok(b) = obj.cast_exact::<PyBytes>() {
+        return Ok((
+            hash::mix(b.hash()? as u64),
+            PyKey::Bytes(b.clone().unbind()),
+        ));
+    }
+    if let Ok(s) = obj.cast::<PyString>() {
+        return key_of(PyString::new(py, &s.to_cow()?).as_any());
+    }
+    if let Ok(b) = obj.cast::<PyBytes>() {
+        return key_of(PyBytes::new(py, b.as_bytes()).as_any());
+    }
+    Err(PyTypeError::new_err(format!(
+        "cache keys must be str, bytes or int, not {}",
+        obj.get_type().name()?
+    )))
+}
+
+fn entry_options(
+    value: &Bound<'_, PyAny>,
+    ttl: Option<f64>,
+    size: Option<i64>,
+) -> PyResult<EntryOptions> {
+    let weight = match size {
+        Some(s) => u32::try_from(s).map_err(|_| {
+            PyValueError::new_err(format!("size must be between 0 and {}, got {s}", u32::MAX))
+        })?,
+        None => {
+            let len = if let Ok(b) = value.cast_exact::<PyBytes>() {
+                b.as_bytes().len()
+            } else if let Ok(s) = value.cast_exact::<PyString>() {
+                s.len()?
+            } else {
+                DEFAULT_WEIGHT as usize
+            };
+            len.min(u32::MAX as usize) as u32
+        }
+    };
+    Ok(EntryOptions {
+        ttl: ttl_of(ttl)?,
+        weight,
+    })
+}
+
+fn ttl_of(ttl: Option<f64>) -> PyResult<Option<Duration>> {
+    match ttl {
+        None => Ok(None),
+        Some(t) if t > 0.0 => Duration::try_from_secs_f64(t).map(Some).map_err(|_| {
+            PyValueError::new_err(format!("ttl must be a finite number of seconds, got {t}"))
+        }),
+        Some(t) => Err(PyValueError::new_err(format!(
+            "ttl must be > 0 seconds, got {t}"
+        ))),
+    }
+}
+
+fn stats_dict<'py>(py: Python<'py>, s: &CacheStats) -> PyResult<Bound<'py, PyDict>> {
+    let d = PyDict::new(py);
+    d.set_item("hits", s.hits)?;
+    d.set_item("misses", s.misses)?;
+    d.set_item("hit_rate", s.hit_rate())?;
+    d.set_item("evictions", s.evictions)?;
+    d.set_item("expirations", s.expirations)?;
+    d.set_item("rejections", s.rejections)?;
+    d.set_item("entries", s.entries)?;
+    d.set_item("memory_bytes", s.memory_bytes)?;
+    Ok(d)
+}
+
+/// Calls `f` for each `(key, value)` of a mapping or an iterable of pairs.
+fn for_each_pair<'py>(
+    items: &Bound<'py, PyAny>,
+    mut f: impl FnMut(&Bound<'py, PyAny>, &Bound<'py, PyAny>) -> PyResult<()>,
+) -> PyResult<()> {
+    if let Ok(d) = items.cast::<PyDict>() {
+        for (k, v) in d.iter() {
+            f(&k, &v)?;
+        }
+        return Ok(());
+    }
+    let pairs = if items.hasattr("items")? {
+        items.call_method0("items")?
+    } else {
+        items.clone()
+    };
+    let not_a_pair =
+        || PyTypeError::new_err("put_many expects a mapping or an iterable of (key, value) pairs");
+    for pair in pairs.try_iter()? {
+        let pair = pair?;
+        // Like dict(): any iterable of exactly two items is a pair.
+        if pair.is_instance_of::<PyString>() || pair.is_instance_of::<PyBytes>() {
+            return Err(not_a_pair());
+        }
+        let mut items = pair.try_iter().map_err(|_| not_a_pair())?;
+        let (Some(k), Some(v), None) = (items.next(), items.next(), items.next()) else {
+            return Err(not_a_pair());
+        };
+        f(&k?, &v?)?;
+    }
+    Ok(())
+}
+
+type Core = ShardedCache<PyKey, Py<PyAny>>;
+
+/// A concurrent cache of at most `capacity` entries in `shards` independently locked
+/// shards.
+///
+/// Keys are `str`, `bytes` or `int` (compared as a dict would); values any object.
+/// `policy` is `"lru"` (exact least-recently-used eviction over all shards together) or
+/// `"lru-with-frequency"` (W-TinyLFU: a frequency filter in front of LRU eviction, so
+/// scans and loops larger than the cache do not flush the hot set; each shard applies
+/// it to an even share of `capacity` and `max_memory`). `ttl` is a default time to live
+/// in seconds. `max_memory` bounds the sum of entry weights: a `put`'s `size`, or else
+/// `len(value)` for `bytes`/`str` and 64 for anything else. Both bounds are hard; at
+/// most `min(shards, capacity, max_memory)` shards are used, and an entry heavier than
+/// its bound is rejected (counted in `stats()["rejections"]`).
+#[pyclass(frozen, module = "llmkg._core", name = "ShardedCache")]
+pub struct PyShardedCache {
+    inner: Arc<Core>,
+}
+
+impl PyShardedCache {
+    fn put_one(
+        &self,
+        key: &Bound<'_, PyAny>,
+        value: &Bound<'_, PyAny>,
+        opts: EntryOptions,
+    ) -> PyResult<()> {
+        let (h, k) = key_of(key)?;
+        let mut removed = Removed::new();
+        self.inner.insert_hashed(
+            &Ops(key.py()),
+            h,
+            k,
+            value.clone().unbind(),
+            opts,
+            &mut removed,
+        );
+        Ok(())
+    }
+
+    #[inline]
+    fn lookup(&self, key: &Bound<'_, PyAny>) -> PyResult<Option<Py<PyAny>>> {
+        let (h, k) = key_of(key)?;
+        let mut removed = Removed::new();
+        Ok(self.inner.get_hashed(&Ops(key.py()), h, &k, &mut removed))
+    }
+}
+
+#[pymethods]
+impl PyShardedCache {
+    #[new]
+    #[pyo3(signature = (capacity, *, shards=16, ttl=None, max_memory=None, policy="lru-with-frequency"))]
+    fn new(
+        capacity: i64,
+        shards: i64,
+        ttl: Option<f64>,
+        max_memory: Option<i64>,
+        policy: &str,
+    ) -> PyResult<Self> {
+        if capacity < 1 {
+            return Err(PyValueError::new_err(format!(
+                "capacity must be >= 1, got {capacity}"
+            )));
+        }
+        if shards < 1 {
+            return Err(PyValueError::new_err(format!(
+                "shards must be >= 1, got {shards}"
+            )));
+        }
+        if let Some(m) = max_memory.filter(|&m| m < 1) {
+            return Err(PyValueError::new_err(format!(
+                "max_memory must be >= 1, got {m}"
+            )));
+        }
+        let config = CacheConfig {
+            capacity: usize::try_from(capacity)
+                .map_err(|_| PyValueError::new_err("capacity is too large"))?,
+            shards: usize::try_from(shards).unwrap_or(usize::MAX),
+            ttl: ttl_of(ttl)?,
+            max_memory: max_memory.map(|m| m as u64),
+            policy: Policy::parse(policy).map_err(CoreError::from)?,
+        };
+        let inner = Core::new(config).map_err(CoreError::from)?;
+        Ok(PyShardedCache {
+            inner: Arc::new(inner),
+        })
+    }
+
+    /// Stores `value` under `key`; `ttl` (seconds) overrides the cache's default,
+    /// `size` is the entry's weight for `max_memory`.
+    #[pyo3(signature = (key, value, *, ttl=None, size=None))]
+    fn put(
+        &self,
+        key: &Bound<'_, PyAny>,
+        value: &Bound<'_, PyAny>,
+        ttl: Option<f64>,
+        size: Option<i64>,
+    ) -> PyResult<()> {
+        self.put_one(key, value, entry_options(value, ttl, size)?)
+    }
+
+    fn __setitem__(&self, key: &Bound<'_, PyAny>, value: &Bound<'_, PyAny>) -> PyResult<()> {
+        self.put_one(key, value, entry_options(value, None, None)?)
+    }
+
+    /// The value of `key`, or `default` if it is absent or expired.
+    #[pyo3(signature = (key, default=None))]
+    fn get(&self, key: &Bound<'_, PyAny>, default: Option<Py<PyAny>>) -> PyResult<Py<PyAny>> {
+        match self.lookup(key)? {
+            Some(v) => Ok(v),
+            None => Ok(default.unwrap_or_else(|| key.py().None())),
+        }
+    }
+
+    fn __getitem__(&self, key: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
+        self.lookup(key)?
+            .ok_or_else(|| PyKeyError::new_err(key.clone().unbind()))
+    }
+
+    fn __contains__(&self, key: &Bound<'_, PyAny>) -> PyResult<bool> {
+        let (h, k) = key_of(key)?;
+        let mut removed = Removed::new();
+        Ok(self
+            .inner
+            .contains_hashed(&Ops(key.py()), h, &k, &mut removed))
+    }
+
+    /// Removes `key` and returns its value, or `default` if it is absent or expired.
+    #[pyo3(signature = (key, default=None))]
+    fn pop(&self, key: &Bound<'_, PyAny>, default: Option<Py<PyAny>>) -> PyResult<Py<PyAny>> {
+        let (h, k) = key_of(key)?;
+        let mut removed = Removed::new();
+        match self
+            .inner
+            .remove_hashed(&Ops(key.py()), h, &k, &mut removed)
+        {
+            Some((_, v)) => Ok(v),
+            None => Ok(default.unwrap_or_else(|| key.py().None())),
+        }
+    }
+
+    fn __delitem__(&self, key: &Bound<'_, PyAny>) -> PyResult<()> {
+        let (h, k) = key_of(key)?;
+        let mut removed = Removed::new();
+        match self
+            .inner
+            .remove_hashed(&Ops(key.py()), h, &k, &mut removed)
+        {
+            Some(_) => Ok(()),
+            None => Err(PyKeyError::new_err(key.clone().unbind())),
+        }
+    }
+
+    /// Live entries (expired ones are reclaimed first).
+    fn __len__(&self) -> usize {
+        let mut removed = Removed::new();
+        self.inner.len_into(&mut removed)
+    }
+
+    /// Removes every entry; the counters of `stats()` are kept.
+    fn clear(&self) {
+        let mut removed = Removed::new();
+        self.inner.clear_into(&mut removed);
+    }
+
+    /// A dict of the keys that have live values, each with its value.
+    fn get_many<'py>(&self, keys: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyDict>> {
+        let py = keys.py();
+        let out = PyDict::new(py);
+        let mut removed = Removed::new();
+        for key in keys.try_iter()? {
+            let key = key?;
+            let (h, k) = key_of(&key)?;
+            if let Some(v) = self.inner.get_hashed(&Ops(py), h, &k, &mut removed) {
+                out.set_item(key, v)?;
+            }
+        }
+        Ok(out)
+    }
+
+    /// Stores every `(key, value)` of a mapping or an iterable of pairs.
+    #[pyo3(signature = (items, *, ttl=None))]
+    fn put_many(&self, items: &Bound<'_, PyAny>, ttl: Option<f64>) -> PyResult<()> {
+        let ttl = ttl_of(ttl)?;
+        for_each_pair(items, |k, v| {
+            let mut opts = entry_options(v, None, None)?;
+            opts.ttl = ttl;
+            self.put_one(k, v, opts)
+        })
+    }
+
+    /// Counters since creation: hits, misses, hit_rate, evictions, expirations,
+    /// rejections, and the entries and memory_bytes held now.
+    fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let mut removed = Removed::new();
+        let s = self.inner.stats_into(&mut removed);
+        stats_dict(py, &s)
+    }
+
+    #[getter]
+    fn capacity(&self) -> usize {
+        self.inner.config().capacity
+    }
+
+    /// Shards in use: `min(shards, capacity, max_memory)`.
+    #[getter]
+    fn shards(&self) -> usize {
+        self.inner.shard_count()
+    }
+
+    #[getter]
+    fn policy(&self) -> &'static str {
+        self.inner.config().policy.name()
+    }
+
+    #[getter]
+    fn ttl(&self) -> Option<f64> {
+        self.inner.config().ttl.map(|d| d.as_secs_f64())
+    }
+
+    #[getter]
+    fn max_memory(&self) -> Option<u64> {
+        self.inner.config().max_memory
+    }
+
+    fn __repr__(&self) -> String {
+        let c = self.inner.config();
+        format!(
+            "ShardedCache(capacity={}, shards={}, policy={:?})",
+            c.capacity,
+            self.inner.shard_count(),
+            c.policy.name()
+        )
+    }
+}
+
+/// Two caches as tiers: `get` tries `l1`, then `l2`, and copies an `l2` hit into `l1`;
+/// `put` writes both; `pop` removes from both.
+#[pyclass(frozen, module = "llmkg._core", name = "TieredCache")]
+pub struct PyTieredCache {
+    inner: TieredCache<PyKey, Py<PyAny>>,
+    l1: Py<PyShardedCache>,
+    l2: Py<PyShardedCache>,
+}
+
+impl PyTieredCache {
+    fn lookup(&self, key: &Bound<'_, PyAny>) -> PyResult<Option<Py<PyAny>>> {
+        let (h, k) = key_of(key)?;
+        let mut removed = Removed::new();
+        Ok(self.inner.get_hashed(&Ops(key.py()), h, &k, &mut removed))
+    }
+}
+
+#[pymethods]
+impl PyTieredCache {
+    #[new]
+    fn new(l1: Bound<'_, PyShardedCache>, l2: Bound<'_, PyShardedCache>) -> PyResult<Self> {
+        if l1.is(&l2) {
+            return Err(PyValueError::new_err(
+                "l1 and l2 must be two different caches",
+            ));
+        }
+        let inner = TieredCache::new(l1.get().inner.clone(), l2.get().inner.clone());
+        Ok(PyTieredCache {
+            inner,
+            l1: l1.unbind(),
+            l2: l2.unbind(),
+        })
+    }
+
+    /// The value from L1, else from L2 (then copied into L1), else `default`.
+    #[pyo3(signature = (key, default=None))]
+    fn get(&self, key: &Bound<'_, PyAny>, default: Option<Py<PyAny>>) -> PyResult<Py<PyAny>> {
+        match self.lookup(key)? {
+            Some(v) => Ok(v),
+            None => Ok(default.unwrap_or_else(|| key.py().None())),
+        }
+    }
+
+    fn __getitem__(&self, key: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
+        self.lookup(key)?
+            .ok_or_else(|| PyKeyError::new_err(key.clone().unbind()))
+    }
+
+    /// Writes the entry into both tiers.
+    #[pyo3(signature = (key, value, *, ttl=None, size=None))]
+    fn put(
+        &self,
+        key: &Bound<'_, PyAny>,
+        value: &Bound<'_, PyAny>,
+        ttl: Option<f64>,
+        size: Option<i64>,
+    ) -> PyResult<()> {
+        let opts = entry_options(value, ttl, size)?;
+        let (h, k) = key_of(key)?;
+        let mut removed = Removed::new();
+        self.inner.insert_hashed(
+            &Ops(key.py()),
+            h,
+            k,
+            value.clone().unbind(),
+            opts,
+            &mut removed,
+        );
+        Ok(())
+    }
+
+    fn __setitem__(&self, key: &Bound<'_, PyAny>, value: &Bound<'_, PyAny>) -> PyResult<()> {
+        self.put(key, value, None, None)
+    }
+
+    fn __contains__(&self, key: &Bound<'_, PyAny>) -> PyResult<bool> {
+        let (h, k) = key_of(key)?;
+        let mut removed = Removed::new();
+        Ok(self
+            .inner
+            .contains_hashed(&Ops(key.py()), h, &k, &mut removed))
+    }
+
+    /// Removes `key` from both tiers; returns its value or `default`.
+    #[pyo3(signature = (key, default=None))]
+    fn pop(&self, key: &Bound<'_, PyAny>, default: Option<Py<PyAny>>) -> PyResult<Py<PyAny>> {
+        let (h, k) = key_of(key)?;
+        let mut removed = Removed::new();
+        match self
+            .inner
+            .remove_hashed(&Ops(key.py()), h, &k, &mut removed)
+        {
+            Some(v) => Ok(v),
+            None => Ok(default.unwrap_or_else(|| key.py().None())),
+        }
+    }
+
+    fn clear(&self) {
+        let mut removed = Removed::new();
+        self.inner.clear_into(&mut removed);
+    }
+
+    /// `{"hits", "misses", "hit_rate"}` of tiered lookups, plus each tier's own
+    /// `stats()` under `"l1"` and `"l2"`.
+    fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let mut removed = Removed::new();
+        let s = self.inner.stats_into(&mut removed);
+        let d = PyDict::new(py);
+        d.set_item("hits", s.hits)?;
+        d.set_item("misses", s.misses)?;
+        let total = s.hits + s.misses;
+        d.set_item(
+            "hit_rate",
+            if total == 0 {
+                0.0
+            } else {
+                s.hits as f64 / total as f64
+            },
+        )?;
+        d.set_item("l1", stats_dict(py, &s.l1)?)?;
+        d.set_item("l2", stats_dict(py, &s.l2)?)?;
+        Ok(d)
+    }
+
+    #[getter]
+    fn l1(&self, py: Python<'_>) -> Py<PyShardedCache> {
+        self.l1.clone_ref(py)
+    }
+
+    #[getter]
+    fn l2(&self, py: Python<'_>) -> Py<PyShardedCache> {
+        self.l2.clone_ref(py)
+    }
+}
+
+pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<PyShardedCache>()?;
+    m.add_class::<PyTieredCache>()?;
+    Ok(())
+}
