@@ -8,6 +8,7 @@ LLMKG_BENCH_DATA to a directory with the same files to use another copy.
 
 from __future__ import annotations
 
+import itertools
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -80,7 +81,7 @@ def exact_top_k(base: np.ndarray, queries: np.ndarray, k: int) -> np.ndarray:
 def recall_at_k(found: np.ndarray, gt: np.ndarray) -> float:
     """Mean fraction of each query's true top-k found among its k results."""
     k = gt.shape[1]
-    hits = sum(len(set(f[:k].tolist()) & set(g.tolist())) for f, g in zip(found, gt))
+    hits = sum(len(set(f[:k].tolist()) & set(g.tolist())) for f, g in zip(found, gt, strict=False))
     return hits / (gt.shape[0] * k)
 
 
@@ -95,7 +96,7 @@ def qps_at_recall(sweep: list[dict[str, float]], target: float) -> float | None:
     if not pts or pts[-1][0] < target:
         return None
     best = None
-    for (r0, q0), (r1, q1) in zip(pts, pts[1:]):
+    for (r0, q0), (r1, q1) in itertools.pairwise(pts):
         if r0 <= target <= r1:
             q = q0 if r1 == r0 else q0 + (q1 - q0) * (target - r0) / (r1 - r0)
             best = q if best is None else max(best, q)

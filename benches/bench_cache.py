@@ -142,7 +142,7 @@ def measure(p: Peer, op: str, w: Workload, threads: int) -> float:
     ops, flags = w.stream[n : 2 * n], w.flags
 
     def mixed(lo: int, hi: int) -> None:
-        for k, write in zip(ops[lo:hi], flags[lo:hi]):
+        for k, write in zip(ops[lo:hi], flags[lo:hi], strict=False):
             if write:
                 put(k, k)
             else:

@@ -20,7 +20,7 @@ def _facts() -> list[Fact]:
     if path.is_file():
         with path.open(encoding="utf-8") as f:
             next(f)  # header: id name summary
-            rows = [line.rstrip("\n").split("\t") for _, line in zip(range(N), f)]
+            rows = [line.rstrip("\n").split("\t") for _, line in zip(range(N), f, strict=False)]
         return [(r[1], "described_as", r[2]) for r in rows if len(r) >= 3]
     return [(f"package {i}", "described_as", f"a tool number {i} for data") for i in range(N)]
 

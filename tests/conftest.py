@@ -25,7 +25,8 @@ class DevSlice:
 
     def recall(self, found: np.ndarray, k: int = 10) -> float:
         hits = sum(
-            len(set(row[:k].tolist()) & set(t[:k].tolist())) for row, t in zip(found, self.truth)
+            len(set(row[:k].tolist()) & set(t[:k].tolist()))
+            for row, t in zip(found, self.truth, strict=False)
         )
         return hits / (k * len(found))
 

@@ -42,7 +42,7 @@ def test_each_metric_finds_the_exact_neighbours(metric: str) -> None:
     index.add(np.arange(800), vectors)
     ids, scores = index.search(queries, k=10, ef=400)
     truth = exact_top(vectors, queries, 10, metric)
-    hits = sum(len(set(a.tolist()) & set(b.tolist())) for a, b in zip(ids, truth))
+    hits = sum(len(set(a.tolist()) & set(b.tolist())) for a, b in zip(ids, truth, strict=False))
     assert hits / 200 >= 0.9
     if metric == "l2":
         want = -((queries[0] - vectors[ids[0, 0]]) ** 2).sum()
@@ -143,7 +143,9 @@ def test_save_and_load_answer_identically(
     index.save(path)
     loaded = llmkg.HnswIndex.load(str(path))
     assert len(loaded) == len(index) and loaded.precision_of(5) == "q4"
-    for a, b in zip(index.search(vectors[:30], k=10), loaded.search(vectors[:30], k=10)):
+    for a, b in zip(
+        index.search(vectors[:30], k=10), loaded.search(vectors[:30], k=10), strict=False
+    ):
         np.testing.assert_array_equal(a, b)
     assert llmkg.HnswIndex.from_bytes(index.to_bytes()).stats()["len"] == len(index)
 

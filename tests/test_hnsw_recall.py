@@ -43,7 +43,10 @@ def test_filter_applies_during_traversal(full: llmkg.HnswIndex, dev: DevSlice) -
     truth = allowed[np.argsort(-scores, axis=1, kind="stable")[:, :10]]
     ids, _ = full.search(dev.queries, k=10, filter=llmkg.IdFilter(allowed))
     assert np.isin(ids, allowed).all()
-    hits = sum(len(set(a.tolist()) & set(b.tolist())) for a, b in zip(ids.astype(np.int64), truth))
+    hits = sum(
+        len(set(a.tolist()) & set(b.tolist()))
+        for a, b in zip(ids.astype(np.int64), truth, strict=False)
+    )
     r = hits / truth.size
     print(f"seed {SEED}: filtered (10%) recall@10: {r:.4f}")
     assert r >= 0.95
@@ -73,7 +76,10 @@ def test_recall_holds_after_removing_a_fifth(dev: DevSlice) -> None:
         ids, _ = ix.search(dev.queries, k=10, ef=64)
         assert not np.isin(ids, removed).any()
         return (
-            sum(len(set(a.tolist()) & set(b.tolist())) for a, b in zip(ids.astype(np.int64), truth))
+            sum(
+                len(set(a.tolist()) & set(b.tolist()))
+                for a, b in zip(ids.astype(np.int64), truth, strict=False)
+            )
             / truth.size
         )
 

@@ -43,7 +43,7 @@ def test_wheel_is_abi3_and_manylinux(wheel: Path) -> None:
     # name-version-pythontag-abitag-platformtag.whl
     name, _version, python_tag, abi_tag, platform_tag = wheel.stem.split("-")
     assert name == "llmkg"
-    assert (python_tag, abi_tag) == ("cp39", "abi3")
+    assert (python_tag, abi_tag) == ("cp310", "abi3")
     platforms = platform_tag.split(".")
     assert all(p.startswith("manylinux") for p in platforms), platform_tag
     with zipfile.ZipFile(wheel) as zf:
@@ -54,7 +54,7 @@ def test_wheel_is_abi3_and_manylinux(wheel: Path) -> None:
             for line in zf.read(wheel_meta).decode().splitlines()
             if line.startswith("Tag:")
         ]
-    assert tags and all(t.startswith("cp39-abi3-manylinux") for t in tags), tags
+    assert tags and all(t.startswith("cp310-abi3-manylinux") for t in tags), tags
     assert "llmkg/_core.abi3.so" in names
     assert "llmkg/py.typed" in names and "llmkg/_core.pyi" in names
 

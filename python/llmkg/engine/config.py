@@ -32,6 +32,19 @@ class EngineConfig:
     max_text_length: int = 4096
     max_k: int = 1000
     partition: int = 0
+    # node-record caches in front of the store (records.py)
+    enable_caching: bool = True
+    eviction_policy: str = "lru-with-frequency"  # or "lru"
+    cache_l1_capacity: int = 100_000
+    cache_l1_ttl: float | None = 3600.0
+    cache_l1_max_memory: int | None = 2**30
+    cache_l2_capacity: int = 10_000_000
+    cache_l2_shards: int = 16
+    cache_l2_ttl: float | None = 6 * 3600.0
+    cache_l2_max_memory: int | None = 8 * 2**30
+    prefetch_distance: int = 0  # graph neighbours brought into L2 after a store read
+    cache_warmup_on_startup: bool = False  # load the most-read nodes at start
+    cache_warmup_count: int = 10_000
     # adaptive precision (rules in quantization.py)
     enable_quantization: bool = True  # False: every node full precision, always
     importance_threshold: float = 0.8
@@ -54,5 +67,12 @@ class EngineConfig:
             raise ValueError("similarity_threshold must be between -1 and 1 for cosine")
         if not 0 < self.memory_pressure_threshold <= 1:
             raise ValueError("memory_pressure_threshold must be in (0, 1]")
+        if self.eviction_policy not in ("lru", "lru-with-frequency"):
+            raise ValueError(
+                "eviction_policy must be 'lru' or 'lru-with-frequency', "
+                f"got {self.eviction_policy!r}"
+            )
+        if self.prefetch_distance < 0:
+            raise ValueError("prefetch_distance must not be negative")
         if self.neighbors < 0 or self.direct_threshold < 0:
             raise ValueError("neighbors and direct_threshold must not be negative")

@@ -27,6 +27,7 @@ from llmkg.engine import backup as backups
 from llmkg.engine.config import EngineConfig
 from llmkg.engine.facts import FactError, embedding_field, parse_fact, text_field
 from llmkg.engine.quantization import AdaptivePrecision, resident_bytes
+from llmkg.engine.records import RecordCache
 from llmkg.engine.results import AllocationResult, Neighbor, Node, SearchHit
 from llmkg.engine.snapshots import load_newest, write_snapshot
 from llmkg.store import NodeRecord, SqliteStore
@@ -78,8 +79,11 @@ class AllocationEngine:
         for node_id, s, p, o, confidence, reads in self.store.iter_live():
             self._remember(node_id, s, p, o, confidence)
             self.precision.total_reads[node_id] = reads
+        self.records = RecordCache(c, self.store, self.index)
+        warmed = self.records.warm_up(c.cache_warmup_count) if c.cache_warmup_on_startup else 0
         self.startup = {
             "source": source,
+            "warmed_up": warmed,
             "snapshot_seq": self.snapshot_seq,
             "replayed": replayed,
             "seconds": time.perf_counter() - started,
@@ -150,13 +154,13 @@ class AllocationEngine:
     def _remember(self, node_id: int, s: str, p: str, o: str, confidence: float) -> None:
         with self._meta_lock:
             self._confidence[node_id] = confidence
-            for name, value in zip(FILTER_FIELDS, (s, p, o)):
+            for name, value in zip(FILTER_FIELDS, (s, p, o), strict=False):
                 self._by_field[name][value].add(node_id)
 
     def _forget(self, node_id: int, s: str, p: str, o: str) -> None:
         with self._meta_lock:
             self._confidence.pop(node_id, None)
-            for name, value in zip(FILTER_FIELDS, (s, p, o)):
+            for name, value in zip(FILTER_FIELDS, (s, p, o), strict=False):
                 ids = self._by_field[name].get(value)
                 if ids is not None:
                     ids.discard(node_id)
@@ -210,7 +214,7 @@ class AllocationEngine:
             query, k=wanted, ef=max(ef or 0, wanted) if ef else None, filter=allowed, exact=exact
         )
         ids = [int(i) for i in ids if i != MISSING_ID]
-        records = self.store.get_many(ids)
+        records = self.records.get_many(ids)
         found = [records[i] for i in ids if i in records]
         if not found:
             return []
@@ -289,8 +293,10 @@ class AllocationEngine:
             record, _ = self.store.insert(
                 f.subject, f.predicate, f.object, f.confidence, record.embedding
             )
-            with self._meta_lock:
-                self._confidence[record.node_id] = record.confidence
+        # Fresh from the store (a concurrent allocation may have raised the confidence).
+        self.records.put(record)
+        with self._meta_lock:
+            self._confidence[record.node_id] = record.confidence
         strategy, neighbors = self._candidates(record.embedding, c.neighbors + 1)
         neighbors = [n for n in neighbors if n.node_id != record.node_id][: c.neighbors]
         parent = None
@@ -387,18 +393,24 @@ class AllocationEngine:
         return [SearchHit(r.node_id, score, _node(r)) for r, score in ranked]
 
     def get(self, node_id: int) -> Node | None:
-        record = self.store.get(node_id)
-        return _node(record) if record else None
+        record = self.records.get(node_id)
+        # A reader racing a delete may have cached the record again: the index, updated
+        # inside the write path, is what says the node exists.
+        if record is None or node_id not in self.index:
+            return None
+        self.precision.count_reads([node_id])
+        return _node(record)
 
     def delete(self, node_id: int) -> bool:
         """Delete a node; False if it is not there."""
-        record = self.store.get(node_id)
+        record = self.records.get(node_id)
         if record is None:
             return False
         with self._write_path():
             deleted = self.store.delete(node_id)
             if deleted:
                 self.index.remove([node_id])
+        self.records.forget(node_id)
         if deleted:
             self._forget(node_id, record.subject, record.predicate, record.object)
         return deleted
@@ -485,6 +497,7 @@ class AllocationEngine:
             },
             "snapshot_seq": self.snapshot_seq,
             "startup": dict(self.startup),
+            "cache": self.records.stats(),
             "memory": {
                 "resident_bytes": resident_bytes(),
                 "budget_bytes": self.precision.budget,
@@ -499,6 +512,7 @@ class AllocationEngine:
             return
         self._stop.set()
         self._background.join()
+        self.records.close()
         if self.store.committed_seq > self.snapshot_seq:
             self.checkpoint()
         self.store.close()

@@ -72,7 +72,10 @@ class PrecisionPolicy:
 
     def precision_for(self, importance: float, cheaper: int = 0) -> str:
         """The precision of ``importance``'s band, ``cheaper`` levels down (under pressure)."""
-        band = next((b for b, edge in zip(BANDS, self.edges) if importance >= edge), "very_low")
+        band = next(
+            (b for b, edge in zip(BANDS, self.edges, strict=False) if importance >= edge),
+            "very_low",
+        )
         level = ORDER.index(self.precision_levels[band])
         return ORDER[min(level + cheaper, len(ORDER) - 1)]
 

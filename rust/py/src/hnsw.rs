@@ -294,6 +294,23 @@ impl HnswIndex {
         Ok(v.into_pyarray(py))
     }
 
+    /// The live neighbours of `id` in the graph at `level` (0: the densest); `KeyError`
+    /// if `id` is absent.
+    #[pyo3(signature = (id, level = 0))]
+    fn neighbors<'py>(
+        &self,
+        py: Python<'py>,
+        id: &Bound<'py, PyAny>,
+        level: usize,
+    ) -> PyResult<Bound<'py, PyArray1<u64>>> {
+        let id = convert::one_id(id)?;
+        let ids = self
+            .inner
+            .neighbors(id, level)
+            .ok_or_else(|| PyKeyError::new_err(id))?;
+        Ok(ids.into_pyarray(py))
+    }
+
     /// Write the index to `path` (atomically: a crash leaves the old file or the new one).
     fn save(&self, py: Python<'_>, path: PathBuf) -> PyResult<()> {
         let index = &self.inner;

@@ -378,6 +378,25 @@ impl Hnsw {
         Some(g.vector(slot, &mut buf).to_vec())
     }
 
+    /// The live neighbours of `id` in the graph at `level` (0: the densest level), or
+    /// `None` if `id` is absent; empty above the node's own level.
+    pub fn neighbors(&self, id: u64, level: usize) -> Option<Vec<u64>> {
+        let g = self.graph.read();
+        let slot = *g.id_map.get(&id)?;
+        if level > g.meta[slot as usize].level as usize {
+            return Some(Vec::new());
+        }
+        let mut links = Vec::new();
+        g.read_links(slot, level, &mut links);
+        Some(
+            links
+                .into_iter()
+                .filter(|&n| g.meta[n as usize].state == graph::SlotState::Live)
+                .map(|n| g.ids[n as usize])
+                .collect(),
+        )
+    }
+
     /// The ids in the index, in no particular order.
     pub fn ids(&self) -> Vec<u64> {
         self.graph.read().id_map.keys().copied().collect()

@@ -202,6 +202,25 @@ fn removed_ids_never_come_back_and_slots_are_reused() {
 }
 
 #[test]
+fn neighbours_are_live_ids_near_the_node() {
+    let dim = 16;
+    let (index, vectors, ids) = build(500, dim, Metric::Cosine, Precision::Full, true);
+    let near = index.neighbors(ids[0], 0).unwrap();
+    assert!(!near.is_empty() && near.len() <= 32 && !near.contains(&ids[0]));
+    let top = index
+        .search(&vectors[..dim], SearchOptions::new(5), None)
+        .unwrap();
+    assert!(
+        top[1..].iter().any(|h| near.contains(&h.0)),
+        "{near:?} vs {top:?}"
+    );
+    index.remove(&near[..1]);
+    assert!(!index.neighbors(ids[0], 0).unwrap().contains(&near[0]));
+    assert_eq!(index.neighbors(9_999_999, 0), None);
+    assert_eq!(index.neighbors(ids[0], 15), Some(Vec::new()));
+}
+
+#[test]
 fn filters_apply_during_traversal() {
     let dim = 16;
     let (index, vectors, ids) = build(3000, dim, Metric::Cosine, Precision::Full, true);
