@@ -15,7 +15,6 @@ import logging
 import os
 import threading
 import time
-from collections import defaultdict
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -26,6 +25,7 @@ from llmkg._core import MISSING_ID, HnswIndex, embed_fact, embed_text
 from llmkg.engine import backup as backups
 from llmkg.engine.config import EngineConfig
 from llmkg.engine.facts import FactError, embedding_field, parse_fact, text_field
+from llmkg.engine.filters import FactIndex
 from llmkg.engine.quantization import AdaptivePrecision, resident_bytes
 from llmkg.engine.records import RecordCache
 from llmkg.engine.results import AllocationResult, Neighbor, Node, SearchHit
@@ -34,7 +34,6 @@ from llmkg.store import NodeRecord, SqliteStore
 
 log = logging.getLogger("llmkg.engine")
 
-FILTER_FIELDS = ("subject", "predicate", "object")
 REPLAY_BATCH = 10_000
 
 
@@ -58,11 +57,7 @@ class AllocationEngine:
         self._inflight = 0
         self._draining = False
         self._checkpoint_lock = threading.Lock()
-        self._meta_lock = threading.Lock()
-        self._confidence: dict[int, float] = {}
-        self._by_field: dict[str, defaultdict[str, set[int]]] = {
-            f: defaultdict(set) for f in FILTER_FIELDS
-        }
+        self.facts = FactIndex(c.max_text_length)
         self.precision = AdaptivePrecision(c)
 
         loaded = load_newest(
@@ -77,7 +72,7 @@ class AllocationEngine:
             source = "rebuild"
         replayed = self._replay(self.snapshot_seq)
         for node_id, s, p, o, confidence, reads in self.store.iter_live():
-            self._remember(node_id, s, p, o, confidence)
+            self.facts.add(node_id, s, p, o, confidence)
             self.precision.total_reads[node_id] = reads
         self.records = RecordCache(c, self.store, self.index)
         warmed = self.records.warm_up(c.cache_warmup_count) if c.cache_warmup_on_startup else 0
@@ -150,22 +145,6 @@ class AllocationEngine:
         return count
 
     # ---- bookkeeping -------------------------------------------------------------------
-
-    def _remember(self, node_id: int, s: str, p: str, o: str, confidence: float) -> None:
-        with self._meta_lock:
-            self._confidence[node_id] = confidence
-            for name, value in zip(FILTER_FIELDS, (s, p, o), strict=False):
-                self._by_field[name][value].add(node_id)
-
-    def _forget(self, node_id: int, s: str, p: str, o: str) -> None:
-        with self._meta_lock:
-            self._confidence.pop(node_id, None)
-            for name, value in zip(FILTER_FIELDS, (s, p, o), strict=False):
-                ids = self._by_field[name].get(value)
-                if ids is not None:
-                    ids.discard(node_id)
-                    if not ids:
-                        del self._by_field[name][value]
 
     @contextlib.contextmanager
     def _write_path(self) -> Iterator[None]:
@@ -276,7 +255,7 @@ class AllocationEngine:
                         precision=self.precision.for_new(f.confidence),
                     )
             if created:
-                self._remember(record.node_id, f.subject, f.predicate, f.object, f.confidence)
+                self.facts.add(record.node_id, f.subject, f.predicate, f.object, f.confidence)
                 return AllocationResult(
                     node_id=record.node_id,
                     partition=c.partition,
@@ -295,8 +274,7 @@ class AllocationEngine:
             )
         # Fresh from the store (a concurrent allocation may have raised the confidence).
         self.records.put(record)
-        with self._meta_lock:
-            self._confidence[record.node_id] = record.confidence
+        self.facts.set_confidence(record.node_id, record.confidence)
         strategy, neighbors = self._candidates(record.embedding, c.neighbors + 1)
         neighbors = [n for n in neighbors if n.node_id != record.node_id][: c.neighbors]
         parent = None
@@ -332,35 +310,6 @@ class AllocationEngine:
 
     # ---- reads -------------------------------------------------------------------------
 
-    def _allowed(self, flt: Mapping[str, Any]) -> np.ndarray | None:
-        allowed: set[int] | None = None
-        for key in flt:
-            if key not in (*FILTER_FIELDS, "min_confidence"):
-                raise FactError(f"query.filter.{key}", "unknown field")
-        with self._meta_lock:
-            for name in FILTER_FIELDS:
-                if flt.get(name) is not None:
-                    value = text_field(
-                        flt[name], f"query.filter.{name}", self.config.max_text_length
-                    )
-                    ids = self._by_field[name].get(value, set())
-                    allowed = set(ids) if allowed is None else allowed & ids
-            floor = flt.get("min_confidence")
-            if floor is not None:
-                if (
-                    isinstance(floor, bool)
-                    or not isinstance(floor, (int, float))
-                    or not 0 <= floor <= 1
-                ):
-                    raise FactError(
-                        "query.filter.min_confidence", "must be a number between 0 and 1"
-                    )
-                pool = allowed if allowed is not None else self._confidence.keys()
-                allowed = {i for i in pool if self._confidence.get(i, -1.0) >= floor}
-        if allowed is None:
-            return None
-        return np.fromiter(allowed, dtype=np.uint64, count=len(allowed))
-
     def search(
         self,
         embedding: Any = None,
@@ -385,7 +334,7 @@ class AllocationEngine:
             query = embed_text(text_field(text, "query.text", c.max_text_length), c.dim)
         else:
             query = embedding_field(embedding, "query.embedding", c.dim)
-        allowed = self._allowed(filter) if filter else None
+        allowed = self.facts.allowed(filter) if filter else None
         if (allowed is not None and len(allowed) == 0) or len(self.index) == 0:
             return []
         ranked = self._nearest(query, k, ef=ef, allowed=allowed, exact=not c.enable_hnsw)
@@ -412,7 +361,7 @@ class AllocationEngine:
                 self.index.remove([node_id])
         self.records.forget(node_id)
         if deleted:
-            self._forget(node_id, record.subject, record.predicate, record.object)
+            self.facts.remove(node_id, record.subject, record.predicate, record.object)
         return deleted
 
     # ---- durability --------------------------------------------------------------------
@@ -451,9 +400,7 @@ class AllocationEngine:
     def rebalance(self) -> dict[str, int]:
         """One pass of adaptive precision (the background thread runs one every 5 s): see
         `AdaptivePrecision.rebalance`."""
-        with self._meta_lock:
-            confidences = dict(self._confidence)
-        return self.precision.rebalance(self.index, self.store, confidences)
+        return self.precision.rebalance(self.index, self.store, self.facts.confidences())
 
     def _maintain(self) -> None:
         self._last_checkpoint = time.monotonic()
