@@ -315,3 +315,16 @@ def test_memory_pressure_demotes_and_search_still_finds_every_node(config: Engin
         assert precisions["binary"] == 31, precisions
         for i in [*range(30), 99]:
             assert engine.search(embedding=unit(i), k=1)[0].node.object == f"o{i}"
+
+
+def test_everything_off_as_in_the_development_overlay(config: EngineConfig) -> None:
+    config.enable_hnsw = config.enable_caching = config.enable_quantization = False
+    with AllocationEngine(config) as engine:
+        results = [engine.allocate(fact(i, unit(i), confidence=0.1)) for i in range(60)]
+        assert {(r.strategy, r.precision) for r in results} == {("direct", "full")}
+        assert engine.search(embedding=unit(42), k=1)[0].node_id == results[42].node_id
+        assert engine.stats()["cache"]["enabled"] is False
+        engine.delete(results[42].node_id)
+    with AllocationEngine(config) as engine:
+        assert engine.stats()["nodes"] == 59
+        assert engine.search(embedding=unit(7), k=1)[0].node.object == "o7"
