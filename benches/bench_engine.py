@@ -52,11 +52,11 @@ BULK_BATCH = 5_000
 class Sizes:
     throughput: int  # facts per durability mode, and per peer's single-point insert
     nodes: int  # the store searched and restarted
-    chroma_single: int  # chroma's single adds run at ~100/s here: fewer of them
+    chroma_single: int  # chroma's single adds run at ~60-100/s here: fewer of them
     rebuild_restarts: int
 
 
-FULL = Sizes(throughput=20_000, nodes=100_000, chroma_single=2_000, rebuild_restarts=1)
+FULL = Sizes(throughput=20_000, nodes=100_000, chroma_single=1_000, rebuild_restarts=1)
 QUICK = Sizes(throughput=5_000, nodes=10_000, chroma_single=400, rebuild_restarts=2)
 
 
@@ -264,13 +264,14 @@ def test_engine_restart(store: Store, facts: Facts, sizes: Sizes, queries: np.nd
             startups.append(engine.stats()["startup"])
             nodes = len(engine.index)
             engine.close()  # after a rebuild this writes a snapshot again (not timed)
-        st = startups[int(np.argmin(times))]
+        best = int(np.argmin(np.add(times, firsts)))
+        st = startups[best]
         RESULTS.restarts.append(
             {
                 "library": "llmkg",
                 "how": how,
-                "seconds": min(times),
-                "first_query_s": min(firsts),
+                "seconds": times[best],
+                "first_query_s": firsts[best],
                 "repeats": repeats,
                 "note": f"startup.source={st['source']}, replayed {st['replayed']:,},"
                 f" {nodes:,} nodes",
@@ -343,12 +344,13 @@ def test_peer(
         start = perf_counter()
         peer.search(queries[0], K)
         firsts.append(perf_counter() - start)
+    best = int(np.argmin(np.add(times, firsts)))
     RESULTS.restarts.append(
         {
             "library": label,
             "how": "re-open",
-            "seconds": min(times),
-            "first_query_s": min(firsts),
+            "seconds": times[best],
+            "first_query_s": firsts[best],
             "repeats": SNAPSHOT_RESTARTS,
             "note": peer.info(),
         }
@@ -372,7 +374,12 @@ def test_peer(
             "n": n,
             "seconds": seconds,
             "note": ("+ final flush, no HNSW built" if name == "qdrant-edge-py" else "")
-            + (f"only {n:,}: its single adds run at ~100/s here" if name == "chromadb" else ""),
+            + (
+                f"only {n:,}: all {sizes.throughput:,} would take"
+                f" ~{sizes.throughput * seconds / n / 60:.0f} min at this rate"
+                if name == "chromadb"
+                else ""
+            ),
         }
     )
     print(f"{label} single: {n / seconds:,.0f}/s")
@@ -435,13 +442,19 @@ def _lines(r: Results) -> list[str]:
     )
     out += [
         "",
-        "-- restart (open an existing store; best of the repeats; lower is better) --",
-        f"   {'library':<22} {'how':<28} {'open s':>8} {'1st query s':>11} {'vs llmkg snap':>13}",
+        "-- restart (open an existing store; the repeat with the best open + 1st query; lower"
+        " is better) --",
+        "   open = the constructor / load call; chroma reads its HNSW index lazily, on the",
+        "   first query, so 'open + 1st query' is the fair column (and its ratio)",
+        f"   {'library':<22} {'how':<28} {'open s':>8} {'1st query s':>11} {'open+1st s':>10}"
+        f" {'vs llmkg snapshot':>17}",
     ]
+    ready = None if snap is None else snap["seconds"] + snap["first_query_s"]
     for x in r.restarts:
+        total = x["seconds"] + x["first_query_s"]
         out.append(
             f"   {x['library']:<22} {x['how']:<28} {x['seconds']:>8.3f} {x['first_query_s']:>11.3f}"
-            f" {_ratio(x['seconds'], snap and snap['seconds']):>13}"
+            f" {total:>10.3f} {_ratio(total, ready):>17}"
         )
         out.append(f"   {'':<22}   {x['note']} (best of {x['repeats']})")
     for lib, why in r.skipped.items():
