@@ -1,0 +1,471 @@
+"""The allocation engine end to end, against qdrant-edge-py and chromadb in the same run.
+
+What it measures (issue #4), on pypi-minilm-dev facts (see engine_data.py):
+
+1. allocations/s from 8 Python threads, `durability="fsync"` and `"interval"`, each on a
+   fresh data directory;
+2. search latency p50/p95/p99 and QPS at k=50 (one thread, one query per call, the
+   1,000 queries of the set) on a 100,000-node store, with recall@10 (and @50) against
+   the exact neighbours among the nodes actually stored;
+3. restart time of that store with its snapshot and without (rebuilt from the store);
+4. the same insert, search and restart numbers for the peers, on the same facts.
+
+llmkg's `allocate` is a durable, idempotent single-fact insert that first searches the
+fact's neighbours to choose its parent; a peer's upsert is a bare insert. The tables say
+which row is which kind of insert; ratios are against llmkg.
+
+    .venv/bin/python -m pytest benches/bench_engine.py -s -q                      # ~10 min
+    LLMKG_BENCH_QUICK=1 .venv/bin/python -m pytest benches/bench_engine.py -s -q  # ~2 min
+
+Raw numbers also go to target/bench/engine.json.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import shutil
+from collections import Counter
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from time import perf_counter
+from typing import Any, Callable
+
+import numpy as np
+import pytest
+from ann_data import REPO, missing_reason
+from engine_data import Facts, exact_top, load_queries, make_facts, recall
+from engine_peers import PEERS
+
+from llmkg.engine import AllocationEngine, EngineConfig
+
+THREADS = 8
+K = 50
+WARMUP = 20
+SNAPSHOT_RESTARTS = 3
+BULK_BATCH = 5_000
+
+
+@dataclass(frozen=True)
+class Sizes:
+    throughput: int  # facts per durability mode, and per peer's single-point insert
+    nodes: int  # the store searched and restarted
+    chroma_single: int  # chroma's single adds run at ~60-100/s here: fewer of them
+    rebuild_restarts: int
+
+
+FULL = Sizes(throughput=20_000, nodes=100_000, chroma_single=1_000, rebuild_restarts=1)
+QUICK = Sizes(throughput=5_000, nodes=10_000, chroma_single=400, rebuild_restarts=2)
+
+
+@dataclass
+class Results:
+    meta: dict[str, Any] = field(default_factory=dict)
+    inserts: list[dict[str, Any]] = field(default_factory=list)
+    searches: list[dict[str, Any]] = field(default_factory=list)
+    restarts: list[dict[str, Any]] = field(default_factory=list)
+    skipped: dict[str, str] = field(default_factory=dict)
+
+
+RESULTS = Results()
+
+
+@pytest.fixture(scope="module")
+def sizes(quick: bool) -> Sizes:
+    return QUICK if quick else FULL
+
+
+@pytest.fixture(scope="module")
+def facts(sizes: Sizes) -> Facts:
+    why = missing_reason()
+    if why:
+        pytest.skip(why)
+    f = make_facts(sizes.nodes)
+    RESULTS.meta["facts"] = f.describe()
+    return f
+
+
+@pytest.fixture(scope="module")
+def queries() -> np.ndarray:
+    return load_queries()
+
+
+@pytest.fixture(scope="module")
+def truth(facts: Facts, queries: np.ndarray) -> np.ndarray:
+    """Exact top-50 fact rows of each query over all the nodes stored."""
+    return exact_top(facts.vectors, queries, K)
+
+
+def engine_config(path: Path, durability: str, dim: int) -> EngineConfig:
+    # No timed checkpoints: a snapshot written in the middle of a timing would be noise;
+    # close() still writes one, and the restart part needs exactly that.
+    return EngineConfig(
+        data_directory=path,
+        dim=dim,
+        durability=durability,
+        sync_interval=1.0,
+        checkpoint_interval=0,
+    )
+
+
+def run_threads(fn: Callable[[int], Any], n: int) -> tuple[list[Any], float]:
+    """fn(0..n-1) from THREADS threads; results in order and the wall time."""
+    with ThreadPoolExecutor(THREADS) as pool:
+        start = perf_counter()
+        out = list(pool.map(fn, range(n)))
+        seconds = perf_counter() - start
+    return out, seconds
+
+
+def time_queries(
+    search: Callable[[np.ndarray], list[int]], queries: np.ndarray
+) -> tuple[list[list[int]], np.ndarray, float]:
+    """One query per call, single thread: the ids found, each call's seconds, the total."""
+    for q in queries[:WARMUP]:
+        search(q)
+    found, lat = [], np.empty(len(queries))
+    start = perf_counter()
+    for i, q in enumerate(queries):
+        t = perf_counter()
+        found.append(search(q))
+        lat[i] = perf_counter() - t
+    return found, lat, perf_counter() - start
+
+
+def search_row(
+    library: str, found: list[list[int]], lat: np.ndarray, total: float, truth: np.ndarray
+) -> dict[str, Any]:
+    p50, p95, p99 = (float(x) for x in np.percentile(lat, [50, 95, 99]) * 1000)
+    return {
+        "library": library,
+        "p50_ms": p50,
+        "p95_ms": p95,
+        "p99_ms": p99,
+        "qps": len(found) / total,
+        "recall10": recall(found, truth, 10),
+        "recall50": recall(found, truth, K),
+        "short": sum(len(f) < K for f in found),
+    }
+
+
+# ---- llmkg: allocation throughput ------------------------------------------------------
+
+
+@pytest.mark.parametrize("durability", ["fsync", "interval"])
+def test_allocate_throughput(
+    durability: str, facts: Facts, sizes: Sizes, tmp_path: Path, quick: bool
+) -> None:
+    n = min(sizes.throughput, facts.n)
+    batch = [facts.fact(i) for i in range(n)]
+    engine = AllocationEngine(engine_config(tmp_path / "data", durability, facts.dim))
+    try:
+        results, seconds = run_threads(lambda i: engine.allocate(batch[i]), n)
+        store = engine.stats()["store"]
+    finally:
+        engine.close()
+    ms = np.array([r.processing_time_ms for r in results])
+    strategies = Counter(r.strategy for r in results)
+    note = (
+        f"{sum(r.created for r in results):,} created; strategies {dict(strategies)}; "
+        f"{store['writes'] / max(store['commits'], 1):.1f} writes per commit; "
+        f"per-call ms p50 {np.percentile(ms, 50):.2f} p99 {np.percentile(ms, 99):.2f}"
+    )
+    RESULTS.inserts.append(
+        {
+            "library": "llmkg",
+            "how": f"allocate, 8 threads, {durability}",
+            "kind": "single",
+            "n": n,
+            "seconds": seconds,
+            "note": note,
+        }
+    )
+    print(f"\nllmkg allocate {durability}: {n / seconds:,.0f} facts/s ({note})")
+
+
+# ---- llmkg: the 100k store -------------------------------------------------------------
+
+
+@dataclass
+class Store:
+    path: Path
+    engine: AllocationEngine | None
+    fact_of: dict[int, int]  # node id -> fact row
+
+
+@pytest.fixture(scope="module")
+def store(facts: Facts, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Store]:
+    """All the facts, allocated from 8 threads (`interval`: the fill is set-up, not the
+    number under test; its rate is reported all the same)."""
+    path = tmp_path_factory.mktemp("engine") / "data"
+    engine = AllocationEngine(engine_config(path, "interval", facts.dim))
+    batch = [facts.fact(i) for i in range(facts.n)]
+    results, seconds = run_threads(lambda i: engine.allocate(batch[i]), facts.n)
+    fact_of = {r.node_id: i for i, r in enumerate(results)}
+    stats = engine.stats()
+    RESULTS.meta["fill"] = (
+        f"{facts.n:,} facts allocated from 8 threads (interval) in {seconds:.1f} s"
+        f" ({facts.n / seconds:,.0f}/s); {stats['nodes']:,} nodes;"
+        f" precisions {stats['index']['precisions']}"
+    )
+    RESULTS.inserts.append(
+        {
+            "library": "llmkg",
+            "how": "allocate, 8 threads, interval (the store fill)",
+            "kind": "single",
+            "n": facts.n,
+            "seconds": seconds,
+            "note": f"{len(fact_of):,} distinct nodes",
+        }
+    )
+    print(f"\n{RESULTS.meta['fill']}")
+    s = Store(path, engine, fact_of)
+    yield s
+    if s.engine is not None:
+        s.engine.close()
+
+
+def test_engine_search(store: Store, queries: np.ndarray, truth: np.ndarray) -> None:
+    engine = store.engine
+    assert engine is not None
+    fact_of = store.fact_of
+
+    def search(q: np.ndarray) -> list[int]:
+        return [fact_of[h.node_id] for h in engine.search(embedding=q, k=K)]
+
+    found, lat, total = time_queries(search, queries)
+    row = search_row("llmkg", found, lat, total, truth)
+    row["note"] = (
+        f"ef_search {engine.config.ef_search}, quantized index + exact rescoring from the store"
+    )
+    RESULTS.searches.append(row)
+    print(f"\nllmkg search: {row}")
+
+
+def test_engine_restart(store: Store, facts: Facts, sizes: Sizes, queries: np.ndarray) -> None:
+    assert store.engine is not None
+    store.engine.close()  # writes the snapshot
+    store.engine = None
+    config = engine_config(store.path, "interval", facts.dim)
+
+    def restart(how: str, repeats: int, drop_snapshots: bool) -> None:
+        times, firsts, startups = [], [], []
+        for _ in range(repeats):
+            if drop_snapshots:
+                shutil.rmtree(store.path / "snapshots", ignore_errors=True)
+            start = perf_counter()
+            engine = AllocationEngine(config)
+            times.append(perf_counter() - start)
+            start = perf_counter()
+            engine.search(embedding=queries[0], k=K)
+            firsts.append(perf_counter() - start)
+            startups.append(engine.stats()["startup"])
+            nodes = len(engine.index)
+            engine.close()  # after a rebuild this writes a snapshot again (not timed)
+        best = int(np.argmin(np.add(times, firsts)))
+        st = startups[best]
+        RESULTS.restarts.append(
+            {
+                "library": "llmkg",
+                "how": how,
+                "seconds": times[best],
+                "first_query_s": firsts[best],
+                "repeats": repeats,
+                "note": f"startup.source={st['source']}, replayed {st['replayed']:,},"
+                f" {nodes:,} nodes",
+            }
+        )
+        print(f"\nllmkg restart {how}: {times} s; startup {st}")
+
+    restart("with snapshot", SNAPSHOT_RESTARTS, drop_snapshots=False)
+    restart("without snapshot (rebuild)", sizes.rebuild_restarts, drop_snapshots=True)
+
+
+# ---- peers -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", list(PEERS))
+def test_peer(
+    name: str,
+    facts: Facts,
+    sizes: Sizes,
+    queries: np.ndarray,
+    truth: np.ndarray,
+    tmp_path: Path,
+) -> None:
+    module, cls = PEERS[name]
+    try:
+        importlib.import_module(module)
+    except ImportError as e:
+        RESULTS.skipped[name] = f"not installed ({e}); pip install -r requirements/bench.txt"
+        pytest.skip(RESULTS.skipped[name])
+    ids = np.arange(facts.n)
+    payloads = [facts.payload(i) for i in range(facts.n)]
+    label = f"{name} {cls.version()}"
+
+    # Bulk insert of the whole store, in batches, as the API is meant to be used.
+    peer = cls(tmp_path / "bulk", facts.dim)
+    start = perf_counter()
+    for s in range(0, facts.n, BULK_BATCH):
+        peer.upsert(
+            ids[s : s + BULK_BATCH], facts.vectors[s : s + BULK_BATCH], payloads[s : s + BULK_BATCH]
+        )
+    upserted = perf_counter() - start
+    peer.finish_bulk()
+    seconds = perf_counter() - start
+    finish = "optimize (HNSW build) + flush" if name == "qdrant-edge-py" else "nothing to finish"
+    RESULTS.inserts.append(
+        {
+            "library": label,
+            "how": f"bulk, batches of {BULK_BATCH:,}",
+            "kind": "bulk",
+            "n": facts.n,
+            "seconds": seconds,
+            "note": f"upserts {upserted:.1f} s + {finish} {seconds - upserted:.1f} s;"
+            f" {peer.info()}",
+        }
+    )
+    print(f"\n{label} bulk: {facts.n / seconds:,.0f}/s; {peer.info()}")
+
+    found, lat, total = time_queries(lambda q: peer.search(q, K), queries)
+    row = search_row(label, found, lat, total, truth)
+    row["note"] = "hnsw ef 100"
+    RESULTS.searches.append(row)
+    print(f"{label} search: {row}")
+
+    times, firsts = [], []
+    for _ in range(SNAPSHOT_RESTARTS):
+        peer.close()
+        start = perf_counter()
+        peer.reopen()
+        times.append(perf_counter() - start)
+        start = perf_counter()
+        peer.search(queries[0], K)
+        firsts.append(perf_counter() - start)
+    best = int(np.argmin(np.add(times, firsts)))
+    RESULTS.restarts.append(
+        {
+            "library": label,
+            "how": "re-open",
+            "seconds": times[best],
+            "first_query_s": firsts[best],
+            "repeats": SNAPSHOT_RESTARTS,
+            "note": peer.info(),
+        }
+    )
+    peer.close()
+
+    # Single points from 8 threads: the shape of llmkg's per-fact allocate.
+    n = min(sizes.chroma_single if name == "chromadb" else sizes.throughput, facts.n)
+    single = cls(tmp_path / "single", facts.dim)
+    _, seconds = run_threads(
+        lambda i: single.upsert(ids[i : i + 1], facts.vectors[i : i + 1], payloads[i : i + 1]), n
+    )
+    start = perf_counter()
+    single.finish_single()
+    seconds += perf_counter() - start
+    RESULTS.inserts.append(
+        {
+            "library": label,
+            "how": "one point per call, 8 threads",
+            "kind": "single",
+            "n": n,
+            "seconds": seconds,
+            "note": ("+ final flush, no HNSW built" if name == "qdrant-edge-py" else "")
+            + (
+                f"only {n:,}: all {sizes.throughput:,} would take"
+                f" ~{sizes.throughput * seconds / n / 60:.0f} min at this rate"
+                if name == "chromadb"
+                else ""
+            ),
+        }
+    )
+    print(f"{label} single: {n / seconds:,.0f}/s")
+    single.close()
+
+
+# ---- the report ------------------------------------------------------------------------
+
+
+def _ratio(x: float | None, y: float | None) -> str:
+    return "-" if x is None or not y else f"{x / y:.2f}x"
+
+
+def _lines(r: Results) -> list[str]:
+    out = ["", "== llmkg AllocationEngine vs qdrant-edge-py and chromadb (same data, same run) =="]
+    out += [f"   data: {r.meta.get('facts', '-')}", f"   fill: {r.meta.get('fill', '-')}"]
+
+    rates = {row["how"]: row["n"] / row["seconds"] for row in r.inserts}
+    fsync = rates.get("allocate, 8 threads, fsync")
+    interval = rates.get("allocate, 8 threads, interval")
+    out += [
+        "",
+        "-- inserts (items/s, higher is better; ratios against llmkg's 8-thread allocate) --",
+        "   single = one item per call; llmkg's is durable (fsync or interval), idempotent and",
+        "   searches the neighbours first; bulk = batched upserts, a lighter job",
+        f"   {'library':<22} {'how':<47} {'kind':<6} {'items':>8} {'s':>7} {'items/s':>9}"
+        f" {'vs fsync':>9} {'vs interval':>11}",
+    ]
+    for row in r.inserts:
+        rate = row["n"] / row["seconds"]
+        out.append(
+            f"   {row['library']:<22} {row['how']:<47} {row['kind']:<6} {row['n']:>8,}"
+            f" {row['seconds']:>7.1f} {rate:>9,.0f} {_ratio(rate, fsync):>9}"
+            f" {_ratio(rate, interval):>11}"
+        )
+        if row["note"]:
+            out.append(f"   {'':<22}   {row['note']}")
+
+    base = next((s for s in r.searches if s["library"] == "llmkg"), None)
+    out += [
+        "",
+        "-- search, k=50, one query per call, single thread, 1,000 queries "
+        "(ms: lower is better; QPS and recall: higher) --",
+        f"   {'library':<22} {'p50 ms':>7} {'p95 ms':>7} {'p99 ms':>7} {'QPS':>7}"
+        f" {'recall@10':>9} {'recall@50':>9} {'p50 vs llmkg':>12} {'QPS vs llmkg':>12}",
+    ]
+    for s in r.searches:
+        out.append(
+            f"   {s['library']:<22} {s['p50_ms']:>7.2f} {s['p95_ms']:>7.2f} {s['p99_ms']:>7.2f}"
+            f" {s['qps']:>7,.0f} {s['recall10']:>9.4f} {s['recall50']:>9.4f}"
+            f" {_ratio(s['p50_ms'], base and base['p50_ms']):>12}"
+            f" {_ratio(s['qps'], base and base['qps']):>12}"
+        )
+        extra = f"; {s['short']} queries got fewer than 50 results" if s["short"] else ""
+        out.append(f"   {'':<22}   {s['note']}{extra}")
+    out.append("   recall@10: the first 10 results against the exact top-10 of the stored nodes")
+
+    snap = next(
+        (x for x in r.restarts if x["library"] == "llmkg" and x["how"] == "with snapshot"), None
+    )
+    out += [
+        "",
+        "-- restart (open an existing store; the repeat with the best open + 1st query; lower"
+        " is better) --",
+        "   open = the constructor / load call; chroma reads its HNSW index lazily, on the",
+        "   first query, so 'open + 1st query' is the fair column (and its ratio)",
+        f"   {'library':<22} {'how':<28} {'open s':>8} {'1st query s':>11} {'open+1st s':>10}"
+        f" {'vs llmkg snapshot':>17}",
+    ]
+    ready = None if snap is None else snap["seconds"] + snap["first_query_s"]
+    for x in r.restarts:
+        total = x["seconds"] + x["first_query_s"]
+        out.append(
+            f"   {x['library']:<22} {x['how']:<28} {x['seconds']:>8.3f} {x['first_query_s']:>11.3f}"
+            f" {total:>10.3f} {_ratio(total, ready):>17}"
+        )
+        out.append(f"   {'':<22}   {x['note']} (best of {x['repeats']})")
+    for lib, why in r.skipped.items():
+        out.append(f"   skipped {lib}: {why}")
+    return out
+
+
+def test_report() -> None:
+    lines = _lines(RESULTS)
+    print("\n".join(lines))
+    path = REPO / "target" / "bench" / "engine.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(RESULTS.__dict__, indent=1, default=str))
+    print(f"(raw numbers: {path})")
