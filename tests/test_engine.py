@@ -292,9 +292,13 @@ def test_precision_follows_importance(config: EngineConfig) -> None:
         low = engine.allocate(fact(10, unit(10), confidence=0.1)).node_id
         for _ in range(40):  # reads raise importance: 0.1 + 0.1 * log2(41) > 0.6
             engine.search(embedding=unit(10), k=1)
+        binary_vector = engine.index.get_vector(low)
         moved = engine.rebalance()
         assert moved["promoted"] >= 1 and engine.index.precision_of(low) == "q8"
         assert engine.store.get(low).reads == 40
+        # Raised from the store's full vector, not from the binary code it had.
+        q8_error = np.abs(engine.index.get_vector(low) - unit(10)).max()
+        assert q8_error < 0.01 < np.abs(binary_vector - unit(10)).max()
     config.enable_quantization = False
     with AllocationEngine(config) as engine:
         assert engine.allocate(fact(20, unit(20), confidence=0.1)).precision == "full"
@@ -328,3 +332,19 @@ def test_everything_off_as_in_the_development_overlay(config: EngineConfig) -> N
     with AllocationEngine(config) as engine:
         assert engine.stats()["nodes"] == 59
         assert engine.search(embedding=unit(7), k=1)[0].node.object == "o7"
+
+
+def test_writes_past_max_wal_size_trigger_one_snapshot(config: EngineConfig) -> None:
+    config.max_wal_size = 20 * 1024  # about 100 facts of 16 floats and short texts
+    with AllocationEngine(config) as engine:
+        for i in range(20):
+            engine.allocate(fact(i, unit(i)))
+        assert not engine._checkpoint_if_due(), "below the limit, and no timed checkpoints"
+        for i in range(20, 400):
+            engine.allocate(fact(i, unit(i)))
+        assert engine._checkpoint_if_due()
+        seq = engine.snapshot_seq
+        assert seq == engine.store.committed_seq
+        engine.allocate(fact(1000, unit(1000)))
+        assert not engine._checkpoint_if_due(), "the count starts again after a snapshot"
+        assert engine.snapshot_seq == seq

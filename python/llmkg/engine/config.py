@@ -15,7 +15,9 @@ class EngineConfig:
     durability: str = "fsync"  # or "interval": fsync every `sync_interval` seconds
     sync_interval: float = 1.0
     checkpoint_interval: float = 300.0  # seconds between index snapshots; 0: never by time
-    max_wal_size: int = 64 * 2**20  # a store log past this many bytes triggers a snapshot
+    # bytes of facts and vectors written since the last snapshot that trigger a new one:
+    # it bounds what a restart replays
+    max_wal_size: int = 64 * 2**20
     compression_level: int = 3  # zstd level of snapshots
     # the embedding space
     dim: int = 768

@@ -27,7 +27,7 @@ from llmkg.engine.config import EngineConfig
 from llmkg.engine.facts import FactError, embedding_field, parse_fact, text_field
 from llmkg.engine.filters import FactIndex
 from llmkg.engine.quantization import AdaptivePrecision, resident_bytes
-from llmkg.engine.records import RecordCache
+from llmkg.engine.records import RecordCache, record_size
 from llmkg.engine.results import AllocationResult, Neighbor, Node, SearchHit
 from llmkg.engine.snapshots import load_newest, write_snapshot
 from llmkg.store import NodeRecord, SqliteStore
@@ -51,7 +51,9 @@ class AllocationEngine:
         c.data_directory.mkdir(parents=True, exist_ok=True)
         self.snapshot_dir = c.data_directory / "snapshots"
         self.store = SqliteStore(
-            c.data_directory, durability=c.durability, sync_interval=c.sync_interval
+            c.data_directory,
+            durability=c.durability,
+            sync_interval=c.sync_interval,
         )
         self._gate = threading.Condition()
         self._inflight = 0
@@ -91,6 +93,9 @@ class AllocationEngine:
             replayed,
             self.startup["seconds"],
         )
+        self._last_checkpoint = time.monotonic()
+        self._log_lock = threading.Lock()
+        self._log_bytes = 0  # written to the store since the last snapshot
         self._stop = threading.Event()
         self._background = threading.Thread(
             target=self._maintain, name="llmkg-checkpointer", daemon=True
@@ -255,6 +260,7 @@ class AllocationEngine:
                         precision=self.precision.for_new(f.confidence),
                     )
             if created:
+                self._logged(record_size(record))
                 self.facts.add(record.node_id, f.subject, f.predicate, f.object, f.confidence)
                 return AllocationResult(
                     node_id=record.node_id,
@@ -361,6 +367,7 @@ class AllocationEngine:
                 self.index.remove([node_id])
         self.records.forget(node_id)
         if deleted:
+            self._logged(64)
             self.facts.remove(node_id, record.subject, record.predicate, record.object)
         return deleted
 
@@ -370,6 +377,8 @@ class AllocationEngine:
         """Write an index snapshot now; returns the sequence it is tagged with."""
         with self._checkpoint_lock:
             seq = self._quiesced_seq()
+            with self._log_lock:
+                self._log_bytes = 0
             write_snapshot(self.snapshot_dir, self.index, seq, self.config.compression_level)
             self.snapshot_seq = seq
             self._last_checkpoint = time.monotonic()
@@ -403,8 +412,6 @@ class AllocationEngine:
         return self.precision.rebalance(self.index, self.store, self.facts.confidences())
 
     def _maintain(self) -> None:
-        self._last_checkpoint = time.monotonic()
-        c = self.config
         ticks = 0
         while not self._stop.wait(1.0):
             ticks += 1
@@ -414,15 +421,29 @@ class AllocationEngine:
             except Exception:
                 log.exception("background rebalance failed; will retry")
             try:
-                changed = self.store.committed_seq > self.snapshot_seq
-                timed = (
-                    c.checkpoint_interval > 0
-                    and time.monotonic() - self._last_checkpoint >= c.checkpoint_interval
-                )
-                if changed and (timed or self.store.wal_bytes() > c.max_wal_size):
-                    self.checkpoint()
+                self._checkpoint_if_due()
             except Exception:
                 log.exception("background checkpoint failed; will retry")
+
+    def _checkpoint_if_due(self) -> bool:
+        """Snapshot when ``checkpoint_interval`` has passed or when more than
+        ``max_wal_size`` bytes of facts and vectors were written since the last snapshot
+        (what a restart would have to replay)."""
+        c = self.config
+        if self.store.committed_seq <= self.snapshot_seq:
+            return False
+        timed = (
+            c.checkpoint_interval > 0
+            and time.monotonic() - self._last_checkpoint >= c.checkpoint_interval
+        )
+        if not (timed or self._log_bytes > c.max_wal_size):
+            return False
+        self.checkpoint()
+        return True
+
+    def _logged(self, nbytes: int) -> None:
+        with self._log_lock:
+            self._log_bytes += nbytes
 
     def stats(self) -> dict[str, Any]:
         index = self.index.stats()

@@ -153,14 +153,14 @@ class AdaptivePrecision:
         importance = {
             i: self.policy.importance(c, self.total_reads.get(i, 0)) for i, c in confidences.items()
         }
-        targets: dict[str, list[int]] = defaultdict(list)
+        # (target level, raising?) -> node ids
+        moves: dict[tuple[str, bool], list[int]] = defaultdict(list)
         if self.under_pressure:
             budget = max(1, len(importance) // 10)
             for node_id in sorted(importance, key=importance.__getitem__):
                 current = _precision_of(index, node_id)
                 if current is not None and current != ORDER[-1]:
-                    targets[ORDER[ORDER.index(current) + 1]].append(node_id)
-                    moved["demoted"] += 1
+                    moves[ORDER[ORDER.index(current) + 1], False].append(node_id)
                     budget -= 1
                     if budget == 0:
                         break
@@ -169,15 +169,35 @@ class AdaptivePrecision:
                 current = _precision_of(index, node_id)
                 target = self.policy.precision_for(value)
                 if current is not None and target != current:
-                    targets[target].append(node_id)
-                    moved[
-                        "promoted" if ORDER.index(target) < ORDER.index(current) else "demoted"
-                    ] += 1
-        for level, ids in targets.items():
-            live = [i for i in ids if i in index]
-            if live:
-                index.set_precision(np.array(live, dtype=np.uint64), level)
+                    moves[target, ORDER.index(target) < ORDER.index(current)].append(node_id)
+        for (level, raising), ids in moves.items():
+            moved["promoted" if raising else "demoted"] += len(ids)
+            if raising and not index.keep_full:
+                _reinsert(index, store, ids, level)
+            else:
+                live = [i for i in ids if i in index]
+                try:
+                    index.set_precision(np.array(live, dtype=np.uint64), level)
+                except ValueError:  # a node deleted meanwhile; the next pass redoes the rest
+                    continue
         return moved
+
+
+def _reinsert(index: HnswIndex, store: SqliteStore, ids: list[int], level: str) -> None:
+    """Raise nodes to ``level`` from the store's full vectors: an index that keeps codes
+    only cannot restore from a code the detail it lost, so converting in place would cost
+    memory and gain nothing."""
+    records = store.get_many(ids)
+    if not records:
+        return
+    keys = list(records)
+    vectors = np.stack([records[i].embedding for i in keys])
+    index.add(np.array(keys, dtype=np.uint64), vectors, precision=level)
+    # A node deleted while it was being re-added must not come back: the delete removed
+    # it from the store first, so the store says which ones to take out again.
+    gone = [i for i in keys if store.get(i) is None]
+    if gone:
+        index.remove(np.array(gone, dtype=np.uint64))
 
 
 def _precision_of(index: HnswIndex, node_id: int) -> str | None:

@@ -32,6 +32,7 @@ from llmkg.store.records import Change, NodeRecord
 
 DB_FILE = "llmkg.sqlite3"
 MAX_BATCH = 1024
+JOURNAL_SIZE_LIMIT = 16 * 2**20
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS nodes (
@@ -108,6 +109,10 @@ class SqliteStore:
         self._writer = self._connect()
         self._writer.executescript(SCHEMA)
         self._writer.execute(f"PRAGMA synchronous={'FULL' if durability == 'fsync' else 'NORMAL'}")
+        # SQLite resets its log after each automatic checkpoint (about 4 MB), but the file
+        # keeps its high-water size (a reader pinning the log can make it large) unless
+        # a limit tells SQLite to truncate it on reset.
+        self._writer.execute(f"PRAGMA journal_size_limit={JOURNAL_SIZE_LIMIT}")
         row = self._writer.execute("SELECT value FROM meta WHERE key = 'last_seq'").fetchone()
         self._seq = row[0] if row else 0
         self.committed_seq = self._seq
