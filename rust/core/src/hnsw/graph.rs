@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use parking_lot::Mutex;
 
 use super::{Metric, Params};
-use crate::quant::kernels::{build_bits_lut, dot_bits, kernels};
+use crate::quant::kernels::{build_bits_lut, dot_bits, kernels, Kernels, PORTABLE};
 use crate::quant::{decode_into, CodeArena, Precision};
 
 pub(crate) const NONE: u32 = u32::MAX;
@@ -246,6 +246,18 @@ impl Graph {
         }
     }
 
+    /// Address of a slot's metadata, for prefetching.
+    #[inline]
+    pub fn meta_ptr(&self, slot: u32) -> *const u8 {
+        self.meta.as_ptr().wrapping_add(slot as usize).cast()
+    }
+
+    /// Address of a slot's link list at `level`, for prefetching.
+    #[inline]
+    pub fn links_ptr(&self, slot: u32, level: usize) -> *const u8 {
+        self.link_list(slot, level).as_ptr().cast()
+    }
+
     /// Address of the data a score of `slot` will read, for prefetching.
     #[inline]
     pub fn data_ptr(&self, slot: u32, use_full: bool) -> *const u8 {
@@ -433,8 +445,9 @@ impl MemoryBreakdown {
 
 /// A query prepared for scoring against any slot: normalized for cosine, with the tables
 /// the codes present in the graph need. Owned by the search scratch and reused.
-#[derive(Default)]
 pub(crate) struct QueryCtx {
+    /// The kernel table, looked up once per query rather than once per distance.
+    kern: &'static Kernels,
     pub q: Vec<f32>,
     sum: f32,
     sq_norm: f32,
@@ -445,8 +458,24 @@ pub(crate) struct QueryCtx {
     pub use_full: bool,
 }
 
+impl Default for QueryCtx {
+    fn default() -> Self {
+        QueryCtx {
+            kern: &PORTABLE,
+            q: Vec::new(),
+            sum: 0.0,
+            sq_norm: 0.0,
+            even: Vec::new(),
+            odd: Vec::new(),
+            lut: Vec::new(),
+            use_full: false,
+        }
+    }
+}
+
 impl QueryCtx {
     pub fn prepare(&mut self, g: &Graph, query: &[f32], use_full: bool) {
+        self.kern = kernels();
         self.q.clear();
         self.q.extend_from_slice(query);
         if g.params.metric == Metric::Cosine {
@@ -474,7 +503,7 @@ impl QueryCtx {
     #[inline]
     pub fn score(&self, g: &Graph, slot: u32) -> f32 {
         let m = g.meta[slot as usize];
-        let k = kernels();
+        let k = self.kern;
         let full = match m.precision {
             Precision::Full => m.code_row,
             _ if self.use_full => m.full_row,

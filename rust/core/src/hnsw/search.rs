@@ -37,8 +37,9 @@ impl PartialOrd for Cand {
 #[derive(Default)]
 pub(crate) struct Scratch {
     pub ctx: QueryCtx,
-    visited: Vec<u32>,
-    stamp: u32,
+    // u16 stamps, as hnswlib: half the cache footprint of u32, reset every 65,535 searches.
+    visited: Vec<u16>,
+    stamp: u16,
     candidates: BinaryHeap<Cand>,
     results: BinaryHeap<Reverse<Cand>>,
     /// The result of the last [`search_layer`], best first.
@@ -139,9 +140,17 @@ impl Graph {
                 let cell = &mut visited[n as usize];
                 if *cell != stamp {
                     *cell = stamp;
-                    prefetch(self.data_ptr(n, ctx.use_full));
+                    // The vector's address needs the slot's metadata: fetch all of those
+                    // first, so their misses overlap instead of queueing one by one.
+                    prefetch(self.meta_ptr(n));
                     fresh.push(n);
                 }
+            }
+            for &n in fresh.iter() {
+                prefetch(self.data_ptr(n, ctx.use_full));
+            }
+            if let Some(next) = candidates.peek() {
+                prefetch(self.links_ptr(next.slot, level));
             }
             for &n in fresh.iter() {
                 let score = ctx.score(self, n);

@@ -124,31 +124,65 @@ pub fn decode_into(precision: Precision, code: &[u8], p: RowParams, out: &mut [f
 
 /// Fixed-width rows of `T` with their parameters; freed rows are reused first, so memory
 /// stays flat under insert/delete churn.
+///
+/// The rows start on a 64-byte boundary (`base` elements into the buffer): with a row
+/// width that is a multiple of 64 bytes (384 f32 dimensions, say) no SIMD load of a row
+/// straddles two cache lines.
 #[derive(Clone, Debug, Default)]
 pub struct CodeArena<T> {
     width: usize,
+    /// `base` padding elements, then `rows() * width` row elements.
     data: Vec<T>,
+    base: usize,
     params: Vec<RowParams>,
     free: Vec<u32>,
 }
+
+const ALIGN: usize = 64;
 
 impl<T: Copy + Default> CodeArena<T> {
     pub fn new(width: usize) -> Self {
         CodeArena {
             width,
             data: Vec::new(),
+            base: 0,
             params: Vec::new(),
             free: Vec::new(),
         }
     }
 
     pub fn from_parts(width: usize, data: Vec<T>, params: Vec<RowParams>, free: Vec<u32>) -> Self {
-        CodeArena {
-            width,
-            data,
-            params,
-            free,
-        }
+        let mut arena = CodeArena::new(width);
+        arena.params = params;
+        arena.free = free;
+        arena.regrow(arena.params.len(), &data);
+        arena
+    }
+
+    /// Move the rows `rows` into a new buffer with room for `capacity` rows.
+    fn regrow(&mut self, capacity: usize, rows: &[T]) {
+        let size = std::mem::size_of::<T>().max(1);
+        let slack = ALIGN / size;
+        let mut data: Vec<T> = Vec::with_capacity(capacity * self.width + slack);
+        let misalign = data.as_ptr() as usize % ALIGN;
+        // An allocation is aligned to `T`, so the distance to the boundary is whole elements.
+        let base = if misalign == 0 {
+            0
+        } else {
+            (ALIGN - misalign) / size
+        };
+        data.resize(base, T::default());
+        data.extend_from_slice(rows);
+        self.data = data;
+        self.base = base;
+    }
+
+    fn capacity_rows(&self) -> usize {
+        (self.data.capacity() - self.base) / self.width.max(1)
+    }
+
+    fn rows_slice(&self) -> &[T] {
+        &self.data[self.base..]
     }
 
     pub fn width(&self) -> usize {
@@ -165,20 +199,28 @@ impl<T: Copy + Default> CodeArena<T> {
     }
 
     pub fn raw(&self) -> (&[T], &[RowParams]) {
-        (&self.data, &self.params)
+        (self.rows_slice(), &self.params)
     }
 
     /// Room for `extra` more rows without reallocating more than needed.
     pub fn reserve(&mut self, extra: usize) {
-        let need = extra.saturating_sub(self.free.len());
-        self.data.reserve_exact(need * self.width);
-        self.params.reserve_exact(need);
+        let need = self.rows() + extra.saturating_sub(self.free.len());
+        if need > self.capacity_rows() {
+            let rows = self.rows_slice().to_vec();
+            self.regrow(need, &rows);
+        }
+        self.params.reserve_exact(need - self.rows());
     }
 
     pub fn alloc(&mut self) -> u32 {
         if let Some(row) = self.free.pop() {
             return row;
         }
+        if self.rows() == self.capacity_rows() {
+            let rows = self.rows_slice().to_vec();
+            self.regrow((self.rows() * 2).max(16), &rows);
+        }
+        // Within capacity: never reallocates, so the alignment holds.
         self.data.resize(self.data.len() + self.width, T::default());
         self.params.push(RowParams::default());
         (self.params.len() - 1) as u32
@@ -190,13 +232,13 @@ impl<T: Copy + Default> CodeArena<T> {
 
     #[inline]
     pub fn row(&self, row: u32) -> &[T] {
-        let start = row as usize * self.width;
+        let start = self.base + row as usize * self.width;
         &self.data[start..start + self.width]
     }
 
     #[inline]
     pub fn row_mut(&mut self, row: u32) -> &mut [T] {
-        let start = row as usize * self.width;
+        let start = self.base + row as usize * self.width;
         &mut self.data[start..start + self.width]
     }
 
@@ -230,7 +272,7 @@ impl<T: Copy + Default> CodeArena<T> {
                 params.push(self.params[row]);
             }
         }
-        self.data = data;
+        self.regrow(live, &data);
         self.params = params;
         self.free = Vec::new();
         Some(map)
@@ -310,5 +352,22 @@ mod tests {
         let map = a.repack().unwrap();
         assert_eq!(map, vec![u32::MAX, 0]);
         assert_eq!((a.rows(), a.row(0)), (1, &[1u8, 2, 3][..]));
+    }
+
+    #[test]
+    fn rows_start_on_a_cache_line() {
+        let mut a = CodeArena::<f32>::new(16);
+        for i in 0..100u32 {
+            let r = a.alloc();
+            a.row_mut(r).fill(i as f32);
+            assert_eq!(a.row(0).as_ptr() as usize % 64, 0, "after {} rows", i + 1);
+        }
+        a.reserve(1000);
+        assert_eq!(a.row(0).as_ptr() as usize % 64, 0);
+        assert!((0..100u32).all(|i| a.row(i).iter().all(|&v| v == i as f32)));
+        let (data, params) = a.raw();
+        let copy = CodeArena::from_parts(16, data.to_vec(), params.to_vec(), vec![]);
+        assert_eq!(copy.row(99), a.row(99));
+        assert_eq!(copy.row(0).as_ptr() as usize % 64, 0);
     }
 }
