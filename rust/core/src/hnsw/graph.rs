@@ -88,6 +88,11 @@ pub(crate) struct Graph {
     pub deleted: usize,
     /// Non-free slots per precision (to know which query tables a search needs).
     pub per_precision: [usize; 4],
+    /// Every slot in use is full precision and its f32 row is its own slot number (true of
+    /// any full-precision index with `keep_full`, since slots and rows are allocated and
+    /// freed together): scoring then needs no metadata lookup. Cleared by the first
+    /// exception, recomputed after arena repacks and on load.
+    pub rows_are_slots: bool,
     pub rng: u64,
 }
 
@@ -114,6 +119,7 @@ impl Graph {
             live: 0,
             deleted: 0,
             per_precision: [0; 4],
+            rows_are_slots: true,
             rng: params.seed ^ 0x9e37_79b9_7f4a_7c15,
             params,
         }
@@ -261,6 +267,9 @@ impl Graph {
     /// Address of the data a score of `slot` will read, for prefetching.
     #[inline]
     pub fn data_ptr(&self, slot: u32, use_full: bool) -> *const u8 {
+        if self.rows_are_slots {
+            return self.full.row(slot).as_ptr().cast();
+        }
         let m = self.meta[slot as usize];
         match m.precision {
             Precision::Full => self.full.row(m.code_row).as_ptr().cast(),
@@ -356,6 +365,15 @@ impl Graph {
             arena.set_params(row, p);
             self.meta[s].code_row = row;
         }
+        if precision != Precision::Full || self.meta[s].full_row != slot {
+            self.rows_are_slots = false;
+        }
+    }
+
+    pub fn recompute_rows_are_slots(&mut self) {
+        self.rows_are_slots = self.meta.iter().enumerate().all(|(s, m)| {
+            m.state == SlotState::Free || (m.precision == Precision::Full && m.full_row == s as u32)
+        });
     }
 
     /// Give back the rows holding `slot`'s vector.
@@ -377,7 +395,14 @@ impl Graph {
     /// Give back the memory of freed vector rows once enough of them pile up (after
     /// removals or precision changes), renumbering the rows of the slots that use them.
     pub fn repack_arenas(&mut self) {
-        if let Some(map) = self.full.repack() {
+        // While rows are slots, the free f32 rows are exactly the free slots, which the
+        // next inserts reuse: repacking would only renumber rows away from their slots.
+        let full_map = if self.rows_are_slots {
+            None
+        } else {
+            self.full.repack()
+        };
+        if let Some(map) = full_map {
             for m in self.meta.iter_mut().filter(|m| m.state != SlotState::Free) {
                 if m.precision == Precision::Full {
                     m.code_row = map[m.code_row as usize];
@@ -398,6 +423,7 @@ impl Graph {
                 }
             }
         }
+        self.recompute_rows_are_slots();
     }
 
     /// Mark a live slot deleted: it stays in the graph until compaction.
@@ -502,8 +528,15 @@ impl QueryCtx {
     /// Score of `slot` for this query (higher is closer).
     #[inline]
     pub fn score(&self, g: &Graph, slot: u32) -> f32 {
-        let m = g.meta[slot as usize];
         let k = self.kern;
+        if g.rows_are_slots {
+            let dot = (k.dot_f32)(&self.q, g.full.row(slot));
+            return match g.params.metric {
+                Metric::Cosine | Metric::Ip => dot,
+                Metric::L2 => 2.0 * dot - g.full.params(slot).sq_norm - self.sq_norm,
+            };
+        }
+        let m = g.meta[slot as usize];
         let full = match m.precision {
             Precision::Full => m.code_row,
             _ if self.use_full => m.full_row,

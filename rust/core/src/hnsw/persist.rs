@@ -273,6 +273,7 @@ fn validate(g: &mut Graph) -> Result<()> {
     g.live = live;
     g.deleted = deleted;
     g.per_precision = per;
+    g.recompute_rows_are_slots();
     Ok(())
 }
 

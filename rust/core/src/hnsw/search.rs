@@ -142,7 +142,9 @@ impl Graph {
                     *cell = stamp;
                     // The vector's address needs the slot's metadata: fetch all of those
                     // first, so their misses overlap instead of queueing one by one.
-                    prefetch(self.meta_ptr(n));
+                    if !self.rows_are_slots {
+                        prefetch(self.meta_ptr(n));
+                    }
                     fresh.push(n);
                 }
             }

@@ -452,3 +452,39 @@ fn parallel_builds_leave_no_node_unreachable() {
         );
     }
 }
+
+#[test]
+fn the_direct_row_fast_path_holds_through_churn_and_precision_changes() {
+    let dim = 16;
+    let (index, vectors, ids) = build(1000, dim, Metric::L2, Precision::Full, true);
+    assert!(index.graph.read().rows_are_slots);
+    index.remove(&ids[..300]);
+    index
+        .add(&ids[..300], &vectors[..300 * dim], &[], None)
+        .unwrap();
+    assert!(
+        index.graph.read().rows_are_slots,
+        "reused slots get their own rows back"
+    );
+    index.set_precision(&ids[..10], Precision::Q8).unwrap();
+    assert!(!index.graph.read().rows_are_slots);
+    index.set_precision(&ids[..10], Precision::Full).unwrap();
+    assert!(index.graph.read().rows_are_slots);
+    let loaded = Hnsw::from_bytes(&index.to_bytes()).unwrap();
+    assert!(loaded.graph.read().rows_are_slots);
+    for i in [0usize, 299, 300, 999] {
+        let hit = loaded
+            .search(
+                &vectors[i * dim..(i + 1) * dim],
+                SearchOptions::new(1),
+                None,
+            )
+            .unwrap();
+        assert_eq!(hit[0].0, ids[i]);
+        assert!(
+            hit[0].1.abs() < 1e-3,
+            "l2 score of the vector itself is 0, got {}",
+            hit[0].1
+        );
+    }
+}
