@@ -80,10 +80,7 @@ def test_reads_counters_and_lookups(tmp_path: Path) -> None:
         store.add_reads({ids[2]: 5, ids[0]: 1})
         assert store.most_read(2) == [ids[2], ids[0]]
         assert store.get(ids[2]).reads == 5
-        assert sorted(store.ids_where("subject", "s")) == ids
         assert set(store.get_many([ids[0], ids[3], 999])) == {ids[0], ids[3]}
-        with pytest.raises(ValueError):
-            store.ids_where("embedding", "x")
 
 
 def test_backup_is_a_consistent_copy(tmp_path: Path) -> None:

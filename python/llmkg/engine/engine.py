@@ -194,9 +194,7 @@ class AllocationEngine:
         many candidates as asked for, so that rescoring can fix the order."""
         quantized = self.config.enable_quantization
         wanted = min(2 * k + 10, 2 * self.config.max_k) if quantized else k
-        ids, _ = self.index.search(
-            query, k=wanted, ef=max(ef or 0, wanted) if ef else None, filter=allowed, exact=exact
-        )
+        ids, _ = self.index.search(query, k=wanted, ef=ef, filter=allowed, exact=exact)
         ids = [int(i) for i in ids if i != MISSING_ID]
         records = self.records.get_many(ids)
         found = [records[i] for i in ids if i in records]

@@ -195,7 +195,8 @@ def _reinsert(index: HnswIndex, store: SqliteStore, ids: list[int], level: str) 
     index.add(np.array(keys, dtype=np.uint64), vectors, precision=level)
     # A node deleted while it was being re-added must not come back: the delete removed
     # it from the store first, so the store says which ones to take out again.
-    gone = [i for i in keys if store.get(i) is None]
+    still = store.get_many(keys)
+    gone = [i for i in keys if i not in still]
     if gone:
         index.remove(np.array(gone, dtype=np.uint64))
 

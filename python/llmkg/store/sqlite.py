@@ -341,15 +341,6 @@ class SqliteStore:
         finally:
             conn.close()
 
-    def ids_where(self, column: str, value: str) -> list[int]:
-        """Live node ids whose ``subject``, ``predicate`` or ``object`` equals ``value``."""
-        if column not in ("subject", "predicate", "object"):
-            raise ValueError(f"no such column: {column!r}")
-        rows = self._reader().execute(
-            f"SELECT id FROM nodes WHERE {column}=? AND deleted=0", (value,)
-        )
-        return [r[0] for r in rows]
-
     def most_read(self, n: int) -> list[int]:
         rows = self._reader().execute(
             "SELECT id FROM nodes WHERE deleted=0 ORDER BY reads DESC LIMIT ?", (n,)
