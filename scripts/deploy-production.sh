@@ -13,6 +13,8 @@
 #                    the manifests support: the pod-index label needs 1.28+)
 #   ROLLOUT_TIMEOUT  how long to wait for the rollout (default: 600s)
 #   KUBECTL          the kubectl to use (default: kubectl on PATH, else .venv/bin/kubectl)
+#   HEALTH_RETRIES   health-check attempts per pod (default: 5), HEALTH_DELAY seconds
+#                    between them (default: 5)
 #
 # A real deploy: refuse while the Secrets llmkg-tls / llmkg-jwt are missing, apply the
 # rendered overlay, wait for `rollout status`, run `llmkg-server --health-check` in every
@@ -33,6 +35,8 @@ ENVIRONMENT=${ENVIRONMENT:-production}
 IMAGE_TAG=${IMAGE_TAG:-}
 KUBE_VERSION=${KUBE_VERSION:-1.30.0}
 ROLLOUT_TIMEOUT=${ROLLOUT_TIMEOUT:-600s}
+HEALTH_RETRIES=${HEALTH_RETRIES:-5}
+HEALTH_DELAY=${HEALTH_DELAY:-5}
 DRY_RUN=false
 
 log() { printf '%s %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
@@ -155,8 +159,14 @@ rollback() {
     # A StatefulSet does not replace a pod of the bad revision that never became ready
     # (Kubernetes' "forced rollback"): delete those pods so the controller recreates them
     # from the restored template.
-    local target pod revision
-    sleep 2
+    local target pod revision generations _
+    # The restored revision is known once the controller has seen the undo.
+    for _ in {1..30}; do
+        generations=$("$KUBECTL" -n "$NAMESPACE" get statefulset "$STS" \
+            -o jsonpath='{.metadata.generation} {.status.observedGeneration}')
+        [[ ${generations% *} == "${generations#* }" ]] && break
+        sleep 1
+    done
     target=$("$KUBECTL" -n "$NAMESPACE" get statefulset "$STS" -o jsonpath='{.status.updateRevision}')
     while read -r pod revision; do
         if [[ -n $pod && $revision != "$target" ]]; then
@@ -179,12 +189,12 @@ log "waiting for statefulset/$STS (timeout $ROLLOUT_TIMEOUT)"
 log "health checks"
 healthy() {
     local pod=$1 attempt
-    for attempt in 1 2 3 4 5; do
+    for ((attempt = 1; attempt <= HEALTH_RETRIES; attempt++)); do
         if "$KUBECTL" -n "$NAMESPACE" exec "$pod" -c llmkg-server -- llmkg-server --health-check >&2; then
             return 0
         fi
-        log "$pod: health check $attempt/5 failed, retrying in 5s"
-        sleep 5
+        log "$pod: health check $attempt/$HEALTH_RETRIES failed"
+        ((attempt == HEALTH_RETRIES)) || sleep "$HEALTH_DELAY"
     done
     return 1
 }
