@@ -12,7 +12,7 @@ CARGO ?= cargo
 .PHONY: help venv develop run test test-rs test-py test-ops lint lint-ops k8s-render loadtest fmt bench wheel clean
 
 help: ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-11s %s\n", $$1, $$2}'
 
 $(VENV)/.stamp: requirements/dev.txt requirements/ops.txt requirements/loadtest.txt pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -51,7 +51,7 @@ lint: $(VENV)/.stamp ## cargo fmt/clippy, ruff, stub check
 
 lint-ops: $(VENV)/.stamp ## hadolint, shellcheck, kustomize render + schema validation, promtool
 	$(VENV)/bin/hadolint docker/Dockerfile.production
-	$(VENV)/bin/shellcheck scripts/*.sh
+	$(VENV)/bin/shellcheck scripts/*.sh .ci/run
 	ENVIRONMENT=staging scripts/deploy-production.sh --dry-run
 	ENVIRONMENT=production scripts/deploy-production.sh --dry-run
 	@if command -v promtool >/dev/null; then \
