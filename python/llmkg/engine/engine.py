@@ -67,6 +67,9 @@ class AllocationEngine:
         )
         if loaded:
             self.index, self.snapshot_seq = loaded
+            # Search and insert settings are not part of the graph: the config's win.
+            self.index.ef_search = c.ef_search
+            self.index.max_level = c.max_level
             source = "snapshot"
         else:
             self.index = self._new_index()
@@ -113,6 +116,7 @@ class AllocationEngine:
             ef_construction=c.ef_construction,
             ef_search=c.ef_search,
             keep_full=not c.enable_quantization,
+            max_level=c.max_level,
         )
 
     def _replay(self, after: int) -> int:
@@ -308,6 +312,10 @@ class AllocationEngine:
         """Allocate each fact in order; results in input order. Every fact is validated
         before any is stored (``FactError`` names the index of the bad one)."""
         facts = list(facts)
+        if len(facts) > self.config.max_batch:
+            raise FactError(
+                "facts", f"at most {self.config.max_batch} facts per batch, got {len(facts)}"
+            )
         for i, fact in enumerate(facts):
             parse_fact(fact, self.config.dim, self.config.max_text_length, prefix=f"facts[{i}]")
         return [self.allocate(fact) for fact in facts]
@@ -453,7 +461,7 @@ class AllocationEngine:
             else "hierarchical",
             "index": {
                 k: index[k]
-                for k in ("len", "deleted", "memory_bytes", "max_level", "precisions", "kernels")
+                for k in ("len", "deleted", "memory_bytes", "top_level", "precisions", "kernels")
             },
             "store": {
                 "last_seq": self.store.committed_seq,
