@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from llmkg.engine import AllocationEngine, EngineConfig, FactError
+from llmkg.engine import AllocationEngine, DataDirectoryInUseError, EngineConfig, FactError
 
 DIM = 16
 
@@ -380,3 +380,11 @@ def test_batches_over_max_batch_are_refused_whole(config: EngineConfig) -> None:
             engine.allocate_many([fact(i) for i in range(4)])
         assert err.value.field == "facts"
         assert engine.stats()["nodes"] == 0
+
+
+def test_one_engine_per_data_directory(config: EngineConfig) -> None:
+    with AllocationEngine(config):
+        with pytest.raises(DataDirectoryInUseError):
+            AllocationEngine(config)
+    with AllocationEngine(config):  # released by close()
+        pass

@@ -40,6 +40,7 @@ class EngineConfig:
     enable_caching: bool = True
     eviction_policy: str = "lru-with-frequency"  # or "lru"
     cache_l1_capacity: int = 100_000
+    cache_l1_shards: int = 16
     cache_l1_ttl: float | None = 3600.0
     cache_l1_max_memory: int | None = 2**30
     cache_l2_capacity: int = 10_000_000
