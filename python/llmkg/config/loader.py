@@ -15,6 +15,7 @@ import msgspec
 
 from llmkg.config.schema import Settings
 from llmkg.config.units import decode_hook, encode_hook
+from llmkg.validation import error_location
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -120,22 +121,14 @@ class _Merged:
         return ConfigError(source, key, message, node)
 
 
-_AT = re.compile(r"^(?P<reason>.*) - at `\$(?P<path>[^`]*)`$")
-_FIELD = re.compile(r"(?:unknown|missing required) field `(?P<name>[^`]+)`")
-
-
 def resolve(layers: list[Layer]) -> Settings:
     """Merge the layers and validate the result as a whole."""
     merged = _Merged(layers)
     try:
         settings = msgspec.convert(merged.tree, Settings, dec_hook=decode_hook)
     except msgspec.ValidationError as e:
-        match = _AT.match(str(e))
-        reason, path = (match["reason"], match["path"]) if match else (str(e), "")
-        key = path.lstrip(".").replace("[", ".").replace("]", "")
-        if field := _FIELD.search(reason):
-            key = f"{key}.{field['name']}".lstrip(".")
-        raise merged.error(key, reason) from None
+        field, reason = error_location(e)
+        raise merged.error(re.sub(r"\[(\d+)\]", r".\1", field), reason) from None
     _check(settings, merged)
     return settings
 

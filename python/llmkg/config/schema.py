@@ -35,6 +35,8 @@ class ServerSettings(Section):
     request_timeout: Duration = Duration(60)  # a request running longer answers 504
     max_body_size: ByteSize = parse_size("4MB")  # llmkg: larger bodies answer 413
     shutdown_timeout: Duration = Duration(30)  # llmkg: bound on draining at SIGTERM
+    # llmkg: at SIGTERM, not ready for this long before the listeners close
+    drain_delay: Duration = Duration(5)
 
 
 class LoggingSettings(Section):
