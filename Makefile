@@ -25,9 +25,8 @@ venv: $(VENV)/.stamp ## create .venv with the dev tools
 develop: $(VENV)/.stamp ## build the extension (release) into .venv
 	$(VENV)/bin/maturin develop --release --quiet
 
-run: develop ## build and start the server on embedded defaults
-	@echo "llmkg-server arrives with the server work (issue 5); the Python package is built:"
-	$(PY) -c "import llmkg; print('llmkg', llmkg.__version__, 'ready:', ', '.join(llmkg.__all__))"
+run: develop ## build and start the server on embedded defaults (127.0.0.1:8080, data in ./data)
+	$(VENV)/bin/llmkg-server
 
 test: test-rs test-py ## run the Rust and Python test suites
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from llmkg.engine import AllocationEngine, EngineConfig, FactError
+from llmkg.engine import AllocationEngine, DataDirectoryInUseError, EngineConfig, FactError
 
 DIM = 16
 
@@ -348,3 +348,43 @@ def test_writes_past_max_wal_size_trigger_one_snapshot(config: EngineConfig) -> 
         engine.allocate(fact(1000, unit(1000)))
         assert not engine._checkpoint_if_due(), "the count starts again after a snapshot"
         assert engine.snapshot_seq == seq
+
+
+def test_uncompressed_snapshots_and_tuning_survive_a_restart(config: EngineConfig) -> None:
+    config.compression_level = None
+    with AllocationEngine(config) as engine:
+        ids = [engine.allocate(fact(i, unit(i))).node_id for i in range(30)]
+        engine.checkpoint()
+    names = [p.name for p in (config.data_directory / "snapshots").iterdir()]
+    assert names and all(n.endswith(".llmkg") for n in names), names
+    config.ef_search, config.max_level = 37, 2
+    with AllocationEngine(config) as engine:
+        assert engine.startup["source"] == "snapshot"
+        assert (engine.index.ef_search, engine.index.max_level) == (37, 2)
+        assert engine.search(embedding=unit(5), k=1)[0].node_id == ids[5]
+
+
+def test_without_adaptive_precision_every_node_gets_the_default(config: EngineConfig) -> None:
+    config.enable_adaptive, config.default_precision = False, "q4"
+    with AllocationEngine(config) as engine:
+        results = [engine.allocate(fact(i, unit(i), confidence=i / 10)) for i in range(11)]
+        assert {r.precision for r in results} == {"q4"}
+        engine.rebalance()
+        assert {engine.index.precision_of(r.node_id) for r in results} == {"q4"}
+
+
+def test_batches_over_max_batch_are_refused_whole(config: EngineConfig) -> None:
+    config.max_batch = 3
+    with AllocationEngine(config) as engine:
+        with pytest.raises(FactError) as err:
+            engine.allocate_many([fact(i) for i in range(4)])
+        assert err.value.field == "facts"
+        assert engine.stats()["nodes"] == 0
+
+
+def test_one_engine_per_data_directory(config: EngineConfig) -> None:
+    with AllocationEngine(config):
+        with pytest.raises(DataDirectoryInUseError):
+            AllocationEngine(config)
+    with AllocationEngine(config):  # released by close()
+        pass

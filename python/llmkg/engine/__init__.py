@@ -2,7 +2,7 @@
 
 from llmkg.engine.backup import BackupError, restore
 from llmkg.engine.config import EngineConfig
-from llmkg.engine.engine import AllocationEngine
+from llmkg.engine.engine import AllocationEngine, DataDirectoryInUseError
 from llmkg.engine.facts import Fact, FactError
 from llmkg.engine.results import AllocationResult, Neighbor, Node, SearchHit
 
@@ -10,6 +10,7 @@ __all__ = [
     "AllocationEngine",
     "AllocationResult",
     "BackupError",
+    "DataDirectoryInUseError",
     "EngineConfig",
     "Fact",
     "FactError",

@@ -18,7 +18,7 @@ class EngineConfig:
     # bytes of facts and vectors written since the last snapshot that trigger a new one:
     # it bounds what a restart replays
     max_wal_size: int = 64 * 2**20
-    compression_level: int = 3  # zstd level of snapshots
+    compression_level: int | None = 3  # zstd level of snapshots; None: uncompressed
     # the embedding space
     dim: int = 768
     metric: str = "cosine"
@@ -27,17 +27,20 @@ class EngineConfig:
     m: int = 16
     ef_construction: int = 200
     ef_search: int = 100
+    max_level: int = 15  # highest HNSW level a node may get (0..15)
     # allocation
     direct_threshold: int = 10_000  # exact candidates below this many nodes
     similarity_threshold: float = 0.7  # the best candidate at or above it becomes the parent
     neighbors: int = 5  # neighbours listed in an allocation result
     max_text_length: int = 4096
     max_k: int = 1000
+    max_batch: int = 1000  # facts in one allocate_many
     partition: int = 0
     # node-record caches in front of the store (records.py)
     enable_caching: bool = True
     eviction_policy: str = "lru-with-frequency"  # or "lru"
     cache_l1_capacity: int = 100_000
+    cache_l1_shards: int = 16
     cache_l1_ttl: float | None = 3600.0
     cache_l1_max_memory: int | None = 2**30
     cache_l2_capacity: int = 10_000_000
@@ -49,6 +52,8 @@ class EngineConfig:
     cache_warmup_count: int = 10_000
     # adaptive precision (rules in quantization.py)
     enable_quantization: bool = True  # False: every node full precision, always
+    enable_adaptive: bool = True  # False: every node at default_precision
+    default_precision: str = "q8"
     importance_threshold: float = 0.8
     precision_bands: tuple[float, float, float] | None = None  # default (t, t/2, t/4)
     precision_levels: dict[str, str] | None = (

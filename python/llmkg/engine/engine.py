@@ -11,11 +11,12 @@ writes after the tag that are already in the snapshot do no harm).
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import logging
 import os
 import threading
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +42,24 @@ def _node(r: NodeRecord) -> Node:
     return Node(r.node_id, r.subject, r.predicate, r.object, r.confidence, r.parent)
 
 
+class DataDirectoryInUseError(RuntimeError):
+    """Another engine (in this or another process) has the data directory open."""
+
+
+def _lock_directory(directory: Path) -> int:
+    """An exclusive lock on ``directory`` held until the descriptor closes (the kernel drops
+    it when the process dies, so a killed server never leaves a stale lock)."""
+    fd = os.open(directory / "LOCK", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise DataDirectoryInUseError(
+            f"{directory} is in use by another llmkg engine (is a server running on it?)"
+        ) from None
+    return fd
+
+
 class AllocationEngine:
     """Places facts in the graph and finds them again; durable through its store."""
 
@@ -49,6 +68,19 @@ class AllocationEngine:
         c = self.config
         started = time.perf_counter()
         c.data_directory.mkdir(parents=True, exist_ok=True)
+        self._lock_fd = _lock_directory(c.data_directory)
+        # Seconds of each index search, for the server's metrics.
+        self.on_index_search: Callable[[float], None] | None = None
+        try:
+            self._open(started)
+        except BaseException:
+            os.close(self._lock_fd)
+            raise
+
+    def _open(self, started: float) -> None:
+        """Open the store, load the index (snapshot + replay, or rebuild), warm the caches
+        and start the background checkpointer."""
+        c = self.config
         self.snapshot_dir = c.data_directory / "snapshots"
         self.store = SqliteStore(
             c.data_directory,
@@ -67,6 +99,9 @@ class AllocationEngine:
         )
         if loaded:
             self.index, self.snapshot_seq = loaded
+            # Search and insert settings are not part of the graph: the config's win.
+            self.index.ef_search = c.ef_search
+            self.index.max_level = c.max_level
             source = "snapshot"
         else:
             self.index = self._new_index()
@@ -113,6 +148,7 @@ class AllocationEngine:
             ef_construction=c.ef_construction,
             ef_search=c.ef_search,
             keep_full=not c.enable_quantization,
+            max_level=c.max_level,
         )
 
     def _replay(self, after: int) -> int:
@@ -194,7 +230,10 @@ class AllocationEngine:
         many candidates as asked for, so that rescoring can fix the order."""
         quantized = self.config.enable_quantization
         wanted = min(2 * k + 10, 2 * self.config.max_k) if quantized else k
+        started = time.perf_counter()
         ids, _ = self.index.search(query, k=wanted, ef=ef, filter=allowed, exact=exact)
+        if self.on_index_search is not None:
+            self.on_index_search(time.perf_counter() - started)
         ids = [int(i) for i in ids if i != MISSING_ID]
         records = self.records.get_many(ids)
         found = [records[i] for i in ids if i in records]
@@ -308,6 +347,10 @@ class AllocationEngine:
         """Allocate each fact in order; results in input order. Every fact is validated
         before any is stored (``FactError`` names the index of the bad one)."""
         facts = list(facts)
+        if len(facts) > self.config.max_batch:
+            raise FactError(
+                "facts", f"at most {self.config.max_batch} facts per batch, got {len(facts)}"
+            )
         for i, fact in enumerate(facts):
             parse_fact(fact, self.config.dim, self.config.max_text_length, prefix=f"facts[{i}]")
         return [self.allocate(fact) for fact in facts]
@@ -453,7 +496,7 @@ class AllocationEngine:
             else "hierarchical",
             "index": {
                 k: index[k]
-                for k in ("len", "deleted", "memory_bytes", "max_level", "precisions", "kernels")
+                for k in ("len", "deleted", "memory_bytes", "top_level", "precisions", "kernels")
             },
             "store": {
                 "last_seq": self.store.committed_seq,
@@ -482,6 +525,7 @@ class AllocationEngine:
         if self.store.committed_seq > self.snapshot_seq:
             self.checkpoint()
         self.store.close()
+        os.close(self._lock_fd)
 
     def __enter__(self) -> AllocationEngine:
         return self

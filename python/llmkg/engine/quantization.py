@@ -12,7 +12,8 @@ from ``importance_threshold`` t as ``(t, t/2, t/4)``:
     otherwise          -> "very_low"  (binary)
 
 ``precision_bands`` sets the three edges directly; ``precision_levels`` maps bands to
-precisions. Under memory pressure a new node is stored one level cheaper, and the
+precisions. With ``enable_adaptive`` off, importance is ignored: every node gets
+``default_precision``. Under memory pressure a new node is stored one level cheaper, and the
 engine's background pass demotes the least important nodes until memory falls below the
 threshold.
 """
@@ -109,6 +110,12 @@ class AdaptivePrecision:
 
     def __init__(self, config: EngineConfig) -> None:
         self.enabled = config.enable_quantization
+        self.adaptive = config.enable_adaptive
+        if config.default_precision not in ORDER:
+            raise ValueError(
+                f"default_precision must be one of {ORDER}, got {config.default_precision!r}"
+            )
+        self.default_precision = config.default_precision
         self.threshold = config.memory_pressure_threshold
         levels = config.precision_levels
         self.policy = PrecisionPolicy(
@@ -127,7 +134,12 @@ class AdaptivePrecision:
         if not self.enabled:
             return "full"
         importance = self.policy.importance(confidence, reads)
-        return self.policy.precision_for(importance, cheaper=1 if self.under_pressure else 0)
+        return self._target(importance, cheaper=1 if self.under_pressure else 0)
+
+    def _target(self, importance: float, cheaper: int = 0) -> str:
+        if self.adaptive:
+            return self.policy.precision_for(importance, cheaper)
+        return ORDER[min(ORDER.index(self.default_precision) + cheaper, len(ORDER) - 1)]
 
     def count_reads(self, node_ids: Iterable[int]) -> None:
         with self._lock:
@@ -167,7 +179,7 @@ class AdaptivePrecision:
         else:
             for node_id, value in importance.items():
                 current = _precision_of(index, node_id)
-                target = self.policy.precision_for(value)
+                target = self._target(value)
                 if current is not None and target != current:
                     moves[target, ORDER.index(target) < ORDER.index(current)].append(node_id)
         for (level, raising), ids in moves.items():

@@ -48,6 +48,7 @@ class RecordCache:
             return
         l1 = ShardedCache(
             config.cache_l1_capacity,
+            shards=config.cache_l1_shards,
             ttl=config.cache_l1_ttl,
             max_memory=config.cache_l1_max_memory,
             policy=config.eviction_policy,

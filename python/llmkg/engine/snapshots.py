@@ -2,7 +2,8 @@
 it holds, written atomically; the two newest are kept.
 
 ``snapshots/index-<seq, 20 digits>.llmkg.zst``: the name carries the sequence, the body
-is the index file format of the core (which checksums itself), compressed. A snapshot
+is the index file format of the core (which checksums itself), compressed (``.llmkg``
+without the ``.zst`` when compression is off). A snapshot
 that fails to decompress or to load is skipped for the next older one; with none left
 the index is rebuilt from the store. Never fatal, never data lost: the store is the truth.
 """
@@ -21,7 +22,7 @@ from llmkg._core import HnswIndex
 
 log = logging.getLogger("llmkg.engine")
 
-PATTERN = re.compile(r"^index-(\d{20})\.llmkg\.zst$")
+PATTERN = re.compile(r"^index-(\d{20})\.llmkg(\.zst)?$")
 KEEP = 2
 
 
@@ -51,12 +52,16 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
-def write_snapshot(directory: Path, index: HnswIndex, seq: int, level: int) -> Path:
+def write_snapshot(directory: Path, index: HnswIndex, seq: int, level: int | None) -> Path:
     """Write ``index`` as the snapshot of ``seq`` (temp file, fsync, rename, fsync of the
-    folder), then drop all but the two newest."""
+    folder), zstd-compressed at ``level`` (None: uncompressed), then drop all but the two
+    newest."""
     directory.mkdir(parents=True, exist_ok=True)
-    data = zstandard.ZstdCompressor(level=level).compress(index.to_bytes())
-    final = directory / f"index-{seq:020d}.llmkg.zst"
+    data = index.to_bytes()
+    final = directory / f"index-{seq:020d}.llmkg"
+    if level is not None:
+        data = zstandard.ZstdCompressor(level=level).compress(data)
+        final = final.with_name(final.name + ".zst")
     tmp = directory / f".{final.name}.tmp-{os.getpid()}"
     try:
         with open(tmp, "wb") as f:
@@ -75,7 +80,9 @@ def write_snapshot(directory: Path, index: HnswIndex, seq: int, level: int) -> P
 def read_snapshot(snapshot: Snapshot) -> HnswIndex:
     """Load one snapshot; raises on any damage (zstd or index checksum)."""
     raw = snapshot.path.read_bytes()
-    return HnswIndex.from_bytes(zstandard.ZstdDecompressor().decompress(raw))
+    if snapshot.path.suffix == ".zst":
+        raw = zstandard.ZstdDecompressor().decompress(raw)
+    return HnswIndex.from_bytes(raw)
 
 
 def load_newest(

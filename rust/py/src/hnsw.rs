@@ -94,7 +94,8 @@ fn parse_filter(obj: Option<&Bound<'_, PyAny>>) -> PyResult<Option<Arc<IdSet>>> 
 #[pymethods]
 impl HnswIndex {
     #[new]
-    #[pyo3(signature = (dim, metric = "cosine", m = 16, ef_construction = 200, ef_search = 100, seed = 42, keep_full = true))]
+    #[pyo3(signature = (dim, metric = "cosine", m = 16, ef_construction = 200, ef_search = 100, seed = 42, keep_full = true, max_level = 15))]
+    #[allow(clippy::too_many_arguments)] // the Python constructor's keyword arguments
     fn new(
         dim: usize,
         metric: &str,
@@ -103,6 +104,7 @@ impl HnswIndex {
         ef_search: usize,
         seed: u64,
         keep_full: bool,
+        max_level: usize,
     ) -> PyResult<Self> {
         let params = Params {
             dim,
@@ -112,6 +114,7 @@ impl HnswIndex {
             ef_search,
             seed,
             keep_full,
+            max_level,
         };
         Ok(HnswIndex {
             inner: Arc::new(Hnsw::new(params).map_err(CoreError)?),
@@ -240,7 +243,7 @@ impl HnswIndex {
         d.set_item("deleted", s.deleted)?;
         d.set_item("slots", s.slots)?;
         d.set_item("free_slots", s.free_slots)?;
-        d.set_item("max_level", s.max_level)?;
+        d.set_item("top_level", s.top_level)?;
         let per = PyDict::new(py);
         for p in Precision::ALL {
             per.set_item(p.name(), s.per_precision[p as usize])?;
@@ -355,6 +358,30 @@ impl HnswIndex {
     #[getter]
     fn keep_full(&self) -> bool {
         self.inner.params().keep_full
+    }
+
+    /// Default beam width of searches; settable (a loaded index takes the configured one).
+    #[getter]
+    fn ef_search(&self) -> usize {
+        self.inner.params().ef_search
+    }
+
+    #[setter]
+    fn set_ef_search(&self, value: usize) -> PyResult<()> {
+        let max_level = self.inner.params().max_level;
+        Ok(self.inner.tune(value, max_level).map_err(CoreError)?)
+    }
+
+    /// Highest level a new node may get (0 to 15; not saved with the index); settable.
+    #[getter]
+    fn max_level(&self) -> usize {
+        self.inner.params().max_level
+    }
+
+    #[setter]
+    fn set_max_level(&self, value: usize) -> PyResult<()> {
+        let ef_search = self.inner.params().ef_search;
+        Ok(self.inner.tune(ef_search, value).map_err(CoreError)?)
     }
 
     fn __repr__(&self) -> String {

@@ -288,7 +288,7 @@ impl Graph {
         z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
         z ^= z >> 31;
         let u = ((z >> 11) as f64 + 0.5) / (1u64 << 53) as f64;
-        ((-u.ln() * self.level_mult) as usize).min(MAX_LEVEL)
+        ((-u.ln() * self.level_mult) as usize).min(self.params.max_level)
     }
 
     /// Room for `extra` more nodes (exact, so a big batch does not double the arrays).

@@ -22,9 +22,9 @@ pub use graph::MemoryBreakdown;
 
 use crate::error::{Error, Result};
 use crate::quant::{kernels::kernels, Precision};
-use graph::Graph;
 #[cfg(test)]
 use graph::SlotState;
+use graph::{Graph, MAX_LEVEL};
 use search::{with_scratch, Scratch};
 
 /// How similarity is measured; every score is "higher is closer".
@@ -81,6 +81,9 @@ pub struct Params {
     pub seed: u64,
     /// Keep every node's f32 vector besides its code, for rescoring.
     pub keep_full: bool,
+    /// Highest level a new node may get (at most 15). Not part of the file format: an
+    /// insert-time setting, like `ef_search` a search-time one (see `Hnsw::tune`).
+    pub max_level: usize,
 }
 
 impl Params {
@@ -93,6 +96,7 @@ impl Params {
             ef_search: 100,
             seed: 42,
             keep_full: true,
+            max_level: MAX_LEVEL,
         }
     }
 
@@ -114,6 +118,12 @@ impl Params {
         }
         if self.ef_search < 1 {
             return Err(Error::invalid("ef_search must be at least 1"));
+        }
+        if self.max_level > MAX_LEVEL {
+            return Err(Error::invalid(format!(
+                "max_level must be at most {MAX_LEVEL}, got {}",
+                self.max_level
+            )));
         }
         Ok(())
     }
@@ -152,7 +162,7 @@ pub struct Stats {
     pub deleted: usize,
     pub slots: usize,
     pub free_slots: usize,
-    pub max_level: usize,
+    pub top_level: usize,
     /// Nodes (live or awaiting compaction) per precision, in [`Precision::ALL`] order.
     pub per_precision: [usize; 4],
     pub memory: MemoryBreakdown,
@@ -179,6 +189,21 @@ impl Hnsw {
 
     pub fn params(&self) -> Params {
         self.graph.read().params
+    }
+
+    /// Change the settings that are not part of the graph: the default beam width of
+    /// searches and the highest level of future inserts (a loaded index takes the
+    /// configured values this way).
+    pub fn tune(&self, ef_search: usize, max_level: usize) -> Result<()> {
+        let mut g = self.graph.write();
+        let params = Params {
+            ef_search,
+            max_level,
+            ..g.params
+        };
+        params.validate()?;
+        g.params = params;
+        Ok(())
     }
 
     pub fn len(&self) -> usize {
@@ -413,7 +438,7 @@ impl Hnsw {
             deleted: g.deleted,
             slots: g.slots(),
             free_slots: g.free_slots.len(),
-            max_level: g.entry_point().map_or(0, |(_, l)| l),
+            top_level: g.entry_point().map_or(0, |(_, l)| l),
             per_precision: g.per_precision,
             memory: g.memory_bytes(),
             kernels: kernels().name,

@@ -114,6 +114,7 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<Graph> {
         ef_search: r.usize("ef_search")?,
         seed: r.u64()?,
         keep_full: r.u8()? != 0,
+        max_level: MAX_LEVEL,
     };
     params
         .validate()

@@ -488,3 +488,35 @@ fn the_direct_row_fast_path_holds_through_churn_and_precision_changes() {
         );
     }
 }
+
+#[test]
+fn max_level_caps_new_nodes_and_can_be_tuned_after_a_load() {
+    let dim = 8;
+    let n = 2_000;
+    let mut params = Params::new(dim);
+    params.m = 2; // a small m makes high levels common
+    params.max_level = 1;
+    let index = Hnsw::new(params).unwrap();
+    let ids: Vec<u64> = (0..n as u64).collect();
+    index.add(&ids, &data(n, dim, 3), &[], None).unwrap();
+    assert!(index.stats().top_level <= 1);
+
+    let loaded = Hnsw::from_bytes(&index.to_bytes()).unwrap();
+    assert_eq!(loaded.params().max_level, graph::MAX_LEVEL); // not saved: an insert setting
+    loaded.tune(77, 0).unwrap();
+    assert_eq!(
+        (loaded.params().ef_search, loaded.params().max_level),
+        (77, 0)
+    );
+    assert!(loaded.tune(77, graph::MAX_LEVEL + 1).is_err());
+    assert!(loaded.tune(0, 0).is_err());
+
+    let mut uncapped = Params::new(dim);
+    uncapped.m = 2;
+    let index = Hnsw::new(uncapped).unwrap();
+    index.add(&ids, &data(n, dim, 3), &[], None).unwrap();
+    assert!(
+        index.stats().top_level > 1,
+        "the cap must be what kept levels low"
+    );
+}

@@ -1,0 +1,65 @@
+"""The engine's settings from the config's sections."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from llmkg.config.schema import Settings
+from llmkg.engine.config import EngineConfig
+
+
+def engine_config(settings: Settings) -> EngineConfig:
+    scale, storage = settings.scalability, settings.storage
+    hnsw, cache, quant = scale.hnsw, scale.cache, scale.quantization
+    persistence, allocation = storage.persistence, settings.allocation
+    levels = quant.precision_levels
+    compressed = storage.compression == "zstd" and persistence.enable_compression
+    return EngineConfig(
+        data_directory=Path(storage.data_directory),
+        backup_directory=Path(storage.backup_directory),
+        durability=persistence.durability,
+        sync_interval=persistence.sync_interval,
+        checkpoint_interval=persistence.checkpoint_interval,
+        max_wal_size=persistence.max_wal_size,
+        compression_level=storage.compression_level if compressed else None,
+        dim=hnsw.dimension,
+        metric=hnsw.metric,
+        enable_hnsw=scale.enable_hnsw,
+        m=hnsw.max_connections,
+        ef_construction=hnsw.ef_construction,
+        ef_search=hnsw.ef_search,
+        max_level=hnsw.max_layer,
+        direct_threshold=allocation.direct_threshold,
+        similarity_threshold=allocation.similarity_threshold,
+        neighbors=allocation.neighbors,
+        max_text_length=allocation.max_text_length,
+        max_batch=allocation.max_batch,
+        partition=scale.distribution.partition_id,
+        enable_caching=scale.enable_caching,
+        eviction_policy=cache.eviction_policy,
+        # "lru": one lock around one list; "concurrent-lru": sharded (L1 as many as L2)
+        cache_l1_capacity=cache.l1_size,
+        cache_l1_shards=1 if cache.l1.type == "lru" else cache.l2.shards,
+        cache_l1_ttl=cache.l1.ttl or None,
+        cache_l1_max_memory=cache.l1.max_memory or None,
+        cache_l2_capacity=cache.l2_size,
+        cache_l2_shards=1 if cache.l2.type == "lru" else cache.l2.shards,
+        cache_l2_ttl=cache.l2.ttl or None,
+        cache_l2_max_memory=cache.l2.max_memory or None,
+        prefetch_distance=cache.prefetch_distance,
+        cache_warmup_on_startup=cache.cache_warmup_on_startup,
+        cache_warmup_count=cache.warmup_count,
+        enable_quantization=scale.enable_quantization,
+        enable_adaptive=quant.enable_adaptive,
+        default_precision=quant.default_precision,
+        importance_threshold=quant.importance_threshold,
+        precision_bands=tuple(quant.precision_bands) if quant.precision_bands else None,  # type: ignore[arg-type]
+        precision_levels={
+            "high": levels.high_importance,
+            "medium": levels.medium_importance,
+            "low": levels.low_importance,
+            "very_low": levels.very_low_importance,
+        },
+        memory_pressure_threshold=quant.memory_pressure_threshold,
+        memory_budget=settings.performance.memory.budget or None,
+    )

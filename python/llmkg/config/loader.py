@@ -1,0 +1,193 @@
+"""Loading the config: the base file (or the built-in defaults), the environment's overlay
+beside it, then single keys from environment variables; validated as a whole, with errors
+that name the key, the value and where it came from."""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from llmkg.config.schema import Settings
+from llmkg.config.units import decode_hook, encode_hook
+from llmkg.validation import error_location
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10
+    import tomli as tomllib
+
+BUILTIN = "built-in defaults"
+ENV_PREFIX = "LLMKG__"
+ENV_LAYER = "environment variables"
+
+# The production values with TLS, authentication and distribution off, on loopback, with
+# data under ./data: what `make run` serves.
+BUILTIN_OVERRIDES: dict[str, Any] = {
+    "server": {"bind_address": "127.0.0.1"},
+    "scalability": {"enable_distributed": False},
+    "storage": {"data_directory": "./data", "backup_directory": "./data/backup"},
+    "security": {"enable_tls": False, "authentication": {"type": "none"}},
+}
+
+
+class ConfigError(ValueError):
+    """A config that cannot be used; names the key, the value and its source."""
+
+    def __init__(self, source: str, key: str, message: str, value: Any = None) -> None:
+        shown = f" = {value!r}" if value is not None else ""
+        super().__init__(f"{source}: {key or '(file)'}{shown}: {message}")
+        self.source, self.key, self.value, self.reason = source, key, value, message
+
+
+Layer = tuple[str, dict[str, Any]]
+
+
+def read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with open(path, "rb") as f:
+            return tomllib.load(f)
+    except OSError as e:
+        raise ConfigError(str(path), "", f"cannot read the file ({e.strerror})") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(str(path), "", f"not valid TOML: {e}") from None
+
+
+def env_layer(environ: Mapping[str, str]) -> Layer | None:
+    """``LLMKG__SECTION__KEY=value`` (any depth) and ``LLMKG_PARTITION_ID``. A value is read
+    as TOML when it parses as one (numbers, booleans, lists, quoted strings), else as text."""
+    values: dict[str, Any] = {}
+    for name, raw in sorted(environ.items()):
+        if name.startswith(ENV_PREFIX):
+            path = [part.lower() for part in name[len(ENV_PREFIX) :].split("__")]
+        elif name == "LLMKG_PARTITION_ID":
+            path = ["scalability", "distribution", "partition_id"]
+        else:
+            continue
+        if not all(path):
+            raise ConfigError("environment", name, "empty key segment", raw)
+        try:
+            value = tomllib.loads(f"v = {raw}")["v"]
+        except tomllib.TOMLDecodeError:
+            value = raw
+        node = values
+        for part in path[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError("environment", name, "conflicts with another variable", raw)
+        node[path[-1]] = value
+    return (ENV_LAYER, values) if values else None
+
+
+class _Merged:
+    """The layers merged key by key (later ones win), remembering which layer set what."""
+
+    def __init__(self, layers: list[Layer]) -> None:
+        self.tree: dict[str, Any] = {}
+        self.sources: dict[str, str] = {}
+        for source, values in layers:
+            self._merge(self.tree, values, source, "")
+
+    def _merge(self, into: dict[str, Any], layer: Mapping[str, Any], source: str, at: str) -> None:
+        for key, value in layer.items():
+            dotted = f"{at}{key}"
+            if isinstance(value, dict):
+                if not isinstance(into.get(key), dict):
+                    into[key] = {}
+                    self.sources[dotted] = source
+                self._merge(into[key], value, source, dotted + ".")
+            else:
+                into[key] = value
+                self.sources[dotted] = source
+
+    def error(self, key: str, message: str) -> ConfigError:
+        """An error about ``key``, blaming the layer that set it (or its nearest table)."""
+        parts = key.split(".")
+        source = BUILTIN
+        for end in range(len(parts), 0, -1):
+            if found := self.sources.get(".".join(parts[:end])):
+                source = found
+                break
+        if source == ENV_LAYER:
+            source = f"environment variable {ENV_PREFIX}" + "__".join(p.upper() for p in parts)
+        node: Any = self.tree
+        for part in parts:
+            node = node.get(part) if isinstance(node, Mapping) else None
+        return ConfigError(source, key, message, node)
+
+
+def resolve(layers: list[Layer]) -> Settings:
+    """Merge the layers and validate the result as a whole."""
+    merged = _Merged(layers)
+    try:
+        settings = msgspec.convert(merged.tree, Settings, dec_hook=decode_hook)
+    except msgspec.ValidationError as e:
+        field, reason = error_location(e)
+        raise merged.error(re.sub(r"\[(\d+)\]", r".\1", field), reason) from None
+    _check(settings, merged)
+    return settings
+
+
+def _check(settings: Settings, merged: _Merged) -> None:
+    """Rules that span keys."""
+    s = settings.server
+    if s.metrics_port == s.http_port and settings.monitoring.enable_metrics:
+        raise merged.error("server.metrics_port", "must differ from server.http_port")
+    dist = settings.scalability.distribution
+    if dist.partition_id >= dist.partition_count:
+        raise merged.error(
+            "scalability.distribution.partition_id",
+            f"must be below partition_count ({dist.partition_count})",
+        )
+    bands = settings.scalability.quantization.precision_bands
+    if bands and (len(bands) != 3 or bands != sorted(bands, reverse=True)):
+        raise merged.error(
+            "scalability.quantization.precision_bands", "must be three descending values"
+        )
+    buckets = settings.monitoring.prometheus.histogram_buckets
+    if buckets != sorted(set(buckets)):
+        raise merged.error("monitoring.prometheus.histogram_buckets", "must be strictly increasing")
+
+
+def load_settings(
+    path: str | os.PathLike[str] | None = None,
+    environment: str | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> Settings:
+    """The effective config: ``path`` (else the built-in defaults), then
+    ``environments/<environment>.toml`` beside it, then the environment variables."""
+    environ = os.environ if environ is None else environ
+    layers: list[Layer] = []
+    if path is None:
+        layers.append((BUILTIN, BUILTIN_OVERRIDES))
+        base_dir = None
+    else:
+        base = Path(path)
+        layers.append((str(base), read_toml(base)))
+        base_dir = base.parent
+    if environment:
+        if not re.fullmatch(r"[A-Za-z0-9_.-]+", environment) or environment.startswith("."):
+            raise ConfigError("--environment", "environment", "not a valid name", environment)
+        if base_dir is None:
+            raise ConfigError(
+                "--environment", "environment", "needs a base file (--config)", environment
+            )
+        overlay = base_dir / "environments" / f"{environment}.toml"
+        if not overlay.is_file():
+            raise ConfigError(str(overlay), "", f"no overlay for environment {environment!r}")
+        layers.append((str(overlay), read_toml(overlay)))
+    env = env_layer(environ)
+    if env:
+        layers.append(env)
+    return resolve(layers)
+
+
+def to_builtins(settings: Settings) -> dict[str, Any]:
+    """The settings as plain data, durations and sizes written as the config writes them."""
+    out: dict[str, Any] = msgspec.to_builtins(settings, enc_hook=encode_hook)
+    return out

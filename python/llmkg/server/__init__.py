@@ -1,0 +1,1 @@
+"""llmkg-server: the HTTP API (Starlette on uvicorn) over the allocation engine."""

@@ -1,0 +1,158 @@
+"""The JSON API's handlers. Bodies are read with a size cap and decoded by msgspec into
+the types of ``models``; the engine validates what only it knows (embedding length, text
+length, batch size) and names the field of anything it refuses."""
+
+from __future__ import annotations
+
+import time
+from typing import Any, TypeVar
+
+import msgspec
+from starlette.requests import Request
+from starlette.responses import Response
+
+from llmkg.engine import AllocationResult
+from llmkg.server import models as m
+from llmkg.server.errors import ApiError
+from llmkg.server.state import ServerState
+from llmkg.validation import error_location
+
+T = TypeVar("T")
+
+_DECODERS: dict[type, msgspec.json.Decoder[Any]] = {}
+_ENCODER = msgspec.json.Encoder()
+
+
+def json_response(body: Any, status: int = 200) -> Response:
+    return Response(_ENCODER.encode(body), status_code=status, media_type="application/json")
+
+
+async def read_json(request: Request, kind: type[T], limit: int) -> T:
+    """The body as ``kind``: 415 unless JSON, 413 past ``limit`` bytes, 400 when it is not
+    JSON, 422 naming the field that does not fit."""
+    media = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if media != "application/json":
+        raise ApiError(415, "the body must be JSON (Content-Type: application/json)")
+    declared = request.headers.get("content-length")
+    if declared is not None and (not declared.isdigit() or int(declared) > limit):
+        raise ApiError(413, f"the body is larger than server.max_body_size ({limit} bytes)")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise ApiError(413, f"the body is larger than server.max_body_size ({limit} bytes)")
+        chunks.append(chunk)
+    decoder = _DECODERS.get(kind)
+    if decoder is None:
+        decoder = _DECODERS[kind] = msgspec.json.Decoder(kind)
+    try:
+        return decoder.decode(b"".join(chunks))  # type: ignore[no-any-return]
+    except msgspec.ValidationError as e:
+        field, reason = error_location(e)
+        raise ApiError(422, reason, code="invalid_field", field=field or None) from None
+    except msgspec.DecodeError as e:
+        raise ApiError(400, f"the body is not valid JSON: {e}", code="invalid_json") from None
+
+
+def _fact(fact: m.FactIn) -> dict[str, Any]:
+    out = msgspec.structs.asdict(fact)
+    if out["embedding"] is None:
+        del out["embedding"]
+    return out
+
+
+def _allocation(r: AllocationResult) -> m.Allocation:
+    def neighbor(n: Any) -> m.Neighbor:
+        return m.Neighbor(n.node_id, n.similarity)
+
+    return m.Allocation(
+        node_id=r.node_id,
+        partition=r.partition,
+        parent=None if r.parent is None else neighbor(r.parent),
+        neighbors=[neighbor(n) for n in r.neighbors],
+        strategy=r.strategy,  # type: ignore[arg-type]
+        precision=r.precision,  # type: ignore[arg-type]
+        confidence=r.confidence,
+        created=r.created,
+        processing_time_ms=r.processing_time_ms,
+    )
+
+
+def node_id_param(request: Request) -> int:
+    raw = request.path_params["node_id"]
+    if not raw.isdigit() or not 1 <= int(raw) < 2**53:
+        raise ApiError(
+            422, "must be an integer from 1 to 2^53 - 1", code="invalid_field", field="node_id"
+        )
+    return int(raw)
+
+
+class Api:
+    def __init__(self, state: ServerState) -> None:
+        self.state = state
+        self.limit = state.settings.server.max_body_size
+
+    async def allocate(self, request: Request) -> Response:
+        body = await read_json(request, m.AllocateRequest, self.limit)
+        engine = self.state.ready_engine()
+        started = time.perf_counter()
+        result = await self.state.run(engine.allocate, _fact(body.fact))
+        self.state.metrics.allocation_latency.observe(time.perf_counter() - started)
+        return json_response(_allocation(result))
+
+    async def allocate_batch(self, request: Request) -> Response:
+        body = await read_json(request, m.AllocateBatchRequest, self.limit)
+        engine = self.state.ready_engine()
+        results = await self.state.run(engine.allocate_many, [_fact(f) for f in body.facts])
+        for r in results:
+            self.state.metrics.allocation_latency.observe(r.processing_time_ms / 1000)
+        return json_response(m.AllocateBatchResponse([_allocation(r) for r in results]))
+
+    async def search(self, request: Request) -> Response:
+        body = await read_json(request, m.SearchRequest, self.limit)
+        q = body.query
+        engine = self.state.ready_engine()
+        flt = None
+        if q.filter is not None:
+            flt = {k: v for k, v in msgspec.structs.asdict(q.filter).items() if v is not None}
+        hits = await self.state.run(
+            engine.search, embedding=q.embedding, text=q.text, k=q.k, ef=q.ef, filter=flt or None
+        )
+        return json_response(
+            m.SearchResponse(
+                [m.SearchHit(h.node_id, h.score, m.FactOut(**h.node.fact())) for h in hits]
+            )
+        )
+
+    async def get_node(self, request: Request) -> Response:
+        node_id = node_id_param(request)
+        engine = self.state.ready_engine()
+        node = await self.state.run(engine.get, node_id)
+        if node is None:
+            raise ApiError(404, f"no node {node_id}", field="node_id")
+        return json_response(m.NodeResponse(node.node_id, m.FactOut(**node.fact()), node.parent))
+
+    async def delete_node(self, request: Request) -> Response:
+        node_id = node_id_param(request)
+        engine = self.state.ready_engine()
+        if not await self.state.run(engine.delete, node_id):
+            raise ApiError(404, f"no node {node_id}", field="node_id")
+        return json_response(m.DeleteResponse(node_id, True))
+
+    async def stats(self, request: Request) -> Response:
+        engine = self.state.ready_engine()
+        stats = await self.state.run(engine.stats)
+        return json_response(stats)
+
+    async def checkpoint(self, request: Request) -> Response:
+        engine = self.state.ready_engine()
+        seq = await self.state.run(engine.checkpoint)
+        return json_response(m.CheckpointResponse(seq))
+
+    async def backup(self, request: Request) -> Response:
+        engine = self.state.ready_engine()
+        folder = await self.state.run(engine.backup)
+        manifest = msgspec.json.decode((folder / "manifest.json").read_bytes())
+        return json_response(
+            m.BackupResponse(str(folder), manifest["nodes"], manifest["store_seq"])
+        )

@@ -1,0 +1,191 @@
+"""The API's ASGI app: routes with their scopes, the request middleware (request id,
+access log, metrics), JSON errors for everything, and the lifespan that loads the engine
+in the background (so ``/health/live`` answers while it loads) and closes it at the end."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import re
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+
+import anyio.to_thread
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from llmkg.engine import FactError
+from llmkg.server import logs
+from llmkg.server.api import Api, json_response
+from llmkg.server.errors import ApiError, error_response
+from llmkg.server.health import Health
+from llmkg.server.openapi import openapi_document
+from llmkg.server.security import Security
+from llmkg.server.state import ServerState
+
+log = logging.getLogger("llmkg.server")
+access = logging.getLogger("llmkg.access")
+
+Handler = Callable[[Request], Awaitable[Response]]
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    method: str
+    path: str
+    handler: Handler
+    scope: str | None  # the token scope it needs (None: open, e.g. probes)
+    name: str
+
+
+def endpoints(state: ServerState, health: Health, security: Security) -> list[Endpoint]:
+    api = Api(state)
+
+    async def openapi(request: Request) -> Response:
+        return json_response(openapi_document(state.settings))
+
+    refresh = security.refresh_endpoint()
+    return [
+        *([Endpoint("POST", "/api/v1/auth/refresh", refresh, None, "refresh")] if refresh else []),
+        Endpoint("POST", "/api/v1/allocate", api.allocate, "write", "allocate"),
+        Endpoint("POST", "/api/v1/allocate/batch", api.allocate_batch, "write", "allocate_batch"),
+        Endpoint("POST", "/api/v1/search", api.search, "read", "search"),
+        Endpoint("GET", "/api/v1/nodes/{node_id}", api.get_node, "read", "get_node"),
+        Endpoint("DELETE", "/api/v1/nodes/{node_id}", api.delete_node, "write", "delete_node"),
+        Endpoint("GET", "/api/v1/stats", api.stats, "admin", "stats"),
+        Endpoint("POST", "/api/v1/admin/checkpoint", api.checkpoint, "admin", "checkpoint"),
+        Endpoint("POST", "/api/v1/admin/backup", api.backup, "admin", "backup"),
+        Endpoint("GET", "/health/live", health.live, None, "live"),
+        Endpoint("GET", "/health/ready", health.ready, None, "ready"),
+        Endpoint("GET", "/openapi.json", openapi, None, "openapi"),
+    ]
+
+
+def guarded(handler: Handler, timeout: float) -> Handler:
+    """Errors as JSON, and a 504 for a request running past ``server.request_timeout``
+    (the engine call it waits on finishes in its worker thread; its answer is dropped)."""
+
+    async def endpoint(request: Request) -> Response:
+        try:
+            return await asyncio.wait_for(handler(request), timeout or None)
+        except ApiError as e:
+            return e.response()
+        except FactError as e:
+            return error_response(422, e.message, code="invalid_field", field=e.field)
+        except asyncio.TimeoutError:
+            return error_response(504, "the request took longer than server.request_timeout")
+
+    return endpoint
+
+
+class RequestMiddleware:
+    """Request id (the client's ``X-Request-ID`` when sane, else a new one), then after the
+    response: the access log line and the request metrics by route template."""
+
+    def __init__(self, app: ASGIApp, state: ServerState, routes: dict[object, str]) -> None:
+        self.app, self.state, self.routes = app, state, routes
+        self.access_log = state.settings.logging.access_log
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        given = dict(scope["headers"]).get(b"x-request-id", b"").decode("latin-1")
+        rid = given if _REQUEST_ID.match(given) else uuid.uuid4().hex[:16]
+        token = logs.request_id.set(rid)
+        status = 500
+        started = time.perf_counter()
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message.setdefault("headers", [])
+                message["headers"] = [*message["headers"], (b"x-request-id", rid.encode())]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            elapsed = time.perf_counter() - started
+            route = self.routes.get(scope.get("endpoint"), "unmatched")
+            method = scope["method"]
+            metrics = self.state.metrics
+            metrics.requests.labels(route, method, str(status)).inc()
+            metrics.request_duration.labels(route, method).observe(elapsed)
+            if self.access_log:
+                access.info(
+                    "%s %s %d",
+                    method,
+                    scope["path"],
+                    status,
+                    extra={
+                        "method": method,
+                        "path": scope["path"],
+                        "route": route,
+                        "status": status,
+                        "duration_ms": round(elapsed * 1000, 3),
+                        "client": (scope.get("client") or ("", 0))[0],
+                    },
+                )
+            logs.request_id.reset(token)
+
+
+def build_app(state: ServerState) -> ASGIApp:
+    """The API app: the security layer (authentication, rate limits) sits inside the
+    request middleware, so that its refusals are logged and counted too. Raises
+    ``StartupError`` for an unusable secret."""
+    security = Security(state.settings)
+    health = Health(state)
+    table = endpoints(state, health, security)
+    timeout = state.settings.server.request_timeout
+    routes = []
+    names: dict[object, str] = {}
+    for e in table:
+        endpoint = guarded(e.handler, timeout)
+        names[endpoint] = e.path
+        routes.append(Route(e.path, endpoint, methods=[e.method], name=e.name))
+
+    async def http_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, HTTPException)
+        message = {404: "no such route", 405: "method not allowed on this route"}
+        return error_response(
+            exc.status_code,
+            message.get(exc.status_code, str(exc.detail)),
+            headers=exc.headers,
+        )
+
+    async def crash(request: Request, exc: Exception) -> Response:
+        log.error("unhandled error", exc_info=exc)
+        return error_response(500, "internal error; the request id is in the logs")
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        blocking = state.settings.performance.max_blocking_threads
+        anyio.to_thread.current_default_thread_limiter().total_tokens = blocking
+        loader = asyncio.create_task(state.start())
+        try:
+            yield
+        finally:
+            await loader
+            await state.stop()
+
+    app: ASGIApp = Starlette(
+        routes=routes,
+        exception_handlers={HTTPException: http_error, Exception: crash},
+        lifespan=lifespan,
+    )
+    guards = [(_pattern(e.path), e.method, e.scope) for e in table]
+    return RequestMiddleware(security.middleware(app, guards), state, names)
+
+
+def _pattern(path: str) -> re.Pattern[str]:
+    return re.compile(re.sub(r"\{[a-z_]+\}", "[^/]+", path))

@@ -1,0 +1,195 @@
+"""``llmkg-server``: serve, check the config, probe a running server, and the operator
+commands (checkpoint, backup, restore, token)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import ssl
+import sys
+import urllib.error
+import urllib.request
+from typing import Any
+
+from llmkg.config import ConfigError, Settings, load_settings, to_builtins
+from llmkg.config.units import parse_duration
+
+EXIT_CONFIG = 2
+SECRET_WORDS = ("secret", "password", "token")
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="llmkg-server",
+        description="The llmkg allocation server. Without a command it serves.",
+    )
+    p.add_argument(
+        "--config",
+        default=os.environ.get("LLMKG_CONFIG_PATH"),
+        help="base TOML file (default $LLMKG_CONFIG_PATH, else the built-in defaults)",
+    )
+    p.add_argument(
+        "--environment",
+        default=os.environ.get("LLMKG_ENVIRONMENT"),
+        help="overlay environments/NAME.toml beside the base file (default $LLMKG_ENVIRONMENT)",
+    )
+    p.add_argument(
+        "--check-config",
+        action="store_true",
+        help="validate, print the effective config (secrets masked), exit 0 (or 2)",
+    )
+    p.add_argument(
+        "--health-check",
+        action="store_true",
+        help="exit 0 if the local server's /health/live answers 200, else 1",
+    )
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+    sub.add_parser("serve", help="serve the API (the default)")
+    for name, text in (
+        ("checkpoint", "write an index snapshot now"),
+        ("backup", "write a backup into storage.backup_directory"),
+    ):
+        c = sub.add_parser(name, help=text + " (through the running server, else offline)")
+        c.add_argument("--token", default=os.environ.get("LLMKG_TOKEN"), help="admin token")
+    r = sub.add_parser("restore", help="restore a backup into storage.data_directory (offline)")
+    r.add_argument("backup", help="the backup folder (with its manifest.json)")
+    t = sub.add_parser("token", help="mint an access and a refresh token")
+    t.add_argument("--subject", required=True)
+    t.add_argument("--scope", required=True, help="comma-separated: read, write, admin")
+    t.add_argument("--expiry", help="access token lifetime, e.g. 1h (default token_expiry)")
+    return p
+
+
+def masked(data: Any, key: str = "") -> Any:
+    if isinstance(data, dict):
+        return {k: masked(v, k) for k, v in data.items()}
+    lowered = key.lower()
+    hidden = any(w in lowered for w in SECRET_WORDS) and not lowered.endswith(("_file", "expiry"))
+    return "********" if hidden and data else data
+
+
+def local_url(settings: Settings, path: str) -> tuple[str, ssl.SSLContext | None]:
+    host = settings.server.bind_address
+    host = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(host, host)
+    if ":" in host:
+        host = f"[{host}]"
+    if not settings.security.enable_tls:
+        return f"http://{host}:{settings.server.http_port}{path}", None
+    # The local server, by address: its certificate names the service, not 127.0.0.1.
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    if settings.security.require_client_cert:
+        context.load_cert_chain(settings.security.cert_file, settings.security.key_file)
+    return f"https://{host}:{settings.server.http_port}{path}", context
+
+
+def request(
+    settings: Settings, method: str, path: str, token: str | None = None
+) -> tuple[int, dict[str, Any]]:
+    url, context = local_url(settings, path)
+    req = urllib.request.Request(url, method=method)
+    if token:
+        req.add_header("Authorization", f"Bearer {token}")
+    timeout = settings.health_checks.health_check_timeout
+    try:
+        with urllib.request.urlopen(req, timeout=timeout, context=context) as response:
+            return response.status, json.loads(response.read() or b"{}")
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read() or b"{}")
+
+
+def health_check(settings: Settings) -> int:
+    try:
+        status, _ = request(settings, "GET", "/health/live")
+    except (OSError, ValueError):
+        return 1
+    return 0 if status == 200 else 1
+
+
+def operate(settings: Settings, command: str, token: str | None) -> int:
+    """checkpoint / backup through the running server; offline when none answers."""
+    path = {"checkpoint": "/api/v1/admin/checkpoint", "backup": "/api/v1/admin/backup"}[command]
+    try:
+        status, body = request(settings, "POST", path, token)
+    except (urllib.error.URLError, ConnectionError):
+        return offline(settings, command)
+    print(json.dumps(body))
+    return 0 if status == 200 else 1
+
+
+def offline(settings: Settings, command: str) -> int:
+    from llmkg.config import engine_config
+    from llmkg.engine import AllocationEngine
+
+    with AllocationEngine(engine_config(settings)) as engine:
+        if command == "checkpoint":
+            print(json.dumps({"sequence": engine.checkpoint()}))
+        else:
+            folder = engine.backup()
+            print(json.dumps({"path": str(folder)}))
+    return 0
+
+
+def restore(settings: Settings, backup: str) -> int:
+    from llmkg.engine import BackupError
+    from llmkg.engine import restore as restore_backup
+
+    try:
+        manifest = restore_backup(backup, settings.storage.data_directory)
+    except BackupError as e:
+        print(f"llmkg-server restore: {e}", file=sys.stderr)
+        return 1
+    print(json.dumps({"restored": backup, "nodes": manifest["nodes"]}))
+    return 0
+
+
+def token(settings: Settings, args: argparse.Namespace) -> int:
+    from llmkg.server.security import StartupError, Tokens, parse_scopes
+
+    auth = settings.security.authentication
+    if auth.type != "jwt":
+        print("llmkg-server token: security.authentication.type is not 'jwt'", file=sys.stderr)
+        return EXIT_CONFIG
+    try:
+        scopes = parse_scopes(args.scope)
+        expiry = parse_duration(args.expiry) if args.expiry else None
+        pair = Tokens(auth).pair(args.subject, scopes, expiry)
+    except (StartupError, ValueError) as e:
+        print(f"llmkg-server token: {e}", file=sys.stderr)
+        return EXIT_CONFIG
+    print(json.dumps(pair))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        settings = load_settings(args.config, args.environment)
+    except ConfigError as e:
+        print(f"llmkg-server: bad config: {e}", file=sys.stderr)
+        return EXIT_CONFIG
+    if args.check_config:
+        print(json.dumps(masked(to_builtins(settings)), indent=2))
+        return 0
+    if args.health_check:
+        return health_check(settings)
+    if args.command in ("checkpoint", "backup"):
+        return operate(settings, args.command, args.token)
+    if args.command == "restore":
+        return restore(settings, args.backup)
+    if args.command == "token":
+        return token(settings, args)
+    from llmkg.server.runner import serve
+    from llmkg.server.security import StartupError
+
+    try:
+        return serve(settings)
+    except StartupError as e:
+        print(f"llmkg-server: cannot start: {e}", file=sys.stderr)
+        return EXIT_CONFIG
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,95 @@
+"""Probes: ``/health/live`` answers while the event loop does; ``/health/ready`` only once
+the engine has loaded and replayed, and while each enabled check of
+``[health_checks.dependencies]`` passes; never while draining."""
+
+from __future__ import annotations
+
+import time
+
+import msgspec
+from starlette.requests import Request
+from starlette.responses import Response
+
+from llmkg.engine.quantization import resident_bytes
+from llmkg.server.models import Check, HealthResponse
+from llmkg.server.state import ServerState
+
+PROBE_KEY = "llmkg-health-probe"
+
+
+def _json(body: HealthResponse, status: int) -> Response:
+    return Response(msgspec.json.encode(body), status_code=status, media_type="application/json")
+
+
+class Health:
+    def __init__(self, state: ServerState) -> None:
+        self.state = state
+        self._cached: tuple[float, dict[str, Check]] | None = None
+
+    def partition(self) -> dict[str, object]:
+        s = self.state.settings.scalability
+        dist = s.distribution
+        return {
+            "id": dist.partition_id,
+            "count": dist.partition_count if s.enable_distributed else 1,
+            "mode": "single-partition",
+            "distributed": s.enable_distributed,
+            "note": "the partition layer does not exist yet: serving as a single partition"
+            if s.enable_distributed
+            else "",
+        }
+
+    def checks(self) -> dict[str, Check]:
+        """The enabled checks, recomputed at most every ``readiness_probe_interval``."""
+        interval = self.state.settings.health_checks.readiness_probe_interval
+        now = time.monotonic()
+        if self._cached is not None and now - self._cached[0] < interval:
+            return self._cached[1]
+        engine = self.state.engine
+        deps = self.state.settings.health_checks.dependencies
+        checks: dict[str, Check] = {}
+        if engine is None:
+            return {"engine": Check(False, "not loaded")}
+        if deps.check_hnsw_index:
+            n = len(engine.index)
+            checks["index"] = Check(True, f"{n} nodes")
+        if deps.check_cache_connectivity:
+            tiers = engine.records.tiers
+            if tiers is None:
+                checks["cache"] = Check(True, "caching disabled")
+            else:
+                # In-process tiers: a lookup that returns is the whole of "connectivity"
+                # (a probe put could be refused by admission, so none is made).
+                tiers.get(PROBE_KEY)
+                rates = engine.records.stats()
+                detail = f"hit rate l1 {rates['l1_hit_rate']:.3f}, l2 {rates['l2_hit_rate']:.3f}"
+                checks["cache"] = Check(True, detail)
+        if deps.check_partition_health:
+            p = self.partition()
+            checks["partition"] = Check(True, f"single partition {p['id']} of {p['count']}")
+        if deps.check_memory_usage:
+            resident = resident_bytes() or 0
+            limit = engine.config.memory_pressure_threshold * engine.precision.budget
+            checks["memory"] = Check(
+                resident <= limit,
+                f"resident {resident} bytes, pressure threshold {int(limit)} bytes",
+            )
+        self._cached = (now, checks)
+        return checks
+
+    async def live(self, request: Request) -> Response:
+        return _json(HealthResponse("ok"), 200)
+
+    async def ready(self, request: Request) -> Response:
+        phase = self.state.phase
+        if phase != "ready":
+            status = "draining" if phase in ("draining", "stopped") else "starting"
+            detail = "shutting down" if status == "draining" else "loading and replaying the store"
+            body = HealthResponse(status, {"engine": Check(False, detail)}, self.partition())
+            return _json(body, 503)
+        checks = await self.state.run(self.checks)
+        ok = all(c.ok for c in checks.values())
+        return _json(
+            HealthResponse("ready" if ok else "not_ready", checks, self.partition()),
+            200 if ok else 503,
+        )

@@ -1,0 +1,67 @@
+"""Logging as ``[logging]`` asks: JSON lines (timestamp, level, logger, message, request id
+and the fields a record carries) or plain text, to stdout or stderr."""
+
+from __future__ import annotations
+
+import contextvars
+import logging
+import sys
+import time
+from typing import Any
+
+import msgspec
+
+from llmkg.config.schema import LoggingSettings
+
+request_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("request_id", default=None)
+
+# Fields a log call may pass with ``extra=`` that the JSON line carries.
+FIELDS = ("method", "path", "route", "status", "duration_ms", "client", "subject", "event")
+LEVELS = {"trace": logging.DEBUG, "warning": logging.WARNING}
+
+
+def level_of(name: str) -> int:
+    return LEVELS.get(name, logging.getLevelName(name.upper()))
+
+
+class JsonFormatter(logging.Formatter):
+    def __init__(self, structured: bool) -> None:
+        super().__init__()
+        self.structured = structured
+
+    def format(self, record: logging.LogRecord) -> str:
+        line: dict[str, Any] = {
+            "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+            + f".{int(record.msecs):03d}Z",
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        rid = request_id.get()
+        if rid is not None:
+            line["request_id"] = rid
+        if self.structured:
+            for name in FIELDS:
+                value = record.__dict__.get(name)
+                if value is not None:
+                    line[name] = value
+        if record.exc_info:
+            line["exception"] = self.formatException(record.exc_info)
+        return msgspec.json.encode(line).decode()
+
+
+def setup_logging(settings: LoggingSettings) -> None:
+    stream = sys.stdout if settings.output == "stdout" else sys.stderr
+    handler = logging.StreamHandler(stream)
+    if settings.format == "json":
+        handler.setFormatter(JsonFormatter(settings.structured))
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level_of(settings.level))
+    # uvicorn's own loggers go through ours; its access log is replaced by llmkg.access.
+    for name in ("uvicorn", "uvicorn.error"):
+        logging.getLogger(name).handlers[:] = []
+        logging.getLogger(name).propagate = True
+    logging.getLogger("uvicorn.access").disabled = True

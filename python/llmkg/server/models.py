@@ -1,0 +1,134 @@
+"""The shapes of request and response bodies. Requests are decoded (and type-checked) by
+msgspec straight from bytes; the OpenAPI document is generated from these same types, so
+it cannot drift from what the server accepts and answers."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+import msgspec
+
+Confidence = Annotated[float, msgspec.Meta(ge=0.0, le=1.0)]
+NodeId = Annotated[int, msgspec.Meta(ge=1, lt=2**53)]
+
+
+class Strict(msgspec.Struct, forbid_unknown_fields=True):
+    pass
+
+
+class FactIn(Strict):
+    subject: str
+    predicate: str
+    object: str
+    confidence: Confidence
+    embedding: list[float] | None = None
+
+
+class AllocateRequest(Strict):
+    fact: FactIn
+
+
+class AllocateBatchRequest(Strict):
+    facts: Annotated[list[FactIn], msgspec.Meta(min_length=1)]
+
+
+class SearchFilter(Strict):
+    subject: str | None = None
+    predicate: str | None = None
+    object: str | None = None
+    min_confidence: Confidence | None = None
+
+
+class SearchQuery(Strict):
+    embedding: list[float] | None = None
+    text: str | None = None
+    k: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 10
+    ef: Annotated[int, msgspec.Meta(ge=1, le=10_000)] | None = None
+    filter: SearchFilter | None = None
+
+
+class SearchRequest(Strict):
+    query: SearchQuery
+
+
+class RefreshRequest(Strict):
+    refresh_token: str
+
+
+# ---- responses ----------------------------------------------------------------------------
+
+
+class Neighbor(msgspec.Struct):
+    node_id: NodeId
+    similarity: float
+
+
+class Allocation(msgspec.Struct):
+    node_id: NodeId
+    partition: int
+    parent: Neighbor | None
+    neighbors: list[Neighbor]
+    strategy: Literal["direct", "hierarchical"]
+    precision: Literal["full", "q8", "q4", "binary"]
+    confidence: Confidence
+    created: bool
+    processing_time_ms: float
+
+
+class AllocateBatchResponse(msgspec.Struct):
+    results: list[Allocation]
+
+
+class FactOut(msgspec.Struct):
+    subject: str
+    predicate: str
+    object: str
+    confidence: Confidence
+
+
+class SearchHit(msgspec.Struct):
+    node_id: NodeId
+    score: float
+    fact: FactOut
+
+
+class SearchResponse(msgspec.Struct):
+    results: list[SearchHit]
+
+
+class NodeResponse(msgspec.Struct):
+    node_id: NodeId
+    fact: FactOut
+    parent: NodeId | None
+
+
+class DeleteResponse(msgspec.Struct):
+    node_id: NodeId
+    deleted: bool
+
+
+class CheckpointResponse(msgspec.Struct):
+    sequence: int
+
+
+class BackupResponse(msgspec.Struct):
+    path: str
+    nodes: int
+    store_seq: int
+
+
+class TokenResponse(msgspec.Struct):
+    access_token: str
+    token_type: Literal["Bearer"]
+    expires_in: int
+
+
+class Check(msgspec.Struct, omit_defaults=True):
+    ok: bool
+    detail: str = ""
+
+
+class HealthResponse(msgspec.Struct):
+    status: Literal["ok", "ready", "not_ready", "draining", "starting"]
+    checks: dict[str, Check] = msgspec.field(default_factory=dict)
+    partition: dict[str, Any] = msgspec.field(default_factory=dict)

@@ -1,0 +1,177 @@
+"""The OpenAPI 3.1 document, generated from the same types the server decodes and encodes."""
+
+from __future__ import annotations
+
+import re
+from functools import cache
+from typing import Any
+
+import msgspec
+
+from llmkg import __version__
+from llmkg.config import Settings
+from llmkg.server import models as m
+from llmkg.server.errors import ErrorResponse
+
+REF = "#/components/schemas/{name}"
+
+# method, path, summary, request type, response type, error statuses, needs auth
+OPERATIONS: list[tuple[str, str, str, type | None, type | None, tuple[int, ...], bool]] = [
+    (
+        "post",
+        "/api/v1/allocate",
+        "Allocate one fact",
+        m.AllocateRequest,
+        m.Allocation,
+        (400, 413, 415, 422, 503, 504),
+        True,
+    ),
+    (
+        "post",
+        "/api/v1/allocate/batch",
+        "Allocate facts; results in input order",
+        m.AllocateBatchRequest,
+        m.AllocateBatchResponse,
+        (400, 413, 415, 422, 503, 504),
+        True,
+    ),
+    (
+        "post",
+        "/api/v1/search",
+        "Nearest nodes, best first",
+        m.SearchRequest,
+        m.SearchResponse,
+        (400, 413, 415, 422, 503, 504),
+        True,
+    ),
+    ("get", "/api/v1/nodes/{node_id}", "One node", None, m.NodeResponse, (404, 422, 503), True),
+    (
+        "delete",
+        "/api/v1/nodes/{node_id}",
+        "Delete a node",
+        None,
+        m.DeleteResponse,
+        (404, 422, 503),
+        True,
+    ),
+    ("get", "/api/v1/stats", "Engine statistics", None, dict, (503,), True),
+    (
+        "post",
+        "/api/v1/admin/checkpoint",
+        "Write an index snapshot now",
+        None,
+        m.CheckpointResponse,
+        (503, 504),
+        True,
+    ),
+    (
+        "post",
+        "/api/v1/admin/backup",
+        "Write a backup into storage.backup_directory",
+        None,
+        m.BackupResponse,
+        (503, 504),
+        True,
+    ),
+    (
+        "post",
+        "/api/v1/auth/refresh",
+        "A new access token for a refresh token",
+        m.RefreshRequest,
+        m.TokenResponse,
+        (400, 401, 413, 415, 422),
+        False,
+    ),
+    ("get", "/health/live", "Liveness", None, m.HealthResponse, (), False),
+    (
+        "get",
+        "/health/ready",
+        "Readiness (503 with per-check detail)",
+        None,
+        m.HealthResponse,
+        (503,),
+        False,
+    ),
+]
+
+DESCRIPTIONS = {
+    400: "The body is not JSON",
+    401: "Missing or invalid bearer token",
+    403: "The token lacks the scope",
+    404: "No such node or route",
+    413: "The body is larger than server.max_body_size",
+    415: "The body is not application/json",
+    422: "A field is missing, unknown, of the wrong type or out of range",
+    429: "Over the rate limit (see Retry-After)",
+    503: "Not ready (loading, draining) or over server.max_connections",
+    504: "The request ran past server.request_timeout",
+}
+
+
+@cache
+def _components() -> tuple[dict[str, Any], dict[type, Any]]:
+    kinds = [k for op in OPERATIONS for k in (op[3], op[4]) if k not in (None, dict)]
+    schemas, components = msgspec.json.schema_components([*kinds, ErrorResponse], ref_template=REF)
+    return components, dict(zip([*kinds, ErrorResponse], schemas, strict=True))
+
+
+def _content(schema: Any) -> dict[str, Any]:
+    return {"application/json": {"schema": schema}}
+
+
+def openapi_document(settings: Settings) -> dict[str, Any]:
+    components, refs = _components()
+    auth = settings.security.authentication.type == "jwt"
+    paths: dict[str, Any] = {}
+    for method, path, summary, request, response, errors, secured in OPERATIONS:
+        if path == "/api/v1/auth/refresh" and not auth:
+            continue
+        statuses = set(errors)
+        if secured and auth:
+            statuses |= {401, 403}
+        if secured and settings.security.rate_limit.enabled:
+            statuses.add(429)
+        op: dict[str, Any] = {
+            "summary": summary,
+            "operationId": method + re.sub(r"[^a-z0-9]+", "_", path.lower()).rstrip("_"),
+            "responses": {
+                "200": {
+                    "description": "OK",
+                    "content": _content(
+                        refs[response] if response is not dict else {"type": "object"}
+                    ),
+                },
+                **{
+                    str(code): {
+                        "description": DESCRIPTIONS[code],
+                        "content": _content(refs[ErrorResponse]),
+                    }
+                    for code in sorted(statuses)
+                },
+            },
+        }
+        if request is not None:
+            op["requestBody"] = {"required": True, "content": _content(refs[request])}
+        if "{node_id}" in path:
+            op["parameters"] = [
+                {
+                    "name": "node_id",
+                    "in": "path",
+                    "required": True,
+                    "schema": {"type": "integer", "minimum": 1, "maximum": 2**53 - 1},
+                }
+            ]
+        if secured and auth:
+            op["security"] = [{"bearer": []}]
+        paths.setdefault(path, {})[method] = op
+    doc: dict[str, Any] = {
+        "openapi": "3.1.0",
+        "info": {"title": "llmkg", "version": __version__},
+        "paths": paths,
+        "components": {"schemas": components},
+    }
+    if auth:
+        doc["components"]["securitySchemes"] = {
+            "bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
+        }
+    return doc

@@ -1,0 +1,110 @@
+"""Serving: the API listener and the metrics listener in one event loop (uvloop, httptools),
+and the shutdown sequence.
+
+SIGTERM: readiness turns false at once; after ``server.drain_delay`` (time for load
+balancers to notice) the listeners close, in-flight requests finish (at most
+``server.shutdown_timeout``), the engine writes a final checkpoint and closes the store;
+exit 0. SIGINT (Ctrl-C) skips the delay.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import uvicorn
+import uvloop
+
+from llmkg.config import Settings
+from llmkg.server.app import build_app
+from llmkg.server.logs import setup_logging
+from llmkg.server.security import api_config
+from llmkg.server.state import ServerState
+
+log = logging.getLogger("llmkg.server")
+
+
+class _Server(uvicorn.Server):
+    """uvicorn's server without its own signal handling (the runner owns the signals, so
+    that one SIGTERM drains both listeners in order)."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+def uvicorn_options(settings: Settings) -> dict[str, Any]:
+    s = settings.server
+    return {
+        "host": s.bind_address,
+        "loop": "uvloop",
+        "http": "httptools",
+        "log_config": None,
+        "access_log": False,
+        "server_header": False,
+        "date_header": True,
+        "timeout_keep_alive": max(1, round(s.connection_timeout)),
+        "timeout_graceful_shutdown": max(1, round(s.shutdown_timeout)),
+    }
+
+
+def serve(settings: Settings) -> int:
+    setup_logging(settings.logging)
+    threading.stack_size(max(settings.performance.stack_size, 256 * 1024))
+    state = ServerState(settings)
+    api = _Server(
+        api_config(
+            build_app(state),
+            settings,
+            port=settings.server.http_port,
+            lifespan="on",
+            limit_concurrency=settings.server.max_connections,
+            **uvicorn_options(settings),
+        )
+    )
+    metrics = None
+    if settings.monitoring.enable_metrics:
+        metrics_app = state.metrics.app(settings.monitoring.prometheus.endpoint)
+        metrics = _Server(
+            uvicorn.Config(
+                metrics_app,
+                port=settings.server.metrics_port,
+                lifespan="off",
+                **uvicorn_options(settings),
+            )
+        )
+    exit_code = 0
+
+    async def main() -> None:
+        nonlocal exit_code
+        loop = asyncio.get_running_loop()
+
+        def stop(code: int = 0, delay: float = 0.0) -> None:
+            nonlocal exit_code
+            exit_code = exit_code or code
+            if state.phase in ("starting", "ready"):
+                state.phase = "draining"
+                log.info("shutting down: not ready; draining in %.1fs", delay)
+            loop.call_later(delay, setattr, api, "should_exit", True)
+
+        loop.add_signal_handler(signal.SIGTERM, stop, 0, settings.server.drain_delay)
+        loop.add_signal_handler(signal.SIGINT, stop, 0, 0.0)
+        state.request_exit = lambda code: loop.call_soon_threadsafe(stop, code, 0.0)
+        metrics_task = asyncio.create_task(metrics.serve()) if metrics else None
+        try:
+            await api.serve()
+        finally:
+            if metrics is not None and metrics_task is not None:
+                metrics.should_exit = True
+                await metrics_task
+        if not api.started:
+            exit_code = exit_code or 1
+
+    uvloop.run(main())
+    log.info("stopped", extra={"event": "exit", "status": exit_code})
+    return exit_code

@@ -1,0 +1,298 @@
+"""The security layer: TLS for the API listener, JWT bearer tokens with scopes, and a
+token-bucket rate limit per subject (per client address when authentication is off).
+
+Tokens are HS256 (or the configured HMAC algorithm) JWTs signed with the bytes of
+``secret_key_file``; PyJWT checks them with the algorithm list pinned to the configured
+one, so ``alg: none`` or another algorithm never verifies. Access and refresh tokens carry
+``typ`` and are never accepted for each other.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import ssl
+import threading
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import jwt
+import uvicorn
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from llmkg import ShardedCache
+from llmkg.config import Settings
+from llmkg.config.schema import AuthenticationSettings, SecuritySettings
+from llmkg.server.errors import ApiError
+
+MIN_SECRET_BYTES = 32
+SCOPES = ("read", "write", "admin")
+TLS_VERSIONS = {"1.2": ssl.TLSVersion.TLSv1_2, "1.3": ssl.TLSVersion.TLSv1_3}
+RATE_LIMIT_KEYS = 100_000  # buckets kept (least recently used beyond are forgotten)
+
+
+class StartupError(RuntimeError):
+    """The security config cannot be used; the message names the file."""
+
+
+def _readable(path_text: str, what: str) -> Path:
+    path = Path(path_text)
+    try:
+        with open(path, "rb"):
+            pass
+    except OSError as e:
+        raise StartupError(f"{what} {path}: cannot be read ({e.strerror})") from None
+    return path
+
+
+# ---- TLS -----------------------------------------------------------------------------------
+
+
+class TlsConfig(uvicorn.Config):
+    """uvicorn's config with a floor on the TLS version (uvicorn has no option for it)."""
+
+    def __init__(self, *args: Any, min_tls_version: ssl.TLSVersion, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.min_tls_version = min_tls_version
+
+    def load(self) -> None:
+        super().load()
+        if self.ssl is not None:
+            self.ssl.minimum_version = self.min_tls_version
+
+
+def check_tls_files(security: SecuritySettings) -> None:
+    """Refuse missing, unreadable or mismatched certificate and key files, naming them."""
+    cert = _readable(security.cert_file, "security.cert_file")
+    key = _readable(security.key_file, "security.key_file")
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    try:
+        context.load_cert_chain(cert, key)
+    except ssl.SSLError as e:
+        raise StartupError(
+            f"security.cert_file {cert} and security.key_file {key} do not form a usable "
+            f"pair ({e.reason or e})"
+        ) from None
+    if security.require_client_cert:
+        ca = _readable(security.ca_file, "security.ca_file")
+        try:
+            context.load_verify_locations(ca)
+        except ssl.SSLError as e:
+            raise StartupError(f"security.ca_file {ca}: not a CA certificate ({e})") from None
+
+
+def api_config(app: ASGIApp, settings: Settings, **options: Any) -> uvicorn.Config:
+    """The API listener's uvicorn config, with TLS when ``security.enable_tls``."""
+    security = settings.security
+    if not security.enable_tls:
+        return uvicorn.Config(app, **options)
+    check_tls_files(security)
+    return TlsConfig(
+        app,
+        ssl_certfile=security.cert_file,
+        ssl_keyfile=security.key_file,
+        ssl_ca_certs=security.ca_file if security.require_client_cert else None,
+        ssl_cert_reqs=ssl.CERT_REQUIRED if security.require_client_cert else ssl.CERT_NONE,
+        min_tls_version=TLS_VERSIONS[security.min_tls_version],
+        **options,
+    )
+
+
+# ---- tokens --------------------------------------------------------------------------------
+
+
+def read_secret(auth: AuthenticationSettings) -> bytes:
+    path = _readable(auth.secret_key_file, "security.authentication.secret_key_file")
+    secret = path.read_bytes().rstrip()
+    if len(secret) < MIN_SECRET_BYTES:
+        state = "empty" if not secret else f"{len(secret)} bytes"
+        raise StartupError(
+            f"security.authentication.secret_key_file {path}: the secret is {state}; "
+            f"it must be at least {MIN_SECRET_BYTES} bytes"
+        )
+    return secret
+
+
+def parse_scopes(text: str) -> list[str]:
+    scopes = [s for s in re.split(r"[\s,]+", text.strip()) if s]
+    bad = [s for s in scopes if s not in SCOPES]
+    if bad or not scopes:
+        raise ValueError(f"scopes must be among {', '.join(SCOPES)}; got {text!r}")
+    return scopes
+
+
+class Tokens:
+    def __init__(self, auth: AuthenticationSettings) -> None:
+        self.auth = auth
+        self.secret = read_secret(auth)
+
+    def mint(self, subject: str, scopes: list[str], kind: str, expiry: float) -> str:
+        now = int(time.time())
+        claims: dict[str, Any] = {
+            "sub": subject,
+            "scope": " ".join(scopes),
+            "typ": kind,
+            "iat": now,
+            "nbf": now,
+            "exp": now + int(expiry),
+            "jti": uuid.uuid4().hex,
+        }
+        if self.auth.audience:
+            claims["aud"] = self.auth.audience
+        if self.auth.issuer:
+            claims["iss"] = self.auth.issuer
+        return jwt.encode(claims, self.secret, algorithm=self.auth.algorithm)
+
+    def pair(self, subject: str, scopes: list[str], expiry: float | None = None) -> dict[str, Any]:
+        access_expiry = expiry or self.auth.token_expiry
+        return {
+            "access_token": self.mint(subject, scopes, "access", access_expiry),
+            "refresh_token": self.mint(subject, scopes, "refresh", self.auth.refresh_token_expiry),
+            "token_type": "Bearer",
+            "expires_in": int(access_expiry),
+        }
+
+    def verify(self, token: str, kind: str) -> dict[str, Any]:
+        """The claims of a valid ``kind`` token; ``jwt.InvalidTokenError`` otherwise."""
+        claims: dict[str, Any] = jwt.decode(
+            token,
+            self.secret,
+            algorithms=[self.auth.algorithm],
+            audience=self.auth.audience or None,
+            issuer=self.auth.issuer or None,
+            options={"require": ["exp", "iat", "sub"]},
+        )
+        if claims.get("typ") != kind:
+            raise jwt.InvalidTokenError(f"not an {kind} token")
+        if not isinstance(claims.get("scope", ""), str):
+            raise jwt.InvalidTokenError("scope must be a string")
+        return claims
+
+
+# ---- rate limits ---------------------------------------------------------------------------
+
+
+class RateLimiter:
+    """Token buckets by key: ``burst`` tokens, refilled at ``rate`` per second."""
+
+    def __init__(self, rate: float, burst: int) -> None:
+        self.rate, self.burst = rate, float(burst)
+        self.buckets = ShardedCache(RATE_LIMIT_KEYS, policy="lru")
+        self.lock = threading.Lock()
+
+    def take(self, key: str) -> float:
+        """0 when a request may go now, else the seconds until it may."""
+        now = time.monotonic()
+        with self.lock:
+            tokens, last = self.buckets.get(key) or (self.burst, now)
+            tokens = min(self.burst, tokens + (now - last) * self.rate)
+            if tokens >= 1.0:
+                self.buckets.put(key, (tokens - 1.0, now))
+                return 0.0
+            self.buckets.put(key, (tokens, now))
+            return (1.0 - tokens) / self.rate
+
+
+# ---- the middleware ------------------------------------------------------------------------
+
+Route = tuple[re.Pattern[str], str, str | None]  # path pattern, method, scope needed
+
+
+class Security:
+    def __init__(self, settings: Settings) -> None:
+        security = settings.security
+        self.tokens = (
+            Tokens(security.authentication) if security.authentication.type == "jwt" else None
+        )
+        limit = security.rate_limit
+        self.limiter = (
+            RateLimiter(limit.requests_per_second, limit.burst) if limit.enabled else None
+        )
+
+    def refresh_endpoint(self) -> Callable[[Request], Awaitable[Response]] | None:
+        tokens = self.tokens
+        if tokens is None:
+            return None
+
+        async def refresh(request: Request) -> Response:
+            from llmkg.server.api import json_response, read_json
+            from llmkg.server.models import RefreshRequest, TokenResponse
+
+            body = await read_json(request, RefreshRequest, 64 * 1024)
+            try:
+                claims = tokens.verify(body.refresh_token, "refresh")
+            except jwt.InvalidTokenError as e:
+                raise unauthorized(f"invalid refresh token: {e}") from None
+            scopes = parse_scopes(claims.get("scope", "") or "read")
+            access = tokens.mint(claims["sub"], scopes, "access", tokens.auth.token_expiry)
+            return json_response(TokenResponse(access, "Bearer", int(tokens.auth.token_expiry)))
+
+        return refresh
+
+    def middleware(self, app: ASGIApp, routes: list[Route]) -> ASGIApp:
+        return SecurityMiddleware(app, self, routes)
+
+
+def unauthorized(message: str) -> ApiError:
+    return ApiError(401, message, headers={"WWW-Authenticate": 'Bearer error="invalid_token"'})
+
+
+class SecurityMiddleware:
+    def __init__(self, app: ASGIApp, security: Security, routes: list[Route]) -> None:
+        self.app, self.security, self.routes = app, security, routes
+
+    def scope_needed(self, method: str, path: str) -> tuple[bool, str | None]:
+        """(is an API route, the scope it needs)."""
+        for pattern, route_method, needed in self.routes:
+            if route_method == method and pattern.fullmatch(path):
+                return needed is not None, needed
+        return False, None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        guarded, needed = self.scope_needed(scope["method"], scope["path"])
+        if not guarded:
+            await self.app(scope, receive, send)
+            return
+        try:
+            key = self.authorize(scope, needed)
+            if self.security.limiter is not None:
+                wait = self.security.limiter.take(key)
+                if wait > 0:
+                    raise ApiError(
+                        429,
+                        "over the rate limit",
+                        headers={"Retry-After": str(max(1, math.ceil(wait)))},
+                    )
+        except ApiError as e:
+            await e.response()(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
+
+    def authorize(self, scope: Scope, needed: str | None) -> str:
+        """The rate-limit key of an allowed request (its subject, or its address)."""
+        tokens = self.security.tokens
+        client = (scope.get("client") or ("unknown", 0))[0]
+        if tokens is None:
+            return f"addr:{client}"
+        header = dict(scope["headers"]).get(b"authorization")
+        if header is None:
+            raise unauthorized("missing bearer token (Authorization: Bearer <token>)")
+        parts = header.decode("latin-1").split()
+        if len(parts) != 2 or parts[0].lower() != "bearer":
+            raise unauthorized("malformed Authorization header; expected 'Bearer <token>'")
+        try:
+            claims = tokens.verify(parts[1], "access")
+        except jwt.InvalidTokenError as e:
+            raise unauthorized(f"invalid token: {e}") from None
+        granted = re.split(r"[\s,]+", claims.get("scope", "").strip())
+        if needed not in granted:
+            raise ApiError(403, f"the token lacks the '{needed}' scope")
+        return f"sub:{claims['sub']}"

@@ -1,0 +1,86 @@
+"""What the server keeps between requests: the settings, the engine (once loaded), the
+worker pool that runs engine calls off the event loop, the metrics, and the phase."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Literal, TypeVar
+
+from llmkg.config import Settings, engine_config
+from llmkg.engine import AllocationEngine
+from llmkg.server.errors import ApiError
+from llmkg.server.metrics import Metrics
+
+log = logging.getLogger("llmkg.server")
+
+T = TypeVar("T")
+Phase = Literal["starting", "ready", "draining", "stopped", "failed"]
+
+
+class ServerState:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.engine: AllocationEngine | None = None
+        self.phase: Phase = "starting"
+        self.executor = ThreadPoolExecutor(
+            settings.performance.worker_threads, thread_name_prefix="llmkg-worker"
+        )
+        self.metrics = Metrics(settings, lambda: self.engine)
+        # Set by the runner: ends the process with this exit code (engine failed to load).
+        self.request_exit: Callable[[int], None] = lambda code: None
+
+    async def run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """``fn(*args)`` on the worker pool (index and store calls block)."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self.executor, functools.partial(fn, *args, **kwargs))
+
+    def ready_engine(self) -> AllocationEngine:
+        if self.phase != "ready" or self.engine is None:
+            detail = {"starting": "the engine is still loading", "draining": "shutting down"}
+            raise ApiError(
+                503,
+                detail.get(self.phase, "the engine is not available"),
+                code="not_ready",
+                headers={"Retry-After": "1"},
+            )
+        return self.engine
+
+    def open_engine(self) -> None:
+        """Load the engine (snapshot + replay, or rebuild); blocking, on the worker pool."""
+        settings = self.settings
+        scale = settings.scalability
+        if scale.enable_distributed:
+            dist = scale.distribution
+            log.warning(
+                "enable_distributed is set but the partition layer does not exist yet: "
+                "serving as a single partition (id %d of %d)",
+                dist.partition_id,
+                dist.partition_count,
+            )
+        engine = AllocationEngine(engine_config(settings))
+        engine.on_index_search = self.metrics.search_time.observe
+        self.engine = engine
+        if self.phase == "starting":
+            self.phase = "ready"
+        log.info("ready: %d nodes, started in %.3fs", len(engine.index), engine.startup["seconds"])
+
+    async def start(self) -> None:
+        try:
+            await self.run(self.open_engine)
+        except Exception:
+            log.exception("the engine failed to load; exiting")
+            self.phase = "failed"
+            self.request_exit(1)
+
+    async def stop(self) -> None:
+        """After the listeners have drained: final checkpoint, store closed."""
+        self.phase = "stopped"
+        engine, self.engine = self.engine, None
+        if engine is not None:
+            await self.run(engine.close)
+            log.info("engine closed (final checkpoint written)")
+        self.executor.shutdown(wait=True)
