@@ -433,6 +433,27 @@ impl Graph {
         self.meta[s].state = SlotState::Deleted;
         self.live -= 1;
         self.deleted += 1;
+        self.replace_dead_entry();
+    }
+
+    /// Move the entry point off a node that is no longer live, to the live node of the
+    /// highest level. New nodes never link to deleted ones, so a deleted entry without
+    /// live neighbours (say the first node, deleted before any other arrived) would leave
+    /// every later node unreachable. A scan, but only when the entry itself goes.
+    pub fn replace_dead_entry(&mut self) {
+        let Some((ep, _)) = self.entry_point() else {
+            return;
+        };
+        if self.meta[ep as usize].state == SlotState::Live {
+            return;
+        }
+        let best = (0..self.slots() as u32)
+            .filter(|&sl| self.meta[sl as usize].state == SlotState::Live)
+            .max_by_key(|&sl| self.meta[sl as usize].level);
+        let entry = best.map_or(NO_ENTRY, |sl| {
+            Graph::encode_entry(sl, self.meta[sl as usize].level as usize)
+        });
+        self.entry.store(entry, Ordering::Release);
     }
 
     pub fn memory_bytes(&self) -> MemoryBreakdown {

@@ -230,17 +230,7 @@ impl Graph {
             }
         }
         self.deleted = 0;
-        if let Some((ep, _)) = self.entry_point() {
-            if self.meta[ep as usize].state != SlotState::Live {
-                let best = (0..self.slots() as u32)
-                    .filter(|&sl| self.meta[sl as usize].state == SlotState::Live)
-                    .max_by_key(|&sl| self.meta[sl as usize].level);
-                let entry = best.map_or(NO_ENTRY, |sl| {
-                    Graph::encode_entry(sl, self.meta[sl as usize].level as usize)
-                });
-                self.entry.store(entry, Ordering::Release);
-            }
-        }
+        self.replace_dead_entry();
     }
 
     fn repair(&self, slot: u32, level: usize, s: &mut Scratch) {

@@ -520,3 +520,33 @@ fn max_level_caps_new_nodes_and_can_be_tuned_after_a_load() {
         "the cap must be what kept levels low"
     );
 }
+
+#[test]
+fn nodes_added_after_the_entry_point_is_deleted_stay_reachable() {
+    // The first node is the entry point; deleted before any other arrives, it has no
+    // neighbours, and nodes linked later never link to it: a search starting there would
+    // find nothing. Level 0 only (max_level 0), so no later node takes over as entry.
+    let dim = 8;
+    let n = 200;
+    let vectors = data(n, dim, 11);
+    let mut params = Params::new(dim);
+    params.max_level = 0;
+    let index = Hnsw::new(params).unwrap();
+    index.add(&[0], &vectors[..dim], &[], None).unwrap();
+    index.remove(&[0]);
+    for i in 1..n {
+        index
+            .add(&[i as u64], &vectors[i * dim..(i + 1) * dim], &[], None)
+            .unwrap();
+    }
+    for i in [1usize, 50, 199] {
+        let found = index
+            .search(
+                &vectors[i * dim..(i + 1) * dim],
+                SearchOptions::new(1),
+                None,
+            )
+            .unwrap();
+        assert_eq!(found.first().map(|r| r.0), Some(i as u64));
+    }
+}
