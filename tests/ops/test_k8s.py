@@ -180,6 +180,11 @@ def test_probes_follow_the_config(overlay: str) -> None:
     assert c["readinessProbe"]["periodSeconds"] == seconds(checks["readiness_probe_interval"])
     assert c["livenessProbe"]["periodSeconds"] == seconds(checks["liveness_probe_interval"])
     assert c["startupProbe"]["initialDelaySeconds"] == seconds(checks["startup_probe_delay"])
+    # SIGTERM: unready for drain_delay, then up to shutdown_timeout for in-flight requests
+    # and the closing checkpoint; the kubelet must not kill the pod before that.
+    server = cfg["server"]
+    grace = pod_spec(overlay)["terminationGracePeriodSeconds"]
+    assert grace >= seconds(server["drain_delay"]) + seconds(server["shutdown_timeout"])
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
