@@ -41,6 +41,7 @@ class Server:
         cert: Any = None,
     ) -> None:
         self.tmp = tmp
+        tmp.mkdir(parents=True, exist_ok=True)
         self.http_port, self.metrics_port = free_port(), free_port()
         self.data = tmp / "data"
         self.log_path = tmp / f"server-{self.http_port}.log"

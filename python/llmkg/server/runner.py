@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import signal
 import threading
@@ -20,7 +21,7 @@ from typing import Any
 import uvicorn
 import uvloop
 
-from llmkg.config import Settings
+from llmkg.config import Settings, masked, to_builtins
 from llmkg.server.app import build_app
 from llmkg.server.logs import setup_logging
 from llmkg.server.security import api_config
@@ -55,6 +56,7 @@ def uvicorn_options(settings: Settings) -> dict[str, Any]:
 
 def serve(settings: Settings) -> int:
     setup_logging(settings.logging)
+    log.debug("effective config: %s", json.dumps(masked(to_builtins(settings))))
     threading.stack_size(max(settings.performance.stack_size, 256 * 1024))
     state = ServerState(settings)
     api = _Server(
