@@ -125,3 +125,15 @@ def test_restore_refuses_a_damaged_backup(tmp_path: Path, damage: str) -> None:
     db.write_bytes(data[:100] if damage == "truncate" else data[:-1] + bytes([data[-1] ^ 1]))
     done = cli("restore", str(folder), env={"LLMKG__STORAGE__DATA_DIRECTORY": str(tmp_path / "r")})
     assert done.returncode == 1 and "checksum" in done.stderr
+
+
+@pytest.mark.parametrize(("rust_log", "seen"), [("info,llmkg=debug", True), ("off", False)])
+def test_rust_log_sets_the_core_log_level(tmp_path: Path, rust_log: str, seen: bool) -> None:
+    with Server(tmp_path, {"RUST_LOG": rust_log}) as server:
+        server.post("/api/v1/allocate", {"fact": fact(1)})
+    # a restart loads the snapshot that SIGTERM wrote: the core logs it at debug
+    with Server(tmp_path, {"RUST_LOG": rust_log}) as server:
+        server.post("/api/v1/search", {"query": {"text": "s1"}})
+    logs = server.logs()
+    assert ('"logger":"llmkg_core.quant.kernels"' in logs) == seen
+    assert ('"logger":"llmkg_core.hnsw","message":"index decoded' in logs) == seen

@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
 import signal
 import threading
 from collections.abc import Iterator
@@ -55,7 +56,7 @@ def uvicorn_options(settings: Settings) -> dict[str, Any]:
 
 
 def serve(settings: Settings) -> int:
-    setup_logging(settings.logging)
+    setup_logging(settings.logging, os.environ.get("RUST_LOG"))
     log.debug("effective config: %s", json.dumps(masked(to_builtins(settings))))
     threading.stack_size(max(settings.performance.stack_size, 256 * 1024))
     state = ServerState(settings)
