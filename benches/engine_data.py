@@ -69,7 +69,7 @@ def _texts(n: int) -> tuple[list[str], list[str]]:
     summaries: list[str] = []
     with (data_dir() / "texts.tsv").open(encoding="utf-8") as f:
         next(f)  # header: id name summary
-        for expected, line in zip(range(n), f):
+        for expected, line in zip(range(n), f, strict=False):
             row_id, name, summary = line.rstrip("\n").split("\t")
             # The rows are read by position below: make sure position == id.
             assert int(row_id) == expected, f"texts.tsv out of order at {row_id}"
@@ -119,5 +119,5 @@ def exact_top(vectors: np.ndarray, queries: np.ndarray, k: int) -> np.ndarray:
 
 def recall(found: list[list[int]], truth: np.ndarray, k: int) -> float:
     """Mean share of each query's exact top-k found among its first k results."""
-    hits = sum(len(set(f[:k]) & set(t[:k].tolist())) for f, t in zip(found, truth))
+    hits = sum(len(set(f[:k]) & set(t[:k].tolist())) for f, t in zip(found, truth, strict=False))
     return hits / (len(found) * k)

@@ -57,7 +57,9 @@ class QdrantEdgePeer:
 
     def _points(self, ids: np.ndarray, vectors: np.ndarray, payloads: list[dict]) -> list:
         qe = self.qe
-        return [qe.Point(int(i), v.tolist(), p) for i, v, p in zip(ids, vectors, payloads)]
+        return [
+            qe.Point(int(i), v.tolist(), p) for i, v, p in zip(ids, vectors, payloads, strict=False)
+        ]
 
     def upsert(self, ids: np.ndarray, vectors: np.ndarray, payloads: list[dict]) -> None:
         op = self.qe.UpdateOperation.upsert_points(self._points(ids, vectors, payloads))

@@ -41,6 +41,7 @@ class Server:
         cert: Any = None,
     ) -> None:
         self.tmp = tmp
+        tmp.mkdir(parents=True, exist_ok=True)
         self.http_port, self.metrics_port = free_port(), free_port()
         self.data = tmp / "data"
         self.log_path = tmp / f"server-{self.http_port}.log"
@@ -64,7 +65,7 @@ class Server:
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self, wait: str | None = "ready") -> Server:
-        self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
+        self._log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
             [*SERVER, *self.args], env=self.env, stdout=self._log, stderr=subprocess.STDOUT
         )
@@ -89,7 +90,7 @@ class Server:
     def logs(self) -> str:
         return self.log_path.read_text(errors="replace")
 
-    def signal(self, sig: int) -> None:
+    def send_signal(self, sig: int) -> None:
         assert self.proc is not None
         self.proc.send_signal(sig)
 

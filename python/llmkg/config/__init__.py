@@ -2,7 +2,15 @@
 and the mapping onto the engine's settings."""
 
 from llmkg.config.engine import engine_config
-from llmkg.config.loader import ConfigError, load_settings, to_builtins
+from llmkg.config.loader import ConfigError, load_settings, masked, to_builtins
 from llmkg.config.schema import INACTIVE, Settings
 
-__all__ = ["INACTIVE", "ConfigError", "Settings", "engine_config", "load_settings", "to_builtins"]
+__all__ = [
+    "INACTIVE",
+    "ConfigError",
+    "Settings",
+    "engine_config",
+    "load_settings",
+    "masked",
+    "to_builtins",
+]

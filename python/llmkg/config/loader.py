@@ -191,3 +191,16 @@ def to_builtins(settings: Settings) -> dict[str, Any]:
     """The settings as plain data, durations and sizes written as the config writes them."""
     out: dict[str, Any] = msgspec.to_builtins(settings, enc_hook=encode_hook)
     return out
+
+
+SECRET_WORDS = ("secret", "password", "token")
+
+
+def masked(data: Any, key: str = "") -> Any:
+    """``data`` with the values of secret-looking keys hidden (paths to secret files and
+    token lifetimes are not secrets)."""
+    if isinstance(data, dict):
+        return {k: masked(v, k) for k, v in data.items()}
+    lowered = key.lower()
+    hidden = any(w in lowered for w in SECRET_WORDS) and not lowered.endswith(("_file", "expiry"))
+    return "********" if hidden and data else data

@@ -12,11 +12,10 @@ import urllib.error
 import urllib.request
 from typing import Any
 
-from llmkg.config import ConfigError, Settings, load_settings, to_builtins
+from llmkg.config import ConfigError, Settings, load_settings, masked, to_builtins
 from llmkg.config.units import parse_duration
 
 EXIT_CONFIG = 2
-SECRET_WORDS = ("secret", "password", "token")
 
 
 def parser() -> argparse.ArgumentParser:
@@ -59,14 +58,6 @@ def parser() -> argparse.ArgumentParser:
     t.add_argument("--scope", required=True, help="comma-separated: read, write, admin")
     t.add_argument("--expiry", help="access token lifetime, e.g. 1h (default token_expiry)")
     return p
-
-
-def masked(data: Any, key: str = "") -> Any:
-    if isinstance(data, dict):
-        return {k: masked(v, k) for k, v in data.items()}
-    lowered = key.lower()
-    hidden = any(w in lowered for w in SECRET_WORDS) and not lowered.endswith(("_file", "expiry"))
-    return "********" if hidden and data else data
 
 
 def local_url(settings: Settings, path: str) -> tuple[str, ssl.SSLContext | None]:

@@ -17,11 +17,14 @@ request_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("request
 
 # Fields a log call may pass with ``extra=`` that the JSON line carries.
 FIELDS = ("method", "path", "route", "status", "duration_ms", "client", "subject", "event")
-LEVELS = {"trace": logging.DEBUG, "warning": logging.WARNING}
+LEVELS = {"trace": logging.DEBUG, "warn": logging.WARNING, "off": logging.CRITICAL + 10}
 
 
-def level_of(name: str) -> int:
-    return LEVELS.get(name, logging.getLevelName(name.upper()))
+def level_of(name: str) -> int | None:
+    """The number of a level name (also env_logger's trace, warn and off), else None."""
+    name = name.strip().lower()
+    number = LEVELS.get(name, logging.getLevelName(name.upper()))
+    return number if isinstance(number, int) else None
 
 
 class JsonFormatter(logging.Formatter):
@@ -50,7 +53,32 @@ class JsonFormatter(logging.Formatter):
         return msgspec.json.encode(line).decode()
 
 
-def setup_logging(settings: LoggingSettings) -> None:
+CORE_LOGGER = "llmkg_core"  # the Rust core's records arrive under this name (pyo3-log)
+
+
+def apply_rust_log(spec: str) -> None:
+    """``RUST_LOG`` (``info,llmkg=debug``, env_logger's syntax) sets the levels of the Rust
+    core's loggers. A directive whose target is a prefix of the core's crate name (as
+    ``llmkg`` is, for env_logger too) sets the whole core; a longer one (``llmkg_core::hnsw``)
+    sets that module."""
+    core = logging.getLogger(CORE_LOGGER)
+    for directive in filter(None, (d.strip() for d in spec.split(","))):
+        target, _, level = directive.rpartition("=")
+        number = level_of(level)
+        if not isinstance(number, int):
+            continue  # not a level env_logger knows either: ignored, as it would be
+        if not target:
+            core.setLevel(number)
+        elif CORE_LOGGER.startswith(target):
+            core.setLevel(number)
+        elif target.startswith(CORE_LOGGER):
+            logging.getLogger(target.replace("::", ".")).setLevel(number)
+    from llmkg._core import reset_log_levels
+
+    reset_log_levels()
+
+
+def setup_logging(settings: LoggingSettings, rust_log: str | None = None) -> None:
     stream = sys.stdout if settings.output == "stdout" else sys.stderr
     handler = logging.StreamHandler(stream)
     if settings.format == "json":
@@ -59,9 +87,10 @@ def setup_logging(settings: LoggingSettings) -> None:
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
     root = logging.getLogger()
     root.handlers[:] = [handler]
-    root.setLevel(level_of(settings.level))
+    root.setLevel(level_of(settings.level) or logging.INFO)
     # uvicorn's own loggers go through ours; its access log is replaced by llmkg.access.
     for name in ("uvicorn", "uvicorn.error"):
         logging.getLogger(name).handlers[:] = []
         logging.getLogger(name).propagate = True
     logging.getLogger("uvicorn.access").disabled = True
+    apply_rust_log(rust_log or "")

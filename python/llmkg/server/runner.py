@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
+import os
 import signal
 import threading
 from collections.abc import Iterator
@@ -20,7 +22,7 @@ from typing import Any
 import uvicorn
 import uvloop
 
-from llmkg.config import Settings
+from llmkg.config import Settings, masked, to_builtins
 from llmkg.server.app import build_app
 from llmkg.server.logs import setup_logging
 from llmkg.server.security import api_config
@@ -54,7 +56,8 @@ def uvicorn_options(settings: Settings) -> dict[str, Any]:
 
 
 def serve(settings: Settings) -> int:
-    setup_logging(settings.logging)
+    setup_logging(settings.logging, os.environ.get("RUST_LOG"))
+    log.debug("effective config: %s", json.dumps(masked(to_builtins(settings))))
     threading.stack_size(max(settings.performance.stack_size, 256 * 1024))
     state = ServerState(settings)
     api = _Server(

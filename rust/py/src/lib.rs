@@ -10,9 +10,25 @@ mod errors;
 mod gil;
 mod hnsw;
 
+static LOG_RESET: std::sync::OnceLock<pyo3_log::ResetHandle> = std::sync::OnceLock::new();
+
+/// Forget the cached levels of the core's loggers (call after changing Python's logging).
+#[pyfunction]
+fn reset_log_levels() {
+    if let Some(handle) = LOG_RESET.get() {
+        handle.reset();
+    }
+}
+
 #[pymodule]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    // The core's `log` records go to Python's logging (logger "llmkg_core...").
+    // Levels are cached for speed: `reset_log_levels()` after changing them.
+    if let Ok(handle) = pyo3_log::try_init() {
+        LOG_RESET.get_or_init(|| handle);
+    }
+    m.add_function(wrap_pyfunction!(reset_log_levels, m)?)?;
     hnsw::register(m)?;
     embed::register(m)?;
     cache::register(m)?;

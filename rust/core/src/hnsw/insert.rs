@@ -202,10 +202,17 @@ impl Graph {
     /// Reconnect every live node that links to a deleted one (to the deleted node's own
     /// neighbours, through the heuristic), then free the deleted slots for reuse.
     pub(crate) fn compact(&mut self) {
-        if self.deleted > 0 {
+        let started = std::time::Instant::now();
+        let deleted = self.deleted;
+        if deleted > 0 {
             self.drop_deleted();
         }
         self.repack_arenas();
+        log::info!(
+            "compaction: {deleted} deleted nodes dropped, {} live, in {:.1} ms",
+            self.live,
+            started.elapsed().as_secs_f64() * 1000.0
+        );
     }
 
     fn drop_deleted(&mut self) {

@@ -455,8 +455,15 @@ impl Hnsw {
     }
 
     pub fn from_bytes(bytes: &[u8]) -> Result<Hnsw> {
+        let graph = persist::decode(bytes)?;
+        log::debug!(
+            "index decoded: {} live nodes, {} deleted, {} bytes",
+            graph.live,
+            graph.deleted,
+            bytes.len()
+        );
         Ok(Hnsw {
-            graph: RwLock::new(persist::decode(bytes)?),
+            graph: RwLock::new(graph),
         })
     }
 

@@ -39,7 +39,9 @@ pub const PORTABLE: Kernels = Kernels {
 };
 
 fn select() -> Kernels {
-    available()[0]
+    let chosen = available()[0];
+    log::info!("SIMD kernels: {}", chosen.name);
+    chosen
 }
 
 /// Every kernel table this CPU can run, fastest first (the tests check them all).
