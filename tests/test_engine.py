@@ -342,9 +342,11 @@ def test_writes_past_max_wal_size_trigger_one_snapshot(config: EngineConfig) -> 
         assert not engine._checkpoint_if_due(), "below the limit, and no timed checkpoints"
         for i in range(20, 400):
             engine.allocate(fact(i, unit(i)))
-        assert engine._checkpoint_if_due()
+        # This call takes the snapshot, or the background checkpointer (which checks every
+        # second) already took it while the facts were written.
+        engine._checkpoint_if_due()
         seq = engine.snapshot_seq
-        assert seq == engine.store.committed_seq
+        assert seq == engine.store.committed_seq > 0
         engine.allocate(fact(1000, unit(1000)))
         assert not engine._checkpoint_if_due(), "the count starts again after a snapshot"
         assert engine.snapshot_seq == seq
