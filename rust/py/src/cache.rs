@@ -77,6 +77,17 @@ impl CacheOps<PyKey, Py<PyAny>> for Ops<'_> {
 #[inline]
 fn key_of(obj: &Bound<'_, PyAny>) -> PyResult<(u64, PyKey)> {
     let py = obj.py();
+    if obj.is_exact_instance_of::<PyInt>() {
+        let mut overflow: std::ffi::c_int = 0;
+        // SAFETY: `obj` is a live `int` (exactly, so no `__index__` runs) and we are
+        // attached to the interpreter; `overflow` outlives the call. For an exact `int`
+        // the call cannot fail: it returns -1 with `overflow` set when the value does
+        // not fit, and sets no exception then.
+        let v = unsafe { pyo3::ffi::PyLong_AsLongLongAndOverflow(obj.as_ptr(), &mut overflow) };
+        if overflow == 0 && !(v == -1 && PyErr::occurred(py)) {
+            return Ok((hash::mix(v as u64), PyKey::Int(v)));
+        }
+    }
     if let Ok(s) = obj.cast_exact::<PyString>() {
         return Ok((hash::mix(s.hash()? as u64), PyKey::Str(s.clone().unbind())));
     }

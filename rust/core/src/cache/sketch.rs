@@ -69,20 +69,22 @@ impl FrequencySketch {
         }
     }
 
-    /// The key's block, its doorkeeper bits, and its four (word, shift) counters.
+    /// The key's block and its two doorkeeper bits.
     #[inline]
-    fn slots(&self, hash: u64) -> (usize, u64, [(usize, u32); 4]) {
+    fn door(&self, hash: u64) -> (usize, u64, u64) {
         let block = (hash & self.block_mask) as usize;
         let c = rehash(hash);
         let door = (1u64 << ((c >> 52) & 63)) | (1u64 << ((c >> 58) & 63));
-        let mut out = [(0usize, 0u32); 4];
-        for (i, slot) in out.iter_mut().enumerate() {
-            let h = c >> (i * 12);
-            // Word i, i+1 or i+2 (never past the sixth), then one of its 16 counters.
-            let word = i + ((h & 3) as usize % 3);
-            *slot = (word, (((h >> 2) & 15) as u32) << 2);
-        }
-        (block, door, out)
+        (block, c, door)
+    }
+
+    /// The key's i-th counter (of four): its word and its bit shift in that word, from
+    /// the rehashed key `c`.
+    #[inline(always)]
+    fn counter(c: u64, i: usize) -> (usize, u32) {
+        let h = c >> (i * 12);
+        // Word i, i+1 or i+2 (never past the sixth), then one of its 16 counters.
+        (i + ((h & 3) as usize % 3), (((h >> 2) & 15) as u32) << 2)
     }
 
     /// Starts loading the key's block into the CPU cache, so that its memory latency
@@ -95,22 +97,24 @@ impl FrequencySketch {
     /// Records one access of the key.
     #[inline]
     pub(crate) fn record(&mut self, hash: u64) {
-        let (block, door, slots) = self.slots(hash);
+        let (block, c, door) = self.door(hash);
         let current = self.current;
         let b = &mut self.blocks[block];
         if b.door[0] & door != door && b.door[1] & door != door {
             // First access this period: only the doorkeeper remembers it.
             b.door[current] |= door;
         } else {
-            let mut added = false;
-            for (word, shift) in slots {
+            // Each counter below 15 goes up by one; without branches, since which of
+            // them are saturated is unpredictable.
+            let mut added = 0u64;
+            for i in 0..4 {
+                let (word, shift) = Self::counter(c, i);
                 let w = &mut b.counters[word];
-                if (*w >> shift) & 15 != 15 {
-                    *w += 1 << shift;
-                    added = true;
-                }
+                let below_max = (((*w >> shift) & 15) != 15) as u64;
+                *w += below_max << shift;
+                added |= below_max;
             }
-            if !added {
+            if added == 0 {
                 return;
             }
         }
@@ -124,25 +128,34 @@ impl FrequencySketch {
     /// write-only workload still ranks written keys above never-seen ones.
     #[inline]
     pub(crate) fn touch(&mut self, hash: u64) {
-        let (block, door, _) = self.slots(hash);
-        let b = &self.blocks[block];
+        let (block, _, door) = self.door(hash);
+        let current = self.current;
+        let b = &mut self.blocks[block];
         if b.door[0] & door != door && b.door[1] & door != door {
-            self.record(hash);
+            // What `record` does for a key new to the doorkeeper.
+            b.door[current] |= door;
+            self.samples += 1;
+            if self.samples >= self.sample_size {
+                self.age();
+            }
         }
     }
 
     /// The estimated number of recent accesses of the key (saturating at 16).
     #[inline]
     pub(crate) fn frequency(&self, hash: u64) -> u32 {
-        let (block, door, slots) = self.slots(hash);
+        let (block, c, door) = self.door(hash);
         let b = &self.blocks[block];
         let mut f = 15;
-        for (word, shift) in slots {
+        for i in 0..4 {
+            let (word, shift) = Self::counter(c, i);
             f = f.min(((b.counters[word] >> shift) & 15) as u32);
         }
         f + (b.door[0] & door == door || b.door[1] & door == door) as u32
     }
 
+    #[cold]
+    #[inline(never)]
     fn age(&mut self) {
         let mut odd = 0u32;
         // The current period becomes the previous one; the oldest is forgotten.

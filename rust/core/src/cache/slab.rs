@@ -24,8 +24,10 @@ pub(crate) struct Node<K, V> {
     pub(crate) hash: u64,
     /// Clock tick at which the entry expires; [`NEVER`](super::clock::NEVER) if never.
     pub(crate) expires: u64,
-    /// When the entry was last used, on a clock shared by all shards (plain LRU only:
-    /// the shard whose tail has the smallest stamp holds the global LRU entry).
+    /// Plain LRU: when the entry was last used, on a clock shared by all shards (the
+    /// shard whose tail has the smallest stamp holds the global LRU entry).
+    /// `lru-with-frequency`: the slab's [`Slab::links`] count when the entry was last
+    /// put at the front of a list (see `Slab::new`).
     pub(crate) stamp: u64,
     prev: u32,
     next: u32,
@@ -58,16 +60,32 @@ pub(crate) struct Slab<K, V> {
     free: Vec<u32>,
     len: usize,
     lists: [List; 3],
+    /// Entries put at the front of a list so far (wrapping).
+    links: u64,
+    /// Whether putting an entry at a list's front stamps it with `links`.
+    stamp_links: bool,
 }
 
 impl<K, V> Slab<K, V> {
-    pub(crate) fn new() -> Self {
+    /// With `stamp_links`, every entry put at the front of a list gets the count of
+    /// such moves so far as its `stamp`; `links() - stamp - 1` then bounds how many
+    /// entries went in front of it since, so an entry whose bound is small is known to
+    /// be near its list's head without looking at the list.
+    pub(crate) fn new(stamp_links: bool) -> Self {
         Slab {
             nodes: Vec::new(),
             free: Vec::new(),
             len: 0,
             lists: [List::EMPTY; 3],
+            links: 0,
+            stamp_links,
         }
+    }
+
+    /// Entries put at the front of a list so far (wrapping).
+    #[inline]
+    pub(crate) fn links(&self) -> u64 {
+        self.links
     }
 
     /// Entries held.
@@ -162,7 +180,12 @@ impl<K, V> Slab<K, V> {
             list.tail_version = list.tail_version.wrapping_add(1);
         }
         list.len += 1;
+        let (links, stamp) = (self.links, self.stamp_links);
+        self.links = links.wrapping_add(1);
         let n = self.node_mut(idx);
+        if stamp {
+            n.stamp = links;
+        }
         n.prev = NIL;
         n.next = old_head;
         n.queue = q;
@@ -270,7 +293,7 @@ mod tests {
 
     #[test]
     fn lists_stay_linked_through_moves_and_swap_removals() {
-        let mut s: Slab<u32, ()> = Slab::new();
+        let mut s: Slab<u32, ()> = Slab::new(false);
         for k in 0..5 {
             s.insert(k, (), 0, 0, 1, Queue::Window);
         }

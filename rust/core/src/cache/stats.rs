@@ -52,6 +52,12 @@ impl CacheStats {
 /// back into the cache. Drop it after the call returns.
 pub struct Removed<K, V> {
     one: Option<(K, V)>,
+    /// Boxed, so that dropping a `Removed` that holds at most one entry (nearly every
+    /// call's) is one test instead of two out-of-line `Vec` drops.
+    rest: Option<Box<Rest<K, V>>>,
+}
+
+struct Rest<K, V> {
     more: Vec<(K, V)>,
     bulk: Vec<Vec<Option<Node<K, V>>>>,
 }
@@ -64,12 +70,21 @@ impl<K, V> Default for Removed<K, V> {
 
 impl<K, V> Removed<K, V> {
     /// An empty holder; allocates nothing until two entries are pushed.
+    #[inline]
     pub fn new() -> Self {
         Removed {
             one: None,
-            more: Vec::new(),
-            bulk: Vec::new(),
+            rest: None,
         }
+    }
+
+    fn rest(&mut self) -> &mut Rest<K, V> {
+        self.rest.get_or_insert_with(|| {
+            Box::new(Rest {
+                more: Vec::new(),
+                bulk: Vec::new(),
+            })
+        })
     }
 
     #[inline]
@@ -77,25 +92,26 @@ impl<K, V> Removed<K, V> {
         if self.one.is_none() {
             self.one = Some((key, value));
         } else {
-            self.more.push((key, value));
+            self.rest().more.push((key, value));
         }
     }
 
     pub(crate) fn push_bulk(&mut self, nodes: Vec<Option<Node<K, V>>>) {
         if !nodes.is_empty() {
-            self.bulk.push(nodes);
+            self.rest().bulk.push(nodes);
         }
     }
 
     /// How many entries it holds.
     pub fn len(&self) -> usize {
         self.one.is_some() as usize
-            + self.more.len()
-            + self
-                .bulk
-                .iter()
-                .map(|b| b.iter().flatten().count())
-                .sum::<usize>()
+            + self.rest.as_ref().map_or(0, |r| {
+                r.more.len()
+                    + r.bulk
+                        .iter()
+                        .map(|b| b.iter().flatten().count())
+                        .sum::<usize>()
+            })
     }
 
     pub fn is_empty(&self) -> bool {
