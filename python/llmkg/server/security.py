@@ -251,9 +251,9 @@ class Security:
             body = await read_json(request, RefreshRequest, 64 * 1024)
             try:
                 claims = tokens.verify(body.refresh_token, "refresh")
-            except jwt.InvalidTokenError as e:
+                scopes = parse_scopes(claims.get("scope", ""))
+            except (jwt.InvalidTokenError, ValueError) as e:
                 raise unauthorized(f"invalid refresh token: {e}") from None
-            scopes = parse_scopes(claims.get("scope", "") or "read")
             access = tokens.mint(claims["sub"], scopes, "access", tokens.auth.token_expiry)
             return json_response(TokenResponse(access, "Bearer", int(tokens.auth.token_expiry)))
 
@@ -263,26 +263,41 @@ class Security:
         return SecurityMiddleware(app, self, routes)
 
 
-def unauthorized(message: str) -> ApiError:
-    return ApiError(401, message, headers={"WWW-Authenticate": 'Bearer error="invalid_token"'})
+def unauthorized(message: str, error: str | None = "invalid_token") -> ApiError:
+    """401 with the RFC 6750 challenge (no error code when no token was sent at all)."""
+    challenge = 'Bearer realm="llmkg"' + (f', error="{error}"' if error else "")
+    return ApiError(401, message, headers={"WWW-Authenticate": challenge})
+
+
+def forbidden(needed: str) -> ApiError:
+    challenge = f'Bearer realm="llmkg", error="insufficient_scope", scope="{needed}"'
+    return ApiError(
+        403, f"the token lacks the '{needed}' scope", headers={"WWW-Authenticate": challenge}
+    )
 
 
 class SecurityMiddleware:
     def __init__(self, app: ASGIApp, security: Security, routes: list[Route]) -> None:
         self.app, self.security, self.routes = app, security, routes
 
-    def scope_needed(self, method: str, path: str) -> tuple[bool, str | None]:
-        """(is an API route, the scope it needs)."""
+    def guard(self, method: str, path: str) -> tuple[bool, str | None]:
+        """(needs a token, the scope it needs). Fails closed: HEAD is checked as the GET
+        Starlette answers it with, and another method on a guarded path still needs a
+        valid token (None: any scope) before it learns the 405."""
+        method = "GET" if method == "HEAD" else method
+        guarded = False
         for pattern, route_method, needed in self.routes:
-            if route_method == method and pattern.fullmatch(path):
-                return needed is not None, needed
-        return False, None
+            if pattern.fullmatch(path):
+                if route_method == method:
+                    return needed is not None, needed
+                guarded = guarded or needed is not None
+        return guarded, None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        guarded, needed = self.scope_needed(scope["method"], scope["path"])
+        guarded, needed = self.guard(scope["method"], scope["path"])
         if not guarded:
             await self.app(scope, receive, send)
             return
@@ -309,15 +324,17 @@ class SecurityMiddleware:
             return f"addr:{client}"
         header = dict(scope["headers"]).get(b"authorization")
         if header is None:
-            raise unauthorized("missing bearer token (Authorization: Bearer <token>)")
+            raise unauthorized("missing bearer token (Authorization: Bearer <token>)", None)
         parts = header.decode("latin-1").split()
         if len(parts) != 2 or parts[0].lower() != "bearer":
-            raise unauthorized("malformed Authorization header; expected 'Bearer <token>'")
+            raise unauthorized(
+                "malformed Authorization header; expected 'Bearer <token>'", "invalid_request"
+            )
         try:
             claims = tokens.verify(parts[1], "access")
         except jwt.InvalidTokenError as e:
             raise unauthorized(f"invalid token: {e}") from None
         granted = re.split(r"[\s,]+", claims.get("scope", "").strip())
-        if needed not in granted:
-            raise ApiError(403, f"the token lacks the '{needed}' scope")
+        if needed is not None and needed not in granted:
+            raise forbidden(needed)
         return f"sub:{claims['sub']}"
