@@ -209,6 +209,22 @@ def test_mismatched_cert_and_key(tmp_path: Path, pki: Pki) -> None:
     assert "pair" in err
 
 
+def test_encrypted_key_file(tmp_path: Path, pki: Pki) -> None:
+    from cryptography.hazmat.primitives import serialization
+
+    key = serialization.load_pem_private_key(pki.server[1].read_bytes(), None)
+    locked = tmp_path / "encrypted.key"
+    locked.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.BestAvailableEncryption(b"passphrase"),
+        )
+    )
+    err = start(tmp_path, **tls_env(pki, LLMKG__SECURITY__KEY_FILE=str(locked)))
+    assert "security.key_file" in err and str(locked) in err and "encrypted" in err
+
+
 def test_garbage_cert_file(tmp_path: Path, pki: Pki) -> None:
     junk = tmp_path / "junk.crt"
     junk.write_text("not a certificate\n")

@@ -96,9 +96,20 @@ def check_tls_files(security: SecuritySettings) -> None:
     cert = _readable(security.cert_file, "security.cert_file")
     key = _readable(security.key_file, "security.key_file")
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    asked: list[bool] = []
+
+    def no_passphrase() -> bytes:
+        # Without a callback OpenSSL would prompt on the terminal and start-up would hang.
+        asked.append(True)
+        return b""
+
     try:
-        context.load_cert_chain(cert, key)
+        context.load_cert_chain(cert, key, password=no_passphrase)
     except ssl.SSLError as e:
+        if asked:
+            raise StartupError(
+                f"security.key_file {key}: the key is encrypted; llmkg needs it unencrypted"
+            ) from None
         raise StartupError(
             f"security.cert_file {cert} and security.key_file {key} do not form a usable "
             f"pair ({e.reason or e})"
