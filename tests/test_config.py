@@ -142,3 +142,14 @@ def test_effective_config_prints_units_as_written() -> None:
     assert data["storage"]["persistence"]["checkpoint_interval"] == "5m"
     assert data["scalability"]["cache"]["l2"]["max_memory"] == "8GB"
     assert data["server"]["max_body_size"] == "4MB"
+
+
+def test_env_text_that_looks_like_a_number_is_kept_for_a_string_key() -> None:
+    # "1.3" reads as a TOML float; min_tls_version is a string key, so the text is used.
+    env = {"LLMKG__SECURITY__MIN_TLS_VERSION": "1.3", "LLMKG__SECURITY__ENABLE_TLS": "true"}
+    settings = load_settings(CONFIG / "production.toml", environ=env)
+    assert settings.security.min_tls_version == "1.3"
+    audience = {"LLMKG__SECURITY__AUTHENTICATION__AUDIENCE": "12345"}
+    assert load_settings(environ=audience).security.authentication.audience == "12345"
+    with pytest.raises(ConfigError, match="MIN_TLS_VERSION"):
+        load_settings(environ={"LLMKG__SECURITY__MIN_TLS_VERSION": "1.1"})

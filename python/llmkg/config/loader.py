@@ -84,6 +84,15 @@ def env_layer(environ: Mapping[str, str]) -> Layer | None:
     return (ENV_LAYER, values) if values else None
 
 
+def env_texts(environ: Mapping[str, str]) -> dict[str, str]:
+    """The raw text of each ``LLMKG__`` variable by dotted key."""
+    return {
+        ".".join(p.lower() for p in name[len(ENV_PREFIX) :].split("__")): raw
+        for name, raw in environ.items()
+        if name.startswith(ENV_PREFIX)
+    }
+
+
 class _Merged:
     """The layers merged key by key (later ones win), remembering which layer set what."""
 
@@ -105,6 +114,13 @@ class _Merged:
                 into[key] = value
                 self.sources[dotted] = source
 
+    def set(self, key: str, value: Any) -> None:
+        *parents, last = key.split(".")
+        node = self.tree
+        for part in parents:
+            node = node[part]
+        node[last] = value
+
     def error(self, key: str, message: str) -> ConfigError:
         """An error about ``key``, blaming the layer that set it (or its nearest table)."""
         parts = key.split(".")
@@ -121,14 +137,23 @@ class _Merged:
         return ConfigError(source, key, message, node)
 
 
-def resolve(layers: list[Layer]) -> Settings:
-    """Merge the layers and validate the result as a whole."""
+def resolve(layers: list[Layer], env_texts: Mapping[str, str] | None = None) -> Settings:
+    """Merge the layers and validate the result as a whole. ``env_texts``: the raw text of
+    each environment variable by dotted key, used as is where a string is expected and the
+    text read as TOML gave another type (``...__MIN_TLS_VERSION=1.3`` means "1.3")."""
     merged = _Merged(layers)
-    try:
-        settings = msgspec.convert(merged.tree, Settings, dec_hook=decode_hook)
-    except msgspec.ValidationError as e:
-        field, reason = error_location(e)
-        raise merged.error(re.sub(r"\[(\d+)\]", r".\1", field), reason) from None
+    texts = dict(env_texts or {})
+    while True:
+        try:
+            settings = msgspec.convert(merged.tree, Settings, dec_hook=decode_hook)
+            break
+        except msgspec.ValidationError as e:
+            field, reason = error_location(e)
+            key = re.sub(r"\[(\d+)\]", r".\1", field)
+            text = texts.pop(key, None)
+            if text is None or not reason.startswith("Expected `str"):
+                raise merged.error(key, reason) from None
+            merged.set(key, text)
     _check(settings, merged)
     return settings
 
@@ -184,7 +209,7 @@ def load_settings(
     env = env_layer(environ)
     if env:
         layers.append(env)
-    return resolve(layers)
+    return resolve(layers, env_texts(environ))
 
 
 def to_builtins(settings: Settings) -> dict[str, Any]:

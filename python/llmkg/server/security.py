@@ -54,7 +54,8 @@ def _readable(path_text: str, what: str) -> Path:
 
 
 class TlsConfig(uvicorn.Config):
-    """uvicorn's config with a floor on the TLS version (uvicorn has no option for it)."""
+    """uvicorn's config with a floor on the TLS version (uvicorn has no option for it), and
+    connections that do not hold up shutdown (see ``_closing_promptly``)."""
 
     def __init__(self, *args: Any, min_tls_version: ssl.TLSVersion, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -64,6 +65,30 @@ class TlsConfig(uvicorn.Config):
         super().load()
         if self.ssl is not None:
             self.ssl.minimum_version = self.min_tls_version
+            self.http_protocol_class = _closing_promptly(self.http_protocol_class)
+
+
+TLS_CLOSE_GRACE = 1.0  # seconds an idle client gets to answer close_notify at shutdown
+
+
+def _closing_promptly(protocol: type[Any]) -> type[Any]:
+    """At shutdown uvicorn closes idle keep-alive connections; over TLS that close waits for
+    the client's close_notify, which a pooled idle client never sends until it next reads:
+    SIGTERM then hung for the loop's 30 s SSL shutdown timeout. Abort such connections
+    after a short grace instead (the client sees its idle connection drop, as at any
+    server restart)."""
+
+    class ClosingPromptly(protocol):  # type: ignore[misc, valid-type]
+        def shutdown(self) -> None:
+            super().shutdown()
+            if self.transport.is_closing():
+                self.loop.call_later(TLS_CLOSE_GRACE, self._abort_if_open)
+
+        def _abort_if_open(self) -> None:
+            if self in self.server_state.connections:
+                self.transport.abort()
+
+    return ClosingPromptly
 
 
 def check_tls_files(security: SecuritySettings) -> None:
@@ -71,9 +96,20 @@ def check_tls_files(security: SecuritySettings) -> None:
     cert = _readable(security.cert_file, "security.cert_file")
     key = _readable(security.key_file, "security.key_file")
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    asked: list[bool] = []
+
+    def no_passphrase() -> bytes:
+        # Without a callback OpenSSL would prompt on the terminal and start-up would hang.
+        asked.append(True)
+        return b""
+
     try:
-        context.load_cert_chain(cert, key)
+        context.load_cert_chain(cert, key, password=no_passphrase)
     except ssl.SSLError as e:
+        if asked:
+            raise StartupError(
+                f"security.key_file {key}: the key is encrypted; llmkg needs it unencrypted"
+            ) from None
         raise StartupError(
             f"security.cert_file {cert} and security.key_file {key} do not form a usable "
             f"pair ({e.reason or e})"
@@ -226,9 +262,9 @@ class Security:
             body = await read_json(request, RefreshRequest, 64 * 1024)
             try:
                 claims = tokens.verify(body.refresh_token, "refresh")
-            except jwt.InvalidTokenError as e:
+                scopes = parse_scopes(claims.get("scope", ""))
+            except (jwt.InvalidTokenError, ValueError) as e:
                 raise unauthorized(f"invalid refresh token: {e}") from None
-            scopes = parse_scopes(claims.get("scope", "") or "read")
             access = tokens.mint(claims["sub"], scopes, "access", tokens.auth.token_expiry)
             return json_response(TokenResponse(access, "Bearer", int(tokens.auth.token_expiry)))
 
@@ -238,26 +274,41 @@ class Security:
         return SecurityMiddleware(app, self, routes)
 
 
-def unauthorized(message: str) -> ApiError:
-    return ApiError(401, message, headers={"WWW-Authenticate": 'Bearer error="invalid_token"'})
+def unauthorized(message: str, error: str | None = "invalid_token") -> ApiError:
+    """401 with the RFC 6750 challenge (no error code when no token was sent at all)."""
+    challenge = 'Bearer realm="llmkg"' + (f', error="{error}"' if error else "")
+    return ApiError(401, message, headers={"WWW-Authenticate": challenge})
+
+
+def forbidden(needed: str) -> ApiError:
+    challenge = f'Bearer realm="llmkg", error="insufficient_scope", scope="{needed}"'
+    return ApiError(
+        403, f"the token lacks the '{needed}' scope", headers={"WWW-Authenticate": challenge}
+    )
 
 
 class SecurityMiddleware:
     def __init__(self, app: ASGIApp, security: Security, routes: list[Route]) -> None:
         self.app, self.security, self.routes = app, security, routes
 
-    def scope_needed(self, method: str, path: str) -> tuple[bool, str | None]:
-        """(is an API route, the scope it needs)."""
+    def guard(self, method: str, path: str) -> tuple[bool, str | None]:
+        """(needs a token, the scope it needs). Fails closed: HEAD is checked as the GET
+        Starlette answers it with, and another method on a guarded path still needs a
+        valid token (None: any scope) before it learns the 405."""
+        method = "GET" if method == "HEAD" else method
+        guarded = False
         for pattern, route_method, needed in self.routes:
-            if route_method == method and pattern.fullmatch(path):
-                return needed is not None, needed
-        return False, None
+            if pattern.fullmatch(path):
+                if route_method == method:
+                    return needed is not None, needed
+                guarded = guarded or needed is not None
+        return guarded, None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        guarded, needed = self.scope_needed(scope["method"], scope["path"])
+        guarded, needed = self.guard(scope["method"], scope["path"])
         if not guarded:
             await self.app(scope, receive, send)
             return
@@ -284,15 +335,17 @@ class SecurityMiddleware:
             return f"addr:{client}"
         header = dict(scope["headers"]).get(b"authorization")
         if header is None:
-            raise unauthorized("missing bearer token (Authorization: Bearer <token>)")
+            raise unauthorized("missing bearer token (Authorization: Bearer <token>)", None)
         parts = header.decode("latin-1").split()
         if len(parts) != 2 or parts[0].lower() != "bearer":
-            raise unauthorized("malformed Authorization header; expected 'Bearer <token>'")
+            raise unauthorized(
+                "malformed Authorization header; expected 'Bearer <token>'", "invalid_request"
+            )
         try:
             claims = tokens.verify(parts[1], "access")
         except jwt.InvalidTokenError as e:
             raise unauthorized(f"invalid token: {e}") from None
         granted = re.split(r"[\s,]+", claims.get("scope", "").strip())
-        if needed not in granted:
-            raise ApiError(403, f"the token lacks the '{needed}' scope")
+        if needed is not None and needed not in granted:
+            raise forbidden(needed)
         return f"sub:{claims['sub']}"
