@@ -8,6 +8,24 @@ use rayon::prelude::*;
 use super::graph::{Graph, SlotState, NO_ENTRY};
 use super::search::{with_scratch, Cand, Scratch};
 
+/// What a compaction did, to be logged outside the lock.
+pub(crate) struct CompactionReport {
+    dropped: usize,
+    live: usize,
+    seconds: f64,
+}
+
+impl CompactionReport {
+    pub fn log(&self) {
+        log::info!(
+            "compaction: {} deleted nodes dropped, {} live, in {:.1} ms",
+            self.dropped,
+            self.live,
+            self.seconds * 1000.0
+        );
+    }
+}
+
 impl Graph {
     /// Connect an allocated, unlinked `slot` to the graph. Runs under the read lock,
     /// concurrently with searches and other links.
@@ -201,18 +219,21 @@ impl Graph {
 
     /// Reconnect every live node that links to a deleted one (to the deleted node's own
     /// neighbours, through the heuristic), then free the deleted slots for reuse.
-    pub(crate) fn compact(&mut self) {
+    /// Runs under the write lock: the report is logged by the caller once it is released
+    /// (a log record can need the GIL, which a Python thread may hold while it waits for
+    /// this lock).
+    pub(crate) fn compact(&mut self) -> CompactionReport {
         let started = std::time::Instant::now();
-        let deleted = self.deleted;
-        if deleted > 0 {
+        let dropped = self.deleted;
+        if dropped > 0 {
             self.drop_deleted();
         }
         self.repack_arenas();
-        log::info!(
-            "compaction: {deleted} deleted nodes dropped, {} live, in {:.1} ms",
-            self.live,
-            started.elapsed().as_secs_f64() * 1000.0
-        );
+        CompactionReport {
+            dropped,
+            live: self.live,
+            seconds: started.elapsed().as_secs_f64(),
+        }
     }
 
     fn drop_deleted(&mut self) {

@@ -5,6 +5,9 @@
 //! precision changes, load) hold it briefly; an `add` then *downgrades* to a read lock to
 //! link its nodes, so searches run while nodes are being linked, and batch links run on
 //! all cores. Link lists are atomics guarded by per-node mutexes (see `graph.rs`).
+//! Nothing logs while holding the lock: the Python package forwards log records to
+//! Python (pyo3-log), which needs the GIL, and Python threads hold the GIL while they
+//! wait for this lock.
 
 mod filter;
 mod graph;
@@ -182,6 +185,7 @@ const COMPACT_MIN: usize = 64;
 impl Hnsw {
     pub fn new(params: Params) -> Result<Hnsw> {
         params.validate()?;
+        log::debug!("SIMD kernels: {}", kernels().name);
         Ok(Hnsw {
             graph: RwLock::new(Graph::new(params)),
         })
@@ -307,16 +311,20 @@ impl Hnsw {
 
     /// Repair the links around removed nodes and reuse their memory now.
     pub fn compact(&self) {
-        self.graph.write().compact();
+        let report = self.graph.write().compact();
+        report.log();
     }
 
     fn maybe_compact(&self) {
         let due =
             |g: &Graph| g.deleted >= COMPACT_MIN && g.deleted * COMPACT_SHARE >= g.live + g.deleted;
         if due(&self.graph.read()) {
-            let mut g = self.graph.write();
-            if due(&g) {
-                g.compact();
+            let report = {
+                let mut g = self.graph.write();
+                due(&g).then(|| g.compact())
+            };
+            if let Some(report) = report {
+                report.log();
             }
         }
     }

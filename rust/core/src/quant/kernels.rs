@@ -39,9 +39,7 @@ pub const PORTABLE: Kernels = Kernels {
 };
 
 fn select() -> Kernels {
-    let chosen = available()[0];
-    log::info!("SIMD kernels: {}", chosen.name);
-    chosen
+    available()[0]
 }
 
 /// Every kernel table this CPU can run, fastest first (the tests check them all).
