@@ -6,9 +6,9 @@ What is under test is the project's own files: the job's ``metric_relabel_config
 as in monitoring/prometheus-config.yaml, monitoring/alerts.yaml loaded as a rules file, and
 the dashboard's ``expr`` strings as they are (they use no Grafana variable but
 ``$datasource``, which is not part of any expression; should one ever use
-``$__rate_interval`` (or ``$__interval``, ``$__range``), GRAFANA_VARIABLES below gives a
-concrete range). Skipped when ``prometheus`` is not
-installed (apt-get install prometheus; .ci/run does it).
+``$__rate_interval`` (or ``$__interval``, ``$__range``), GRAFANA_VARIABLES below gives it a
+concrete range). Skipped when ``prometheus`` is not installed (apt-get install prometheus;
+.ci/run does it).
 """
 
 from __future__ import annotations
