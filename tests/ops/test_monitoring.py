@@ -205,3 +205,40 @@ def test_dashboard_exprs_are_valid_promql(tmp_path: Path) -> None:
     rules.append({"record": "dashboard:broken", "expr": "sum by (route) (rate(x[5m])"})
     path.write_text(yaml.safe_dump({"groups": [{"name": "dashboard", "rules": rules}]}))
     assert run(exe, "check", "rules", str(path)).returncode != 0
+
+
+def test_dashboard_error_rate_is_zero_without_errors(tmp_path: Path) -> None:
+    # A route without a 5xx answer shows 0, not "No data" (the ratio of the 5xx series alone
+    # has no series for it); with some, the ratio of 5xx to all requests of the route.
+    (expr,) = [e for e in dashboard_exprs() if 'status=~"5.."' in e]
+    rules = {"groups": [{"name": "d", "rules": [{"record": "error_rate", "expr": expr}]}]}
+    (tmp_path / "rules.yaml").write_text(yaml.safe_dump(rules))
+    metric = f'llmkg_http_requests_total{{job="{JOB}",route="%s",method="GET",status="%s"}}'
+    tests = {
+        "rule_files": ["rules.yaml"],
+        "evaluation_interval": "1m",
+        "tests": [
+            {
+                "interval": "1m",
+                "input_series": [
+                    {"series": metric % ("/a", "200"), "values": "0+90x10"},
+                    {"series": metric % ("/a", "503"), "values": "0+10x10"},
+                    {"series": metric % ("/b", "200"), "values": "0+60x10"},
+                    {"series": metric % ("/b", "404"), "values": "0+60x10"},
+                ],
+                "promql_expr_test": [
+                    {
+                        "expr": "error_rate",
+                        "eval_time": "10m",
+                        "exp_samples": [
+                            {"labels": 'error_rate{route="/a"}', "value": 0.1},
+                            {"labels": 'error_rate{route="/b"}', "value": 0},
+                        ],
+                    }
+                ],
+            }
+        ],
+    }
+    (tmp_path / "test.yaml").write_text(yaml.safe_dump(tests))
+    out = run(promtool(), "test", "rules", "test.yaml", cwd=tmp_path)
+    assert out.returncode == 0, out.stdout + out.stderr
