@@ -4,6 +4,7 @@ overrides seen by a running server, single-partition mode, and the operator comm
 from __future__ import annotations
 
 import json
+import socket
 from pathlib import Path
 
 import pytest
@@ -137,3 +138,21 @@ def test_rust_log_sets_the_core_log_level(tmp_path: Path, rust_log: str, seen: b
     with Server(tmp_path, {"RUST_LOG": rust_log}) as second:
         second.post("/api/v1/search", {"query": {"text": "s1"}})
     assert ('"logger":"llmkg_core.hnsw","message":"index decoded' in second.logs()) == seen
+
+
+def test_a_port_in_use_is_one_clear_error(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        for key in ("HTTP_PORT", "METRICS_PORT"):
+            env = {
+                "LLMKG__SERVER__HTTP_PORT": str(free_port()),
+                "LLMKG__SERVER__METRICS_PORT": str(free_port()),
+                f"LLMKG__SERVER__{key}": str(port),
+                "LLMKG__STORAGE__DATA_DIRECTORY": str(tmp_path / "data"),
+            }
+            done = cli(env=env)
+            assert done.returncode == 2
+            assert f"server.{key.lower()} 127.0.0.1:{port}: cannot listen" in done.stderr
+            assert "Traceback" not in done.stderr + done.stdout

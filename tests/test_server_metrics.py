@@ -83,3 +83,18 @@ def test_histograms_off_gives_count_and_sum_only(tmp_path: Path) -> None:
         text = scrape(server)
         assert sample(text, "llmkg_allocation_latency_seconds_count") == 1
         assert "llmkg_allocation_latency_seconds_bucket" not in text
+
+
+def test_refusals_of_the_security_layer_count_under_their_route(tmp_path: Path) -> None:
+    env = {
+        "LLMKG__SECURITY__RATE_LIMIT__ENABLED": "true",
+        "LLMKG__SECURITY__RATE_LIMIT__REQUESTS_PER_SECOND": "0.01",
+        "LLMKG__SECURITY__RATE_LIMIT__BURST": "1",
+    }
+    with Server(tmp_path, env) as server:
+        statuses = [server.client.get("/api/v1/nodes/1").status_code for _ in range(3)]
+        assert statuses == [404, 429, 429]
+        text = scrape(server)
+        node = "/api/v1/nodes/{node_id}"
+        requests = "llmkg_http_requests_total"
+        assert sample(text, requests, route=node, method="GET", status="429") == 2

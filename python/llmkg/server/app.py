@@ -90,9 +90,16 @@ class RequestMiddleware:
     """Request id (the client's ``X-Request-ID`` when sane, else a new one), then after the
     response: the access log line and the request metrics by route template."""
 
-    def __init__(self, app: ASGIApp, state: ServerState, routes: dict[object, str]) -> None:
+    def __init__(
+        self, app: ASGIApp, state: ServerState, routes: list[tuple[re.Pattern[str], str]]
+    ) -> None:
         self.app, self.state, self.routes = app, state, routes
         self.access_log = state.settings.logging.access_log
+
+    def route_of(self, path: str) -> str:
+        """The route template of ``path`` (also for requests the security layer refuses
+        before routing), or "unmatched": labels stay few whatever paths clients send."""
+        return next((t for pattern, t in self.routes if pattern.fullmatch(path)), "unmatched")
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -116,7 +123,7 @@ class RequestMiddleware:
             await self.app(scope, receive, send_with_id)
         finally:
             elapsed = time.perf_counter() - started
-            route = self.routes.get(scope.get("endpoint"), "unmatched")
+            route = self.route_of(scope["path"])
             method = scope["method"]
             metrics = self.state.metrics
             metrics.requests.labels(route, method, str(status)).inc()
@@ -148,10 +155,8 @@ def build_app(state: ServerState) -> ASGIApp:
     table = endpoints(state, health, security)
     timeout = state.settings.server.request_timeout
     routes = []
-    names: dict[object, str] = {}
     for e in table:
         endpoint = guarded(e.handler, timeout)
-        names[endpoint] = e.path
         routes.append(Route(e.path, endpoint, methods=[e.method], name=e.name))
 
     async def http_error(request: Request, exc: Exception) -> Response:
@@ -184,7 +189,9 @@ def build_app(state: ServerState) -> ASGIApp:
         lifespan=lifespan,
     )
     guards = [(_pattern(e.path), e.method, e.scope) for e in table]
-    return RequestMiddleware(security.middleware(app, guards), state, names)
+    templates = list(dict.fromkeys(e.path for e in table))
+    labels = [(_pattern(t), t) for t in templates]
+    return RequestMiddleware(security.middleware(app, guards), state, labels)
 
 
 def _pattern(path: str) -> re.Pattern[str]:

@@ -15,6 +15,7 @@ import json
 import logging
 import os
 import signal
+import socket
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -25,7 +26,7 @@ import uvloop
 from llmkg.config import Settings, masked, to_builtins
 from llmkg.server.app import build_app
 from llmkg.server.logs import setup_logging
-from llmkg.server.security import api_config
+from llmkg.server.security import StartupError, api_config
 from llmkg.server.state import ServerState
 
 log = logging.getLogger("llmkg.server")
@@ -55,10 +56,26 @@ def uvicorn_options(settings: Settings) -> dict[str, Any]:
     }
 
 
+def listen(host: str, port: int, what: str) -> socket.socket:
+    """A listening socket, bound before anything starts: a port in use is one clear
+    error, not a half-started server."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    try:
+        sock = socket.create_server((host, port), family=family, backlog=2048)
+    except OSError as e:
+        raise StartupError(f"{what} {host}:{port}: cannot listen ({e.strerror})") from None
+    sock.set_inheritable(True)
+    return sock
+
+
 def serve(settings: Settings) -> int:
     setup_logging(settings.logging, os.environ.get("RUST_LOG"))
     log.debug("effective config: %s", json.dumps(masked(to_builtins(settings))))
     threading.stack_size(max(settings.performance.stack_size, 256 * 1024))
+    host = settings.server.bind_address
+    sockets = [listen(host, settings.server.http_port, "server.http_port")]
+    if settings.monitoring.enable_metrics:
+        sockets.append(listen(host, settings.server.metrics_port, "server.metrics_port"))
     state = ServerState(settings)
     api = _Server(
         api_config(
@@ -98,9 +115,9 @@ def serve(settings: Settings) -> int:
         loop.add_signal_handler(signal.SIGTERM, stop, 0, settings.server.drain_delay)
         loop.add_signal_handler(signal.SIGINT, stop, 0, 0.0)
         state.request_exit = lambda code: loop.call_soon_threadsafe(stop, code, 0.0)
-        metrics_task = asyncio.create_task(metrics.serve()) if metrics else None
+        metrics_task = asyncio.create_task(metrics.serve(sockets[1:])) if metrics else None
         try:
-            await api.serve()
+            await api.serve(sockets[:1])
         finally:
             if metrics is not None and metrics_task is not None:
                 metrics.should_exit = True
