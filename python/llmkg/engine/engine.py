@@ -27,6 +27,7 @@ from llmkg.engine import backup as backups
 from llmkg.engine.config import EngineConfig
 from llmkg.engine.facts import FactError, embedding_field, parse_fact, text_field
 from llmkg.engine.filters import FactIndex
+from llmkg.engine.inserts import BatchedInserts
 from llmkg.engine.quantization import AdaptivePrecision, resident_bytes
 from llmkg.engine.records import RecordCache, record_size
 from llmkg.engine.results import AllocationResult, Neighbor, Node, SearchHit
@@ -112,6 +113,7 @@ class AllocationEngine:
             self.facts.add(node_id, s, p, o, confidence)
             self.precision.total_reads[node_id] = reads
         self.records = RecordCache(c, self.store, self.index)
+        self.inserts = BatchedInserts(self.index)
         warmed = self.records.warm_up(c.cache_warmup_count) if c.cache_warmup_on_startup else 0
         self.startup = {
             "source": source,
@@ -290,12 +292,9 @@ class AllocationEngine:
                     embedding,
                     parent.node_id if parent else None,
                 )
+                precision = self.precision.for_new(f.confidence)
                 if created:
-                    self.index.add(
-                        np.array([record.node_id], dtype=np.uint64),
-                        embedding[None, :],
-                        precision=self.precision.for_new(f.confidence),
-                    )
+                    self.inserts.add(record.node_id, embedding, precision)
             if created:
                 self._logged(record_size(record))
                 self.facts.add(record.node_id, f.subject, f.predicate, f.object, f.confidence)
@@ -305,7 +304,7 @@ class AllocationEngine:
                     parent=parent,
                     neighbors=neighbors[: c.neighbors],
                     strategy=strategy,
-                    precision=self.index.precision_of(record.node_id),
+                    precision=precision,
                     confidence=record.confidence,
                     created=True,
                     processing_time_ms=(time.perf_counter() - started) * 1000,
@@ -504,6 +503,7 @@ class AllocationEngine:
                 "writes": self.store.writes,
                 "wal_bytes": self.store.wal_bytes(),
             },
+            "inserts": {"nodes": self.inserts.inserted, "batches": self.inserts.batches},
             "snapshot_seq": self.snapshot_seq,
             "startup": dict(self.startup),
             "cache": self.records.stats(),

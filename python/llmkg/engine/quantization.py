@@ -184,33 +184,25 @@ class AdaptivePrecision:
                     moves[target, ORDER.index(target) < ORDER.index(current)].append(node_id)
         for (level, raising), ids in moves.items():
             moved["promoted" if raising else "demoted"] += len(ids)
-            if raising and not index.keep_full:
-                _reinsert(index, store, ids, level)
-            else:
-                live = [i for i in ids if i in index]
-                try:
+            live = [i for i in ids if i in index]
+            try:
+                if raising and not index.keep_full:
+                    _raise_from_store(index, store, live, level)
+                else:
                     index.set_precision(np.array(live, dtype=np.uint64), level)
-                except ValueError:  # a node deleted meanwhile; the next pass redoes the rest
-                    continue
+            except ValueError:  # a node deleted meanwhile; the next pass redoes the rest
+                continue
         return moved
 
 
-def _reinsert(index: HnswIndex, store: SqliteStore, ids: list[int], level: str) -> None:
-    """Raise nodes to ``level`` from the store's full vectors: an index that keeps codes
-    only cannot restore from a code the detail it lost, so converting in place would cost
-    memory and gain nothing."""
+def _raise_from_store(index: HnswIndex, store: SqliteStore, ids: list[int], level: str) -> None:
+    """Raise nodes to ``level`` in place from the store's full vectors: an index that keeps
+    codes only cannot restore from a code the detail it lost. The nodes keep their links."""
     records = store.get_many(ids)
-    if not records:
-        return
-    keys = list(records)
-    vectors = np.stack([records[i].embedding for i in keys])
-    index.add(np.array(keys, dtype=np.uint64), vectors, precision=level)
-    # A node deleted while it was being re-added must not come back: the delete removed
-    # it from the store first, so the store says which ones to take out again.
-    still = store.get_many(keys)
-    gone = [i for i in keys if i not in still]
-    if gone:
-        index.remove(np.array(gone, dtype=np.uint64))
+    keys = [i for i in ids if i in records]
+    if keys:
+        vectors = np.stack([records[i].embedding for i in keys])
+        index.set_precision(np.array(keys, dtype=np.uint64), level, vectors=vectors)
 
 
 def _precision_of(index: HnswIndex, node_id: int) -> str | None:

@@ -20,6 +20,9 @@ from llmkg.validation import error_location
 T = TypeVar("T")
 
 _DECODERS: dict[type, msgspec.json.Decoder[Any]] = {}
+# Searches at most this large run on the event loop (about a millisecond of work).
+INLINE_MAX_K = 100
+INLINE_MAX_EF = 1000
 _ENCODER = msgspec.json.Encoder()
 
 
@@ -115,9 +118,19 @@ class Api:
         flt = None
         if q.filter is not None:
             flt = {k: v for k, v in msgspec.structs.asdict(q.filter).items() if v is not None}
-        hits = await self.state.run(
-            engine.search, embedding=q.embedding, text=q.text, k=q.k, ef=q.ef, filter=flt or None
-        )
+        args = {
+            "embedding": q.embedding,
+            "text": q.text,
+            "k": q.k,
+            "ef": q.ef,
+            "filter": flt or None,
+        }
+        if q.k <= INLINE_MAX_K and (q.ef or 0) <= INLINE_MAX_EF:
+            # A bounded search costs less than the hop to a worker thread and back (and
+            # the GIL contention of one more thread): it runs on the event loop.
+            hits = engine.search(**args)
+        else:
+            hits = await self.state.run(engine.search, **args)
         return json_response(
             m.SearchResponse(
                 [m.SearchHit(h.node_id, h.score, m.FactOut(**h.node.fact())) for h in hits]

@@ -16,6 +16,7 @@ import logging
 import os
 import signal
 import socket
+import sys
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -68,7 +69,14 @@ def listen(host: str, port: int, what: str) -> socket.socket:
     return sock
 
 
+# How long a thread may hold the GIL while another waits for it (CPython's default is 5 ms).
+# Worker threads come back from the index and SQLite many times per request: with the
+# default, each return can wait 5 ms behind the event loop.
+GIL_SWITCH_INTERVAL = 0.0003
+
+
 def serve(settings: Settings) -> int:
+    sys.setswitchinterval(GIL_SWITCH_INTERVAL)
     setup_logging(settings.logging, os.environ.get("RUST_LOG"))
     log.debug("effective config: %s", json.dumps(masked(to_builtins(settings))))
     threading.stack_size(max(settings.performance.stack_size, 256 * 1024))

@@ -91,6 +91,13 @@ fn parse_filter(obj: Option<&Bound<'_, PyAny>>) -> PyResult<Option<Arc<IdSet>>> 
     }
 }
 
+impl HnswIndex {
+    /// The index's parameters, read detached (see the note at `__len__`).
+    fn params(&self, py: Python<'_>) -> Params {
+        py.detach(|| self.inner.params())
+    }
+}
+
 #[pymethods]
 impl HnswIndex {
     #[new]
@@ -134,7 +141,7 @@ impl HnswIndex {
         precision: Option<&Bound<'_, PyAny>>,
         threads: Option<usize>,
     ) -> PyResult<()> {
-        let dim = self.inner.params().dim;
+        let dim = self.inner.dim();
         let ids = convert::ids(ids, "ids")?;
         let (vectors, rows, _) = convert::matrix(vectors, "vectors", dim, false)?;
         if rows != ids.len() {
@@ -167,7 +174,7 @@ impl HnswIndex {
         filter: Option<&Bound<'py, PyAny>>,
         exact: bool,
     ) -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyAny>)> {
-        let dim = self.inner.params().dim;
+        let dim = self.inner.dim();
         let (queries, rows, one) = convert::matrix(queries, "queries", dim, true)?;
         let filter = parse_filter(filter)?;
         let opts = SearchOptions {
@@ -223,21 +230,25 @@ impl HnswIndex {
         })
     }
 
-    fn __len__(&self) -> usize {
-        self.inner.len()
+    // Every method that takes the index's lock does so detached: a thread that waited for
+    // the lock with the GIL held would stall every Python thread behind a writer.
+
+    fn __len__(&self, py: Python<'_>) -> usize {
+        py.detach(|| self.inner.len())
     }
 
-    fn __contains__(&self, id: &Bound<'_, PyAny>) -> bool {
-        id.extract::<u64>().is_ok_and(|id| self.inner.contains(id))
+    fn __contains__(&self, py: Python<'_>, id: &Bound<'_, PyAny>) -> bool {
+        id.extract::<u64>()
+            .is_ok_and(|id| py.detach(|| self.inner.contains(id)))
     }
 
     /// Bytes held by the index (vectors, codes, links, ids), allocated capacity included.
-    fn memory_bytes(&self) -> usize {
-        self.inner.memory_bytes()
+    fn memory_bytes(&self, py: Python<'_>) -> usize {
+        py.detach(|| self.inner.memory_bytes())
     }
 
     fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
-        let s = self.inner.stats();
+        let s = py.detach(|| self.inner.stats());
         let d = PyDict::new(py);
         d.set_item("len", s.len)?;
         d.set_item("deleted", s.deleted)?;
@@ -266,19 +277,33 @@ impl HnswIndex {
         Ok(d)
     }
 
-    /// Store `ids` at `level` ("full", "q8", "q4" or "binary") from now on.
-    fn set_precision(&self, py: Python<'_>, ids: &Bound<'_, PyAny>, level: &str) -> PyResult<()> {
+    /// Store `ids` at `level` ("full", "q8", "q4" or "binary") from now on, in place.
+    /// vectors: one row per id to encode from (to raise nodes whose full vectors the
+    /// index does not keep); default: what the index holds.
+    #[pyo3(signature = (ids, level, vectors = None))]
+    fn set_precision(
+        &self,
+        py: Python<'_>,
+        ids: &Bound<'_, PyAny>,
+        level: &str,
+        vectors: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<()> {
         let ids = convert::ids(ids, "ids")?;
         let precision = Precision::parse(level).map_err(CoreError)?;
+        let vectors = match vectors {
+            Some(v) => Some(convert::matrix(v, "vectors", self.inner.dim(), false)?.0),
+            None => None,
+        };
         let index = &self.inner;
-        detached(py, || index.set_precision(&ids, precision))
+        detached(py, || {
+            index.set_precision(&ids, precision, vectors.as_deref())
+        })
     }
 
     /// The precision `id` is stored at; `KeyError` if absent.
-    fn precision_of(&self, id: &Bound<'_, PyAny>) -> PyResult<&'static str> {
+    fn precision_of(&self, py: Python<'_>, id: &Bound<'_, PyAny>) -> PyResult<&'static str> {
         let id = convert::one_id(id)?;
-        self.inner
-            .precision_of(id)
+        py.detach(|| self.inner.precision_of(id))
             .map(Precision::name)
             .ok_or_else(|| PyKeyError::new_err(id))
     }
@@ -290,9 +315,8 @@ impl HnswIndex {
         id: &Bound<'py, PyAny>,
     ) -> PyResult<Bound<'py, PyArray1<f32>>> {
         let id = convert::one_id(id)?;
-        let v = self
-            .inner
-            .get_vector(id)
+        let v = py
+            .detach(|| self.inner.get_vector(id))
             .ok_or_else(|| PyKeyError::new_err(id))?;
         Ok(v.into_pyarray(py))
     }
@@ -307,9 +331,8 @@ impl HnswIndex {
         level: usize,
     ) -> PyResult<Bound<'py, PyArray1<u64>>> {
         let id = convert::one_id(id)?;
-        let ids = self
-            .inner
-            .neighbors(id, level)
+        let ids = py
+            .detach(|| self.inner.neighbors(id, level))
             .ok_or_else(|| PyKeyError::new_err(id))?;
         Ok(ids.into_pyarray(py))
     }
@@ -347,45 +370,45 @@ impl HnswIndex {
 
     #[getter]
     fn dim(&self) -> usize {
-        self.inner.params().dim
+        self.inner.dim()
     }
 
     #[getter]
-    fn metric(&self) -> &'static str {
-        self.inner.params().metric.name()
+    fn metric(&self, py: Python<'_>) -> &'static str {
+        self.params(py).metric.name()
     }
 
     #[getter]
-    fn keep_full(&self) -> bool {
-        self.inner.params().keep_full
+    fn keep_full(&self, py: Python<'_>) -> bool {
+        self.params(py).keep_full
     }
 
     /// Default beam width of searches; settable (a loaded index takes the configured one).
     #[getter]
-    fn ef_search(&self) -> usize {
-        self.inner.params().ef_search
+    fn ef_search(&self, py: Python<'_>) -> usize {
+        self.params(py).ef_search
     }
 
     #[setter]
-    fn set_ef_search(&self, value: usize) -> PyResult<()> {
-        let max_level = self.inner.params().max_level;
-        Ok(self.inner.tune(value, max_level).map_err(CoreError)?)
+    fn set_ef_search(&self, py: Python<'_>, value: usize) -> PyResult<()> {
+        let index = &self.inner;
+        detached(py, || index.tune(Some(value), None))
     }
 
     /// Highest level a new node may get (0 to 15; not saved with the index); settable.
     #[getter]
-    fn max_level(&self) -> usize {
-        self.inner.params().max_level
+    fn max_level(&self, py: Python<'_>) -> usize {
+        self.params(py).max_level
     }
 
     #[setter]
-    fn set_max_level(&self, value: usize) -> PyResult<()> {
-        let ef_search = self.inner.params().ef_search;
-        Ok(self.inner.tune(ef_search, value).map_err(CoreError)?)
+    fn set_max_level(&self, py: Python<'_>, value: usize) -> PyResult<()> {
+        let index = &self.inner;
+        detached(py, || index.tune(None, Some(value)))
     }
 
-    fn __repr__(&self) -> String {
-        let p = self.inner.params();
+    fn __repr__(&self, py: Python<'_>) -> String {
+        let (p, len) = py.detach(|| (self.inner.params(), self.inner.len()));
         format!(
             "HnswIndex(dim={}, metric={:?}, m={}, ef_construction={}, ef_search={}, keep_full={}, len={})",
             p.dim,
@@ -394,7 +417,7 @@ impl HnswIndex {
             p.ef_construction,
             p.ef_search,
             if p.keep_full { "True" } else { "False" },
-            self.inner.len()
+            len
         )
     }
 }

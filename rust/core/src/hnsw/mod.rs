@@ -176,6 +176,8 @@ pub struct Stats {
 /// The index. `Send + Sync`: share it behind an `Arc` and call it from any thread.
 pub struct Hnsw {
     graph: RwLock<Graph>,
+    /// The dimension, fixed for the index's life: readable without the lock.
+    dim: usize,
 }
 
 /// Tombstones beyond this share of the nodes trigger a compaction.
@@ -188,7 +190,13 @@ impl Hnsw {
         log::debug!("SIMD kernels: {}", kernels().name);
         Ok(Hnsw {
             graph: RwLock::new(Graph::new(params)),
+            dim: params.dim,
         })
+    }
+
+    /// The vector dimension (no lock taken).
+    pub fn dim(&self) -> usize {
+        self.dim
     }
 
     pub fn params(&self) -> Params {
@@ -198,11 +206,11 @@ impl Hnsw {
     /// Change the settings that are not part of the graph: the default beam width of
     /// searches and the highest level of future inserts (a loaded index takes the
     /// configured values this way).
-    pub fn tune(&self, ef_search: usize, max_level: usize) -> Result<()> {
+    pub fn tune(&self, ef_search: Option<usize>, max_level: Option<usize>) -> Result<()> {
         let mut g = self.graph.write();
         let params = Params {
-            ef_search,
-            max_level,
+            ef_search: ef_search.unwrap_or(g.params.ef_search),
+            max_level: max_level.unwrap_or(g.params.max_level),
             ..g.params
         };
         params.validate()?;
@@ -372,7 +380,20 @@ impl Hnsw {
 
     /// Store the given nodes at `precision` from now on. With `keep_full = false` a code
     /// is converted from what is kept, so raising precision cannot restore lost detail.
-    pub fn set_precision(&self, ids: &[u64], precision: Precision) -> Result<()> {
+    /// Store `ids` at `precision` from now on, in place (their links stay). A node's
+    /// vector comes from what the index holds (its full row, else its decoded code) or,
+    /// given `vectors` (one row per id), from those: the way to raise a node whose full
+    /// vector the index does not keep without losing what its code lost.
+    pub fn set_precision(
+        &self,
+        ids: &[u64],
+        precision: Precision,
+        vectors: Option<&[f32]>,
+    ) -> Result<()> {
+        let dim = self.dim;
+        if let Some(v) = vectors {
+            check_rows("vectors", v, ids.len(), dim)?;
+        }
         let mut g = self.graph.write();
         let slots = ids
             .iter()
@@ -383,12 +404,23 @@ impl Hnsw {
                     .ok_or_else(|| Error::invalid(format!("id {id} is not in the index")))
             })
             .collect::<Result<Vec<u32>>>()?;
+        let metric = g.params.metric;
         let mut buf = Vec::new();
-        for slot in slots {
-            if g.meta[slot as usize].precision == precision {
+        for (i, slot) in slots.into_iter().enumerate() {
+            // Without new vectors there is nothing to gain at the same precision.
+            if vectors.is_none() && g.meta[slot as usize].precision == precision {
                 continue;
             }
-            let vector = g.vector(slot, &mut buf).to_vec();
+            let vector = match vectors {
+                Some(v) => {
+                    let mut row = v[i * dim..(i + 1) * dim].to_vec();
+                    if metric == Metric::Cosine {
+                        graph::normalize(&mut row);
+                    }
+                    row
+                }
+                None => g.vector(slot, &mut buf).to_vec(),
+            };
             g.release_vector(slot);
             g.store_vector(slot, &vector, precision);
         }
@@ -471,6 +503,7 @@ impl Hnsw {
             bytes.len()
         );
         Ok(Hnsw {
+            dim: graph.params.dim,
             graph: RwLock::new(graph),
         })
     }

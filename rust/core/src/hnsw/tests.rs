@@ -260,10 +260,12 @@ fn filters_apply_during_traversal() {
 fn precision_changes_in_place() {
     let (index, _, ids) = build(500, 64, Metric::Cosine, Precision::Full, false);
     let full_mem = index.memory_bytes();
-    index.set_precision(&ids, Precision::Binary).unwrap();
+    index.set_precision(&ids, Precision::Binary, None).unwrap();
     assert_eq!(index.precision_of(ids[0]), Some(Precision::Binary));
     assert_eq!(index.stats().per_precision, [0, 0, 0, 500]);
-    assert!(index.set_precision(&[123_456_789], Precision::Q8).is_err());
+    assert!(index
+        .set_precision(&[123_456_789], Precision::Q8, None)
+        .is_err());
     let v = index.get_vector(ids[3]).unwrap();
     let hits = index.search(&v, SearchOptions::new(1), None).unwrap();
     assert_eq!(hits.len(), 1);
@@ -274,7 +276,9 @@ fn precision_changes_in_place() {
     );
     index.graph.read().check_invariants();
     // Raising precision again works from what is kept (the binary code).
-    index.set_precision(&ids[..10], Precision::Q8).unwrap();
+    index
+        .set_precision(&ids[..10], Precision::Q8, None)
+        .unwrap();
     assert_eq!(index.precision_of(ids[0]), Some(Precision::Q8));
 }
 
@@ -466,9 +470,13 @@ fn the_direct_row_fast_path_holds_through_churn_and_precision_changes() {
         index.graph.read().rows_are_slots,
         "reused slots get their own rows back"
     );
-    index.set_precision(&ids[..10], Precision::Q8).unwrap();
+    index
+        .set_precision(&ids[..10], Precision::Q8, None)
+        .unwrap();
     assert!(!index.graph.read().rows_are_slots);
-    index.set_precision(&ids[..10], Precision::Full).unwrap();
+    index
+        .set_precision(&ids[..10], Precision::Full, None)
+        .unwrap();
     assert!(index.graph.read().rows_are_slots);
     let loaded = Hnsw::from_bytes(&index.to_bytes()).unwrap();
     assert!(loaded.graph.read().rows_are_slots);
@@ -503,13 +511,13 @@ fn max_level_caps_new_nodes_and_can_be_tuned_after_a_load() {
 
     let loaded = Hnsw::from_bytes(&index.to_bytes()).unwrap();
     assert_eq!(loaded.params().max_level, graph::MAX_LEVEL); // not saved: an insert setting
-    loaded.tune(77, 0).unwrap();
+    loaded.tune(Some(77), Some(0)).unwrap();
     assert_eq!(
         (loaded.params().ef_search, loaded.params().max_level),
         (77, 0)
     );
-    assert!(loaded.tune(77, graph::MAX_LEVEL + 1).is_err());
-    assert!(loaded.tune(0, 0).is_err());
+    assert!(loaded.tune(None, Some(graph::MAX_LEVEL + 1)).is_err());
+    assert!(loaded.tune(Some(0), None).is_err());
 
     let mut uncapped = Params::new(dim);
     uncapped.m = 2;
@@ -549,4 +557,41 @@ fn nodes_added_after_the_entry_point_is_deleted_stay_reachable() {
             .unwrap();
         assert_eq!(found.first().map(|r| r.0), Some(i as u64));
     }
+}
+
+#[test]
+fn raising_a_code_only_node_from_given_vectors_restores_exact_scores() {
+    let dim = 16;
+    let n = 300;
+    let vectors = data(n, dim, 5);
+    let mut params = Params::new(dim);
+    params.keep_full = false;
+    let index = Hnsw::new(params).unwrap();
+    let ids: Vec<u64> = (0..n as u64).collect();
+    index
+        .add(&ids, &vectors, &[Precision::Binary], None)
+        .unwrap();
+    let q = &vectors[7 * dim..8 * dim];
+    let opts = SearchOptions::new(1);
+    let coarse = index.search(q, opts, None).unwrap()[0];
+    assert!(
+        coarse.1 < 0.999,
+        "a binary code does not score its own vector exactly"
+    );
+
+    // From the code alone, "full" only keeps what the code kept ...
+    index.set_precision(&[7], Precision::Full, None).unwrap();
+    let decoded = index.search(q, opts, None).unwrap()[0];
+    assert!(decoded.1 < 0.999);
+    // ... from the vector, the node is exact again, and still linked where it was.
+    index
+        .set_precision(&[7], Precision::Full, Some(&vectors[7 * dim..8 * dim]))
+        .unwrap();
+    let exact = index.search(q, opts, None).unwrap()[0];
+    assert_eq!(exact.0, 7);
+    assert!((exact.1 - 1.0).abs() < 1e-5, "{}", exact.1);
+    assert_eq!(index.stats().deleted, 0, "in place: nothing re-inserted");
+    assert!(index
+        .set_precision(&[7], Precision::Q8, Some(&vectors[..dim - 1]))
+        .is_err());
 }
