@@ -390,3 +390,24 @@ def test_one_engine_per_data_directory(config: EngineConfig) -> None:
             AllocationEngine(config)
     with AllocationEngine(config):  # released by close()
         pass
+
+
+def test_a_raised_confidence_and_the_end_of_pressure_move_nodes_back_up(
+    config: EngineConfig,
+) -> None:
+    with AllocationEngine(config) as engine:
+        low = engine.allocate(fact(1, unit(1), confidence=0.1))
+        assert low.precision == "binary"
+        engine.allocate(fact(1, unit(1), confidence=0.95))  # the same triple, surer
+        engine.rebalance()
+        assert engine.index.precision_of(low.node_id) == "full"
+
+        others = [engine.allocate(fact(i, unit(i), confidence=0.9)).node_id for i in range(2, 40)]
+        engine.precision.budget = 1  # pressure: a tenth of the nodes one level down per pass
+        for _ in range(40):
+            engine.rebalance()
+        assert set(engine.index.precisions_of(others)) == {"binary"}
+        engine.precision.budget = 1 << 60  # pressure gone: one full pass restores them
+        engine.rebalance()
+        assert set(engine.index.precisions_of(others)) == {"full"}
+        assert engine.search(embedding=unit(5), k=1)[0].score == pytest.approx(1.0, abs=1e-5)

@@ -317,6 +317,7 @@ class AllocationEngine:
         # Fresh from the store (a concurrent allocation may have raised the confidence).
         self.records.put(record)
         self.facts.set_confidence(record.node_id, record.confidence)
+        self.precision.touch(record.node_id)
         strategy, neighbors = self._candidates(record.embedding, c.neighbors + 1)
         neighbors = [n for n in neighbors if n.node_id != record.node_id][: c.neighbors]
         parent = None
@@ -449,7 +450,7 @@ class AllocationEngine:
     def rebalance(self) -> dict[str, int]:
         """One pass of adaptive precision (the background thread runs one every 5 s): see
         `AdaptivePrecision.rebalance`."""
-        return self.precision.rebalance(self.index, self.store, self.facts.confidences())
+        return self.precision.rebalance(self.index, self.store, self.facts.confidences)
 
     def _maintain(self) -> None:
         ticks = 0

@@ -24,7 +24,7 @@ import math
 import os
 import threading
 from collections import Counter, defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -127,6 +127,7 @@ class AdaptivePrecision:
         self.under_pressure = False
         self.total_reads: dict[int, int] = {}
         self._pending: Counter[int] = Counter()  # reads not yet added to the store
+        self._touched: set[int] = set()  # confidence changed since the last pass
         self._lock = threading.Lock()
 
     def for_new(self, confidence: float, reads: int = 0) -> str:
@@ -145,43 +146,54 @@ class AdaptivePrecision:
         with self._lock:
             self._pending.update(node_ids)
 
+    def touch(self, node_id: int) -> None:
+        """``node_id``'s confidence changed: the next pass looks at it again."""
+        with self._lock:
+            self._touched.add(node_id)
+
     def rebalance(
-        self, index: HnswIndex, store: SqliteStore, confidences: dict[int, float]
+        self, index: HnswIndex, store: SqliteStore, confidences: Callable[[], dict[int, float]]
     ) -> dict[str, int]:
         """Add pending reads to the store's counters; then, under memory pressure, demote
-        the least important tenth of the nodes one level, and otherwise move every node to
-        the precision its importance asks for. Returns how many nodes moved each way."""
+        the least important tenth of the nodes one level, and otherwise move the nodes whose
+        importance may have changed (read or touched since the last pass; all of them once
+        pressure ends) to the precision it asks for. Returns how many moved each way.
+        ``confidences`` gives every node's confidence (asked for only when all are needed)."""
         with self._lock:
             reads, self._pending = self._pending, Counter()
+            touched, self._touched = self._touched, set()
             for node_id, n in reads.items():
                 self.total_reads[node_id] = self.total_reads.get(node_id, 0) + n
         if reads:
             store.add_reads(dict(reads))
         resident = resident_bytes()
+        was_under_pressure = self.under_pressure
         self.under_pressure = resident is not None and resident > self.threshold * self.budget
         moved = {"demoted": 0, "promoted": 0}
         if not self.enabled:
             return moved
-        importance = {
-            i: self.policy.importance(c, self.total_reads.get(i, 0)) for i, c in confidences.items()
-        }
+        every = self.under_pressure or was_under_pressure
+        known = confidences() if every or len(reads) + len(touched) > 0 else {}
+        ids = list(known) if every else [i for i in {*reads, *touched} if i in known]
+        importance = {i: self.policy.importance(known[i], self.total_reads.get(i, 0)) for i in ids}
+        current = dict(zip(ids, index.precisions_of(np.array(ids, dtype=np.uint64)), strict=True))
         # (target level, raising?) -> node ids
         moves: dict[tuple[str, bool], list[int]] = defaultdict(list)
         if self.under_pressure:
             budget = max(1, len(importance) // 10)
             for node_id in sorted(importance, key=importance.__getitem__):
-                current = _precision_of(index, node_id)
-                if current is not None and current != ORDER[-1]:
-                    moves[ORDER[ORDER.index(current) + 1], False].append(node_id)
+                level = current[node_id]
+                if level is not None and level != ORDER[-1]:
+                    moves[ORDER[ORDER.index(level) + 1], False].append(node_id)
                     budget -= 1
                     if budget == 0:
                         break
         else:
             for node_id, value in importance.items():
-                current = _precision_of(index, node_id)
+                level = current[node_id]
                 target = self._target(value)
-                if current is not None and target != current:
-                    moves[target, ORDER.index(target) < ORDER.index(current)].append(node_id)
+                if level is not None and target != level:
+                    moves[target, ORDER.index(target) < ORDER.index(level)].append(node_id)
         for (level, raising), ids in moves.items():
             moved["promoted" if raising else "demoted"] += len(ids)
             live = [i for i in ids if i in index]
@@ -203,10 +215,3 @@ def _raise_from_store(index: HnswIndex, store: SqliteStore, ids: list[int], leve
     if keys:
         vectors = np.stack([records[i].embedding for i in keys])
         index.set_precision(np.array(keys, dtype=np.uint64), level, vectors=vectors)
-
-
-def _precision_of(index: HnswIndex, node_id: int) -> str | None:
-    try:
-        return index.precision_of(node_id)
-    except KeyError:  # deleted meanwhile
-        return None

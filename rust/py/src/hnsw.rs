@@ -300,6 +300,17 @@ impl HnswIndex {
         })
     }
 
+    /// The precision of each of `ids` ("full", "q8", "q4", "binary", or None if absent).
+    fn precisions_of(
+        &self,
+        py: Python<'_>,
+        ids: &Bound<'_, PyAny>,
+    ) -> PyResult<Vec<Option<&'static str>>> {
+        let ids = convert::ids(ids, "ids")?;
+        let found = py.detach(|| self.inner.precisions_of(&ids));
+        Ok(found.into_iter().map(|p| p.map(Precision::name)).collect())
+    }
+
     /// The precision `id` is stored at; `KeyError` if absent.
     fn precision_of(&self, py: Python<'_>, id: &Bound<'_, PyAny>) -> PyResult<&'static str> {
         let id = convert::one_id(id)?;

@@ -428,6 +428,18 @@ impl Hnsw {
         Ok(())
     }
 
+    /// The precision of each of `ids` (None where absent), under one read lock.
+    pub fn precisions_of(&self, ids: &[u64]) -> Vec<Option<Precision>> {
+        let g = self.graph.read();
+        ids.iter()
+            .map(|id| {
+                g.id_map
+                    .get(id)
+                    .map(|&slot| g.meta[slot as usize].precision)
+            })
+            .collect()
+    }
+
     pub fn precision_of(&self, id: u64) -> Option<Precision> {
         let g = self.graph.read();
         g.id_map
