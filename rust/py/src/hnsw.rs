@@ -92,9 +92,11 @@ fn parse_filter(obj: Option<&Bound<'_, PyAny>>) -> PyResult<Option<Arc<IdSet>>> 
 }
 
 impl HnswIndex {
-    /// The index's parameters, read detached (see the note at `__len__`).
+    /// The index's parameters (see the note at `__len__`).
     fn params(&self, py: Python<'_>) -> Params {
-        py.detach(|| self.inner.params())
+        self.inner
+            .try_params()
+            .unwrap_or_else(|| py.detach(|| self.inner.params()))
     }
 }
 
@@ -230,16 +232,22 @@ impl HnswIndex {
         })
     }
 
-    // Every method that takes the index's lock does so detached: a thread that waited for
-    // the lock with the GIL held would stall every Python thread behind a writer.
+    // A method that takes the index's lock never waits for it with the GIL held (that
+    // would stall every Python thread behind a writer): quick reads try the lock first
+    // and release the GIL only when they have to wait; the others always release it.
 
     fn __len__(&self, py: Python<'_>) -> usize {
-        py.detach(|| self.inner.len())
+        self.inner
+            .try_len()
+            .unwrap_or_else(|| py.detach(|| self.inner.len()))
     }
 
     fn __contains__(&self, py: Python<'_>, id: &Bound<'_, PyAny>) -> bool {
-        id.extract::<u64>()
-            .is_ok_and(|id| py.detach(|| self.inner.contains(id)))
+        id.extract::<u64>().is_ok_and(|id| {
+            self.inner
+                .try_contains(id)
+                .unwrap_or_else(|| py.detach(|| self.inner.contains(id)))
+        })
     }
 
     /// Bytes held by the index (vectors, codes, links, ids), allocated capacity included.
@@ -314,7 +322,9 @@ impl HnswIndex {
     /// The precision `id` is stored at; `KeyError` if absent.
     fn precision_of(&self, py: Python<'_>, id: &Bound<'_, PyAny>) -> PyResult<&'static str> {
         let id = convert::one_id(id)?;
-        py.detach(|| self.inner.precision_of(id))
+        self.inner
+            .try_precision_of(id)
+            .unwrap_or_else(|| py.detach(|| self.inner.precision_of(id)))
             .map(Precision::name)
             .ok_or_else(|| PyKeyError::new_err(id))
     }

@@ -40,6 +40,20 @@ fn keys(s: &Shard<u64, u64>, q: Queue) -> Vec<u64> {
         .collect()
 }
 
+fn put(s: &mut Shard<u64, u64>, k: u64) {
+    let mut removed = Removed::new();
+    s.insert(
+        mix(k),
+        k,
+        k,
+        1,
+        NEVER,
+        UseClock(None),
+        |a, b| a == b,
+        &mut removed,
+    );
+}
+
 fn hit(s: &mut Shard<u64, u64>, k: u64) {
     let mut removed = Removed::new();
     assert!(s
@@ -50,18 +64,8 @@ fn hit(s: &mut Shard<u64, u64>, k: u64) {
 #[test]
 fn frequency_hits_move_only_entries_outside_the_recent_quarter() {
     let mut s: Shard<u64, u64> = Shard::new(100, u64::MAX, true, 1);
-    let mut removed = Removed::new();
     for k in 0..50u64 {
-        s.insert(
-            mix(k),
-            k,
-            k,
-            1,
-            NEVER,
-            UseClock(None),
-            |a, b| a == b,
-            &mut removed,
-        );
+        put(&mut s, k);
     }
     // A first hit promotes a probation entry to the head of protected: 19 ends at the
     // head, 0 at the tail.
@@ -87,18 +91,8 @@ fn frequency_hits_move_only_entries_outside_the_recent_quarter() {
 #[test]
 fn plain_lru_hits_always_move_to_the_front() {
     let mut s: Shard<u64, u64> = Shard::new(100, u64::MAX, false, 1);
-    let mut removed = Removed::new();
     for k in 0..10u64 {
-        s.insert(
-            mix(k),
-            k,
-            k,
-            1,
-            NEVER,
-            UseClock(None),
-            |a, b| a == b,
-            &mut removed,
-        );
+        put(&mut s, k);
     }
     hit(&mut s, 8);
     let mut order = vec![8, 9];

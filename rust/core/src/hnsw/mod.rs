@@ -222,6 +222,20 @@ impl Hnsw {
         self.graph.read().live
     }
 
+    /// `len()` if the lock can be had at once (else None: the caller may release what it
+    /// holds, e.g. Python's GIL, before it waits). Likewise the other `try_` readers.
+    pub fn try_len(&self) -> Option<usize> {
+        self.graph.try_read().map(|g| g.live)
+    }
+
+    pub fn try_contains(&self, id: u64) -> Option<bool> {
+        self.graph.try_read().map(|g| g.id_map.contains_key(&id))
+    }
+
+    pub fn try_params(&self) -> Option<Params> {
+        self.graph.try_read().map(|g| g.params)
+    }
+
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
@@ -445,6 +459,15 @@ impl Hnsw {
         g.id_map
             .get(&id)
             .map(|&slot| g.meta[slot as usize].precision)
+    }
+
+    /// `Some(precision_of(id))` if the lock can be had at once.
+    pub fn try_precision_of(&self, id: u64) -> Option<Option<Precision>> {
+        self.graph.try_read().map(|g| {
+            g.id_map
+                .get(&id)
+                .map(|&slot| g.meta[slot as usize].precision)
+        })
     }
 
     /// The stored vector of `id` (normalized for cosine; decoded when only a code is kept).
