@@ -295,6 +295,8 @@ def test_precision_follows_importance(config: EngineConfig) -> None:
         binary_vector = engine.index.get_vector(low)
         moved = engine.rebalance()
         assert moved["promoted"] >= 1 and engine.index.precision_of(low) == "q8"
+        assert engine.store.get(low).reads == 0, "counts are written at checkpoints"
+        engine.checkpoint()
         assert engine.store.get(low).reads == 40
         # Raised from the store's full vector, not from the binary code it had.
         q8_error = np.abs(engine.index.get_vector(low) - unit(10)).max()

@@ -89,7 +89,7 @@ def test_warm_up_loads_the_most_read_nodes(config: EngineConfig) -> None:
         for _ in range(3):
             engine.get(ids[5])
             engine.get(ids[9])
-        engine.rebalance()  # flushes the read counters to the store
+        # close() writes the read counters to the store
     config.cache_warmup_on_startup = True
     config.cache_warmup_count = 2
     with AllocationEngine(config) as engine:

@@ -416,6 +416,7 @@ class AllocationEngine:
 
     def checkpoint(self) -> int:
         """Write an index snapshot now; returns the sequence it is tagged with."""
+        self.precision.save_reads(self.store)
         with self._checkpoint_lock:
             seq = self._quiesced_seq()
             with self._log_lock:
@@ -523,6 +524,7 @@ class AllocationEngine:
         self._stop.set()
         self._background.join()
         self.records.close()
+        self.precision.save_reads(self.store)
         if self.store.committed_seq > self.snapshot_seq:
             self.checkpoint()
         self.store.close()

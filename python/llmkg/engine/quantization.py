@@ -126,7 +126,8 @@ class AdaptivePrecision:
         self.budget = memory_budget(config.memory_budget)
         self.under_pressure = False
         self.total_reads: dict[int, int] = {}
-        self._pending: Counter[int] = Counter()  # reads not yet added to the store
+        self._pending: Counter[int] = Counter()  # reads not yet counted in total_reads
+        self._unsaved: Counter[int] = Counter()  # counted, not yet written to the store
         self._touched: set[int] = set()  # confidence changed since the last pass
         self._lock = threading.Lock()
 
@@ -146,6 +147,20 @@ class AdaptivePrecision:
         with self._lock:
             self._pending.update(node_ids)
 
+    def save_reads(self, store: SqliteStore) -> None:
+        """Write the read counts gathered since the last save to the store. Called at
+        checkpoints and on close, not every pass: under search load a pass has reads of
+        thousands of nodes, whose updates would hold up the commits of allocations behind
+        them; a crash loses at most a checkpoint interval of counts (warm-up hints)."""
+        with self._lock:
+            reads, self._pending = self._pending, Counter()
+            for node_id, n in reads.items():
+                self.total_reads[node_id] = self.total_reads.get(node_id, 0) + n
+            self._unsaved.update(reads)
+            unsaved, self._unsaved = self._unsaved, Counter()
+        if unsaved:
+            store.add_reads(dict(unsaved))
+
     def touch(self, node_id: int) -> None:
         """``node_id``'s confidence changed: the next pass looks at it again."""
         with self._lock:
@@ -154,7 +169,7 @@ class AdaptivePrecision:
     def rebalance(
         self, index: HnswIndex, store: SqliteStore, confidences: Callable[[], dict[int, float]]
     ) -> dict[str, int]:
-        """Add pending reads to the store's counters; then, under memory pressure, demote
+        """Count the pending reads; then, under memory pressure, demote
         the least important tenth of the nodes one level, and otherwise move the nodes whose
         importance may have changed (read or touched since the last pass; all of them once
         pressure ends) to the precision it asks for. Returns how many moved each way.
@@ -164,8 +179,7 @@ class AdaptivePrecision:
             touched, self._touched = self._touched, set()
             for node_id, n in reads.items():
                 self.total_reads[node_id] = self.total_reads.get(node_id, 0) + n
-        if reads:
-            store.add_reads(dict(reads))
+            self._unsaved.update(reads)
         resident = resident_bytes()
         was_under_pressure = self.under_pressure
         self.under_pressure = resident is not None and resident > self.threshold * self.budget

@@ -64,7 +64,8 @@ def listen(host: str, port: int, what: str) -> socket.socket:
     try:
         sock = socket.create_server((host, port), family=family, backlog=2048)
     except OSError as e:
-        raise StartupError(f"{what} {host}:{port}: cannot listen ({e.strerror})") from None
+        reason = os.strerror(e.errno) if e.errno else str(e)
+        raise StartupError(f"{what} {host}:{port}: cannot listen ({reason})") from None
     sock.set_inheritable(True)
     return sock
 
