@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -129,3 +130,36 @@ def test_acknowledged_writes_survive_kill_9(tmp_path: Path, durability: str) -> 
             assert not missing, f"run {run}: acknowledged writes lost after kill -9: {missing[:10]}"
             for node_id, (subject, obj) in acked.items():
                 assert (found[node_id].subject, found[node_id].object) == (subject, obj)
+
+
+def test_a_failing_write_fails_alone(tmp_path: Path) -> None:
+    """Writes that raise (here a merge rule) share batches with good ones: they fail on
+    their own, every good write commits, and sequence numbers stay one per change."""
+
+    def refuse(old: float, new: float) -> float:
+        raise ValueError("refused")
+
+    with SqliteStore(tmp_path) as store:
+        store.insert("s", "p", "taken", 0.5, vec(0))
+
+        def writer(t: int) -> list[str]:
+            outcomes = []
+            for i in range(40):
+                if i % 5 == 0:
+                    try:
+                        store.insert("s", "p", "taken", 0.9, vec(1), merge=refuse)
+                        outcomes.append("stored")
+                    except ValueError:
+                        outcomes.append("refused")
+                else:
+                    store.insert("s", "p", f"o{t}-{i}", 0.5, vec(i))
+                    outcomes.append("ok")
+            return outcomes
+
+        with ThreadPoolExecutor(8) as pool:
+            outcomes = [o for batch in pool.map(writer, range(8)) for o in batch]
+        assert outcomes.count("refused") == 8 * 8 and outcomes.count("ok") == 8 * 32
+        assert store.count() == 1 + 8 * 32
+        assert store.find("s", "p", "taken").confidence == 0.5
+        seqs = [c.seq for c in store.changes_after(0)]
+        assert sorted(seqs) == list(range(1, len(seqs) + 1)), "one sequence number per change"
