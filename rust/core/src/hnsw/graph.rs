@@ -130,6 +130,13 @@ impl Graph {
         self.ids.len()
     }
 
+    /// The precision `id` is stored at, if it is in the index.
+    pub fn precision_of(&self, id: u64) -> Option<Precision> {
+        self.id_map
+            .get(&id)
+            .map(|&slot| self.meta[slot as usize].precision)
+    }
+
     pub fn entry_point(&self) -> Option<(u32, usize)> {
         let e = self.entry.load(Ordering::Acquire);
         (e != NO_ENTRY).then_some(((e & 0xffff_ffff) as u32, (e >> 32) as usize))

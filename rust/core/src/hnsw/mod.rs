@@ -445,29 +445,16 @@ impl Hnsw {
     /// The precision of each of `ids` (None where absent), under one read lock.
     pub fn precisions_of(&self, ids: &[u64]) -> Vec<Option<Precision>> {
         let g = self.graph.read();
-        ids.iter()
-            .map(|id| {
-                g.id_map
-                    .get(id)
-                    .map(|&slot| g.meta[slot as usize].precision)
-            })
-            .collect()
+        ids.iter().map(|&id| g.precision_of(id)).collect()
     }
 
     pub fn precision_of(&self, id: u64) -> Option<Precision> {
-        let g = self.graph.read();
-        g.id_map
-            .get(&id)
-            .map(|&slot| g.meta[slot as usize].precision)
+        self.graph.read().precision_of(id)
     }
 
     /// `Some(precision_of(id))` if the lock can be had at once.
     pub fn try_precision_of(&self, id: u64) -> Option<Option<Precision>> {
-        self.graph.try_read().map(|g| {
-            g.id_map
-                .get(&id)
-                .map(|&slot| g.meta[slot as usize].precision)
-        })
+        self.graph.try_read().map(|g| g.precision_of(id))
     }
 
     /// The stored vector of `id` (normalized for cosine; decoded when only a code is kept).
