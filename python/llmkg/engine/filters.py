@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import threading
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import numpy as np
@@ -45,9 +45,12 @@ class FactIndex:
                     if not ids:
                         del self._by_field[name][value]
 
-    def confidences(self) -> dict[int, float]:
+    def confidences(self, ids: Iterable[int] | None = None) -> dict[int, float]:
+        """The confidence of every live node, or of those of ``ids`` that are live."""
         with self._lock:
-            return dict(self._confidence)
+            if ids is None:
+                return dict(self._confidence)
+            return {i: self._confidence[i] for i in ids if i in self._confidence}
 
     def allowed(self, flt: Mapping[str, Any]) -> np.ndarray | None:
         """The ids a filter allows (``None``: no restriction). ``FactError`` names a bad

@@ -167,13 +167,17 @@ class AdaptivePrecision:
             self._touched.add(node_id)
 
     def rebalance(
-        self, index: HnswIndex, store: SqliteStore, confidences: Callable[[], dict[int, float]]
+        self,
+        index: HnswIndex,
+        store: SqliteStore,
+        confidences: Callable[[Iterable[int] | None], dict[int, float]],
     ) -> dict[str, int]:
         """Count the pending reads; then, under memory pressure, demote
         the least important tenth of the nodes one level, and otherwise move the nodes whose
         importance may have changed (read or touched since the last pass; all of them once
         pressure ends) to the precision it asks for. Returns how many moved each way.
-        ``confidences`` gives every node's confidence (asked for only when all are needed)."""
+        ``confidences(ids)`` gives the confidence of the live nodes among ``ids`` (None:
+        of all of them)."""
         with self._lock:
             reads, self._pending = self._pending, Counter()
             touched, self._touched = self._touched, set()
@@ -187,8 +191,8 @@ class AdaptivePrecision:
         if not self.enabled:
             return moved
         every = self.under_pressure or was_under_pressure
-        known = confidences() if every or len(reads) + len(touched) > 0 else {}
-        ids = list(known) if every else [i for i in {*reads, *touched} if i in known]
+        known = confidences(None if every else {*reads, *touched})
+        ids = list(known)
         importance = {i: self.policy.importance(known[i], self.total_reads.get(i, 0)) for i in ids}
         current = dict(zip(ids, index.precisions_of(np.array(ids, dtype=np.uint64)), strict=True))
         # (target level, raising?) -> node ids
