@@ -58,13 +58,18 @@ def read_toml(path: Path) -> dict[str, Any]:
         raise ConfigError(str(path), "", f"not valid TOML: {e}") from None
 
 
+def _env_path(name: str) -> list[str]:
+    """``LLMKG__SERVER__HTTP_PORT`` -> ``["server", "http_port"]``."""
+    return [part.lower() for part in name[len(ENV_PREFIX) :].split("__")]
+
+
 def env_layer(environ: Mapping[str, str]) -> Layer | None:
     """``LLMKG__SECTION__KEY=value`` (any depth) and ``LLMKG_PARTITION_ID``. A value is read
     as TOML when it parses as one (numbers, booleans, lists, quoted strings), else as text."""
     values: dict[str, Any] = {}
     for name, raw in sorted(environ.items()):
         if name.startswith(ENV_PREFIX):
-            path = [part.lower() for part in name[len(ENV_PREFIX) :].split("__")]
+            path = _env_path(name)
         elif name == "LLMKG_PARTITION_ID":
             path = ["scalability", "distribution", "partition_id"]
         else:
@@ -87,7 +92,7 @@ def env_layer(environ: Mapping[str, str]) -> Layer | None:
 def env_texts(environ: Mapping[str, str]) -> dict[str, str]:
     """The raw text of each ``LLMKG__`` variable by dotted key."""
     return {
-        ".".join(p.lower() for p in name[len(ENV_PREFIX) :].split("__")): raw
+        ".".join(_env_path(name)): raw
         for name, raw in environ.items()
         if name.startswith(ENV_PREFIX)
     }

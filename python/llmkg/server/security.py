@@ -28,7 +28,9 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from llmkg import ShardedCache
 from llmkg.config import Settings
 from llmkg.config.schema import AuthenticationSettings, SecuritySettings
+from llmkg.server.api import json_response, read_json
 from llmkg.server.errors import ApiError
+from llmkg.server.models import RefreshRequest, TokenResponse
 
 MIN_SECRET_BYTES = 32
 SCOPES = ("read", "write", "admin")
@@ -256,9 +258,6 @@ class Security:
             return None
 
         async def refresh(request: Request) -> Response:
-            from llmkg.server.api import json_response, read_json
-            from llmkg.server.models import RefreshRequest, TokenResponse
-
             body = await read_json(request, RefreshRequest, 64 * 1024)
             try:
                 claims = tokens.verify(body.refresh_token, "refresh")
