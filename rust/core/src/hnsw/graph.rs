@@ -300,12 +300,14 @@ impl Graph {
 
     /// Room for `extra` more nodes (exact, so a big batch does not double the arrays).
     pub fn reserve(&mut self, extra: usize, precisions: &[Precision]) {
+        // Amortized (`reserve`, not `reserve_exact`): a stream of one-node adds must not
+        // copy every array on every add.
         let new_slots = extra.saturating_sub(self.free_slots.len());
-        self.ids.reserve_exact(new_slots);
-        self.meta.reserve_exact(new_slots);
-        self.links0.reserve_exact(new_slots * (1 + self.m0));
-        self.links_up.reserve_exact(new_slots);
-        self.locks.reserve_exact(new_slots);
+        self.ids.reserve(new_slots);
+        self.meta.reserve(new_slots);
+        self.links0.reserve(new_slots * (1 + self.m0));
+        self.links_up.reserve(new_slots);
+        self.locks.reserve(new_slots);
         let mut per = [0usize; 4];
         for p in precisions {
             per[*p as usize] += 1;

@@ -202,14 +202,16 @@ impl<T: Copy + Default> CodeArena<T> {
         (self.rows_slice(), &self.params)
     }
 
-    /// Room for `extra` more rows without reallocating more than needed.
+    /// Room for `extra` more rows. Grows by at least half the capacity, so that a stream
+    /// of one-row reserves copies the arena O(log n) times, not once per row.
     pub fn reserve(&mut self, extra: usize) {
         let need = self.rows() + extra.saturating_sub(self.free.len());
-        if need > self.capacity_rows() {
+        let capacity = self.capacity_rows();
+        if need > capacity {
             let rows = self.rows_slice().to_vec();
-            self.regrow(need, &rows);
+            self.regrow(need.max(capacity + capacity / 2), &rows);
         }
-        self.params.reserve_exact(need - self.rows());
+        self.params.reserve(need - self.rows());
     }
 
     pub fn alloc(&mut self) -> u32 {
