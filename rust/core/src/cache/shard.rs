@@ -10,6 +10,12 @@
 //! the main *victim* (probation's LRU entry), and rejected otherwise. A scan of one-time
 //! keys therefore churns only the window, and a loop larger than the cache keeps most of
 //! its keys resident instead of evicting each one just before its reuse.
+//!
+//! The sketch counts a use of a key when a read hits it or a write adds it, not when a
+//! read misses: with the usual read-through (a miss, then a write of the key) that is
+//! the same count, and a miss then costs no access to the sketch (its one cache miss
+//! would be most of the cost of the lookup). A key that is read and missed but never
+//! written gains no frequency, which it would only need if it were written.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -172,12 +178,13 @@ impl<K, V> Shard<K, V> {
         if let Some(s) = &self.sketch {
             s.prefetch(hash);
         }
-        let found = self.find(hash, eq);
-        if let Some(s) = &mut self.sketch {
-            s.record(hash);
-        }
-        match found {
+        match self.find(hash, eq) {
             Some(idx) if !self.is_expired(idx) => {
+                // Only a hit is recorded here; a miss is recorded by the write of the
+                // key that usually follows it (see `insert`).
+                if let Some(s) = &mut self.sketch {
+                    s.record(hash);
+                }
                 self.stats.hits += 1;
                 self.on_access(idx, clock);
                 Some(self.slab.node(idx))
@@ -277,7 +284,7 @@ impl<K, V> Shard<K, V> {
                 self.sweep(SWEEP_PER_WRITE, removed);
             }
             if let Some(s) = &mut self.sketch {
-                s.touch(hash);
+                s.record(hash);
             }
             let idx = self
                 .slab

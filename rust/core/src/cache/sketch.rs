@@ -124,23 +124,6 @@ impl FrequencySketch {
         }
     }
 
-    /// Lets the doorkeeper remember a key written without being read first, so that a
-    /// write-only workload still ranks written keys above never-seen ones.
-    #[inline]
-    pub(crate) fn touch(&mut self, hash: u64) {
-        let (block, _, door) = self.door(hash);
-        let current = self.current;
-        let b = &mut self.blocks[block];
-        if b.door[0] & door != door && b.door[1] & door != door {
-            // What `record` does for a key new to the doorkeeper.
-            b.door[current] |= door;
-            self.samples += 1;
-            if self.samples >= self.sample_size {
-                self.age();
-            }
-        }
-    }
-
     /// The estimated number of recent accesses of the key (saturating at 16).
     #[inline]
     pub(crate) fn frequency(&self, hash: u64) -> u32 {
