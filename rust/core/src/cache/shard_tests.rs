@@ -17,7 +17,8 @@ impl<K, V> Shard<K, V> {
             for &i in &walk {
                 assert_eq!(self.slab.node(i).queue, q);
                 let h = self.slab.node(i).hash;
-                assert_eq!(self.table.find(h, |&j| j == i), Some(&i));
+                let slot = self.table.find(h, |t| t.idx == i).map(|t| (t.idx, t.check));
+                assert_eq!(slot, Some((i, super::Slot::check_of(h))));
             }
             total += walk.len();
         }
@@ -57,7 +58,7 @@ fn put(s: &mut Shard<u64, u64>, k: u64) {
 fn hit(s: &mut Shard<u64, u64>, k: u64) {
     let mut removed = Removed::new();
     assert!(s
-        .get(mix(k), |x| *x == k, UseClock(None), &mut removed)
+        .get(mix(k), |x| *x == k, UseClock(None), &mut removed, |_| ())
         .is_some());
 }
 

@@ -18,6 +18,10 @@ pub(crate) enum Queue {
     Protected = 2,
 }
 
+/// Aligned to a cache line: for the binding's 16-byte keys and 8-byte values a node is
+/// exactly 64 bytes, and aligned it takes one cache miss to read instead of two (an
+/// unaligned `Vec` from the allocator puts most nodes across two lines).
+#[repr(align(64))]
 pub(crate) struct Node<K, V> {
     pub(crate) key: K,
     pub(crate) value: V,
