@@ -50,26 +50,49 @@ const LAZY_FRACTION: u32 = 4;
 /// Entries examined for expiry on each write (amortised sweep).
 const SWEEP_PER_WRITE: usize = 2;
 
-/// A table entry: the entry's slab index, and 32 more bits of its hash. The table's own
-/// 7-bit tags match a key that is not there once in about ten probes of a well-filled
-/// table; comparing these bits first spares those probes the load of an entry (a cache
-/// miss), which was most of the cost of a lookup that misses.
+/// How a table entry packs an entry's slab index with more bits of its hash. The
+/// table's own 7-bit tags match a key that is not there once in about ten probes of a
+/// well-filled table; comparing these bits first spares those probes the load of an
+/// entry (a cache miss), which was most of the cost of a lookup that misses. The index
+/// takes the low bits (as many as the shard's capacity needs: a shard never holds more
+/// than `capacity + 1` entries, so its slots are numbered up to `capacity`), the hash
+/// bits the rest, so a table entry stays 4 bytes.
 #[derive(Clone, Copy)]
-struct Slot {
-    idx: u32,
-    check: u32,
+struct SlotCodec {
+    idx_bits: u32,
 }
 
-impl Slot {
-    /// Bits 25..57: above those that pick the bucket, below the table's tag.
+impl SlotCodec {
+    fn new(capacity: u32) -> Self {
+        SlotCodec {
+            idx_bits: u32::BITS - capacity.leading_zeros(),
+        }
+    }
+
+    /// Hash bits 25 and up (above those that pick the bucket, and mostly below the
+    /// table's tag), shifted above the index.
     #[inline]
-    fn check_of(hash: u64) -> u32 {
-        (hash >> 25) as u32
+    fn check(self, hash: u64) -> u32 {
+        ((hash >> 25) as u32)
+            .checked_shl(self.idx_bits)
+            .unwrap_or(0)
+    }
+
+    #[inline]
+    fn pack(self, idx: u32, hash: u64) -> u32 {
+        debug_assert!(idx.checked_shr(self.idx_bits).unwrap_or(0) == 0);
+        idx | self.check(hash)
+    }
+
+    #[inline]
+    fn idx(self, slot: u32) -> u32 {
+        slot & 1u32.checked_shl(self.idx_bits).map_or(u32::MAX, |b| b - 1)
     }
 }
 
 pub(crate) struct Shard<K, V> {
-    table: HashTable<Slot>,
+    table: HashTable<u32>,
+    codec: SlotCodec,
     slab: Slab<K, V>,
     /// `Some` for `lru-with-frequency`; `None` for plain LRU.
     sketch: Option<FrequencySketch>,
@@ -101,6 +124,7 @@ impl<K, V> Shard<K, V> {
             slab: Slab::new(frequency),
             sketch: frequency.then(|| FrequencySketch::new(capacity as usize)),
             capacity,
+            codec: SlotCodec::new(capacity),
             window_cap,
             protected_cap: (main_cap as u64 * 8 / 10) as u32,
             max_weight,
@@ -117,16 +141,20 @@ impl<K, V> Shard<K, V> {
     #[inline]
     fn find(&self, hash: u64, mut eq: impl FnMut(&K) -> bool) -> Option<u32> {
         let slab = &self.slab;
-        let check = Slot::check_of(hash);
+        let codec = self.codec;
+        let check = codec.check(hash);
         self.table
-            .find(hash, |t| t.check == check && eq(&slab.node(t.idx).key))
-            .map(|t| t.idx)
+            .find(hash, |&t| {
+                t ^ check == codec.idx(t) && eq(&slab.node(codec.idx(t)).key)
+            })
+            .map(|&t| codec.idx(t))
     }
 
     /// Takes an entry out of the slab and the table.
     fn take_at(&mut self, idx: u32) -> Node<K, V> {
         let node = self.slab.remove(idx);
-        match self.table.find_entry(node.hash, |t| t.idx == idx) {
+        let codec = self.codec;
+        match self.table.find_entry(node.hash, |&t| codec.idx(t) == idx) {
             Ok(entry) => {
                 entry.remove();
             }
@@ -316,12 +344,10 @@ impl<K, V> Shard<K, V> {
                 self.slab.node_mut(idx).stamp = clock.tick();
             }
             let slab = &self.slab;
-            let slot = Slot {
-                idx,
-                check: Slot::check_of(hash),
-            };
-            self.table
-                .insert_unique(hash, slot, |t| slab.node(t.idx).hash);
+            let codec = self.codec;
+            self.table.insert_unique(hash, codec.pack(idx, hash), |&t| {
+                slab.node(codec.idx(t)).hash
+            });
             self.weight += weight as u64;
             if expires != NEVER {
                 self.expiring += 1;

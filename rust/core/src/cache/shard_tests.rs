@@ -17,8 +17,9 @@ impl<K, V> Shard<K, V> {
             for &i in &walk {
                 assert_eq!(self.slab.node(i).queue, q);
                 let h = self.slab.node(i).hash;
-                let slot = self.table.find(h, |t| t.idx == i).map(|t| (t.idx, t.check));
-                assert_eq!(slot, Some((i, super::Slot::check_of(h))));
+                let c = self.codec;
+                let slot = self.table.find(h, |&t| c.idx(t) == i);
+                assert_eq!(slot, Some(&c.pack(i, h)));
             }
             total += walk.len();
         }
