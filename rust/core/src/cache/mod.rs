@@ -5,6 +5,7 @@
 //! - `hash`: one keyed hash per process (hostile keys cannot choose their shard);
 //! - `config`: settings, validation, and the split of the bounds over shards;
 //! - `slab`: entries in one `Vec` (freed slots reused) on intrusive `u32`-linked lists;
+//! - `slot`: the table's entries (a slab index and check bits of the hash);
 //! - `sketch`: TinyLFU's doorkeeper + 4-bit count-min sketch with aging;
 //! - `prefetch`: a cache-line prefetch hint;
 //! - `clock`: the process-wide monotonic clock of expiries;
@@ -25,6 +26,7 @@ mod shard;
 mod sharded;
 mod sketch;
 mod slab;
+mod slot;
 mod stats;
 mod tiered;
 

@@ -37,6 +37,10 @@ pub(crate) struct Node<K, V> {
     next: u32,
     pub(crate) weight: u32,
     pub(crate) queue: Queue,
+    /// `lru-with-frequency`: hits since the entry was written, counted here rather than
+    /// in the sketch (see `Shard::get`), as of the sketch generation `freq_gen`.
+    pub(crate) freq: u8,
+    pub(crate) freq_gen: u16,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -159,6 +163,8 @@ impl<K, V> Slab<K, V> {
             next: NIL,
             weight,
             queue,
+            freq: 0,
+            freq_gen: 0,
         });
         let idx = match self.free.pop() {
             Some(idx) => {
