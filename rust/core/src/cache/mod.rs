@@ -9,7 +9,7 @@
 //! - `sketch`: TinyLFU's doorkeeper + 4-bit count-min sketch with aging;
 //! - `prefetch`: a cache-line prefetch hint;
 //! - `clock`: the process-wide monotonic clock of expiries;
-//! - `shard`: one shard's table and eviction policy;
+//! - `shard`: one shard's table and eviction policy (`shard_expiry`: its TTL sweep);
 //! - `sharded`, `tiered`: the public caches; `stats`: counters and [`Removed`].
 //!
 //! Bounds are hard. With `lru` the shards form one exact LRU: entries and weight are
