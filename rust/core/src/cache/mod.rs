@@ -5,10 +5,11 @@
 //! - `hash`: one keyed hash per process (hostile keys cannot choose their shard);
 //! - `config`: settings, validation, and the split of the bounds over shards;
 //! - `slab`: entries in one `Vec` (freed slots reused) on intrusive `u32`-linked lists;
+//! - `slot`: the table's entries (a slab index and check bits of the hash);
 //! - `sketch`: TinyLFU's doorkeeper + 4-bit count-min sketch with aging;
 //! - `prefetch`: a cache-line prefetch hint;
 //! - `clock`: the process-wide monotonic clock of expiries;
-//! - `shard`: one shard's table and eviction policy;
+//! - `shard`: one shard's table and eviction policy (`shard_expiry`: its TTL sweep);
 //! - `sharded`, `tiered`: the public caches; `stats`: counters and [`Removed`].
 //!
 //! Bounds are hard. With `lru` the shards form one exact LRU: entries and weight are
@@ -25,6 +26,7 @@ mod shard;
 mod sharded;
 mod sketch;
 mod slab;
+mod slot;
 mod stats;
 mod tiered;
 

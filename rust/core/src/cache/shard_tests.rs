@@ -17,7 +17,9 @@ impl<K, V> Shard<K, V> {
             for &i in &walk {
                 assert_eq!(self.slab.node(i).queue, q);
                 let h = self.slab.node(i).hash;
-                assert_eq!(self.table.find(h, |&j| j == i), Some(&i));
+                let c = self.codec;
+                let slot = self.table.find(h, |&t| c.idx(t) == i);
+                assert_eq!(slot, Some(&c.pack(i, h)));
             }
             total += walk.len();
         }
@@ -57,7 +59,7 @@ fn put(s: &mut Shard<u64, u64>, k: u64) {
 fn hit(s: &mut Shard<u64, u64>, k: u64) {
     let mut removed = Removed::new();
     assert!(s
-        .get(mix(k), |x| *x == k, UseClock(None), &mut removed)
+        .get(mix(k), |x| *x == k, UseClock(None), &mut removed, |_| ())
         .is_some());
 }
 

@@ -205,8 +205,13 @@ impl<K, V> ShardedCache<K, V> {
         removed: &mut Removed<K, V>,
     ) -> Option<V> {
         self.with_shard(self.shard_index(hash), |s, clock| {
-            s.get(hash, |k| ops.key_eq(k, key), clock, removed)
-                .map(|n| ops.clone_value(&n.value))
+            s.get(
+                hash,
+                |k| ops.key_eq(k, key),
+                clock,
+                removed,
+                |n| ops.clone_value(&n.value),
+            )
         })
     }
 
@@ -220,8 +225,13 @@ impl<K, V> ShardedCache<K, V> {
         removed: &mut Removed<K, V>,
     ) -> Option<(V, u32, u64)> {
         self.with_shard(self.shard_index(hash), |s, clock| {
-            s.get(hash, |k| ops.key_eq(k, key), clock, removed)
-                .map(|n| (ops.clone_value(&n.value), n.weight, n.expires))
+            s.get(
+                hash,
+                |k| ops.key_eq(k, key),
+                clock,
+                removed,
+                |n| (ops.clone_value(&n.value), n.weight, n.expires),
+            )
         })
     }
 

@@ -40,6 +40,8 @@ pub(crate) struct FrequencySketch {
     block_mask: u64,
     /// Which of the two doorkeeper words is the current period's.
     current: usize,
+    /// How many times the counters have been halved (wrapping).
+    generation: u16,
     samples: u32,
     sample_size: u32,
 }
@@ -62,6 +64,7 @@ impl FrequencySketch {
             blocks: vec![Block::default(); blocks].into_boxed_slice(),
             block_mask: (blocks - 1) as u64,
             current: 0,
+            generation: 0,
             samples: 0,
             sample_size: capacity
                 .saturating_mul(SAMPLE_PERIOD)
@@ -124,23 +127,6 @@ impl FrequencySketch {
         }
     }
 
-    /// Lets the doorkeeper remember a key written without being read first, so that a
-    /// write-only workload still ranks written keys above never-seen ones.
-    #[inline]
-    pub(crate) fn touch(&mut self, hash: u64) {
-        let (block, _, door) = self.door(hash);
-        let current = self.current;
-        let b = &mut self.blocks[block];
-        if b.door[0] & door != door && b.door[1] & door != door {
-            // What `record` does for a key new to the doorkeeper.
-            b.door[current] |= door;
-            self.samples += 1;
-            if self.samples >= self.sample_size {
-                self.age();
-            }
-        }
-    }
-
     /// The estimated number of recent accesses of the key (saturating at 16).
     #[inline]
     pub(crate) fn frequency(&self, hash: u64) -> u32 {
@@ -154,9 +140,50 @@ impl FrequencySketch {
         f + (b.door[0] & door == door || b.door[1] & door == door) as u32
     }
 
+    /// How many times the counters have been halved (wrapping).
+    #[inline]
+    pub(crate) fn generation(&self) -> u16 {
+        self.generation
+    }
+
+    /// An entry's own hit count, last brought up to date at generation `since`, halved
+    /// as many times as the counters have been since.
+    #[inline]
+    pub(crate) fn aged(&self, count: u8, since: u16) -> u8 {
+        let halvings = self.generation.wrapping_sub(since);
+        if halvings >= 8 {
+            0
+        } else {
+            count >> halvings
+        }
+    }
+
+    /// A hit counted in the entry instead of here: it still advances the sample period.
+    #[inline]
+    pub(crate) fn count_hit(&mut self) {
+        self.samples += 1;
+        if self.samples >= self.sample_size {
+            self.age();
+        }
+    }
+
+    /// Adds `n` accesses to the key's counters (those an entry counted itself while it
+    /// was resident), as `n` calls of `record` would once the doorkeeper knows the key.
+    pub(crate) fn add(&mut self, hash: u64, n: u32) {
+        let (block, c, _) = self.door(hash);
+        let b = &mut self.blocks[block];
+        for i in 0..4 {
+            let (word, shift) = Self::counter(c, i);
+            let w = &mut b.counters[word];
+            let old = (*w >> shift) & 15;
+            *w += ((old + n as u64).min(15) - old) << shift;
+        }
+    }
+
     #[cold]
     #[inline(never)]
     fn age(&mut self) {
+        self.generation = self.generation.wrapping_add(1);
         let mut odd = 0u32;
         // The current period becomes the previous one; the oldest is forgotten.
         self.current ^= 1;
@@ -207,6 +234,26 @@ mod tests {
             .map(|w| (0..16).filter(|i| (w >> (i * 4)) & 15 != 0).count() as u32)
             .sum();
         assert!(counted < 4 * 25, "{counted} counters moved");
+    }
+
+    #[test]
+    fn hits_counted_in_an_entry_age_with_the_counters_and_pass_into_them() {
+        let mut s = FrequencySketch::new(1000);
+        let h = mix(7);
+        s.record(h);
+        assert_eq!(s.frequency(h), 1);
+        s.add(h, 5);
+        assert_eq!(s.frequency(h), 6);
+        s.add(h, 20);
+        assert_eq!(s.frequency(h), 16, "saturates like the counters");
+        let g = s.generation();
+        assert_eq!(s.aged(12, g), 12);
+        for _ in 1..s.sample_size {
+            s.count_hit();
+        }
+        assert_eq!(s.generation(), g.wrapping_add(1));
+        assert_eq!(s.aged(12, g), 6);
+        assert_eq!(s.aged(12, g.wrapping_sub(10)), 0);
     }
 
     #[test]
