@@ -510,6 +510,10 @@ pub(crate) struct QueryCtx {
     even: Vec<f32>,
     odd: Vec<f32>,
     lut: Vec<[f32; 256]>,
+    /// The query quantized to i8 for q8 codes (`q ≈ q_i8 · q_scale`): its error is of
+    /// the order of the codes' own, and exact rescoring follows the traversal.
+    q_i8: Vec<i8>,
+    q_scale: f32,
     /// Score with full rows where kept (construction, rescoring); codes otherwise.
     pub use_full: bool,
 }
@@ -524,6 +528,8 @@ impl Default for QueryCtx {
             even: Vec::new(),
             odd: Vec::new(),
             lut: Vec::new(),
+            q_i8: Vec::new(),
+            q_scale: 0.0,
             use_full: false,
         }
     }
@@ -544,6 +550,17 @@ impl QueryCtx {
         self.even.clear();
         self.odd.clear();
         self.lut.clear();
+        self.q_i8.clear();
+        if codes_in_play && g.per_precision[Precision::Q8 as usize] > 0 {
+            let max = self.q.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+            self.q_scale = if max > 0.0 { max / 127.0 } else { 1.0 };
+            let inv = 1.0 / self.q_scale;
+            self.q_i8.extend(
+                self.q
+                    .iter()
+                    .map(|v| (v * inv).round().clamp(-127.0, 127.0) as i8),
+            );
+        }
         if codes_in_play && g.per_precision[Precision::Q4 as usize] > 0 {
             let half = g.params.dim.div_ceil(2);
             self.even.extend((0..half).map(|k| self.q[2 * k]));
@@ -581,7 +598,10 @@ impl QueryCtx {
         }
         let row = m.code_row;
         let (levels, p) = match m.precision {
-            Precision::Q8 => ((k.dot_u8)(&self.q, g.q8.row(row)), g.q8.params(row)),
+            Precision::Q8 => (
+                (k.dot_i8_u8)(&self.q_i8, g.q8.row(row)) as f32 * self.q_scale,
+                g.q8.params(row),
+            ),
             Precision::Q4 => (
                 (k.dot_u4)(&self.even, &self.odd, g.q4.row(row)),
                 g.q4.params(row),
