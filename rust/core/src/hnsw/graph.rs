@@ -298,10 +298,9 @@ impl Graph {
         ((-u.ln() * self.level_mult) as usize).min(self.params.max_level)
     }
 
-    /// Room for `extra` more nodes (exact, so a big batch does not double the arrays).
+    /// Room for `extra` more nodes. Amortized (`reserve`, not `reserve_exact`): a stream
+    /// of one-node adds must not copy every array on every add.
     pub fn reserve(&mut self, extra: usize, precisions: &[Precision]) {
-        // Amortized (`reserve`, not `reserve_exact`): a stream of one-node adds must not
-        // copy every array on every add.
         let new_slots = extra.saturating_sub(self.free_slots.len());
         self.ids.reserve(new_slots);
         self.meta.reserve(new_slots);

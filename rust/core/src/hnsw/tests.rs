@@ -603,32 +603,27 @@ fn one_node_adds_grow_the_arrays_amortized() {
     let dim = 8;
     let index = Hnsw::new(Params::new(dim)).unwrap();
     let vectors = data(2000, dim, 5);
-    let (mut moves_ids, mut moves_links, mut moves_full, mut moves_q8) = (0, 0, 0, 0);
+    let arrays = ["ids", "links0", "full", "q8"];
     let pointers = |g: &Graph| {
-        (
+        [
             g.ids.as_ptr() as usize,
             g.links0.as_ptr() as usize,
             g.full.raw().0.as_ptr() as usize,
             g.q8.raw().0.as_ptr() as usize,
-        )
+        ]
     };
+    let mut moves = [0usize; 4];
     let mut before = pointers(&index.graph.read());
     for (i, row) in vectors.chunks_exact(dim).enumerate() {
         let precision = [Precision::Full, Precision::Q8][i % 2];
         index.add(&[i as u64 + 1], row, &[precision], None).unwrap();
         let now = pointers(&index.graph.read());
-        moves_ids += usize::from(now.0 != before.0);
-        moves_links += usize::from(now.1 != before.1);
-        moves_full += usize::from(now.2 != before.2);
-        moves_q8 += usize::from(now.3 != before.3);
+        for (m, (a, b)) in moves.iter_mut().zip(now.iter().zip(&before)) {
+            *m += usize::from(a != b);
+        }
         before = now;
     }
-    for (what, moves) in [
-        ("ids", moves_ids),
-        ("links0", moves_links),
-        ("full", moves_full),
-        ("q8", moves_q8),
-    ] {
+    for (what, moves) in arrays.into_iter().zip(moves) {
         assert!(moves <= 40, "{what} moved {moves} times in 2,000 adds");
     }
 }

@@ -202,26 +202,28 @@ impl<T: Copy + Default> CodeArena<T> {
         (self.rows_slice(), &self.params)
     }
 
-    /// Room for `extra` more rows. Grows by at least half the capacity, so that a stream
-    /// of one-row reserves copies the arena O(log n) times, not once per row.
+    /// Room for `extra` more rows.
     pub fn reserve(&mut self, extra: usize) {
         let need = self.rows() + extra.saturating_sub(self.free.len());
-        let capacity = self.capacity_rows();
-        if need > capacity {
-            let rows = self.rows_slice().to_vec();
-            self.regrow(need.max(capacity + capacity / 2), &rows);
-        }
+        self.grow_to(need);
         self.params.reserve(need - self.rows());
+    }
+
+    /// Room for `rows` rows. Grows by at least half the capacity, so that a stream of
+    /// one-row additions copies the arena O(log n) times, not once per row.
+    fn grow_to(&mut self, rows: usize) {
+        let capacity = self.capacity_rows();
+        if rows > capacity {
+            let kept = self.rows_slice().to_vec();
+            self.regrow(rows.max(capacity + capacity / 2).max(16), &kept);
+        }
     }
 
     pub fn alloc(&mut self) -> u32 {
         if let Some(row) = self.free.pop() {
             return row;
         }
-        if self.rows() == self.capacity_rows() {
-            let rows = self.rows_slice().to_vec();
-            self.regrow((self.rows() * 2).max(16), &rows);
-        }
+        self.grow_to(self.rows() + 1);
         // Within capacity: never reallocates, so the alignment holds.
         self.data.resize(self.data.len() + self.width, T::default());
         self.params.push(RowParams::default());
