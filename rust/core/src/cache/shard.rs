@@ -109,7 +109,7 @@ impl<K, V> Shard<K, V> {
         let check = codec.check(hash);
         self.table
             .find(hash, |&t| {
-                t ^ check == codec.idx(t) && eq(&slab.node(codec.idx(t)).key)
+                codec.matches(t, check) && eq(&slab.node(codec.idx(t)).key)
             })
             .map(|&t| codec.idx(t))
     }

@@ -29,6 +29,12 @@ impl SlotCodec {
             .unwrap_or(0)
     }
 
+    /// Whether the table entry `slot` carries the check bits `check` (of `check()`).
+    #[inline]
+    pub(crate) fn matches(self, slot: u32, check: u32) -> bool {
+        slot ^ check == self.idx(slot)
+    }
+
     #[inline]
     pub(crate) fn pack(self, idx: u32, hash: u64) -> u32 {
         debug_assert!(idx.checked_shr(self.idx_bits).unwrap_or(0) == 0);
