@@ -11,6 +11,7 @@ from typing import Any
 
 import msgspec
 
+from llmkg._core import reset_log_levels
 from llmkg.config.schema import LoggingSettings
 
 request_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("request_id", default=None)
@@ -65,16 +66,12 @@ def apply_rust_log(spec: str) -> None:
     for directive in filter(None, (d.strip() for d in spec.split(","))):
         target, _, level = directive.rpartition("=")
         number = level_of(level)
-        if not isinstance(number, int):
+        if number is None:
             continue  # not a level env_logger knows either: ignored, as it would be
-        if not target:
-            core.setLevel(number)
-        elif CORE_LOGGER.startswith(target):
+        if CORE_LOGGER.startswith(target):  # also a bare level (no target)
             core.setLevel(number)
         elif target.startswith(CORE_LOGGER):
             logging.getLogger(target.replace("::", ".")).setLevel(number)
-    from llmkg._core import reset_log_levels
-
     reset_log_levels()
 
 

@@ -156,8 +156,14 @@ def read_secret(auth: AuthenticationSettings) -> bytes:
     return secret
 
 
+def split_scopes(text: str) -> list[str]:
+    """The scopes of a ``scope`` claim or option (space- or comma-separated)."""
+    return [s for s in re.split(r"[\s,]+", text.strip()) if s]
+
+
 def parse_scopes(text: str) -> list[str]:
-    scopes = [s for s in re.split(r"[\s,]+", text.strip()) if s]
+    """The scopes of ``text``, which must be among ``SCOPES`` (at least one)."""
+    scopes = split_scopes(text)
     bad = [s for s in scopes if s not in SCOPES]
     if bad or not scopes:
         raise ValueError(f"scopes must be among {', '.join(SCOPES)}; got {text!r}")
@@ -344,7 +350,7 @@ class SecurityMiddleware:
             claims = tokens.verify(parts[1], "access")
         except jwt.InvalidTokenError as e:
             raise unauthorized(f"invalid token: {e}") from None
-        granted = re.split(r"[\s,]+", claims.get("scope", "").strip())
+        granted = split_scopes(claims.get("scope", ""))
         if needed is not None and needed not in granted:
             raise forbidden(needed)
         return f"sub:{claims['sub']}"
