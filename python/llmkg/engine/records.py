@@ -68,14 +68,9 @@ class RecordCache:
         ids = list(ids)
         if self.tiers is None:
             return self.store.get_many(ids)
-        found: dict[int, NodeRecord] = {}
-        missing = []
-        for node_id in ids:
-            record = self.tiers.get(node_id)
-            if record is None:
-                missing.append(node_id)
-            else:
-                found[node_id] = record
+        get = self.tiers.get  # a search reads ~100 records: one attribute lookup
+        found: dict[int, NodeRecord] = {i: r for i in ids if (r := get(i)) is not None}
+        missing = [i for i in ids if i not in found] if len(found) < len(ids) else []
         if missing:
             fetched = self.store.get_many(missing)
             self.store_reads += len(fetched)
