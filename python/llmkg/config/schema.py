@@ -232,7 +232,7 @@ class HealthSettings(Section):
 class AllocationSettings(Section):
     """llmkg: the whole section."""
 
-    direct_threshold: NonNegative = 10_000
+    direct_threshold: NonNegative = 2_000
     similarity_threshold: Annotated[float, msgspec.Meta(ge=-1.0, le=1.0)] = 0.7
     neighbors: Annotated[int, msgspec.Meta(ge=0, le=1000)] = 5
     max_text_length: Annotated[int, msgspec.Meta(ge=1, le=1_000_000)] = 4096

@@ -29,7 +29,7 @@ class EngineConfig:
     ef_search: int = 100
     max_level: int = 15  # highest HNSW level a node may get (0..15)
     # allocation
-    direct_threshold: int = 10_000  # exact candidates below this many nodes
+    direct_threshold: int = 2_000  # exact candidates below this many nodes
     similarity_threshold: float = 0.7  # the best candidate at or above it becomes the parent
     neighbors: int = 5  # neighbours listed in an allocation result
     max_text_length: int = 4096
