@@ -27,7 +27,7 @@ from llmkg.server.api import Api, json_response
 from llmkg.server.errors import ApiError, error_response
 from llmkg.server.health import Health
 from llmkg.server.openapi import openapi_document
-from llmkg.server.security import Security
+from llmkg.server.security import ROUTE_KEY, Guards, Security
 from llmkg.server.state import ServerState
 
 log = logging.getLogger("llmkg.server")
@@ -96,15 +96,18 @@ class RequestMiddleware:
         self.app, self.state, self.routes = app, state, routes
         self.access_log = state.settings.logging.access_log
 
-    def route_of(self, path: str) -> str:
-        """The route template of ``path`` (also for requests the security layer refuses
-        before routing), or "unmatched": labels stay few whatever paths clients send."""
-        return next((t for pattern, t in self.routes if pattern.fullmatch(path)), "unmatched")
+    def route_of(self, path: str) -> str | None:
+        """The route template of ``path``, or None."""
+        return next((t for pattern, t in self.routes if pattern.fullmatch(path)), None)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        # Matched once, for the security layer (it needs the route's scope) and for the
+        # metrics label (also of requests refused before routing; "unmatched" keeps the
+        # labels few whatever paths clients send).
+        route = scope[ROUTE_KEY] = self.route_of(scope["path"])
         given = dict(scope["headers"]).get(b"x-request-id", b"").decode("latin-1")
         rid = given if _REQUEST_ID.match(given) else uuid.uuid4().hex[:16]
         token = logs.request_id.set(rid)
@@ -123,11 +126,11 @@ class RequestMiddleware:
             await self.app(scope, receive, send_with_id)
         finally:
             elapsed = time.perf_counter() - started
-            route = self.route_of(scope["path"])
+            label = route or "unmatched"
             method = scope["method"]
             metrics = self.state.metrics
-            metrics.requests.labels(route, method, str(status)).inc()
-            metrics.request_duration.labels(route, method).observe(elapsed)
+            metrics.requests.labels(label, method, str(status)).inc()
+            metrics.request_duration.labels(label, method).observe(elapsed)
             if self.access_log:
                 access.info(
                     "%s %s %d",
@@ -137,7 +140,7 @@ class RequestMiddleware:
                     extra={
                         "method": method,
                         "path": scope["path"],
-                        "route": route,
+                        "route": label,
                         "status": status,
                         "duration_ms": round(elapsed * 1000, 3),
                         "client": (scope.get("client") or ("", 0))[0],
@@ -188,10 +191,11 @@ def build_app(state: ServerState) -> ASGIApp:
         exception_handlers={HTTPException: http_error, Exception: crash},
         lifespan=lifespan,
     )
-    guards = [(_pattern(e.path), e.method, e.scope) for e in table]
-    templates = list(dict.fromkeys(e.path for e in table))
-    labels = [(_pattern(t), t) for t in templates]
-    return RequestMiddleware(security.middleware(app, guards), state, labels)
+    guards: Guards = {}
+    for e in table:
+        guards.setdefault(e.path, {})[e.method] = e.scope
+    templates = [(_pattern(t), t) for t in guards]
+    return RequestMiddleware(security.middleware(app, guards), state, templates)
 
 
 def _pattern(path: str) -> re.Pattern[str]:

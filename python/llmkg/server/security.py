@@ -244,7 +244,11 @@ class RateLimiter:
 
 # ---- the middleware ------------------------------------------------------------------------
 
-Route = tuple[re.Pattern[str], str, str | None]  # path pattern, method, scope needed
+# Route template -> method -> the scope it needs (None: open).
+Guards = dict[str, dict[str, str | None]]
+# Where the request middleware leaves the route template it matched the path to (None:
+# no route), so that the path is matched once per request.
+ROUTE_KEY = "llmkg.route"
 
 
 class Security:
@@ -275,8 +279,8 @@ class Security:
 
         return refresh
 
-    def middleware(self, app: ASGIApp, routes: list[Route]) -> ASGIApp:
-        return SecurityMiddleware(app, self, routes)
+    def middleware(self, app: ASGIApp, guards: Guards) -> ASGIApp:
+        return SecurityMiddleware(app, self, guards)
 
 
 def unauthorized(message: str, error: str | None = "invalid_token") -> ApiError:
@@ -293,27 +297,30 @@ def forbidden(needed: str) -> ApiError:
 
 
 class SecurityMiddleware:
-    def __init__(self, app: ASGIApp, security: Security, routes: list[Route]) -> None:
-        self.app, self.security, self.routes = app, security, routes
+    """Runs inside the request middleware, which has matched the path to its route
+    template (``scope[ROUTE_KEY]``)."""
 
-    def guard(self, method: str, path: str) -> tuple[bool, str | None]:
+    def __init__(self, app: ASGIApp, security: Security, guards: Guards) -> None:
+        self.app, self.security, self.guards = app, security, guards
+
+    def guard(self, method: str, route: str | None) -> tuple[bool, str | None]:
         """(needs a token, the scope it needs). Fails closed: HEAD is checked as the GET
         Starlette answers it with, and another method on a guarded path still needs a
         valid token (None: any scope) before it learns the 405."""
+        by_method = self.guards.get(route) if route is not None else None
+        if by_method is None:
+            return False, None  # no such route: the 404 tells nothing
         method = "GET" if method == "HEAD" else method
-        guarded = False
-        for pattern, route_method, needed in self.routes:
-            if pattern.fullmatch(path):
-                if route_method == method:
-                    return needed is not None, needed
-                guarded = guarded or needed is not None
-        return guarded, None
+        if method in by_method:
+            needed = by_method[method]
+            return needed is not None, needed
+        return any(n is not None for n in by_method.values()), None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        guarded, needed = self.guard(scope["method"], scope["path"])
+        guarded, needed = self.guard(scope["method"], scope[ROUTE_KEY])
         if not guarded:
             await self.app(scope, receive, send)
             return
