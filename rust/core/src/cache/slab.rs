@@ -181,6 +181,7 @@ impl<K, V> Slab<K, V> {
         idx
     }
 
+    #[inline]
     fn link_front(&mut self, idx: u32, q: Queue) {
         let list = &mut self.lists[q as usize];
         let old_head = list.head;
@@ -204,6 +205,7 @@ impl<K, V> Slab<K, V> {
         }
     }
 
+    #[inline]
     fn unlink(&mut self, idx: u32) {
         let (prev, next, q) = {
             let n = self.node(idx);
