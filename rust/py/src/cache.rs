@@ -76,7 +76,8 @@ impl CacheOps<PyKey, Py<PyAny>> for Ops<'_> {
 /// overridden `__eq__` or `__hash__` never runs under a shard lock.
 #[inline]
 fn key_of(obj: &Bound<'_, PyAny>) -> PyResult<(u64, PyKey)> {
-    let py = obj.py();
+    // A small int is the common key and takes a few instructions; it is tested here,
+    // inlined into every caller, and everything else goes out of line.
     if obj.is_exact_instance_of::<PyInt>() {
         let mut overflow: std::ffi::c_int = 0;
         // SAFETY: `obj` is a live `int` (exactly, so no `__index__` runs) and we are
@@ -84,10 +85,17 @@ fn key_of(obj: &Bound<'_, PyAny>) -> PyResult<(u64, PyKey)> {
         // the call cannot fail: it returns -1 with `overflow` set when the value does
         // not fit, and sets no exception then.
         let v = unsafe { pyo3::ffi::PyLong_AsLongLongAndOverflow(obj.as_ptr(), &mut overflow) };
-        if overflow == 0 && !(v == -1 && PyErr::occurred(py)) {
+        if overflow == 0 && !(v == -1 && PyErr::occurred(obj.py())) {
             return Ok((hash::mix(v as u64), PyKey::Int(v)));
         }
     }
+    key_of_other(obj)
+}
+
+/// [`key_of`] for any key but a small exact `int`.
+#[inline(never)]
+fn key_of_other(obj: &Bound<'_, PyAny>) -> PyResult<(u64, PyKey)> {
+    let py = obj.py();
     if let Ok(s) = obj.cast_exact::<PyString>() {
         return Ok((hash::mix(s.hash()? as u64), PyKey::Str(s.clone().unbind())));
     }
@@ -114,10 +122,10 @@ fn key_of(obj: &Bound<'_, PyAny>) -> PyResult<(u64, PyKey)> {
         ));
     }
     if let Ok(s) = obj.cast::<PyString>() {
-        return key_of(PyString::new(py, &s.to_cow()?).as_any());
+        return key_of_other(PyString::new(py, &s.to_cow()?).as_any());
     }
     if let Ok(b) = obj.cast::<PyBytes>() {
-        return key_of(PyBytes::new(py, b.as_bytes()).as_any());
+        return key_of_other(PyBytes::new(py, b.as_bytes()).as_any());
     }
     Err(PyTypeError::new_err(format!(
         "cache keys must be str, bytes or int, not {}",
