@@ -160,7 +160,7 @@ impl<K, V> Shard<K, V> {
     }
 
     /// Marks an entry as just used.
-    #[inline]
+    #[inline(always)]
     fn on_access(&mut self, idx: u32, clock: UseClock<'_>) {
         if self.sketch.is_none() {
             // Plain LRU: exact, since the global LRU compares the shards' tail stamps.
