@@ -124,6 +124,7 @@ impl<K, V> Removed<K, V> {
     }
 
     /// How many entries it holds.
+    #[inline]
     pub fn len(&self) -> usize {
         self.one.is_some() as usize
             + self.rest.as_ref().map_or(0, |r| {
@@ -135,6 +136,7 @@ impl<K, V> Removed<K, V> {
             })
     }
 
+    #[inline]
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
