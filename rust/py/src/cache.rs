@@ -37,12 +37,11 @@ pub enum PyKey {
 /// Compares and copies keys and values with the GIL token.
 struct Ops<'py>(Python<'py>);
 
-impl CacheOps<PyKey, Py<PyAny>> for Ops<'_> {
-    #[inline]
-    fn key_eq(&self, stored: &PyKey, probe: &PyKey) -> bool {
+impl Ops<'_> {
+    #[inline(never)]
+    fn object_key_eq(&self, stored: &PyKey, probe: &PyKey) -> bool {
         let py = self.0;
         match (stored, probe) {
-            (PyKey::Int(a), PyKey::Int(b)) => a == b,
             (PyKey::Str(a), PyKey::Str(b)) => {
                 a.is(b) || a.bind(py).as_any().eq(b.bind(py)).unwrap_or(false)
             }
@@ -53,6 +52,17 @@ impl CacheOps<PyKey, Py<PyAny>> for Ops<'_> {
                 a.bind(py).as_any().eq(b.bind(py)).unwrap_or(false)
             }
             _ => false,
+        }
+    }
+}
+
+impl CacheOps<PyKey, Py<PyAny>> for Ops<'_> {
+    #[inline]
+    fn key_eq(&self, stored: &PyKey, probe: &PyKey) -> bool {
+        // Ints inline (one compare in the table probe), the rest out of line.
+        match (stored, probe) {
+            (PyKey::Int(a), PyKey::Int(b)) => a == b,
+            _ => self.object_key_eq(stored, probe),
         }
     }
 
