@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import ctypes
 import gc
+import inspect
 import random
+import re
 import sys
 import time
+import weakref
 from collections import OrderedDict
 
 import pytest
@@ -355,3 +359,61 @@ def test_no_reference_leaks() -> None:
     c.clear()
     assert sys.getrefcount(value) == before_v
     assert sys.getrefcount(key) == before_k
+
+
+def test_get_takes_its_arguments_as_a_python_method_does() -> None:
+    # `ShardedCache.get` is a hand-written METH_FASTCALL entry point, not PyO3's wrapper.
+    c = ShardedCache(10)
+    c[1] = "one"
+    assert c.get(1) == "one" and c.get(key=1) == "one"
+    assert c.get(2, "d") == "d" and c.get(2, default="d") == "d"
+    assert c.get(default="d", key=2) == "d"
+    assert ShardedCache.get(c, 1) == "one"
+    assert str(inspect.signature(ShardedCache.get)) == "(self, /, key, default=None)"
+    assert ShardedCache.get.__doc__ == ShardedCache.get.__doc__.strip() != ""
+    for call, message in [
+        (lambda: c.get(), "missing 1 required positional argument: 'key'"),
+        (lambda: c.get(1, 2, 3), "takes from 1 to 2 positional arguments but 3 were given"),
+        (lambda: c.get(1, key=1), "multiple values for argument 'key'"),
+        (lambda: c.get(1, fallback=2), "unexpected keyword argument 'fallback'"),
+        (lambda: c.get([1]), "cache keys must be str, bytes or int, not list"),
+        (lambda: ShardedCache.get(object(), 1), "doesn't apply to a 'object' object"),
+    ]:
+        with pytest.raises(TypeError, match=re.escape(message)):
+            call()
+
+
+def test_get_releases_what_it_drops_at_once() -> None:
+    # Outside PyO3's trampoline PyO3 would defer the decrement of a dropped `Py` to its
+    # next call; `get` must drop keys and expired values itself, right away.
+    c = ShardedCache(10, shards=1)
+    key, big, value = "k" * 20, 2**70, object()
+    c[key] = value
+    c[big] = value
+    before = sys.getrefcount(key), sys.getrefcount(big), sys.getrefcount(value)
+    for _ in range(100):
+        c.get(key)
+        c.get(big)
+        c.get("missing", key)
+    assert (sys.getrefcount(key), sys.getrefcount(big), sys.getrefcount(value)) == before
+
+    class Value:
+        pass
+
+    v = Value()
+    gone = weakref.ref(v)
+    c.put("short", v, ttl=0.01)
+    del v
+    time.sleep(0.03)
+    assert c.get("short") is None
+    assert gone() is None, "the read that finds an entry expired frees its value"
+
+
+def test_get_called_with_no_arguments_from_c() -> None:
+    # PyObject_CallNoArgs passes a NULL argument array to a METH_FASTCALL method.
+    c = ShardedCache(10)
+    call_no_args = ctypes.pythonapi.PyObject_CallNoArgs
+    call_no_args.restype = ctypes.py_object
+    call_no_args.argtypes = [ctypes.py_object]
+    with pytest.raises(TypeError, match="missing 1 required positional argument"):
+        call_no_args(c.get)

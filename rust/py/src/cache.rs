@@ -22,6 +22,9 @@ use pyo3::types::{PyBytes, PyDict, PyInt, PyString};
 
 use crate::errors::CoreError;
 
+#[path = "cache_get.rs"]
+mod fast_get;
+
 /// Weight of a value that is neither `bytes` nor `str` when `put` is given no `size`.
 const DEFAULT_WEIGHT: u32 = 64;
 
@@ -34,15 +37,28 @@ pub enum PyKey {
     BigInt(Py<PyInt>),
 }
 
+impl PyKey {
+    /// Drops the key's reference through `Bound`, which decrements it at once even where
+    /// PyO3 does not know that the thread is attached (see `fast_get`).
+    #[inline]
+    fn release(self, py: Python<'_>) {
+        match self {
+            PyKey::Int(_) => {}
+            PyKey::Str(s) => drop(s.into_bound(py)),
+            PyKey::Bytes(b) => drop(b.into_bound(py)),
+            PyKey::BigInt(i) => drop(i.into_bound(py)),
+        }
+    }
+}
+
 /// Compares and copies keys and values with the GIL token.
 struct Ops<'py>(Python<'py>);
 
-impl CacheOps<PyKey, Py<PyAny>> for Ops<'_> {
-    #[inline]
-    fn key_eq(&self, stored: &PyKey, probe: &PyKey) -> bool {
+impl Ops<'_> {
+    #[inline(never)]
+    fn object_key_eq(&self, stored: &PyKey, probe: &PyKey) -> bool {
         let py = self.0;
         match (stored, probe) {
-            (PyKey::Int(a), PyKey::Int(b)) => a == b,
             (PyKey::Str(a), PyKey::Str(b)) => {
                 a.is(b) || a.bind(py).as_any().eq(b.bind(py)).unwrap_or(false)
             }
@@ -53,6 +69,17 @@ impl CacheOps<PyKey, Py<PyAny>> for Ops<'_> {
                 a.bind(py).as_any().eq(b.bind(py)).unwrap_or(false)
             }
             _ => false,
+        }
+    }
+}
+
+impl CacheOps<PyKey, Py<PyAny>> for Ops<'_> {
+    #[inline]
+    fn key_eq(&self, stored: &PyKey, probe: &PyKey) -> bool {
+        // Ints inline (one compare in the table probe), the rest out of line.
+        match (stored, probe) {
+            (PyKey::Int(a), PyKey::Int(b)) => a == b,
+            _ => self.object_key_eq(stored, probe),
         }
     }
 
@@ -76,7 +103,8 @@ impl CacheOps<PyKey, Py<PyAny>> for Ops<'_> {
 /// overridden `__eq__` or `__hash__` never runs under a shard lock.
 #[inline]
 fn key_of(obj: &Bound<'_, PyAny>) -> PyResult<(u64, PyKey)> {
-    let py = obj.py();
+    // A small int is the common key and takes a few instructions; it is tested here,
+    // inlined into every caller, and everything else goes out of line.
     if obj.is_exact_instance_of::<PyInt>() {
         let mut overflow: std::ffi::c_int = 0;
         // SAFETY: `obj` is a live `int` (exactly, so no `__index__` runs) and we are
@@ -84,10 +112,17 @@ fn key_of(obj: &Bound<'_, PyAny>) -> PyResult<(u64, PyKey)> {
         // the call cannot fail: it returns -1 with `overflow` set when the value does
         // not fit, and sets no exception then.
         let v = unsafe { pyo3::ffi::PyLong_AsLongLongAndOverflow(obj.as_ptr(), &mut overflow) };
-        if overflow == 0 && !(v == -1 && PyErr::occurred(py)) {
+        if overflow == 0 && !(v == -1 && PyErr::occurred(obj.py())) {
             return Ok((hash::mix(v as u64), PyKey::Int(v)));
         }
     }
+    key_of_other(obj)
+}
+
+/// [`key_of`] for any key but a small exact `int`.
+#[inline(never)]
+fn key_of_other(obj: &Bound<'_, PyAny>) -> PyResult<(u64, PyKey)> {
+    let py = obj.py();
     if let Ok(s) = obj.cast_exact::<PyString>() {
         return Ok((hash::mix(s.hash()? as u64), PyKey::Str(s.clone().unbind())));
     }
@@ -114,10 +149,10 @@ fn key_of(obj: &Bound<'_, PyAny>) -> PyResult<(u64, PyKey)> {
         ));
     }
     if let Ok(s) = obj.cast::<PyString>() {
-        return key_of(PyString::new(py, &s.to_cow()?).as_any());
+        return key_of_other(PyString::new(py, &s.to_cow()?).as_any());
     }
     if let Ok(b) = obj.cast::<PyBytes>() {
-        return key_of(PyBytes::new(py, b.as_bytes()).as_any());
+        return key_of_other(PyBytes::new(py, b.as_bytes()).as_any());
     }
     Err(PyTypeError::new_err(format!(
         "cache keys must be str, bytes or int, not {}",
@@ -581,6 +616,7 @@ impl PyTieredCache {
 
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyShardedCache>()?;
+    fast_get::install(&m.py().get_type::<PyShardedCache>())?;
     m.add_class::<PyTieredCache>()?;
     Ok(())
 }

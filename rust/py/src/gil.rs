@@ -1,6 +1,7 @@
 //! The one way bindings run core work: detached from the interpreter (so other Python
 //! threads run meanwhile), with panics caught and errors mapped in one place.
 
+use std::any::Any;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use pyo3::exceptions::{PyRuntimeError, PyValueError};
@@ -17,17 +18,19 @@ where
 {
     match py.detach(|| catch_unwind(AssertUnwindSafe(f))) {
         Ok(result) => result.map_err(|e| CoreError(e).into()),
-        Err(panic) => {
-            let what = panic
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| panic.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "unknown panic".into());
-            Err(PyRuntimeError::new_err(format!(
-                "llmkg internal error (please report it): {what}"
-            )))
-        }
+        Err(panic) => Err(panic_error(panic)),
     }
+}
+
+/// The `RuntimeError` that a caught panic becomes.
+#[cold]
+pub fn panic_error(panic: Box<dyn Any + Send>) -> PyErr {
+    let what = panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".into());
+    PyRuntimeError::new_err(format!("llmkg internal error (please report it): {what}"))
 }
 
 /// A rayon pool of `threads` workers, or `None` for the global pool (all cores).

@@ -54,6 +54,13 @@ const LAZY_FRACTION: u32 = 4;
 /// Entries examined for expiry on each write (amortised sweep).
 const SWEEP_PER_WRITE: usize = 2;
 
+/// Whether an entry with this expiry tick has expired; reads the clock only for an
+/// entry that has a time to live.
+#[inline]
+fn expired(expires: u64) -> bool {
+    expires != NEVER && expires <= clock::now()
+}
+
 pub(crate) struct Shard<K, V> {
     table: HashTable<u32>,
     codec: SlotCodec,
@@ -149,12 +156,11 @@ impl<K, V> Shard<K, V> {
 
     #[inline]
     fn is_expired(&self, idx: u32) -> bool {
-        let e = self.slab.node(idx).expires;
-        e != NEVER && e <= clock::now()
+        expired(self.slab.node(idx).expires)
     }
 
     /// Marks an entry as just used.
-    #[inline]
+    #[inline(always)]
     fn on_access(&mut self, idx: u32, clock: UseClock<'_>) {
         if self.sketch.is_none() {
             // Plain LRU: exact, since the global LRU compares the shards' tail stamps.
@@ -164,14 +170,7 @@ impl<K, V> Shard<K, V> {
         }
         let node = self.slab.node(idx);
         match node.queue {
-            Queue::Probation => {
-                self.slab.move_to_front(idx, Queue::Protected);
-                if self.slab.list(Queue::Protected).len > self.protected_cap {
-                    if let Some(t) = self.slab.tail(Queue::Protected) {
-                        self.slab.move_to_front(t, Queue::Probation);
-                    }
-                }
-            }
+            Queue::Probation => self.promote(idx),
             q => {
                 // An entry still in the most recent `1 / LAZY_FRACTION` of its list stays
                 // where it is: moving it would change only the order among recent entries
@@ -186,10 +185,22 @@ impl<K, V> Shard<K, V> {
         }
     }
 
+    /// A used probation entry moves to protected, which demotes protected's LRU entry
+    /// if that overflows. Out of line: after warm-up most hits are on protected entries.
+    #[inline(never)]
+    fn promote(&mut self, idx: u32) {
+        self.slab.move_to_front(idx, Queue::Protected);
+        if self.slab.list(Queue::Protected).len > self.protected_cap {
+            if let Some(t) = self.slab.tail(Queue::Protected) {
+                self.slab.move_to_front(t, Queue::Probation);
+            }
+        }
+    }
+
     /// Looks a key up, counting a hit or a miss; returns what `read` makes of the live
     /// entry. `read` runs as soon as the entry is found, before the bookkeeping of the
     /// hit: copying a value usually touches memory of its own (a Python object's
-    /// reference count), and that load then overlaps the sketch's and the list's.
+    /// reference count), and that load then overlaps the list's.
     #[inline]
     pub(crate) fn get<R>(
         &mut self,
@@ -199,40 +210,40 @@ impl<K, V> Shard<K, V> {
         removed: &mut Removed<K, V>,
         read: impl FnOnce(&Node<K, V>) -> R,
     ) -> Option<R> {
-        if let Some(s) = &self.sketch {
-            s.prefetch(hash);
+        let Some(idx) = self.find(hash, eq) else {
+            self.stats.misses += 1;
+            return None;
+        };
+        let node = self.slab.node_mut(idx);
+        if expired(node.expires) {
+            self.expire_on_read(idx, removed);
+            return None;
         }
-        match self.find(hash, eq) {
-            Some(idx) if !self.is_expired(idx) => {
-                let r = read(self.slab.node(idx));
-                if let Some(s) = &mut self.sketch {
-                    let n = self.slab.node(idx);
-                    let (f, gen) = (s.aged(n.freq, n.freq_gen), s.generation());
-                    // A saturated, up-to-date count is left alone: no write to the entry.
-                    if f < 15 || n.freq_gen != gen {
-                        let n = self.slab.node_mut(idx);
-                        n.freq = (f + 1).min(15);
-                        n.freq_gen = gen;
-                        if f < 15 {
-                            s.count_hit();
-                        }
-                    }
+        let r = read(node);
+        if let Some(s) = &mut self.sketch {
+            // A saturated, up-to-date count is left alone: no write to the entry.
+            let gen = s.generation();
+            if node.freq < 15 || node.freq_gen != gen {
+                let f = s.aged(node.freq, node.freq_gen);
+                node.freq = (f + 1).min(15);
+                node.freq_gen = gen;
+                if f < 15 {
+                    s.count_hit();
                 }
-                self.stats.hits += 1;
-                self.on_access(idx, clock);
-                Some(r)
-            }
-            Some(idx) => {
-                self.remove_at(idx, removed);
-                self.stats.expirations += 1;
-                self.stats.misses += 1;
-                None
-            }
-            None => {
-                self.stats.misses += 1;
-                None
             }
         }
+        self.stats.hits += 1;
+        self.on_access(idx, clock);
+        Some(r)
+    }
+
+    /// A read found the entry expired: it goes, and the read is a miss.
+    #[cold]
+    #[inline(never)]
+    fn expire_on_read(&mut self, idx: u32, removed: &mut Removed<K, V>) {
+        self.remove_at(idx, removed);
+        self.stats.expirations += 1;
+        self.stats.misses += 1;
     }
 
     /// Whether a live entry exists; neither a hit nor a miss, and no change of recency.

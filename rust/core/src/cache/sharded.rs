@@ -146,7 +146,7 @@ impl<K, V> ShardedCache<K, V> {
 
     /// Runs `f` on shard `i` under its lock; publishes what the global LRU needs to
     /// know of the shard afterwards.
-    #[inline]
+    #[inline(always)]
     fn with_shard<R>(&self, i: usize, f: impl FnOnce(&mut Shard<K, V>, UseClock<'_>) -> R) -> R {
         let mut shard = self.shards[i].0.lock();
         let Some(g) = &self.global else {

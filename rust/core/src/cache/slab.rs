@@ -181,6 +181,7 @@ impl<K, V> Slab<K, V> {
         idx
     }
 
+    #[inline(always)]
     fn link_front(&mut self, idx: u32, q: Queue) {
         let list = &mut self.lists[q as usize];
         let old_head = list.head;
@@ -204,6 +205,7 @@ impl<K, V> Slab<K, V> {
         }
     }
 
+    #[inline(always)]
     fn unlink(&mut self, idx: u32) {
         let (prev, next, q) = {
             let n = self.node(idx);
@@ -234,8 +236,9 @@ impl<K, V> Slab<K, V> {
         }
     }
 
-    /// Moves an entry to the most-recent end of `q` (its own list or another).
-    #[inline]
+    /// Moves an entry to the most-recent end of `q` (its own list or another). One
+    /// out-of-line function: a read that hits calls it only when the entry moves.
+    #[inline(never)]
     pub(crate) fn move_to_front(&mut self, idx: u32, q: Queue) {
         let n = self.node(idx);
         if n.queue == q && n.prev == NIL {
