@@ -132,6 +132,25 @@ def test_acknowledged_writes_survive_kill_9(tmp_path: Path, durability: str) -> 
                 assert (found[node_id].subject, found[node_id].object) == (subject, obj)
 
 
+def test_a_failing_write_alone_in_its_batch_commits_nothing(tmp_path: Path) -> None:
+    """One write at a time (a batch of one runs without a savepoint): the failing one
+    raises, changes nothing, and the store takes the next write."""
+
+    def refuse(old: float, new: float) -> float:
+        raise ValueError("refused")
+
+    with SqliteStore(tmp_path) as store:
+        store.insert("s", "p", "taken", 0.5, vec(0))
+        with pytest.raises(ValueError, match="refused"):
+            store.insert("s", "p", "taken", 0.9, vec(1), merge=refuse)
+        record, created = store.insert("s", "p", "next", 0.5, vec(2))
+        assert created and store.count() == 2
+        assert store.find("s", "p", "taken").confidence == 0.5
+        assert [c.seq for c in store.changes_after(0)] == [1, 2]
+    with SqliteStore(tmp_path) as store:  # and all of it is on disk
+        assert store.count() == 2 and store.find("s", "p", "next") is not None
+
+
 def test_a_failing_write_fails_alone(tmp_path: Path) -> None:
     """Writes that raise (here a merge rule) share batches with good ones: they fail on
     their own, every good write commits, and sequence numbers stay one per change."""
