@@ -143,7 +143,7 @@ def test_a_failing_write_alone_in_its_batch_commits_nothing(tmp_path: Path) -> N
         store.insert("s", "p", "taken", 0.5, vec(0))
         with pytest.raises(ValueError, match="refused"):
             store.insert("s", "p", "taken", 0.9, vec(1), merge=refuse)
-        record, created = store.insert("s", "p", "next", 0.5, vec(2))
+        _, created = store.insert("s", "p", "next", 0.5, vec(2))
         assert created and store.count() == 2
         assert store.find("s", "p", "taken").confidence == 0.5
         assert [c.seq for c in store.changes_after(0)] == [1, 2]
