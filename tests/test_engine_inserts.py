@@ -70,3 +70,48 @@ def test_an_error_reaches_every_caller_of_the_batch() -> None:
     assert len(errors) == 4 and all(isinstance(e, ValueError) for e in errors)
     with pytest.raises(ValueError):  # and the next insert still leads a batch of its own
         inserts.add(9, np.zeros(4, dtype=np.float32), "q8")
+
+
+class GatedIndex:
+    """Each add waits until the test opens its gate."""
+
+    def __init__(self, adds: int) -> None:
+        self.calls: list[list[int]] = []
+        self.gates = [threading.Event() for _ in range(adds)]
+        self.entered = [threading.Event() for _ in range(adds)]
+
+    def add(self, ids: np.ndarray, vectors: np.ndarray, precision: list[str]) -> None:
+        n = len(self.calls)
+        self.calls.append(ids.tolist())
+        self.entered[n].set()
+        assert self.gates[n].wait(30)
+
+
+def test_a_leader_inserts_its_own_batch_and_hands_on_the_lead() -> None:
+    # Under a steady stream the first caller must not insert everyone else's nodes: it
+    # returns after its own batch, while the next batch (led by a caller of its own) is
+    # still going in.
+    index = GatedIndex(2)
+    inserts = BatchedInserts(index)  # type: ignore[arg-type]
+
+    def insert(i: int) -> None:
+        inserts.add(i, np.full(4, i, dtype=np.float32), "q8")
+
+    first = threading.Thread(target=insert, args=(0,))
+    first.start()
+    assert index.entered[0].wait(30)
+    others = [threading.Thread(target=insert, args=(i,)) for i in (1, 2)]
+    for t in others:
+        t.start()
+    while len(inserts._queue) < 2:
+        threading.Event().wait(0.01)
+    index.gates[0].set()
+    assert index.entered[1].wait(30)  # the second batch is going in...
+    first.join(30)
+    assert not first.is_alive(), "the first leader went on to insert the next batch"
+    assert all(t.is_alive() for t in others)  # ...and its callers wait for it
+    index.gates[1].set()
+    for t in others:
+        t.join(30)
+    assert index.calls == [[0], [1, 2]] or index.calls == [[0], [2, 1]]
+    assert (inserts.batches, inserts.inserted) == (2, 3)

@@ -4,8 +4,12 @@ An index insert takes the graph's write lock for an instant and then links under
 lock; a second insert's write lock waits until the first has linked. Allocations arriving
 together would run one after another, each behind the previous one's linking. Here the
 first caller becomes the leader: it inserts everything queued meanwhile in one `add`
-(one write lock, linking in parallel), again until the queue is empty, while the others
-wait for their batch. Alone, an insert is a batch of one: nothing waits.
+(one write lock, linking in parallel), while the others wait for their batch. Then it
+hands the lead to the first caller that queued meanwhile, which inserts the next batch,
+and returns: a leader inserts one batch, its own, so under a steady stream no caller
+works for all the others (a leader that looped until the queue ran dry took 70 ms at
+the 99th percentile under k6, for an insert of about 1 ms). Alone, an insert is a batch
+of one: nothing waits.
 """
 
 from __future__ import annotations
@@ -23,7 +27,9 @@ class _Insert:
     node_id: int
     vector: np.ndarray
     precision: str
-    done: threading.Event = field(default_factory=threading.Event)
+    # Set when the insert is done, or when its caller is to lead the next batch.
+    woken: threading.Event = field(default_factory=threading.Event)
+    done: bool = False
     error: BaseException | None = None
 
 
@@ -32,7 +38,7 @@ class BatchedInserts:
         self.index = index
         self._lock = threading.Lock()
         self._queue: list[_Insert] = []
-        self._leading = False
+        self._leading = False  # a batch is being inserted, or its leader is waking
         self.batches = 0  # index.add calls made (for stats and tests)
         self.inserted = 0
 
@@ -41,32 +47,35 @@ class BatchedInserts:
         mine = _Insert(node_id, vector, precision)
         with self._lock:
             self._queue.append(mine)
-            lead = not self._leading
+            waits = self._leading
             self._leading = True
-        if not lead:
-            mine.done.wait()
-        else:
+        if waits:
+            mine.woken.wait()
+        if not mine.done:
             self._lead()
         if mine.error is not None:
             raise mine.error
 
     def _lead(self) -> None:
-        while True:
-            with self._lock:
-                batch, self._queue = self._queue, []
-                if not batch:
-                    self._leading = False
-                    return
-            try:
-                self.index.add(
-                    np.array([b.node_id for b in batch], dtype=np.uint64),
-                    np.stack([b.vector for b in batch]),
-                    precision=[b.precision for b in batch],
-                )
-                self.batches += 1
-                self.inserted += len(batch)
-            except BaseException as e:  # every waiter learns of it, not just the leader
-                for b in batch:
-                    b.error = e
+        """Insert the queue as it is now (the leader's own insert with it)."""
+        with self._lock:
+            batch, self._queue = self._queue, []
+        try:
+            self.index.add(
+                np.array([b.node_id for b in batch], dtype=np.uint64),
+                np.stack([b.vector for b in batch]),
+                precision=[b.precision for b in batch],
+            )
+            self.batches += 1
+            self.inserted += len(batch)
+        except BaseException as e:  # every waiter learns of it, not just the leader
             for b in batch:
-                b.done.set()
+                b.error = e
+        for b in batch:
+            b.done = True
+            b.woken.set()
+        with self._lock:
+            if self._queue:
+                self._queue[0].woken.set()  # not done: it leads the next batch
+            else:
+                self._leading = False
