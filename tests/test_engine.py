@@ -413,3 +413,41 @@ def test_a_raised_confidence_and_the_end_of_pressure_move_nodes_back_up(
         engine.rebalance()
         assert set(engine.index.precisions_of(others)) == {"full"}
         assert engine.search(embedding=unit(5), k=1)[0].score == pytest.approx(1.0, abs=1e-5)
+
+
+def test_the_fact_index_knows_exactly_the_stored_triples() -> None:
+    from llmkg.engine.filters import FactIndex
+
+    facts = FactIndex(100)
+    facts.add(1, "pho", "is_a", "dog", 0.5)
+    facts.add(2, "pho", "likes", "cats", 0.5)
+    facts.add(3, "rex", "is_a", "cat", 0.5)
+    assert facts.contains("pho", "is_a", "dog") and facts.contains("rex", "is_a", "cat")
+    # Each field is some node's, but no node has all three.
+    assert not facts.contains("pho", "is_a", "cat") and not facts.contains("rex", "likes", "dog")
+    assert not facts.contains("nobody", "is_a", "dog")
+    facts.remove(1, "pho", "is_a", "dog")
+    assert not facts.contains("pho", "is_a", "dog")
+
+
+def test_concurrent_allocations_of_one_new_fact_make_one_node(config: EngineConfig) -> None:
+    # A new fact skips the store read (the fact index does not know it yet): the store's
+    # own check must still give every caller the one node.
+    def allocate(engine: AllocationEngine, n: int, i: int, start: threading.Barrier, out: list):
+        start.wait()
+        out.append(engine.allocate(fact(n, unit(n), confidence=i / 10)))
+
+    with AllocationEngine(config) as engine:
+        for n in range(5):
+            start, results = threading.Barrier(6), []
+            threads = [
+                threading.Thread(target=allocate, args=(engine, n, i, start, results))
+                for i in range(6)
+            ]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join(30)
+            assert len({r.node_id for r in results}) == 1 and len(results) == 6
+            assert sum(r.created for r in results) == 1
+        assert engine.stats()["nodes"] == 5

@@ -275,7 +275,11 @@ class AllocationEngine:
         started = time.perf_counter()
         c = self.config
         f = parse_fact(fact, c.dim, c.max_text_length)
-        record = self.store.find(f.subject, f.predicate, f.object)
+        # The fact index knows every stored triple but those being allocated right now,
+        # so a new fact (the usual case) skips the store read; one stored meanwhile is
+        # caught by the store's own check in insert (created=False).
+        known = self.facts.contains(f.subject, f.predicate, f.object)
+        record = self.store.find(f.subject, f.predicate, f.object) if known else None
         if record is None:
             embedding = (
                 f.embedding

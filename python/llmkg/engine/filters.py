@@ -45,6 +45,18 @@ class FactIndex:
                     if not ids:
                         del self._by_field[name][value]
 
+    def contains(self, s: str, p: str, o: str) -> bool:
+        """Whether a live node has exactly this (canonical) triple."""
+        with self._lock:
+            sets: list[set[int]] = []
+            for name, value in zip(FIELDS, (s, p, o), strict=True):
+                ids = self._by_field[name].get(value)
+                if not ids:
+                    return False
+                sets.append(ids)
+            # Walk the smallest set (a subject's nodes, usually), not "every node of type".
+            return any(all(i in ids for ids in sets) for i in min(sets, key=len))
+
     def confidences(self, ids: Iterable[int] | None = None) -> dict[int, float]:
         """The confidence of every live node, or of those of ``ids`` that are live."""
         with self._lock:
