@@ -81,6 +81,9 @@ def test_deterministic_across_processes() -> None:
 def test_batch_equals_single() -> None:
     facts = [(f"subject {i}", "related_to", f"object number {i * 7}") for i in range(300)]
     facts.append(("", "", ""))
+    # Past 1024 bytes a single embedding is computed detached from the interpreter (short
+    # ones attached): both ways must give the batch's bits.
+    facts.append(("word " * 300, "related_to", "a long object " * 10))
     batch = llmkg.embed_facts(facts, dim=64)
     assert batch.shape == (len(facts), 64)
     assert batch.dtype == np.float32

@@ -29,6 +29,20 @@ fn into_matrix(
     Ok(matrix.into_pyarray(py))
 }
 
+/// Inputs up to this many bytes are embedded without detaching from the interpreter.
+/// Embedding a fact's few words takes about 5 µs; detached, the thread must then win the
+/// GIL back, which under a server's load costs up to a switch interval (0.3 ms there)
+/// and more with several threads waiting.
+const ATTACHED_MAX_BYTES: usize = 1024;
+
+fn attached_if_short<T: Send>(py: Python<'_>, len: usize, f: impl FnOnce() -> T + Send) -> T {
+    if len <= ATTACHED_MAX_BYTES {
+        f()
+    } else {
+        py.detach(f)
+    }
+}
+
 /// The unit vector (float32, shape ``(dim,)``) of ``text``: signed feature hashing of its
 /// lowercase words and their character 3-grams. Deterministic: the same text gives the
 /// same bits on every platform and run. A text without any word gives the zero vector.
@@ -41,7 +55,7 @@ pub fn embed_text<'py>(
     dim: i64,
 ) -> PyResult<Bound<'py, PyArray1<f32>>> {
     let e = embedder(dim)?;
-    let v = py.detach(|| e.embed_text(&text));
+    let v = attached_if_short(py, text.len(), || e.embed_text(&text));
     Ok(v.into_pyarray(py))
 }
 
@@ -58,7 +72,8 @@ pub fn embed_fact<'py>(
     dim: i64,
 ) -> PyResult<Bound<'py, PyArray1<f32>>> {
     let e = embedder(dim)?;
-    let v = py.detach(|| e.embed_fact(&subject, &predicate, &object));
+    let len = subject.len() + predicate.len() + object.len();
+    let v = attached_if_short(py, len, || e.embed_fact(&subject, &predicate, &object));
     Ok(v.into_pyarray(py))
 }
 
