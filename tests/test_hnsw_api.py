@@ -221,3 +221,35 @@ def test_lists_and_other_dtypes_are_accepted() -> None:
     assert 2**63 + 5 in index
     ids, _ = index.search([0.0, 1.0, 0.0], k=1)
     assert ids[0] == 2**63 + 5
+
+
+@pytest.mark.parametrize("metric", ["cosine", "ip", "l2"])
+def test_score_rows_matches_numpy(metric: str) -> None:
+    from llmkg._core import score_rows
+
+    rng = np.random.default_rng(3)
+    rows = rng.normal(size=(37, 24)).astype(np.float32)
+    rows[5] = 0.0  # a zero row: cosine 0, not NaN
+    q = rng.normal(size=24).astype(np.float32)
+    if metric == "cosine":
+        norms = np.linalg.norm(rows, axis=1) * np.linalg.norm(q)
+        want = np.divide(rows @ q, norms, out=np.zeros(37, np.float32), where=norms > 0)
+    elif metric == "ip":
+        want = rows @ q
+    else:
+        want = -((rows - q) ** 2).sum(axis=1)
+    got = score_rows(q, rows, metric)
+    assert got.dtype == np.float32 and got.shape == (37,)
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+
+
+def test_score_rows_refuses_mismatched_or_strided_input() -> None:
+    from llmkg._core import score_rows
+
+    rows = np.ones((4, 8), dtype=np.float32)
+    with pytest.raises(ValueError, match="rows have 8 values, the query 7"):
+        score_rows(np.ones(7, dtype=np.float32), rows)
+    with pytest.raises(ValueError, match="C-contiguous"):
+        score_rows(np.ones(4, dtype=np.float32), rows[:, ::2])
+    with pytest.raises(ValueError, match="metric"):
+        score_rows(np.ones(8, dtype=np.float32), rows, "manhattan")  # type: ignore[arg-type]

@@ -104,6 +104,14 @@ def embed_facts(
     facts: Iterable[tuple[str, str, str] | Sequence[str]], dim: int = 768
 ) -> npt.NDArray[np.float32]: ...
 
+# --- rescoring ---
+
+def score_rows(
+    query: npt.NDArray[np.float32],
+    rows: npt.NDArray[np.float32],
+    metric: Literal["cosine", "ip", "l2"] = "cosine",
+) -> npt.NDArray[np.float32]: ...
+
 # --- cache ---
 
 _Key = str | bytes | int

@@ -9,6 +9,7 @@ mod embed;
 mod errors;
 mod gil;
 mod hnsw;
+mod rescore;
 
 static LOG_RESET: std::sync::OnceLock<pyo3_log::ResetHandle> = std::sync::OnceLock::new();
 
@@ -32,5 +33,6 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     hnsw::register(m)?;
     embed::register(m)?;
     cache::register(m)?;
+    rescore::register(m)?;
     Ok(())
 }

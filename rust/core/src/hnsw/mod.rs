@@ -13,6 +13,7 @@ mod filter;
 mod graph;
 mod insert;
 mod persist;
+mod rescore;
 mod search;
 
 use std::path::Path;
@@ -22,6 +23,7 @@ use rayon::prelude::*;
 
 pub use filter::{Filter, IdSet};
 pub use graph::MemoryBreakdown;
+pub use rescore::score_rows;
 
 use crate::error::{Error, Result};
 use crate::quant::{kernels::kernels, Precision};
