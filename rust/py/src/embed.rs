@@ -10,6 +10,7 @@ use pyo3::prelude::*;
 use pyo3::types::PyString;
 
 use crate::errors::CoreError;
+use crate::gil::attached_if;
 
 fn embedder(dim: i64) -> PyResult<FactEmbedder> {
     let dim = checked_dim(dim).map_err(CoreError::from)?;
@@ -29,19 +30,9 @@ fn into_matrix(
     Ok(matrix.into_pyarray(py))
 }
 
-/// Inputs up to this many bytes are embedded without detaching from the interpreter.
-/// Embedding a fact's few words takes about 5 µs; detached, the thread must then win the
-/// GIL back, which under a server's load costs up to a switch interval (0.3 ms there)
-/// and more with several threads waiting.
+/// Inputs up to this many bytes are embedded attached (see [`attached_if`]): a fact's few
+/// words take about 5 µs.
 const ATTACHED_MAX_BYTES: usize = 1024;
-
-fn attached_if_short<T: Send>(py: Python<'_>, len: usize, f: impl FnOnce() -> T + Send) -> T {
-    if len <= ATTACHED_MAX_BYTES {
-        f()
-    } else {
-        py.detach(f)
-    }
-}
 
 /// The unit vector (float32, shape ``(dim,)``) of ``text``: signed feature hashing of its
 /// lowercase words and their character 3-grams. Deterministic: the same text gives the
@@ -55,7 +46,7 @@ pub fn embed_text<'py>(
     dim: i64,
 ) -> PyResult<Bound<'py, PyArray1<f32>>> {
     let e = embedder(dim)?;
-    let v = attached_if_short(py, text.len(), || e.embed_text(&text));
+    let v = attached_if(py, text.len() <= ATTACHED_MAX_BYTES, || e.embed_text(&text));
     Ok(v.into_pyarray(py))
 }
 
@@ -72,8 +63,8 @@ pub fn embed_fact<'py>(
     dim: i64,
 ) -> PyResult<Bound<'py, PyArray1<f32>>> {
     let e = embedder(dim)?;
-    let len = subject.len() + predicate.len() + object.len();
-    let v = attached_if_short(py, len, || e.embed_fact(&subject, &predicate, &object));
+    let short = subject.len() + predicate.len() + object.len() <= ATTACHED_MAX_BYTES;
+    let v = attached_if(py, short, || e.embed_fact(&subject, &predicate, &object));
     Ok(v.into_pyarray(py))
 }
 

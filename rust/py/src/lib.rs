@@ -1,5 +1,6 @@
 //! `llmkg._core`: PyO3 bindings over llmkg-core. Bindings only: convert arguments into owned
-//! Rust values while attached, release the GIL for the work, map errors. No logic lives here.
+//! Rust values while attached, release the GIL for work longer than winning it back costs
+//! (`gil`), map errors. No logic lives here.
 
 use pyo3::prelude::*;
 
