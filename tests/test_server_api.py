@@ -1,8 +1,12 @@
 """The HTTP API over a real server process: every route, idempotency, deletes, filters,
-batches in order, the admin routes, and responses that match the OpenAPI document."""
+batches in order, the admin routes, request ids in headers and the access log, and
+responses that match the OpenAPI document."""
 
 from __future__ import annotations
 
+import json
+import re
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -157,3 +161,36 @@ def test_probes_and_openapi_describe_every_route(server: Server, openapi: dict[s
         ("GET", "/health/ready"),
     }
     jsonschema.Draft202012Validator.check_schema(openapi["components"]["schemas"]["SearchRequest"])
+
+
+def access_lines(server: Server, request_id: str, timeout: float = 10.0) -> list[dict[str, Any]]:
+    """The access log lines of ``request_id`` (written once the response is sent: waited for)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        lines = [json.loads(line) for line in server.logs().splitlines() if line.startswith("{")]
+        found = [
+            line
+            for line in lines
+            if line["logger"] == "llmkg.access" and line.get("request_id") == request_id
+        ]
+        if found or time.monotonic() > deadline:
+            return found
+        time.sleep(0.05)
+
+
+def test_request_ids_are_echoed_or_made_and_carried_by_the_access_log(server: Server) -> None:
+    given = server.client.post(
+        "/api/v1/allocate", json={"fact": fact(70)}, headers={"X-Request-ID": "trace-70.a_b"}
+    )
+    assert given.status_code == 200 and given.headers["x-request-id"] == "trace-70.a_b"
+    made = server.client.get("/health/live").headers["x-request-id"]
+    assert re.fullmatch(r"[0-9a-f]{16}", made)
+    # An id that could forge log lines or headers is replaced, not echoed.
+    forged = server.client.get("/health/live", headers={"X-Request-ID": 'a b"c'})
+    assert re.fullmatch(r"[0-9a-f]{16}", forged.headers["x-request-id"])
+
+    [line] = access_lines(server, "trace-70.a_b")
+    assert line["route"] == "/api/v1/allocate" and line["status"] == 200
+    assert line["method"] == "POST" and line["message"] == "POST /api/v1/allocate 200"
+    assert line["duration_ms"] > 0 and line["level"] == "info"
+    assert [line["path"] for line in access_lines(server, made)] == ["/health/live"]
