@@ -49,6 +49,15 @@ def test_repeated_reads_hit_the_cache_not_the_store(config: EngineConfig) -> Non
         assert cache["l1_hit_rate"] > 0.5
 
 
+def test_a_new_node_is_cached_by_its_allocation(config: EngineConfig) -> None:
+    with AllocationEngine(config) as engine:
+        ids = [engine.allocate(fact(i)).node_id for i in range(30)]
+        hits = engine.search(embedding=unit(7), k=30)
+        assert sorted(h.node_id for h in hits) == sorted(ids)
+        assert engine.get(ids[7]).subject == "s7"
+        assert engine.stats()["cache"]["store_reads"] == 0
+
+
 def test_the_cache_follows_confidence_updates_and_deletes(config: EngineConfig) -> None:
     with AllocationEngine(config) as engine:
         node = engine.allocate(fact(1, 0.3)).node_id

@@ -301,6 +301,9 @@ class AllocationEngine:
             if created:
                 self._logged(record_size(record))
                 self.facts.add(record.node_id, f.subject, f.predicate, f.object, f.confidence)
+                # Written through: the next search to meet the new node (often on the event
+                # loop) would otherwise read it back from SQLite, which releases the GIL.
+                self.records.put(record)
                 return AllocationResult(
                     node_id=record.node_id,
                     partition=c.partition,
