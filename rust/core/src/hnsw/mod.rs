@@ -3,8 +3,8 @@
 //!
 //! Locking: one `RwLock` around the graph. Writers (new slots, removal, compaction,
 //! precision changes, load) hold it briefly; an `add` then *downgrades* to a read lock to
-//! link its nodes, so searches run while nodes are being linked, and batch links run on
-//! all cores. Link lists are atomics guarded by per-node mutexes (see `graph.rs`).
+//! link its nodes, so searches run while nodes are being linked (even once the next `add`
+//! waits for the write lock: see `reader`), and batch links run on all cores. Link lists are atomics guarded by per-node mutexes (see `graph.rs`).
 //! Nothing logs while holding the lock: the Python package forwards log records to
 //! Python (pyo3-log), which needs the GIL, and Python threads hold the GIL while they
 //! wait for this lock.
@@ -18,7 +18,7 @@ mod search;
 
 use std::path::Path;
 
-use parking_lot::{RwLock, RwLockWriteGuard};
+use parking_lot::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 use rayon::prelude::*;
 
 pub use filter::{Filter, IdSet};
@@ -196,13 +196,27 @@ impl Hnsw {
         })
     }
 
+    /// The graph, shared. Readers *join* a held read lock even when a writer is waiting
+    /// (`read_recursive`): an `add` links under a read lock for milliseconds, the next
+    /// `add` waits for the write lock meanwhile, and parking_lot parks ordinary readers
+    /// behind a waiting writer, so a search (on a server's event loop, often) would wait
+    /// out the whole link. Every reader here is short, so the writer still gets its turn
+    /// in the gap after them.
+    fn reader(&self) -> RwLockReadGuard<'_, Graph> {
+        self.graph.read_recursive()
+    }
+
+    fn try_reader(&self) -> Option<RwLockReadGuard<'_, Graph>> {
+        self.graph.try_read_recursive()
+    }
+
     /// The vector dimension (no lock taken).
     pub fn dim(&self) -> usize {
         self.dim
     }
 
     pub fn params(&self) -> Params {
-        self.graph.read().params
+        self.reader().params
     }
 
     /// Change the settings that are not part of the graph: the default beam width of
@@ -221,21 +235,21 @@ impl Hnsw {
     }
 
     pub fn len(&self) -> usize {
-        self.graph.read().live
+        self.reader().live
     }
 
     /// `len()` if the lock can be had at once (else None: the caller may release what it
     /// holds, e.g. Python's GIL, before it waits). Likewise the other `try_` readers.
     pub fn try_len(&self) -> Option<usize> {
-        self.graph.try_read().map(|g| g.live)
+        self.try_reader().map(|g| g.live)
     }
 
     pub fn try_contains(&self, id: u64) -> Option<bool> {
-        self.graph.try_read().map(|g| g.id_map.contains_key(&id))
+        self.try_reader().map(|g| g.id_map.contains_key(&id))
     }
 
     pub fn try_params(&self) -> Option<Params> {
-        self.graph.try_read().map(|g| g.params)
+        self.try_reader().map(|g| g.params)
     }
 
     pub fn is_empty(&self) -> bool {
@@ -243,7 +257,7 @@ impl Hnsw {
     }
 
     pub fn contains(&self, id: u64) -> bool {
-        self.graph.read().id_map.contains_key(&id)
+        self.reader().id_map.contains_key(&id)
     }
 
     /// Insert `ids[i]` with row `i` of `vectors` (row-major, `ids.len() × dim`). An id
@@ -344,7 +358,7 @@ impl Hnsw {
     fn maybe_compact(&self) {
         let due =
             |g: &Graph| g.deleted >= COMPACT_MIN && g.deleted * COMPACT_SHARE >= g.live + g.deleted;
-        if due(&self.graph.read()) {
+        if due(&self.reader()) {
             let report = {
                 let mut g = self.graph.write();
                 due(&g).then(|| g.compact())
@@ -362,7 +376,7 @@ impl Hnsw {
         opts: SearchOptions,
         filter: Option<&dyn Filter>,
     ) -> Result<Vec<Hit>> {
-        let g = self.graph.read();
+        let g = self.reader();
         check_search(&g, query, 1, &opts)?;
         Ok(with_scratch(|s| search_one(&g, s, query, &opts, filter)))
     }
@@ -376,7 +390,7 @@ impl Hnsw {
         filter: Option<&dyn Filter>,
         pool: Option<&rayon::ThreadPool>,
     ) -> Result<Vec<Vec<Hit>>> {
-        let g = self.graph.read();
+        let g = self.reader();
         let dim = g.params.dim;
         let n = queries.len() / dim.max(1);
         check_search(&g, queries, n, &opts)?;
@@ -448,22 +462,22 @@ impl Hnsw {
 
     /// The precision of each of `ids` (None where absent), under one read lock.
     pub fn precisions_of(&self, ids: &[u64]) -> Vec<Option<Precision>> {
-        let g = self.graph.read();
+        let g = self.reader();
         ids.iter().map(|&id| g.precision_of(id)).collect()
     }
 
     pub fn precision_of(&self, id: u64) -> Option<Precision> {
-        self.graph.read().precision_of(id)
+        self.reader().precision_of(id)
     }
 
     /// `Some(precision_of(id))` if the lock can be had at once.
     pub fn try_precision_of(&self, id: u64) -> Option<Option<Precision>> {
-        self.graph.try_read().map(|g| g.precision_of(id))
+        self.try_reader().map(|g| g.precision_of(id))
     }
 
     /// The stored vector of `id` (normalized for cosine; decoded when only a code is kept).
     pub fn get_vector(&self, id: u64) -> Option<Vec<f32>> {
-        let g = self.graph.read();
+        let g = self.reader();
         let slot = *g.id_map.get(&id)?;
         let mut buf = Vec::new();
         Some(g.vector(slot, &mut buf).to_vec())
@@ -472,7 +486,7 @@ impl Hnsw {
     /// The live neighbours of `id` in the graph at `level` (0: the densest level), or
     /// `None` if `id` is absent; empty above the node's own level.
     pub fn neighbors(&self, id: u64, level: usize) -> Option<Vec<u64>> {
-        let g = self.graph.read();
+        let g = self.reader();
         let slot = *g.id_map.get(&id)?;
         if level > g.meta[slot as usize].level as usize {
             return Some(Vec::new());
@@ -490,15 +504,15 @@ impl Hnsw {
 
     /// The ids in the index, in no particular order.
     pub fn ids(&self) -> Vec<u64> {
-        self.graph.read().id_map.keys().copied().collect()
+        self.reader().id_map.keys().copied().collect()
     }
 
     pub fn memory_bytes(&self) -> usize {
-        self.graph.read().memory_bytes().total()
+        self.reader().memory_bytes().total()
     }
 
     pub fn stats(&self) -> Stats {
-        let g = self.graph.read();
+        let g = self.reader();
         Stats {
             len: g.live,
             deleted: g.deleted,

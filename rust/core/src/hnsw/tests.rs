@@ -377,6 +377,33 @@ fn concurrent_adds_and_searches_are_safe() {
 }
 
 #[test]
+fn searches_do_not_queue_behind_an_add_that_waits_for_a_link() {
+    let (index, vectors, _) = build(200, 8, Metric::Cosine, Precision::Full, true);
+    // The read lock an `add` links its nodes under.
+    let linking = index.graph.read();
+    std::thread::scope(|scope| {
+        // The next `add` waits for the write lock until that link ends.
+        let next_add = scope.spawn(|| index.add(&[100_000], &vectors[..8], &[], None));
+        while !index.graph.is_locked_exclusive() {
+            std::thread::yield_now();
+        }
+        let (tx, rx) = std::sync::mpsc::channel();
+        let (index, vectors) = (&index, &vectors);
+        scope.spawn(move || {
+            let hits = index.search(&vectors[8..16], SearchOptions::new(5), None);
+            let _ = tx.send(hits.map(|h| h.len()));
+        });
+        // A liveness check, not a timing one: the search never ends while `linking` is
+        // held if readers queue behind the waiting writer.
+        let answered = rx.recv_timeout(std::time::Duration::from_secs(20));
+        drop(linking);
+        next_add.join().unwrap().unwrap();
+        let hits = answered.expect("the search waited for the link behind the queued add");
+        assert_eq!(hits.ok(), Some(5));
+    });
+}
+
+#[test]
 fn snapshots_taken_during_adds_hold_only_fully_linked_nodes() {
     let dim = 16;
     let index = std::sync::Arc::new(Hnsw::new(Params::new(dim)).unwrap());
