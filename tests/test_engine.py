@@ -292,6 +292,7 @@ def test_precision_follows_importance(config: EngineConfig) -> None:
         low = engine.allocate(fact(10, unit(10), confidence=0.1)).node_id
         for _ in range(40):  # reads raise importance: 0.1 + 0.1 * log2(41) > 0.6
             engine.search(embedding=unit(10), k=1)
+        engine.sync_index()  # the index itself is read next
         binary_vector = engine.index.get_vector(low)
         moved = engine.rebalance()
         assert moved["promoted"] >= 1 and engine.index.precision_of(low) == "q8"

@@ -83,6 +83,7 @@ def test_prefetch_brings_graph_neighbours_into_l2(config: EngineConfig) -> None:
     config.prefetch_distance = 4
     with AllocationEngine(config) as engine:
         ids = [engine.allocate(fact(i)).node_id for i in range(100)]
+        engine.sync_index()  # its links are what prefetch follows
         engine.records.tiers.clear()
         engine.get(ids[7])
         near = [int(n) for n in engine.index.neighbors(ids[7])[:4]]

@@ -1,117 +1,216 @@
-"""BatchedInserts: concurrent single-node inserts coalesce into one index add, every
-caller returns only once its node is in, and an error reaches every caller."""
+"""BackgroundInserts: a queued node is pending until the index has it, nodes queued during
+a link go in as one batch, a failed link is retried with its nodes still pending, and
+``wait_for``/``wait_idle``/``close`` wait for the linker. Through the engine: a node is
+found, read and placed beside from the moment its allocation returns, while its link is
+held back; checkpoints and deletes wait for it."""
 
 from __future__ import annotations
 
+import contextlib
 import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 
-from llmkg.engine.inserts import BatchedInserts
-
-
-class SlowIndex:
-    """Records each add; the first one blocks until released."""
-
-    def __init__(self, fail: bool = False) -> None:
-        self.calls: list[list[int]] = []
-        self.release = threading.Event()
-        self.entered = threading.Event()
-        self.fail = fail
-
-    def add(self, ids: np.ndarray, vectors: np.ndarray, precision: list[str]) -> None:
-        self.calls.append(ids.tolist())
-        assert vectors.shape == (len(ids), 4) and len(precision) == len(ids)
-        if len(self.calls) == 1:
-            self.entered.set()
-            self.release.wait(30)
-        if self.fail:
-            raise ValueError("boom")
-
-
-def run_concurrently(inserts: BatchedInserts, index: SlowIndex, n: int) -> list[BaseException]:
-    errors: list[BaseException] = []
-
-    def insert(i: int) -> None:
-        try:
-            inserts.add(i, np.full(4, i, dtype=np.float32), "q8")
-        except BaseException as e:
-            errors.append(e)
-
-    first = threading.Thread(target=insert, args=(0,))
-    first.start()
-    assert index.entered.wait(30)  # the leader is inside add
-    others = [threading.Thread(target=insert, args=(i,)) for i in range(1, n)]
-    for t in others:
-        t.start()
-    # Wait until every other caller is queued, then let the leader go.
-    while len(inserts._queue) < n - 1:
-        threading.Event().wait(0.01)
-    index.release.set()
-    for t in [first, *others]:
-        t.join(30)
-    return errors
-
-
-def test_waiting_inserts_go_in_as_one_batch() -> None:
-    index = SlowIndex()
-    inserts = BatchedInserts(index)  # type: ignore[arg-type]
-    assert run_concurrently(inserts, index, 6) == []
-    assert index.calls[0] == [0]
-    assert sorted(index.calls[1]) == [1, 2, 3, 4, 5] and len(index.calls) == 2
-    assert (inserts.batches, inserts.inserted) == (2, 6)
-
-
-def test_an_error_reaches_every_caller_of_the_batch() -> None:
-    index = SlowIndex(fail=True)
-    inserts = BatchedInserts(index)  # type: ignore[arg-type]
-    errors = run_concurrently(inserts, index, 4)
-    assert len(errors) == 4 and all(isinstance(e, ValueError) for e in errors)
-    with pytest.raises(ValueError):  # and the next insert still leads a batch of its own
-        inserts.add(9, np.zeros(4, dtype=np.float32), "q8")
+from llmkg import HnswIndex
+from llmkg.engine import AllocationEngine, EngineConfig
+from llmkg.engine import inserts as inserts_module
+from llmkg.engine.inserts import BackgroundInserts
 
 
 class GatedIndex:
-    """Each add waits until the test opens its gate."""
+    """Records each add; every add waits for ``gate``; the first ``failures`` raise."""
 
-    def __init__(self, adds: int) -> None:
+    def __init__(self, failures: int = 0) -> None:
         self.calls: list[list[int]] = []
-        self.gates = [threading.Event() for _ in range(adds)]
-        self.entered = [threading.Event() for _ in range(adds)]
+        self.gate = threading.Event()
+        self.entered = threading.Event()
+        self.failures = failures
 
     def add(self, ids: np.ndarray, vectors: np.ndarray, precision: list[str]) -> None:
-        n = len(self.calls)
+        assert vectors.shape == (len(ids), 4) and len(precision) == len(ids)
+        self.entered.set()
+        assert self.gate.wait(30)
         self.calls.append(ids.tolist())
-        self.entered[n].set()
-        assert self.gates[n].wait(30)
+        if self.failures:
+            self.failures -= 1
+            raise ValueError("boom")
 
 
-def test_a_leader_inserts_its_own_batch_and_hands_on_the_lead() -> None:
-    # Under a steady stream the first caller must not insert everyone else's nodes: it
-    # returns after its own batch, while the next batch (led by a caller of its own) is
-    # still going in.
-    index = GatedIndex(2)
-    inserts = BatchedInserts(index)  # type: ignore[arg-type]
+def vector(i: int) -> np.ndarray:
+    return np.full(4, i, dtype=np.float32)
 
-    def insert(i: int) -> None:
-        inserts.add(i, np.full(4, i, dtype=np.float32), "q8")
 
-    first = threading.Thread(target=insert, args=(0,))
-    first.start()
-    assert index.entered[0].wait(30)
-    others = [threading.Thread(target=insert, args=(i,)) for i in (1, 2)]
-    for t in others:
-        t.start()
-    while len(inserts._queue) < 2:
-        threading.Event().wait(0.01)
-    index.gates[0].set()
-    assert index.entered[1].wait(30)  # the second batch is going in...
-    first.join(30)
-    assert not first.is_alive(), "the first leader went on to insert the next batch"
-    assert all(t.is_alive() for t in others)  # ...and its callers wait for it
-    index.gates[1].set()
-    for t in others:
-        t.join(30)
-    assert index.calls == [[0], [1, 2]] or index.calls == [[0], [2, 1]]
-    assert (inserts.batches, inserts.inserted) == (2, 3)
+@pytest.fixture
+def index() -> GatedIndex:
+    return GatedIndex()
+
+
+def test_a_node_is_pending_until_the_index_has_it(index: GatedIndex) -> None:
+    inserts = BackgroundInserts(index)  # type: ignore[arg-type]
+    inserts.add(7, vector(7), "q8")
+    assert index.entered.wait(30)  # the link has started and is held at the gate
+    ids, vectors = inserts.pending()
+    assert ids == [7] and np.array_equal(vectors[0], vector(7))
+    assert 7 in inserts and len(inserts) == 1 and inserts.precision_of(7) == "q8"
+    index.gate.set()
+    inserts.wait_for(7)
+    assert index.calls == [[7]]
+    assert inserts.pending() == ([], []) and 7 not in inserts and inserts.precision_of(7) is None
+    inserts.close()
+
+
+def test_nodes_queued_during_a_link_go_in_as_one_batch(index: GatedIndex) -> None:
+    inserts = BackgroundInserts(index)  # type: ignore[arg-type]
+    inserts.add(0, vector(0), "full")
+    assert index.entered.wait(30)
+    for i in range(1, 6):
+        inserts.add(i, vector(i), "q8")
+    assert inserts.pending()[0] == [0, 1, 2, 3, 4, 5]
+    index.gate.set()
+    inserts.wait_idle()
+    assert index.calls == [[0], [1, 2, 3, 4, 5]]
+    assert (inserts.batches, inserts.inserted) == (2, 6)
+    inserts.close()
+
+
+def test_a_failed_link_keeps_its_nodes_pending_and_is_retried(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(inserts_module, "RETRY_SECONDS", 0.01)
+    index = GatedIndex(failures=2)
+    inserts = BackgroundInserts(index)  # type: ignore[arg-type]
+    inserts.add(1, vector(1), "q8")
+    inserts.add(2, vector(2), "q8")
+    index.gate.set()
+    inserts.wait_idle()
+    # Two failures, then the same nodes again: nothing was dropped on the way.
+    assert len(index.calls) == 3 and index.calls[-1] == [1, 2]
+    assert inserts.inserted == 2 and inserts.pending() == ([], [])
+    inserts.close()
+
+
+def test_close_links_what_is_queued_and_refuses_more(index: GatedIndex) -> None:
+    inserts = BackgroundInserts(index)  # type: ignore[arg-type]
+    for i in range(3):
+        inserts.add(i, vector(i), "q8")
+    index.gate.set()
+    inserts.close()
+    assert sorted(i for call in index.calls for i in call) == [0, 1, 2]
+    with pytest.raises(RuntimeError, match="closed"):
+        inserts.add(9, vector(9), "q8")
+
+
+# ---- through the engine: read-your-writes while the linker is held ---------------------
+
+DIM = 16
+
+
+def unit(seed: int) -> np.ndarray:
+    v = np.random.default_rng(seed).normal(size=DIM).astype(np.float32)
+    return v / np.linalg.norm(v)
+
+
+def fact(i: int, embedding: np.ndarray, confidence: float = 0.5) -> dict[str, Any]:
+    return {
+        "subject": f"s{i}",
+        "predicate": "p",
+        "object": f"o{i}",
+        "confidence": confidence,
+        "embedding": embedding.tolist(),
+    }
+
+
+class HeldLinks:
+    """Stands in for the engine's index in its linker: links wait for ``gate``."""
+
+    def __init__(self, index: HnswIndex) -> None:
+        self.index = index
+        self.gate = threading.Event()
+
+    def add(self, *args: Any, **kwargs: Any) -> None:
+        assert self.gate.wait(30)
+        self.index.add(*args, **kwargs)
+
+
+@contextlib.contextmanager
+def held_engine(
+    tmp_path: Path, direct_threshold: int = 50
+) -> Iterator[tuple[AllocationEngine, HeldLinks]]:
+    """An engine whose links wait for ``held.gate``, opened at the end however the test
+    went (closing waits for the links)."""
+    config = EngineConfig(
+        data_directory=tmp_path / "data",
+        dim=DIM,
+        direct_threshold=direct_threshold,
+        checkpoint_interval=0,
+    )
+    with AllocationEngine(config) as engine:
+        held = HeldLinks(engine.index)
+        engine.inserts.index = held  # type: ignore[assignment]
+        try:
+            yield engine, held
+        finally:
+            held.gate.set()
+
+
+@pytest.mark.parametrize("direct_threshold", [0, 1000], ids=["hierarchical", "direct"])
+def test_a_node_is_found_from_the_moment_its_allocation_returns(
+    tmp_path: Path, direct_threshold: int
+) -> None:
+    with held_engine(tmp_path, direct_threshold) as (engine, held):
+        held.gate.set()
+        for i in range(30):
+            engine.allocate(fact(i, unit(i)))
+        engine.sync_index()
+        held.gate.clear()
+
+        new = engine.allocate(fact(99, unit(99), confidence=0.95))
+        assert new.node_id in engine.inserts and new.node_id not in engine.index
+        best = engine.search(embedding=unit(99), k=3)[0]
+        assert best.node_id == new.node_id and best.score == pytest.approx(1.0, abs=1e-5)
+        only = engine.search(embedding=unit(99), k=1, filter={"subject": "s99"})
+        assert [h.node_id for h in only] == [new.node_id]
+        other = engine.search(embedding=unit(99), k=1, filter={"subject": "s1"})
+        assert [h.node.subject for h in other] == ["s1"]
+        got = engine.get(new.node_id)
+        assert got is not None and got.subject == "s99"
+        again = engine.allocate(fact(99, unit(99), confidence=0.95))
+        assert not again.created and again.precision == new.precision == "full"
+        near = unit(99) + 0.05 * unit(100)
+        beside = engine.allocate(fact(100, near / np.linalg.norm(near)))
+        assert beside.neighbors[0].node_id == new.node_id
+        held.gate.set()
+        assert engine.stats()["nodes"] == 32
+        engine.sync_index()
+        assert new.node_id in engine.index and new.node_id not in engine.inserts
+
+
+def test_checkpoints_and_deletes_wait_for_a_pending_node(tmp_path: Path) -> None:
+    with held_engine(tmp_path) as (engine, held):
+        node = engine.allocate(fact(1, unit(1))).node_id
+        checkpoint = threading.Thread(target=engine.checkpoint)
+        checkpoint.start()
+        checkpoint.join(0.3)
+        assert checkpoint.is_alive(), "a snapshot must hold every committed node"
+        held.gate.set()
+        checkpoint.join(30)
+        assert node in engine.index
+
+        held.gate.clear()
+        gone = engine.allocate(fact(2, unit(2))).node_id
+        delete = threading.Thread(target=engine.delete, args=(gone,))
+        delete.start()
+        delete.join(0.3)
+        assert delete.is_alive(), "a delete waits for the link, or the link would undo it"
+        held.gate.set()
+        delete.join(30)
+        assert gone not in engine.index and engine.get(gone) is None
+        assert [h.node_id for h in engine.search(embedding=unit(2), k=2)] == [node]
+
+    with AllocationEngine(engine.config) as reopened:
+        assert node in reopened.index and gone not in reopened.index
+        assert reopened.search(embedding=unit(1), k=1)[0].node_id == node

@@ -27,7 +27,7 @@ from llmkg.engine import backup as backups
 from llmkg.engine.config import EngineConfig
 from llmkg.engine.facts import FactError, embedding_field, parse_fact, text_field
 from llmkg.engine.filters import FactIndex
-from llmkg.engine.inserts import BatchedInserts
+from llmkg.engine.inserts import BackgroundInserts
 from llmkg.engine.quantization import AdaptivePrecision, resident_bytes
 from llmkg.engine.records import RecordCache, record_size
 from llmkg.engine.results import AllocationResult, Neighbor, Node, SearchHit
@@ -113,7 +113,7 @@ class AllocationEngine:
             self.facts.add(node_id, s, p, o, confidence)
             self.precision.total_reads[node_id] = reads
         self.records = RecordCache(c, self.store, self.index)
-        self.inserts = BatchedInserts(self.index)
+        self.inserts = BackgroundInserts(self.index)
         warmed = self.records.warm_up(c.cache_warmup_count) if c.cache_warmup_on_startup else 0
         self.startup = {
             "source": source,
@@ -204,12 +204,13 @@ class AllocationEngine:
                     self._gate.notify_all()
 
     def _quiesced_seq(self) -> int:
-        """A sequence number up to which every write is in the index."""
+        """A sequence number up to which every write is in the index (linked, not pending)."""
         with self._gate:
             self._draining = True
             try:
                 while self._inflight:
                     self._gate.wait()
+                self.inserts.wait_idle()
                 return self.store.committed_seq
             finally:
                 self._draining = False
@@ -232,11 +233,17 @@ class AllocationEngine:
         many candidates as asked for, so that rescoring can fix the order."""
         quantized = self.config.enable_quantization
         wanted = min(2 * k + 10, 2 * self.config.max_k) if quantized else k
+        # Before the index search: a node that leaves the pending set meanwhile is in the
+        # index by then.
+        pending_ids, pending_vectors = self.inserts.pending()
         started = time.perf_counter()
-        ids, _ = self.index.search(query, k=wanted, ef=ef, filter=allowed, exact=exact)
+        found_ids, _ = self.index.search(query, k=wanted, ef=ef, filter=allowed, exact=exact)
         if self.on_index_search is not None:
             self.on_index_search(time.perf_counter() - started)
-        ids = ids[ids != MISSING_ID].tolist()
+        ids = found_ids[found_ids != MISSING_ID].tolist()
+        if pending_ids:
+            near = self._nearest_pending(query, wanted, allowed, pending_ids, pending_vectors)
+            ids = list(dict.fromkeys(ids + near))
         records = self.records.get_many(ids)
         found = [records[i] for i in ids if i in records]
         if not found:
@@ -248,6 +255,39 @@ class AllocationEngine:
         order = np.argsort(-scores, kind="stable")[:k]
         return [(found[j], float(scores[j])) for j in order]
 
+    def _nearest_pending(
+        self,
+        query: np.ndarray,
+        wanted: int,
+        allowed: np.ndarray | None,
+        ids: list[int],
+        vectors: list[np.ndarray],
+    ) -> list[int]:
+        """Up to ``wanted`` of the nodes not yet linked into the index, closest first."""
+        if allowed is not None:
+            keep = np.isin(np.array(ids, dtype=np.uint64), allowed)
+            ids = [i for i, k in zip(ids, keep, strict=True) if k]
+            vectors = [v for v, k in zip(vectors, keep, strict=True) if k]
+        if len(ids) <= wanted:
+            return ids
+        scores = self._scores(query, np.stack(vectors))
+        return [ids[j] for j in np.argsort(-scores, kind="stable")[:wanted]]
+
+    def _node_count(self) -> int:
+        """Live nodes, linked or pending."""
+        return len(self.index) + len(self.inserts)
+
+    def _precision_of(self, node_id: int) -> str:
+        pending = self.inserts.precision_of(node_id)
+        if pending is not None:
+            return pending
+        return self.index.precision_of(node_id) if node_id in self.index else "full"
+
+    def sync_index(self) -> None:
+        """Return once every node allocated so far is linked into the index (searches find
+        a node either way; this is for code that reads the index itself)."""
+        self.inserts.wait_idle()
+
     def _scores(self, query: np.ndarray, vectors: np.ndarray) -> np.ndarray:
         # In the core, with the GIL kept: numpy's matrix products release it on arrays
         # this size, and winning it back costs more under load than the products.
@@ -255,9 +295,10 @@ class AllocationEngine:
 
     def _candidates(self, embedding: np.ndarray, k: int) -> tuple[str, list[Neighbor]]:
         c = self.config
-        direct = not c.enable_hnsw or len(self.index) < c.direct_threshold
+        nodes = self._node_count()
+        direct = not c.enable_hnsw or nodes < c.direct_threshold
         strategy = "direct" if direct else "hierarchical"
-        if k == 0 or len(self.index) == 0:
+        if k == 0 or nodes == 0:
             return strategy, []
         ranked = self._nearest(embedding, k, exact=direct)
         return strategy, [Neighbor(r.node_id, score) for r, score in ranked]
@@ -338,9 +379,7 @@ class AllocationEngine:
             parent=parent,
             neighbors=neighbors,
             strategy=strategy,
-            precision=self.index.precision_of(record.node_id)
-            if record.node_id in self.index
-            else "full",
+            precision=self._precision_of(record.node_id),
             confidence=record.confidence,
             created=False,
             processing_time_ms=(time.perf_counter() - started) * 1000,
@@ -388,7 +427,7 @@ class AllocationEngine:
         else:
             query = embedding_field(embedding, "query.embedding", c.dim)
         allowed = self.facts.allowed(filter) if filter else None
-        if (allowed is not None and len(allowed) == 0) or len(self.index) == 0:
+        if (allowed is not None and len(allowed) == 0) or self._node_count() == 0:
             return []
         ranked = self._nearest(query, k, ef=ef, allowed=allowed, exact=not c.enable_hnsw)
         self.precision.count_reads(r.node_id for r, _ in ranked)
@@ -396,9 +435,10 @@ class AllocationEngine:
 
     def get(self, node_id: int) -> Node | None:
         record = self.records.get(node_id)
-        # A reader racing a delete may have cached the record again: the index, updated
-        # inside the write path, is what says the node exists.
-        if record is None or node_id not in self.index:
+        # A reader racing a delete may have cached the record again: the index (or the
+        # linker's queue), updated inside the write path, is what says the node exists.
+        # The queue first: a node leaves it only once the index has it.
+        if record is None or not (node_id in self.inserts or node_id in self.index):
             return None
         self.precision.count_reads([node_id])
         return _node(record)
@@ -411,6 +451,7 @@ class AllocationEngine:
         with self._write_path():
             deleted = self.store.delete(node_id)
             if deleted:
+                self.inserts.wait_for(node_id)  # else linked after its removal
                 self.index.remove([node_id])
         self.records.forget(node_id)
         if deleted:
@@ -457,6 +498,7 @@ class AllocationEngine:
     def rebalance(self) -> dict[str, int]:
         """One pass of adaptive precision (the background thread runs one every 5 s): see
         `AdaptivePrecision.rebalance`."""
+        self.inserts.wait_idle()  # nodes allocated before the pass are in the index
         return self.precision.rebalance(self.index, self.store, self.facts.confidences)
 
     def _maintain(self) -> None:
@@ -494,12 +536,14 @@ class AllocationEngine:
             self._log_bytes += nbytes
 
     def stats(self) -> dict[str, Any]:
+        self.inserts.wait_idle()  # so that the index's figures count every node acknowledged
         index = self.index.stats()
+        nodes = self._node_count()
         return {
-            "nodes": len(self.index),
+            "nodes": nodes,
             "partition": self.config.partition,
             "strategy": "direct"
-            if not self.config.enable_hnsw or len(self.index) < self.config.direct_threshold
+            if not self.config.enable_hnsw or nodes < self.config.direct_threshold
             else "hierarchical",
             "index": {
                 k: index[k]
@@ -530,6 +574,7 @@ class AllocationEngine:
         self._stop.set()
         self._background.join()
         self.records.close()
+        self.inserts.close()
         self.precision.save_reads(self.store)
         if self.store.committed_seq > self.snapshot_seq:
             self.checkpoint()

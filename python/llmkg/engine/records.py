@@ -106,7 +106,7 @@ class RecordCache:
             assert self.tiers is not None
             try:
                 near = self.index.neighbors(node_id)[: self.prefetch_distance]
-            except KeyError:  # deleted meanwhile
+            except KeyError:  # deleted meanwhile, or not linked into the index yet
                 return
             wanted = [int(n) for n in near if int(n) not in self.tiers]
             for n, record in self.store.get_many(wanted).items():
