@@ -30,8 +30,10 @@ class GatedIndex:
         self.entered = threading.Event()
         self.failures = failures
 
-    def add(self, ids: np.ndarray, vectors: np.ndarray, precision: list[str]) -> None:
-        assert vectors.shape == (len(ids), 4) and len(precision) == len(ids)
+    def add(
+        self, ids: np.ndarray, vectors: np.ndarray, precision: list[str], background: bool
+    ) -> None:
+        assert vectors.shape == (len(ids), 4) and len(precision) == len(ids) and background
         self.entered.set()
         assert self.gate.wait(30)
         self.calls.append(ids.tolist())
@@ -90,6 +92,24 @@ def test_a_failed_link_keeps_its_nodes_pending_and_is_retried(
     # Two failures, then the same nodes again: nothing was dropped on the way.
     assert len(index.calls) == 3 and index.calls[-1] == [1, 2]
     assert inserts.inserted == 2 and inserts.pending() == ([], [])
+    inserts.close()
+
+
+def test_allocations_wait_once_max_pending_nodes_wait(
+    index: GatedIndex, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(inserts_module, "MAX_PENDING", 2)
+    inserts = BackgroundInserts(index)  # type: ignore[arg-type]
+    inserts.add(1, vector(1), "q8")
+    inserts.add(2, vector(2), "q8")
+    third = threading.Thread(target=inserts.add, args=(3, vector(3), "q8"))
+    third.start()
+    third.join(0.3)
+    assert third.is_alive() and len(inserts) == 2, "a third pending node waits for the linker"
+    index.gate.set()
+    third.join(30)
+    inserts.wait_idle()
+    assert sorted(i for call in index.calls for i in call) == [1, 2, 3]
     inserts.close()
 
 

@@ -4,6 +4,9 @@ precision changes, persistence, and bad input."""
 from __future__ import annotations
 
 import math
+import os
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -253,3 +256,30 @@ def test_score_rows_refuses_mismatched_or_strided_input() -> None:
         score_rows(np.ones(4, dtype=np.float32), rows[:, ::2])
     with pytest.raises(ValueError, match="metric"):
         score_rows(np.ones(8, dtype=np.float32), rows, "manhattan")  # type: ignore[arg-type]
+
+
+def _thread_nice_values(prefix: str) -> list[int]:
+    """The nice values of this process's threads whose name starts with ``prefix``."""
+    found = []
+    for task in Path("/proc/self/task").iterdir():
+        try:
+            stat = (task / "stat").read_text()
+        except FileNotFoundError:  # the thread ended meanwhile
+            continue
+        name = stat[stat.index("(") + 1 : stat.rindex(")")]
+        if name.startswith(prefix):
+            found.append(int(stat[stat.rindex(")") + 2 :].split()[16]))  # field 19: nice
+    return found
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="per-thread nice is Linux's")
+def test_background_adds_link_on_low_priority_threads() -> None:
+    vectors = clustered(300, 16, seed=5)
+    index = llmkg.HnswIndex(16)
+    index.add(np.arange(1, 301), vectors, background=True)
+    assert len(index) == 300
+    ids, _ = index.search(vectors[7], k=1)
+    assert ids[0] == 8
+    nice = _thread_nice_values("llmkg-bg-")
+    assert nice and set(nice) == {10}, nice
+    assert os.getpriority(os.PRIO_PROCESS, 0) == 0, "the caller's own priority is untouched"

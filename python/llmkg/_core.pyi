@@ -49,6 +49,7 @@ class HnswIndex:
         vectors: npt.ArrayLike,
         precision: _PrecisionName | Sequence[_PrecisionName] | None = None,
         threads: int | None = None,
+        background: bool = False,
     ) -> None: ...
     def search(
         self,

@@ -5,13 +5,16 @@ and the next insert's slot allocation waits for the write lock until every link 
 has finished: inserts arriving together wait for each other. Under load, most of an
 allocation's time was that wait. So an allocation queues its node here once the store has
 committed it, and answers; one thread links everything queued meanwhile in one ``add``
-(links spread over every core).
+on the core's background pool (one low-priority thread per core: linking takes the cores
+when requests leave them idle).
 
 Until it is linked a node is *pending*: ``pending()`` gives the pending nodes, which every
 search scores exactly and merges with what the index finds, so a node is found from the
 moment its allocation returns. A node leaves ``pending()`` only once the index has it, so
 a reader that takes ``pending()`` before it searches the index misses nothing.
 ``wait_idle`` (checkpoints, backups, close) and ``wait_for`` (delete) wait for the linker.
+At most ``MAX_PENDING`` nodes wait: beyond, an allocation waits for the linker (every
+search scores the pending nodes, so their number bounds that cost).
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from llmkg._core import HnswIndex
 log = logging.getLogger("llmkg.engine")
 
 RETRY_SECONDS = 1.0
+MAX_PENDING = 256
 
 
 class BackgroundInserts:
@@ -45,6 +49,7 @@ class BackgroundInserts:
     def add(self, node_id: int, vector: np.ndarray, precision: str) -> None:
         """Queue ``node_id`` for linking; it is in ``pending()`` from now on."""
         with self._cond:
+            self._cond.wait_for(lambda: len(self._pending) < MAX_PENDING or self._closed)
             if self._closed:
                 raise RuntimeError("the index linker is closed")
             self._pending[node_id] = (vector, precision)
@@ -105,6 +110,7 @@ class BackgroundInserts:
                     np.array(batch, dtype=np.uint64),
                     np.stack([v for v, _ in entries]),
                     precision=[p for _, p in entries],
+                    background=True,
                 )
             except Exception:
                 # Not expected (the vectors were validated): the nodes stay pending, so

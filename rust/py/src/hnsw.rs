@@ -13,7 +13,7 @@ use pyo3::types::{PyBytes, PyDict, PyString};
 
 use crate::convert;
 use crate::errors::CoreError;
-use crate::gil::{detached, thread_pool};
+use crate::gil::{background_pool, detached, thread_pool};
 
 /// Id that fills result slots when fewer than `k` nodes match (`2**64 - 1`).
 pub const MISSING_ID: u64 = u64::MAX;
@@ -134,7 +134,9 @@ impl HnswIndex {
     ///
     /// precision: None (full), one of "full", "q8", "q4", "binary", or one per row.
     /// threads: worker threads for linking (default: all cores).
-    #[pyo3(signature = (ids, vectors, precision = None, threads = None))]
+    /// background: link on the shared pool of low-priority threads (nice 10 on Linux, one
+    /// per core; `threads` is then ignored), for inserts off a request's path.
+    #[pyo3(signature = (ids, vectors, precision = None, threads = None, background = false))]
     fn add(
         &self,
         py: Python<'_>,
@@ -142,6 +144,7 @@ impl HnswIndex {
         vectors: &Bound<'_, PyAny>,
         precision: Option<&Bound<'_, PyAny>>,
         threads: Option<usize>,
+        background: bool,
     ) -> PyResult<()> {
         let dim = self.inner.dim();
         let ids = convert::ids(ids, "ids")?;
@@ -153,8 +156,15 @@ impl HnswIndex {
             )));
         }
         let precisions = parse_precisions(precision)?;
-        let pool = thread_pool(threads)?;
         let index = &self.inner;
+        if background {
+            // All of it on the pool, a lone node's link too (it would run on the caller).
+            let pool = background_pool()?;
+            return detached(py, || {
+                pool.install(|| index.add(&ids, &vectors, &precisions, Some(pool)))
+            });
+        }
+        let pool = thread_pool(threads)?;
         detached(py, || index.add(&ids, &vectors, &precisions, pool.as_ref()))
     }
 
