@@ -114,10 +114,6 @@ class AllocationEngine:
             self.precision.total_reads[node_id] = reads
         self.records = RecordCache(c, self.store, self.index)
         self.inserts = BackgroundInserts(self.index)
-        # Live nodes, linked or pending: counted, since the index and the linker's queue
-        # both hold a node for a moment after its link.
-        self._live = len(self.index)
-        self._live_lock = threading.Lock()
         warmed = self.records.warm_up(c.cache_warmup_count) if c.cache_warmup_on_startup else 0
         self.startup = {
             "source": source,
@@ -278,8 +274,9 @@ class AllocationEngine:
         return [ids[j] for j in np.argsort(-scores, kind="stable")[:wanted]]
 
     def _node_count(self) -> int:
-        """Live nodes, linked or pending."""
-        return self._live
+        """Live nodes, linked or pending: the fact index holds every one (the index and
+        the linker's queue both hold a node for a moment after its link)."""
+        return len(self.facts)
 
     def _precision_of(self, node_id: int) -> str:
         pending = self.inserts.precision_of(node_id)
@@ -344,8 +341,6 @@ class AllocationEngine:
                 if created:
                     self.inserts.add(record.node_id, embedding, precision)
             if created:
-                with self._live_lock:
-                    self._live += 1
                 self._logged(record_size(record))
                 self.facts.add(record.node_id, f.subject, f.predicate, f.object, f.confidence)
                 # Written through: the next search to meet the new node (often on the event
@@ -461,8 +456,6 @@ class AllocationEngine:
                 self.index.remove([node_id])
         self.records.forget(node_id)
         if deleted:
-            with self._live_lock:
-                self._live -= 1
             self._logged(64)
             self.facts.remove(node_id, record.subject, record.predicate, record.object)
         return deleted

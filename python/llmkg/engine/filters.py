@@ -31,6 +31,10 @@ class FactIndex:
             for name, value in zip(FIELDS, (s, p, o), strict=True):
                 self._by_field[name][value].add(node_id)
 
+    def __len__(self) -> int:
+        """Live nodes (every stored node that is not deleted)."""
+        return len(self._confidence)
+
     def set_confidence(self, node_id: int, confidence: float) -> None:
         with self._lock:
             self._confidence[node_id] = confidence

@@ -4,7 +4,8 @@
 //! Locking: one `RwLock` around the graph. Writers (new slots, removal, compaction,
 //! precision changes, load) hold it briefly; an `add` then *downgrades* to a read lock to
 //! link its nodes, so searches run while nodes are being linked (even once the next `add`
-//! waits for the write lock: see `reader`), and batch links run on all cores. Link lists are atomics guarded by per-node mutexes (see `graph.rs`).
+//! waits for the write lock: see `reader`), and batch links run on all cores. Link lists
+//! are atomics guarded by per-node mutexes (see `graph.rs`).
 //! Nothing logs while holding the lock: the Python package forwards log records to
 //! Python (pyo3-log), which needs the GIL, and Python threads hold the GIL while they
 //! wait for this lock.
