@@ -8,6 +8,14 @@ use rayon::prelude::*;
 use super::graph::{Graph, SlotState, NO_ENTRY};
 use super::search::{with_scratch, Cand, Scratch};
 
+/// A vector [`Graph::select`] compares: a row of the full arena, or the offset of a code
+/// decoded into the scratch buffer.
+#[derive(Clone, Copy)]
+enum Row {
+    Full(u32),
+    Decoded(usize),
+}
+
 /// What a compaction did, to be logged outside the lock.
 pub(crate) struct CompactionReport {
     dropped: usize,
@@ -124,54 +132,59 @@ impl Graph {
             s.picked.extend(pool.iter().map(|c| c.slot));
             return;
         }
-        let dim = self.params.dim;
-        // Decode the candidates that have no full row once, up front.
+        // A candidate without a full row is decoded when the walk reaches it (the walk
+        // often stops long before the end of the pool), into `s.decode` behind the rows
+        // of those kept; a pruned one's row is dropped again.
         s.decode.clear();
-        for c in pool {
-            if self.meta[c.slot as usize].full_row == super::graph::NONE {
-                self.decode_append(c.slot, &mut s.decode);
-            }
-        }
-        let mut offset = 0;
-        let vectors: Vec<&[f32]> = pool
-            .iter()
-            .map(|c| {
-                if self.meta[c.slot as usize].full_row != super::graph::NONE {
-                    self.full.row(self.meta[c.slot as usize].full_row)
-                } else {
-                    let v = &s.decode[offset..offset + dim];
-                    offset += dim;
-                    v
-                }
-            })
-            .collect();
-        let mut kept: Vec<usize> = Vec::with_capacity(m);
+        let mut kept: Vec<(usize, Row)> = Vec::with_capacity(m);
         for (i, c) in pool.iter().enumerate() {
             if kept.len() >= m {
                 break;
             }
+            let row = self.row_of(c.slot, &mut s.decode);
+            let v = self.row_slice(row, &s.decode);
             let c_sq = self.sq_norm(c.slot);
-            let diverse = kept.iter().all(|&j| {
-                let closer =
-                    self.pair_score(vectors[i], c_sq, vectors[j], self.sq_norm(pool[j].slot));
-                closer <= c.score
+            let diverse = kept.iter().all(|&(j, kept_row)| {
+                let kept_v = self.row_slice(kept_row, &s.decode);
+                self.pair_score(v, c_sq, kept_v, self.sq_norm(pool[j].slot)) <= c.score
             });
             if diverse {
-                kept.push(i);
+                kept.push((i, row));
+            } else if let Row::Decoded(offset) = row {
+                s.decode.truncate(offset);
             }
         }
+        s.picked.extend(kept.iter().map(|&(i, _)| pool[i].slot));
         if fill {
             // Top up with the best of the pruned candidates.
-            for i in 0..pool.len() {
-                if kept.len() >= m {
+            for c in pool {
+                if s.picked.len() >= m {
                     break;
                 }
-                if !kept.contains(&i) {
-                    kept.push(i);
+                if !s.picked.contains(&c.slot) {
+                    s.picked.push(c.slot);
                 }
             }
         }
-        s.picked.extend(kept.iter().map(|&i| pool[i].slot));
+    }
+
+    /// Where `slot`'s vector is: its full row, or its code decoded onto the end of
+    /// `decode`.
+    fn row_of(&self, slot: u32, decode: &mut Vec<f32>) -> Row {
+        let full_row = self.meta[slot as usize].full_row;
+        if full_row != super::graph::NONE {
+            return Row::Full(full_row);
+        }
+        let offset = decode.len();
+        self.decode_append(slot, decode);
+        Row::Decoded(offset)
+    }
+
+    fn row_slice<'a>(&'a self, row: Row, decode: &'a [f32]) -> &'a [f32] {
+        match row {
+            Row::Full(r) => self.full.row(r),
+            Row::Decoded(offset) => &decode[offset..offset + self.params.dim],
+        }
     }
 
     /// Add `new` to the links of `node` at `level`, pruning them with the heuristic when
