@@ -128,6 +128,8 @@ def test_acknowledged_writes_survive_kill_9(tmp_path: Path, durability: str) -> 
             found = store.get_many(acked)
             missing = [n for n in acked if n not in found]
             assert not missing, f"run {run}: acknowledged writes lost after kill -9: {missing[:10]}"
+            # A lone write commits without the ``last_seq`` row: the rows carry it.
+            assert store.last_seq == max(c.seq for c in store.changes_after(0))
             for node_id, (subject, obj) in acked.items():
                 assert (found[node_id].subject, found[node_id].object) == (subject, obj)
 

@@ -18,7 +18,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from llmkg.store.sqlite import DB_FILE
+from llmkg.store.sqlite import DB_FILE, LAST_SEQ
 
 MANIFEST = "manifest.json"
 FORMAT = 1
@@ -51,7 +51,7 @@ def write_manifest(
     conn = sqlite3.connect(db)
     try:
         nodes = conn.execute("SELECT COUNT(*) FROM nodes WHERE deleted=0").fetchone()[0]
-        row = conn.execute("SELECT value FROM meta WHERE key='last_seq'").fetchone()
+        store_seq = conn.execute(LAST_SEQ).fetchone()[0]
     finally:
         conn.close()
     files = [db, snapshot]
@@ -59,7 +59,7 @@ def write_manifest(
         "format": FORMAT,
         "created_at": datetime.now(timezone.utc).isoformat(),
         "nodes": nodes,
-        "store_seq": row[0] if row else 0,
+        "store_seq": store_seq,
         "snapshot_seq": snapshot_seq,
         "dim": dim,
         "metric": metric,
