@@ -11,7 +11,7 @@ import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
 
-from llmkg.engine import AllocationResult
+from llmkg.engine import AllocationResult, Node
 from llmkg.server import models as m
 from llmkg.server.errors import ApiError
 from llmkg.server.state import ServerState
@@ -62,6 +62,10 @@ def _fact(fact: m.FactIn) -> dict[str, Any]:
     if out["embedding"] is None:
         del out["embedding"]
     return out
+
+
+def _fact_out(node: Node) -> m.FactOut:
+    return m.FactOut(node.subject, node.predicate, node.object, node.confidence)
 
 
 def _allocation(r: AllocationResult) -> m.Allocation:
@@ -132,9 +136,7 @@ class Api:
         else:
             hits = await self.state.run(engine.search, **args)
         return json_response(
-            m.SearchResponse(
-                [m.SearchHit(h.node_id, h.score, m.FactOut(**h.node.fact())) for h in hits]
-            )
+            m.SearchResponse([m.SearchHit(h.node_id, h.score, _fact_out(h.node)) for h in hits])
         )
 
     async def get_node(self, request: Request) -> Response:
@@ -143,7 +145,7 @@ class Api:
         node = await self.state.run(engine.get, node_id)
         if node is None:
             raise ApiError(404, f"no node {node_id}", field="node_id")
-        return json_response(m.NodeResponse(node.node_id, m.FactOut(**node.fact()), node.parent))
+        return json_response(m.NodeResponse(node.node_id, _fact_out(node), node.parent))
 
     async def delete_node(self, request: Request) -> Response:
         node_id = node_id_param(request)
