@@ -258,8 +258,9 @@ def test_score_rows_refuses_mismatched_or_strided_input() -> None:
         score_rows(np.ones(8, dtype=np.float32), rows, "manhattan")  # type: ignore[arg-type]
 
 
-def _thread_nice_values(prefix: str) -> list[int]:
-    """The nice values of this process's threads whose name starts with ``prefix``."""
+def _thread_priorities(prefix: str) -> list[tuple[int, int]]:
+    """``(nice, scheduling policy)`` of this process's threads whose name starts with
+    ``prefix``."""
     found = []
     for task in Path("/proc/self/task").iterdir():
         try:
@@ -268,11 +269,12 @@ def _thread_nice_values(prefix: str) -> list[int]:
             continue
         name = stat[stat.index("(") + 1 : stat.rindex(")")]
         if name.startswith(prefix):
-            found.append(int(stat[stat.rindex(")") + 2 :].split()[16]))  # field 19: nice
+            fields = stat[stat.rindex(")") + 2 :].split()
+            found.append((int(fields[16]), int(fields[38])))  # fields 19 and 41
     return found
 
 
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="per-thread nice is Linux's")
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="per-thread policy is Linux's")
 def test_background_adds_link_on_low_priority_threads() -> None:
     vectors = clustered(300, 16, seed=5)
     index = llmkg.HnswIndex(16)
@@ -280,6 +282,7 @@ def test_background_adds_link_on_low_priority_threads() -> None:
     assert len(index) == 300
     ids, _ = index.search(vectors[7], k=1)
     assert ids[0] == 8
-    nice = _thread_nice_values("llmkg-bg-")
-    assert nice and set(nice) == {10}, nice
+    found = _thread_priorities("llmkg-bg-")
+    assert found and set(found) == {(10, os.SCHED_IDLE)}, found
+    assert os.sched_getscheduler(0) == os.SCHED_OTHER, "the caller's own policy is untouched"
     assert os.getpriority(os.PRIO_PROCESS, 0) == 0, "the caller's own priority is untouched"

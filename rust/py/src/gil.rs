@@ -64,8 +64,11 @@ pub fn thread_pool(threads: Option<usize>) -> PyResult<Option<rayon::ThreadPool>
 pub const BACKGROUND_NICE: i32 = 10;
 
 /// The shared pool, one thread per core, that background work runs on (index inserts
-/// made after the allocation answered): its threads run at nice [`BACKGROUND_NICE`] on
-/// Linux, so that they take the cores only when requests leave them idle.
+/// made after the allocation answered). On Linux its threads run under `SCHED_IDLE`, so
+/// that they take the cores only when requests leave them idle and give a core up the
+/// moment a request's thread wakes; at nice [`BACKGROUND_NICE`] they kept it for the rest
+/// of their time slice, a millisecond or more. Where `SCHED_IDLE` is refused, they keep
+/// the nice value.
 pub fn background_pool() -> PyResult<&'static rayon::ThreadPool> {
     static POOL: OnceLock<rayon::ThreadPool> = OnceLock::new();
     if let Some(pool) = POOL.get() {
@@ -87,6 +90,13 @@ fn lower_this_threads_priority() {
     // nice value). A refusal leaves the priority unchanged, which is harmless.
     unsafe {
         libc::setpriority(libc::PRIO_PROCESS, 0, BACKGROUND_NICE);
+    }
+    let param = libc::sched_param { sched_priority: 0 };
+    // SAFETY: sched_setscheduler only reads the sched_param passed, which outlives the
+    // call; pid 0 is the calling thread. Any user may move a thread to SCHED_IDLE; a
+    // refusal leaves the nice value set above.
+    unsafe {
+        libc::sched_setscheduler(0, libc::SCHED_IDLE, &param);
     }
 }
 

@@ -134,7 +134,7 @@ impl HnswIndex {
     ///
     /// precision: None (full), one of "full", "q8", "q4", "binary", or one per row.
     /// threads: worker threads for linking (default: all cores).
-    /// background: link on the shared pool of low-priority threads (nice 10 on Linux, one
+    /// background: link on the shared pool of low-priority threads (SCHED_IDLE on Linux, one
     /// per core; `threads` is then ignored), for inserts off a request's path.
     #[pyo3(signature = (ids, vectors, precision = None, threads = None, background = false))]
     fn add(
