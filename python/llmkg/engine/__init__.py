@@ -2,7 +2,8 @@
 
 from llmkg.engine.backup import BackupError, restore
 from llmkg.engine.config import EngineConfig
-from llmkg.engine.engine import AllocationEngine, DataDirectoryInUseError
+from llmkg.engine.engine import AllocationEngine
+from llmkg.engine.exclusion import DataDirectoryInUseError
 from llmkg.engine.facts import Fact, FactError
 from llmkg.engine.results import AllocationResult, Neighbor, Node, SearchHit
 

@@ -10,13 +10,11 @@ writes after the tag that are already in the snapshot do no harm).
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -25,40 +23,21 @@ import numpy as np
 from llmkg._core import MISSING_ID, HnswIndex, embed_fact, embed_text, score_rows
 from llmkg.engine import backup as backups
 from llmkg.engine.config import EngineConfig
+from llmkg.engine.exclusion import WriteGate, lock_directory
 from llmkg.engine.facts import FactError, embedding_field, parse_fact, text_field
 from llmkg.engine.filters import FactIndex
 from llmkg.engine.inserts import BackgroundInserts
 from llmkg.engine.quantization import AdaptivePrecision, resident_bytes
 from llmkg.engine.records import RecordCache, record_size
 from llmkg.engine.results import AllocationResult, Neighbor, Node, SearchHit
-from llmkg.engine.snapshots import load_newest, write_snapshot
+from llmkg.engine.snapshots import load_newest, replay, write_snapshot
 from llmkg.store import NodeRecord, SqliteStore
 
 log = logging.getLogger("llmkg.engine")
 
-REPLAY_BATCH = 10_000
-
 
 def _node(r: NodeRecord) -> Node:
     return Node(r.node_id, r.subject, r.predicate, r.object, r.confidence, r.parent)
-
-
-class DataDirectoryInUseError(RuntimeError):
-    """Another engine (in this or another process) has the data directory open."""
-
-
-def _lock_directory(directory: Path) -> int:
-    """An exclusive lock on ``directory`` held until the descriptor closes (the kernel drops
-    it when the process dies, so a killed server never leaves a stale lock)."""
-    fd = os.open(directory / "LOCK", os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        os.close(fd)
-        raise DataDirectoryInUseError(
-            f"{directory} is in use by another llmkg engine (is a server running on it?)"
-        ) from None
-    return fd
 
 
 class AllocationEngine:
@@ -69,7 +48,7 @@ class AllocationEngine:
         c = self.config
         started = time.perf_counter()
         c.data_directory.mkdir(parents=True, exist_ok=True)
-        self._lock_fd = _lock_directory(c.data_directory)
+        self._lock_fd = lock_directory(c.data_directory)
         # Seconds of each index search, for the server's metrics.
         self.on_index_search: Callable[[float], None] | None = None
         try:
@@ -88,9 +67,7 @@ class AllocationEngine:
             durability=c.durability,
             sync_interval=c.sync_interval,
         )
-        self._gate = threading.Condition()
-        self._inflight = 0
-        self._draining = False
+        self._gate = WriteGate()
         self._checkpoint_lock = threading.Lock()
         self.facts = FactIndex(c.max_text_length)
         self.precision = AdaptivePrecision(c)
@@ -108,7 +85,7 @@ class AllocationEngine:
             self.index = self._new_index()
             self.snapshot_seq = 0
             source = "rebuild"
-        replayed = self._replay(self.snapshot_seq)
+        replayed = replay(self.index, self.store, self.precision, after=self.snapshot_seq)
         for node_id, s, p, o, confidence, reads in self.store.iter_live():
             self.facts.add(node_id, s, p, o, confidence)
             self.precision.total_reads[node_id] = reads
@@ -153,68 +130,16 @@ class AllocationEngine:
             max_level=c.max_level,
         )
 
-    def _replay(self, after: int) -> int:
-        """Bring the index up to the store: add live nodes it lacks, drop deleted ones."""
-        ids: list[int] = []
-        vectors: list[np.ndarray] = []
-        precisions: list[str] = []
-        removed: list[int] = []
-        count = 0
-
-        def flush() -> None:
-            if ids:
-                self.index.add(
-                    np.array(ids, dtype=np.uint64), np.stack(vectors), precision=precisions
-                )
-                ids.clear()
-                vectors.clear()
-                precisions.clear()
-
-        for change in self.store.changes_after(after):
-            count += 1
-            if change.record is None:
-                removed.append(change.node_id)
-            elif change.node_id not in self.index:
-                ids.append(change.node_id)
-                vectors.append(change.record.embedding)
-                precisions.append(
-                    self.precision.for_new(change.record.confidence, change.record.reads)
-                )
-                if len(ids) >= REPLAY_BATCH:
-                    flush()
-        flush()
-        if removed:
-            self.index.remove(np.array(removed, dtype=np.uint64))
-        return count
-
     # ---- bookkeeping -------------------------------------------------------------------
-
-    @contextlib.contextmanager
-    def _write_path(self) -> Iterator[None]:
-        with self._gate:
-            while self._draining:
-                self._gate.wait()
-            self._inflight += 1
-        try:
-            yield
-        finally:
-            with self._gate:
-                self._inflight -= 1
-                if self._inflight == 0:
-                    self._gate.notify_all()
 
     def _quiesced_seq(self) -> int:
         """A sequence number up to which every write is in the index (linked, not pending)."""
-        with self._gate:
-            self._draining = True
-            try:
-                while self._inflight:
-                    self._gate.wait()
-                self.inserts.wait_idle()
-                return self.store.committed_seq
-            finally:
-                self._draining = False
-                self._gate.notify_all()
+
+        def linked_seq() -> int:
+            self.inserts.wait_idle()
+            return self.store.committed_seq
+
+        return self._gate.drained(linked_seq)
 
     # ---- allocation --------------------------------------------------------------------
 
@@ -328,7 +253,7 @@ class AllocationEngine:
             parent = (
                 best if best is not None and best.similarity >= c.similarity_threshold else None
             )
-            with self._write_path():
+            with self._gate.write():
                 record, created = self.store.insert(
                     f.subject,
                     f.predicate,
@@ -449,7 +374,7 @@ class AllocationEngine:
         record = self.records.get(node_id)
         if record is None:
             return False
-        with self._write_path():
+        with self._gate.write():
             deleted = self.store.delete(node_id)
             if deleted:
                 self.inserts.wait_for(node_id)  # else linked after its removal

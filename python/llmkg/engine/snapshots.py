@@ -1,5 +1,6 @@
 """Index snapshots: the HNSW index, zstd-compressed, tagged with the last store sequence
-it holds, written atomically; the two newest are kept.
+it holds, written atomically; the two newest are kept. At start-up the newest is loaded
+and the store's changes after its tag are replayed into it.
 
 ``snapshots/index-<seq, 20 digits>.llmkg.zst``: the name carries the sequence, the body
 is the index file format of the core (which checksums itself), compressed (``.llmkg``
@@ -15,15 +16,22 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+import numpy as np
 import zstandard
 
 from llmkg._core import HnswIndex
+
+if TYPE_CHECKING:
+    from llmkg.engine.quantization import AdaptivePrecision
+    from llmkg.store import SqliteStore
 
 log = logging.getLogger("llmkg.engine")
 
 PATTERN = re.compile(r"^index-(\d{20})\.llmkg(\.zst)?$")
 KEEP = 2
+REPLAY_BATCH = 10_000
 
 
 @dataclass(frozen=True)
@@ -106,3 +114,35 @@ def load_newest(
             continue
         return index, snap.seq
     return None
+
+
+def replay(index: HnswIndex, store: SqliteStore, precision: AdaptivePrecision, after: int) -> int:
+    """Bring ``index`` (a snapshot tagged ``after``, or empty) up to the store: add the live
+    nodes it lacks, drop the deleted ones. Returns how many changes were read."""
+    ids: list[int] = []
+    vectors: list[np.ndarray] = []
+    precisions: list[str] = []
+    removed: list[int] = []
+    count = 0
+
+    def flush() -> None:
+        if ids:
+            index.add(np.array(ids, dtype=np.uint64), np.stack(vectors), precision=precisions)
+            ids.clear()
+            vectors.clear()
+            precisions.clear()
+
+    for change in store.changes_after(after):
+        count += 1
+        if change.record is None:
+            removed.append(change.node_id)
+        elif change.node_id not in index:
+            ids.append(change.node_id)
+            vectors.append(change.record.embedding)
+            precisions.append(precision.for_new(change.record.confidence, change.record.reads))
+            if len(ids) >= REPLAY_BATCH:
+                flush()
+    flush()
+    if removed:
+        index.remove(np.array(removed, dtype=np.uint64))
+    return count
