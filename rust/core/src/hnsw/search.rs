@@ -6,7 +6,8 @@ use std::cmp::{Ordering, Reverse};
 use std::collections::BinaryHeap;
 
 use super::filter::Filter;
-use super::graph::{prefetch, Graph, QueryCtx, SlotState};
+use super::graph::{prefetch, Graph, SlotState};
+use super::query::QueryCtx;
 use crate::quant::Precision;
 
 /// A slot and its score for the current query; ordered by score, then slot.
