@@ -89,11 +89,20 @@ def test_recall_holds_after_removing_a_fifth(dev: DevSlice) -> None:
 
 
 def test_q8_recall_and_memory(full: llmkg.HnswIndex, dev: DevSlice) -> None:
-    q8 = build(dev, precision="q8")
+    # The same graph with q8 codes: what the codes cost, apart from construction (a
+    # batch links on all cores, so two builds differ by up to ±0.003 at ef=32).
+    same_graph = llmkg.HnswIndex.from_bytes(full.to_bytes())
+    same_graph.set_precision(np.arange(len(dev.base), dtype=np.uint64), "q8")
+    built_q8 = build(dev, precision="q8")
     for ef in (32, 100):
-        r_full, r_q8 = recall_at(full, dev, ef), recall_at(q8, dev, ef)
-        print(f"seed {SEED}: ef={ef} recall@10 full {r_full:.4f} q8+rescore {r_q8:.4f}")
-        assert r_q8 >= r_full - 0.005
+        r_full = recall_at(full, dev, ef)
+        r_same, r_built = recall_at(same_graph, dev, ef), recall_at(built_q8, dev, ef)
+        print(
+            f"seed {SEED}: ef={ef} recall@10 full {r_full:.4f}, q8+rescore on its graph "
+            f"{r_same:.4f}, built as q8 {r_built:.4f}"
+        )
+        assert r_same >= r_full - 0.003
+        assert r_built >= r_full - 0.01
     codes_only = build(dev, precision="q8", keep_full=False)
     plain = build(dev, keep_full=False)
     ratio = codes_only.memory_bytes() / plain.memory_bytes()
