@@ -101,6 +101,30 @@ impl CacheOps<PyKey, Py<PyAny>> for Ops<'_> {
     }
 }
 
+type Evicted = Removed<PyKey, Py<PyAny>>;
+
+/// Runs `op` on the hash and converted form of a Python key, with the GIL token and a
+/// list for what the call evicts, which is dropped after `op` has left the shard lock.
+/// Every one-key method of `ShardedCache` and `TieredCache` goes through here.
+#[inline]
+fn with_key<R>(
+    key: &Bound<'_, PyAny>,
+    op: impl FnOnce(&Ops<'_>, u64, PyKey, &mut Evicted) -> R,
+) -> PyResult<R> {
+    let (h, k) = key_of(key)?;
+    let mut removed = Removed::new();
+    Ok(op(&Ops(key.py()), h, k, &mut removed))
+}
+
+/// `found`, else `default`, else `None`: what `get(key, default)` and `pop` answer.
+fn or_default(found: Option<Py<PyAny>>, default: Option<Py<PyAny>>, py: Python<'_>) -> Py<PyAny> {
+    found.or(default).unwrap_or_else(|| py.None())
+}
+
+fn key_error(key: &Bound<'_, PyAny>) -> PyErr {
+    PyKeyError::new_err(key.clone().unbind())
+}
+
 /// Converts a Python key and hashes it with the process key. `str` and `bytes` reuse the
 /// interpreter's cached hash; subclasses are copied to the exact type first, so that an
 /// overridden `__eq__` or `__hash__` never runs under a shard lock.
@@ -273,24 +297,25 @@ impl PyShardedCache {
         value: &Bound<'_, PyAny>,
         opts: EntryOptions,
     ) -> PyResult<()> {
-        let (h, k) = key_of(key)?;
-        let mut removed = Removed::new();
-        self.inner.insert_hashed(
-            &Ops(key.py()),
-            h,
-            k,
-            value.clone().unbind(),
-            opts,
-            &mut removed,
-        );
-        Ok(())
+        let value = value.clone().unbind();
+        with_key(key, |ops, h, k, removed| {
+            self.inner.insert_hashed(ops, h, k, value, opts, removed);
+        })
     }
 
     #[inline]
     fn lookup(&self, key: &Bound<'_, PyAny>) -> PyResult<Option<Py<PyAny>>> {
-        let (h, k) = key_of(key)?;
-        let mut removed = Removed::new();
-        Ok(self.inner.get_hashed(&Ops(key.py()), h, &k, &mut removed))
+        with_key(key, |ops, h, k, removed| {
+            self.inner.get_hashed(ops, h, &k, removed)
+        })
+    }
+
+    fn take(&self, key: &Bound<'_, PyAny>) -> PyResult<Option<Py<PyAny>>> {
+        with_key(key, |ops, h, k, removed| {
+            self.inner
+                .remove_hashed(ops, h, &k, removed)
+                .map(|(_, v)| v)
+        })
     }
 }
 
@@ -354,48 +379,29 @@ impl PyShardedCache {
     /// The value of `key`, or `default` if it is absent or expired.
     #[pyo3(signature = (key, default=None))]
     fn get(&self, key: &Bound<'_, PyAny>, default: Option<Py<PyAny>>) -> PyResult<Py<PyAny>> {
-        match self.lookup(key)? {
-            Some(v) => Ok(v),
-            None => Ok(default.unwrap_or_else(|| key.py().None())),
-        }
+        Ok(or_default(self.lookup(key)?, default, key.py()))
     }
 
     fn __getitem__(&self, key: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
-        self.lookup(key)?
-            .ok_or_else(|| PyKeyError::new_err(key.clone().unbind()))
+        self.lookup(key)?.ok_or_else(|| key_error(key))
     }
 
     fn __contains__(&self, key: &Bound<'_, PyAny>) -> PyResult<bool> {
-        let (h, k) = key_of(key)?;
-        let mut removed = Removed::new();
-        Ok(self
-            .inner
-            .contains_hashed(&Ops(key.py()), h, &k, &mut removed))
+        with_key(key, |ops, h, k, removed| {
+            self.inner.contains_hashed(ops, h, &k, removed)
+        })
     }
 
     /// Removes `key` and returns its value, or `default` if it is absent or expired.
     #[pyo3(signature = (key, default=None))]
     fn pop(&self, key: &Bound<'_, PyAny>, default: Option<Py<PyAny>>) -> PyResult<Py<PyAny>> {
-        let (h, k) = key_of(key)?;
-        let mut removed = Removed::new();
-        match self
-            .inner
-            .remove_hashed(&Ops(key.py()), h, &k, &mut removed)
-        {
-            Some((_, v)) => Ok(v),
-            None => Ok(default.unwrap_or_else(|| key.py().None())),
-        }
+        Ok(or_default(self.take(key)?, default, key.py()))
     }
 
     fn __delitem__(&self, key: &Bound<'_, PyAny>) -> PyResult<()> {
-        let (h, k) = key_of(key)?;
-        let mut removed = Removed::new();
-        match self
-            .inner
-            .remove_hashed(&Ops(key.py()), h, &k, &mut removed)
-        {
+        match self.take(key)? {
             Some(_) => Ok(()),
-            None => Err(PyKeyError::new_err(key.clone().unbind())),
+            None => Err(key_error(key)),
         }
     }
 

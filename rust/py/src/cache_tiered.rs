@@ -1,11 +1,11 @@
 //! `TieredCache`: two `ShardedCache`s as L1 and L2 (see `cache.rs` for keys and the GIL).
 
 use llmkg_core::cache::{Removed, TieredCache};
-use pyo3::exceptions::{PyKeyError, PyValueError};
+use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
-use super::{entry_options, key_of, stats_dict, Ops, PyKey, PyShardedCache};
+use super::{entry_options, key_error, or_default, stats_dict, with_key, PyKey, PyShardedCache};
 
 /// Two caches as tiers: `get` tries `l1`, then `l2`, and copies an `l2` hit into `l1`;
 /// `put` writes both; `pop` removes from both.
@@ -18,9 +18,9 @@ pub struct PyTieredCache {
 
 impl PyTieredCache {
     fn lookup(&self, key: &Bound<'_, PyAny>) -> PyResult<Option<Py<PyAny>>> {
-        let (h, k) = key_of(key)?;
-        let mut removed = Removed::new();
-        Ok(self.inner.get_hashed(&Ops(key.py()), h, &k, &mut removed))
+        with_key(key, |ops, h, k, removed| {
+            self.inner.get_hashed(ops, h, &k, removed)
+        })
     }
 }
 
@@ -44,15 +44,11 @@ impl PyTieredCache {
     /// The value from L1, else from L2 (then copied into L1), else `default`.
     #[pyo3(signature = (key, default=None))]
     fn get(&self, key: &Bound<'_, PyAny>, default: Option<Py<PyAny>>) -> PyResult<Py<PyAny>> {
-        match self.lookup(key)? {
-            Some(v) => Ok(v),
-            None => Ok(default.unwrap_or_else(|| key.py().None())),
-        }
+        Ok(or_default(self.lookup(key)?, default, key.py()))
     }
 
     fn __getitem__(&self, key: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
-        self.lookup(key)?
-            .ok_or_else(|| PyKeyError::new_err(key.clone().unbind()))
+        self.lookup(key)?.ok_or_else(|| key_error(key))
     }
 
     /// Writes the entry into both tiers.
@@ -65,17 +61,10 @@ impl PyTieredCache {
         size: Option<i64>,
     ) -> PyResult<()> {
         let opts = entry_options(value, ttl, size)?;
-        let (h, k) = key_of(key)?;
-        let mut removed = Removed::new();
-        self.inner.insert_hashed(
-            &Ops(key.py()),
-            h,
-            k,
-            value.clone().unbind(),
-            opts,
-            &mut removed,
-        );
-        Ok(())
+        let value = value.clone().unbind();
+        with_key(key, |ops, h, k, removed| {
+            self.inner.insert_hashed(ops, h, k, value, opts, removed);
+        })
     }
 
     fn __setitem__(&self, key: &Bound<'_, PyAny>, value: &Bound<'_, PyAny>) -> PyResult<()> {
@@ -83,25 +72,18 @@ impl PyTieredCache {
     }
 
     fn __contains__(&self, key: &Bound<'_, PyAny>) -> PyResult<bool> {
-        let (h, k) = key_of(key)?;
-        let mut removed = Removed::new();
-        Ok(self
-            .inner
-            .contains_hashed(&Ops(key.py()), h, &k, &mut removed))
+        with_key(key, |ops, h, k, removed| {
+            self.inner.contains_hashed(ops, h, &k, removed)
+        })
     }
 
     /// Removes `key` from both tiers; returns its value or `default`.
     #[pyo3(signature = (key, default=None))]
     fn pop(&self, key: &Bound<'_, PyAny>, default: Option<Py<PyAny>>) -> PyResult<Py<PyAny>> {
-        let (h, k) = key_of(key)?;
-        let mut removed = Removed::new();
-        match self
-            .inner
-            .remove_hashed(&Ops(key.py()), h, &k, &mut removed)
-        {
-            Some(v) => Ok(v),
-            None => Ok(default.unwrap_or_else(|| key.py().None())),
-        }
+        let found = with_key(key, |ops, h, k, removed| {
+            self.inner.remove_hashed(ops, h, &k, removed)
+        })?;
+        Ok(or_default(found, default, key.py()))
     }
 
     fn clear(&self) {
