@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -37,6 +38,21 @@ def test_insert_is_idempotent_per_triple(tmp_path: Path) -> None:
         assert created and b.parent == a.node_id
         assert store.count() == 2
         assert store.find("Pho", "is_a", "dog") == store.get(a.node_id)
+
+
+def test_a_lone_write_commits_alone_and_its_row_carries_the_sequence(tmp_path: Path) -> None:
+    with SqliteStore(tmp_path) as store:
+        a, _ = store.insert("Pho", "is_a", "dog", 0.5, vec(1))
+        assert store.delete(a.node_id)
+        assert store.commits == 2 and store.writes == 2
+        path = store.path
+    with sqlite3.connect(path) as conn:
+        meta = conn.execute("SELECT value FROM meta WHERE key = 'last_seq'").fetchone()
+        seqs = conn.execute("SELECT seq FROM nodes").fetchall()
+    assert meta is None, "one statement alone needs no BEGIN, COMMIT or last_seq row"
+    assert seqs == [(2,)]
+    with SqliteStore(tmp_path) as reopened:
+        assert reopened.last_seq == 2
 
 
 def test_deletes_and_the_change_log(tmp_path: Path) -> None:
