@@ -14,10 +14,12 @@ from llmkg.config import Settings, engine_config
 from llmkg.engine import AllocationEngine
 from llmkg.server.errors import ApiError
 from llmkg.server.metrics import Metrics
+from llmkg.store import StoreOpenError
 
 log = logging.getLogger("llmkg.server")
 
 T = TypeVar("T")
+EXIT_UNUSABLE_STORE = 2
 Phase = Literal["starting", "ready", "draining", "stopped", "failed"]
 
 
@@ -71,6 +73,12 @@ class ServerState:
     async def start(self) -> None:
         try:
             await self.run(self.open_engine)
+        except StoreOpenError as e:
+            # A damaged or too new store will not get better by restarting: exit 2, the
+            # code of a bad configuration, with the file's name, not a traceback per restart.
+            log.error("cannot open the store: %s", e)
+            self.phase = "failed"
+            self.request_exit(EXIT_UNUSABLE_STORE)
         except Exception:
             log.exception("the engine failed to load; exiting")
             self.phase = "failed"

@@ -6,6 +6,15 @@ the standard library) is the embedded default.
 """
 
 from llmkg.store.records import Change, NodeRecord
+from llmkg.store.schema import StoreCorruptError, StoreOpenError, StoreVersionError
 from llmkg.store.sqlite import SqliteStore, StoreClosedError
 
-__all__ = ["Change", "NodeRecord", "SqliteStore", "StoreClosedError"]
+__all__ = [
+    "Change",
+    "NodeRecord",
+    "SqliteStore",
+    "StoreClosedError",
+    "StoreCorruptError",
+    "StoreOpenError",
+    "StoreVersionError",
+]

@@ -29,29 +29,11 @@ from typing import Any
 import numpy as np
 
 from llmkg.store.records import Change, NodeRecord
+from llmkg.store.schema import StoreCorruptError, is_corruption, mark_clean_close, open_format
 
 DB_FILE = "llmkg.sqlite3"
 MAX_BATCH = 1024
 JOURNAL_SIZE_LIMIT = 16 * 2**20
-
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS nodes (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,  -- AUTOINCREMENT: a deleted id is never reused
-    subject TEXT NOT NULL,
-    predicate TEXT NOT NULL,
-    object TEXT NOT NULL,
-    confidence REAL NOT NULL,
-    embedding BLOB,                        -- float32 little-endian; NULL once deleted
-    parent INTEGER,
-    seq INTEGER NOT NULL,
-    reads INTEGER NOT NULL DEFAULT 0,
-    deleted INTEGER NOT NULL DEFAULT 0
-);
-CREATE UNIQUE INDEX IF NOT EXISTS nodes_triple ON nodes(subject, predicate, object)
-    WHERE deleted = 0;
-CREATE INDEX IF NOT EXISTS nodes_seq ON nodes(seq);
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
-"""
 
 COLUMNS = "id, subject, predicate, object, confidence, embedding, parent, seq, reads, deleted"
 SELECT_LIVE = f"SELECT {COLUMNS} FROM nodes WHERE deleted=0"
@@ -110,11 +92,24 @@ class SqliteStore:
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._submit_lock = threading.Lock()
         self._closed = False
+        # Futures of `sync()` calls, resolved by the writer's next fsync of the log.
+        self._sync_wanted: list[Future[None]] = []
         self.commits = 0
         self.writes = 0
 
-        self._writer = self._connect()
-        self._writer.executescript(SCHEMA)
+        try:
+            self._writer = self._connect()
+        except sqlite3.DatabaseError as e:
+            if is_corruption(e):
+                raise StoreCorruptError(
+                    f"{self.path} is not a readable llmkg store ({e})"
+                ) from None
+            raise
+        try:
+            self.store_id = open_format(self._writer, self.path)
+        except BaseException:
+            self._writer.close()
+            raise
         self._writer.execute(f"PRAGMA synchronous={'FULL' if durability == 'fsync' else 'NORMAL'}")
         # SQLite resets its log after each automatic checkpoint (about 4 MB), but the file
         # keeps its high-water size (a reader pinning the log can make it large) unless
@@ -164,11 +159,21 @@ class SqliteStore:
                 pass
             if batch:
                 self._apply(conn, batch)
-            if self.durability == "interval" and (
-                stopping or time.monotonic() - last_sync >= self.sync_interval
+            if self._sync_wanted or (
+                self.durability == "interval"
+                and (stopping or time.monotonic() - last_sync >= self.sync_interval)
             ):
-                self._sync(conn)
+                wanted, self._sync_wanted = self._sync_wanted, []
+                try:
+                    self._sync(conn)
+                except Exception as e:
+                    for fut in wanted:
+                        fut.set_exception(e)
+                    raise
+                for fut in wanted:
+                    fut.set_result(None)
                 last_sync = time.monotonic()
+        mark_clean_close(conn)
         conn.close()
 
     def _apply(self, conn: sqlite3.Connection, batch: list[Any]) -> None:
@@ -242,6 +247,9 @@ class SqliteStore:
         conn.execute("COMMIT")
         conn.execute("PRAGMA synchronous=NORMAL")
 
+    def _op_want_sync(self, conn: sqlite3.Connection, done: Future[None]) -> None:
+        self._sync_wanted.append(done)
+
     def _next_seq(self) -> int:
         self._seq += 1
         return self._seq
@@ -277,6 +285,20 @@ class SqliteStore:
         assert node_id is not None
         return _record((node_id, s, p, o, confidence, blob, parent, seq, 0, 0)), True
 
+    def _op_raise_confidence(
+        self, conn: sqlite3.Connection, node_id: int, confidence: float
+    ) -> NodeRecord | None:
+        row = conn.execute(f"{SELECT_LIVE} AND id=?", (node_id,)).fetchone()
+        if row is None:
+            return None
+        if confidence > row[4]:
+            seq = self._next_seq()
+            conn.execute(
+                "UPDATE nodes SET confidence=?, seq=? WHERE id=?", (confidence, seq, node_id)
+            )
+            row = (*row[:4], confidence, row[5], row[6], seq, *row[8:])
+        return _record(row)
+
     def _op_delete(self, conn: sqlite3.Connection, node_id: int) -> bool:
         seq = self._next_seq()
         cur = conn.execute(
@@ -291,7 +313,7 @@ class SqliteStore:
     # Operations that make at most one write statement: alone in a batch, each runs as
     # its own transaction (`_apply_alone`). The functions themselves, so that a rename
     # cannot quietly turn the fast path off.
-    _ONE_WRITE = frozenset({_op_insert, _op_delete})
+    _ONE_WRITE = frozenset({_op_insert, _op_raise_confidence, _op_delete})
 
     def _op_add_reads(self, conn: sqlite3.Connection, counts: list[tuple[int, int]]) -> None:
         conn.executemany(
@@ -314,6 +336,20 @@ class SqliteStore:
         return self._submit(
             self._op_insert, subject, predicate, object, confidence, blob, parent, merge
         )
+
+    def raise_confidence(self, node_id: int, confidence: float) -> NodeRecord | None:
+        """The live node ``node_id`` with its confidence raised to ``confidence`` if that is
+        higher; None if the node is not live (deleted meanwhile). Never creates a row."""
+        return self._submit(self._op_raise_confidence, node_id, confidence)
+
+    def sync(self) -> None:
+        """Return once every write committed so far is on disk. With ``durability="fsync"``
+        each already is; with ``"interval"`` this fsyncs the log now."""
+        if self.durability == "fsync":
+            return
+        done: Future[None] = Future()
+        self._submit(self._op_want_sync, done)
+        done.result()
 
     def delete(self, node_id: int) -> bool:
         """Delete a node; False if it was not there. Returns once durable."""

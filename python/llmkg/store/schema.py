@@ -1,0 +1,128 @@
+"""The SQLite store's on-disk format: its tables, its version, and what a store checks when
+it opens a file.
+
+The format version is SQLite's ``PRAGMA user_version``:
+
+- 0: the first format (``nodes`` and ``meta``), written before the version was kept.
+- 1: adds ``info``, text facts about the store: ``store_id``, a random id given when the
+  store is created, which index snapshots carry so that a snapshot of another store is
+  never loaded into this one.
+
+Opening a store migrates an older format in one transaction, and refuses a newer one
+(``StoreVersionError``) rather than guess at it. The ``clean_close`` row of ``meta`` is 0
+while a store is open and 1 once it closed cleanly: after an unclean end (a crash, a power
+cut), ``PRAGMA quick_check`` runs before anything else, so that a damaged file stops
+start-up with its name (``StoreCorruptError``) instead of failing requests later.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import uuid
+from pathlib import Path
+
+FORMAT_VERSION = 1
+
+BASE_SCHEMA = """
+CREATE TABLE IF NOT EXISTS nodes (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,  -- AUTOINCREMENT: a deleted id is never reused
+    subject TEXT NOT NULL,
+    predicate TEXT NOT NULL,
+    object TEXT NOT NULL,
+    confidence REAL NOT NULL,
+    embedding BLOB,                        -- float32 little-endian; NULL once deleted
+    parent INTEGER,
+    seq INTEGER NOT NULL,
+    reads INTEGER NOT NULL DEFAULT 0,
+    deleted INTEGER NOT NULL DEFAULT 0
+);
+CREATE UNIQUE INDEX IF NOT EXISTS nodes_triple ON nodes(subject, predicate, object)
+    WHERE deleted = 0;
+CREATE INDEX IF NOT EXISTS nodes_seq ON nodes(seq);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+"""
+
+# MIGRATIONS[v] takes a store of format v to v + 1 (run inside the opening transaction).
+MIGRATIONS: dict[int, str] = {
+    0: "CREATE TABLE info (key TEXT PRIMARY KEY, value TEXT NOT NULL);",
+}
+
+
+class StoreOpenError(RuntimeError):
+    """The store's file cannot be used; the message names it and says why."""
+
+
+class StoreVersionError(StoreOpenError):
+    """The file was written by a newer llmkg, in a format this one does not know."""
+
+
+class StoreCorruptError(StoreOpenError):
+    """The file is not an SQLite database, or fails its integrity check."""
+
+
+def _exists(conn: sqlite3.Connection) -> bool:
+    row = conn.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name='nodes'")
+    return row.fetchone() is not None
+
+
+def _closed_cleanly(conn: sqlite3.Connection) -> bool:
+    row = conn.execute("SELECT value FROM meta WHERE key='clean_close'").fetchone()
+    return row is not None and row[0] == 1
+
+
+def _check_integrity(conn: sqlite3.Connection, path: Path) -> None:
+    problems = [r[0] for r in conn.execute("PRAGMA quick_check(5)")]
+    if problems != ["ok"]:
+        detail = "; ".join(" ".join(p.split()) for p in problems)
+        raise StoreCorruptError(
+            f"{path} is damaged (SQLite quick_check: {detail}); restore it "
+            "from a backup (llmkg-server restore)"
+        )
+
+
+def is_corruption(e: sqlite3.DatabaseError) -> bool:
+    name = getattr(e, "sqlite_errorname", "")  # Python 3.11+
+    if name:
+        return name.startswith(("SQLITE_CORRUPT", "SQLITE_NOTADB"))
+    return "malformed" in str(e) or "not a database" in str(e)
+
+
+def open_format(conn: sqlite3.Connection, path: Path) -> str:
+    """Check, create or migrate the store behind ``conn`` (the writer's connection, in
+    autocommit mode) and mark it open; returns the store's id. Errors other than a
+    damaged file (a full disk, a lock held too long) pass through as they are."""
+    try:
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        if version > FORMAT_VERSION:
+            raise StoreVersionError(
+                f"{path} has store format {version}, written by a newer llmkg; this one "
+                f"reads formats up to {FORMAT_VERSION}"
+            )
+        if _exists(conn):
+            if not _closed_cleanly(conn):
+                _check_integrity(conn, path)
+        else:
+            # A new file: format 0's tables (idempotent), migrated below like any other.
+            conn.executescript(BASE_SCHEMA)
+            version = 0
+        conn.execute("BEGIN IMMEDIATE")
+        for v in range(version, FORMAT_VERSION):
+            conn.execute(MIGRATIONS[v])
+        conn.execute(f"PRAGMA user_version={FORMAT_VERSION}")
+        row = conn.execute("SELECT value FROM info WHERE key='store_id'").fetchone()
+        store_id = uuid.uuid4().hex if row is None else str(row[0])
+        conn.execute("INSERT OR IGNORE INTO info VALUES ('store_id', ?)", (store_id,))
+        conn.execute("INSERT OR REPLACE INTO meta VALUES ('clean_close', 0)")
+        conn.execute("COMMIT")
+    except sqlite3.DatabaseError as e:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        if is_corruption(e):
+            raise StoreCorruptError(f"{path} is not a readable llmkg store ({e})") from None
+        raise
+    return store_id
+
+
+def mark_clean_close(conn: sqlite3.Connection) -> None:
+    """Record that the store closed with every write finished (no check at next open)."""
+    conn.execute("INSERT OR REPLACE INTO meta VALUES ('clean_close', 1)")
