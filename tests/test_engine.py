@@ -258,7 +258,7 @@ def test_backup_wipe_restore_gives_the_same_answers(config: EngineConfig, tmp_pa
         engine.allocate(fact(500, unit(500)))  # after the backup: not in it
     shutil.rmtree(config.data_directory / "snapshots")
     (config.data_directory / "llmkg.sqlite3").unlink()
-    with pytest.raises(BackupError, match="already holds a store"):
+    with pytest.raises(BackupError, match="already holds llmkg files"):
         other = tmp_path / "other"
         restore(folder, other)
         restore(folder, other)

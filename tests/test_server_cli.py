@@ -107,7 +107,7 @@ def test_checkpoint_and_backup_through_the_server_then_offline_and_restore(tmp_p
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["nodes"] == 5
     refused = cli("restore", folder, env={**env, "LLMKG__STORAGE__DATA_DIRECTORY": str(restored)})
-    assert refused.returncode == 1 and "already holds a store" in refused.stderr
+    assert refused.returncode == 1 and "already holds llmkg files" in refused.stderr
 
     again = Server(tmp_path / "second", {"LLMKG__STORAGE__DATA_DIRECTORY": str(restored)}).start()
     try:

@@ -17,6 +17,7 @@ def engine_config(settings: Settings) -> EngineConfig:
     return EngineConfig(
         data_directory=Path(storage.data_directory),
         backup_directory=Path(storage.backup_directory),
+        backup_retention=storage.backup_retention,
         durability=persistence.durability,
         sync_interval=persistence.sync_interval,
         checkpoint_interval=persistence.checkpoint_interval,

@@ -166,6 +166,8 @@ class StorageSettings(Section):
     type: Literal["persistent"] = "persistent"
     data_directory: Annotated[str, msgspec.Meta(min_length=1)] = "/var/lib/llmkg"
     backup_directory: Annotated[str, msgspec.Meta(min_length=1)] = "/var/lib/llmkg/backup"
+    # llmkg: how many backups `backup` keeps in backup_directory (the newest); 0 keeps all
+    backup_retention: Annotated[int, msgspec.Meta(ge=0)] = 7
     compression: Literal["zstd", "none"] = "zstd"
     compression_level: Annotated[int, msgspec.Meta(ge=1, le=22)] = 3
     persistence: PersistenceSettings = msgspec.field(default_factory=PersistenceSettings)

@@ -3,7 +3,7 @@
 from llmkg.engine.backup import BackupError, restore
 from llmkg.engine.config import EngineConfig
 from llmkg.engine.engine import AllocationEngine
-from llmkg.engine.exclusion import DataDirectoryInUseError
+from llmkg.engine.exclusion import DataDirectoryInUseError, EngineClosedError
 from llmkg.engine.facts import Fact, FactError
 from llmkg.engine.results import AllocationResult, Neighbor, Node, SearchHit
 
@@ -12,6 +12,7 @@ __all__ = [
     "AllocationResult",
     "BackupError",
     "DataDirectoryInUseError",
+    "EngineClosedError",
     "EngineConfig",
     "Fact",
     "FactError",

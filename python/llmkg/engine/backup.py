@@ -1,27 +1,41 @@
 """Backups: a consistent copy of the store and an index snapshot, with a manifest of counts
-and checksums; and their restore.
+and checksums; their restore; and the retention of the newest few.
 
 A backup folder holds ``llmkg.sqlite3`` (SQLite's online backup: a consistent image),
-``snapshots/index-<seq>.llmkg.zst`` and ``manifest.json``. The snapshot is written
-*before* the store is copied, so every node in it is in the copy too; the copy may hold
-later writes, which a restored engine replays from the snapshot's sequence.
+``snapshots/index-<seq>-<store id>.llmkg.zst`` and ``manifest.json``. The snapshot is
+written *before* the store is copied, so every node in it is in the copy too; the copy may
+hold later writes, which a restored engine replays from the snapshot's sequence.
+
+A restore writes only the files of that layout, only into a data directory that holds no
+llmkg files yet (a stale ``-wal`` beside a restored store would be replayed into it, a
+stale snapshot loaded over it), and only while no engine has that directory open.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
+import re
 import shutil
 import sqlite3
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from llmkg.engine.exclusion import lock_directory
+from llmkg.engine.snapshots import PATTERN as SNAPSHOT_NAME
 from llmkg.store.sqlite import DB_FILE, LAST_SEQ
+
+log = logging.getLogger("llmkg.engine")
 
 MANIFEST = "manifest.json"
 FORMAT = 1
+# What a data directory holds once an engine used it: a restore refuses to mix them with a
+# backup's files.
+STORE_FILES = (DB_FILE, f"{DB_FILE}-wal", f"{DB_FILE}-shm", f"{DB_FILE}-journal")
+STAMP = re.compile(r"^\d{8}T\d{6}\.\d{6}Z$")
 
 
 class BackupError(ValueError):
@@ -44,8 +58,32 @@ def timestamped(root: Path) -> Path:
     return path
 
 
+def prune(root: Path, keep: int) -> list[Path]:
+    """Delete all but the ``keep`` newest backups under ``root`` (the folders that
+    `timestamped` made and that hold a manifest); returns the deleted ones."""
+    folders = sorted(
+        p for p in root.iterdir() if p.is_dir() and STAMP.match(p.name) and (p / MANIFEST).is_file()
+    )
+    doomed = folders[:-keep] if keep > 0 else []
+    for folder in doomed:
+        shutil.rmtree(folder)
+        log.info("backup %s deleted (storage.backup_retention = %d)", folder, keep)
+    return doomed
+
+
+def _allowed_name(name: object) -> bool:
+    """A manifest entry names one of the backup's own files: the store, or a snapshot in
+    ``snapshots/``. Anything else (``../x``, an absolute path) is refused."""
+    if not isinstance(name, str):
+        return False
+    if name == DB_FILE:
+        return True
+    folder, _, file = name.partition("/")
+    return folder == "snapshots" and SNAPSHOT_NAME.match(file) is not None
+
+
 def write_manifest(
-    dest: Path, snapshot: Path, snapshot_seq: int, dim: int, metric: str
+    dest: Path, snapshot: Path, snapshot_seq: int, dim: int, metric: str, store_id: str
 ) -> dict[str, Any]:
     db = dest / DB_FILE
     conn = sqlite3.connect(db)
@@ -59,6 +97,7 @@ def write_manifest(
         "format": FORMAT,
         "created_at": datetime.now(timezone.utc).isoformat(),
         "nodes": nodes,
+        "store_id": store_id,
         "store_seq": store_seq,
         "snapshot_seq": snapshot_seq,
         "dim": dim,
@@ -79,9 +118,16 @@ def verify(backup: Path) -> dict[str, Any]:
         files = manifest["files"]
     except (OSError, ValueError, KeyError, TypeError) as e:
         raise BackupError(f"{backup}: no readable {MANIFEST} ({e})") from None
-    if DB_FILE not in files:
+    if not isinstance(files, dict) or DB_FILE not in files:
         raise BackupError(f"{backup}: the manifest lists no {DB_FILE}")
     for name, expected in files.items():
+        if not _allowed_name(name):
+            raise BackupError(
+                f"{backup}: the manifest names {name!r}, which is not a file of a backup; "
+                "refusing to restore"
+            )
+        if not isinstance(expected, dict):
+            raise BackupError(f"{backup}: the manifest's entry of {name} is not an object")
         path = backup / name
         if not path.is_file():
             raise BackupError(f"{backup}: {name} is missing")
@@ -93,19 +139,31 @@ def verify(backup: Path) -> dict[str, Any]:
 def restore(
     backup: str | os.PathLike[str], data_directory: str | os.PathLike[str]
 ) -> dict[str, Any]:
-    """Restore ``backup`` into ``data_directory`` (which must hold no store yet) after
-    verifying every checksum; returns the manifest. Open an engine on the folder then."""
+    """Restore ``backup`` into ``data_directory`` (which must hold no llmkg files yet) after
+    verifying every checksum; returns the manifest. Open an engine on the folder then.
+    Raises ``DataDirectoryInUseError`` while an engine has the folder open."""
     src, dest = Path(backup), Path(data_directory)
     manifest = verify(src)
-    if (dest / DB_FILE).exists():
-        raise BackupError(f"{dest} already holds a store; restore into an empty data directory")
     dest.mkdir(parents=True, exist_ok=True)
-    for name in manifest["files"]:
-        target = dest / name
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(f".{target.name}.restoring")
-        shutil.copyfile(src / name, tmp)
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, target)
+    lock = lock_directory(dest)
+    try:
+        present = [name for name in STORE_FILES if (dest / name).exists()]
+        snapshots = dest / "snapshots"
+        if snapshots.is_dir() and any(snapshots.iterdir()):
+            present.append("snapshots/")
+        if present:
+            raise BackupError(
+                f"{dest} already holds llmkg files ({', '.join(present)}); restore into an "
+                "empty data directory"
+            )
+        for name in manifest["files"]:
+            target = dest / name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            tmp = target.with_name(f".{target.name}.restoring")
+            shutil.copyfile(src / name, tmp)
+            with open(tmp, "rb") as f:
+                os.fsync(f.fileno())
+            os.replace(tmp, target)
+    finally:
+        os.close(lock)
     return manifest

@@ -12,6 +12,7 @@ class EngineConfig:
     # storage
     data_directory: Path = field(default_factory=lambda: Path("data"))
     backup_directory: Path | None = None  # default: <data_directory>-backups, beside it
+    backup_retention: int = 7  # backups kept in backup_directory (the newest); 0: all
     durability: str = "fsync"  # or "interval": fsync every `sync_interval` seconds
     sync_interval: float = 1.0
     checkpoint_interval: float = 300.0  # seconds between index snapshots; 0: never by time
@@ -68,6 +69,8 @@ class EngineConfig:
             self.backup_directory = Path(self.backup_directory)
         if self.durability not in ("fsync", "interval"):
             raise ValueError(f"durability must be 'fsync' or 'interval', got {self.durability!r}")
+        if self.backup_retention < 0:
+            raise ValueError(f"backup_retention must be 0 or more, got {self.backup_retention}")
         if self.dim < 1:
             raise ValueError(f"dim must be at least 1, got {self.dim}")
         if not -1.0 <= self.similarity_threshold <= 1.0 and self.metric == "cosine":

@@ -24,16 +24,20 @@ from llmkg._core import MISSING_ID, HnswIndex, embed_fact, embed_text, score_row
 from llmkg.engine import backup as backups
 from llmkg.engine.config import EngineConfig
 from llmkg.engine.exclusion import WriteGate, lock_directory
-from llmkg.engine.facts import FactError, embedding_field, parse_fact, text_field
+from llmkg.engine.facts import Fact, FactError, embedding_field, parse_fact, text_field
 from llmkg.engine.filters import FactIndex
 from llmkg.engine.inserts import BackgroundInserts
 from llmkg.engine.quantization import AdaptivePrecision, resident_bytes
 from llmkg.engine.records import RecordCache, record_size
 from llmkg.engine.results import AllocationResult, Neighbor, Node, SearchHit
-from llmkg.engine.snapshots import load_newest, replay, write_snapshot
+from llmkg.engine.snapshots import load_newest, reconcile, replay, write_snapshot
 from llmkg.store import NodeRecord, SqliteStore
 
 log = logging.getLogger("llmkg.engine")
+
+# Tries of one allocation whose stored node is deleted under it each time (a race that
+# needs a delete of the same triple between every find and every update).
+ALLOCATE_ATTEMPTS = 3
 
 
 def _node(r: NodeRecord) -> Node:
@@ -73,7 +77,12 @@ class AllocationEngine:
         self.precision = AdaptivePrecision(c)
 
         loaded = load_newest(
-            self.snapshot_dir, c.dim, c.metric, keep_full=not c.enable_quantization
+            self.snapshot_dir,
+            c.dim,
+            c.metric,
+            keep_full=not c.enable_quantization,
+            store_id=self.store.store_id,
+            store_seq=self.store.last_seq,
         )
         if loaded:
             self.index, self.snapshot_seq = loaded
@@ -89,6 +98,13 @@ class AllocationEngine:
         for node_id, s, p, o, confidence, reads in self.store.iter_live():
             self.facts.add(node_id, s, p, o, confidence)
             self.precision.total_reads[node_id] = reads
+        if loaded and not reconcile(
+            self.index, self.store, self.precision, self.facts.confidences()
+        ):
+            self.index = self._new_index()
+            self.snapshot_seq = 0
+            replayed = replay(self.index, self.store, self.precision, after=0)
+            source = "rebuild"
         self.records = RecordCache(c, self.store, self.index)
         self.inserts = BackgroundInserts(self.index)
         warmed = self.records.warm_up(c.cache_warmup_count) if c.cache_warmup_on_startup else 0
@@ -237,6 +253,19 @@ class AllocationEngine:
         started = time.perf_counter()
         c = self.config
         f = parse_fact(fact, c.dim, c.max_text_length)
+        for _ in range(ALLOCATE_ATTEMPTS):
+            result = self._allocate(f, started)
+            if result is not None:
+                return result
+        raise RuntimeError(
+            f"the triple of {f.subject!r} was deleted and stored again {ALLOCATE_ATTEMPTS} "
+            "times while it was being allocated; try again"
+        )
+
+    def _allocate(self, f: Fact, started: float) -> AllocationResult | None:
+        """One attempt of `allocate`; None when the stored node it found was deleted before
+        its confidence could be raised (the next attempt stores the fact anew)."""
+        c = self.config
         # The fact index knows every stored triple but those being allocated right now,
         # so a new fact (the usual case) skips the store read; one stored meanwhile is
         # caught by the store's own check in insert (created=False).
@@ -284,9 +313,12 @@ class AllocationEngine:
                 )
         # The triple exists (found, or stored by a concurrent allocation meanwhile).
         if f.confidence > record.confidence:
-            record, _ = self.store.insert(
-                f.subject, f.predicate, f.object, f.confidence, record.embedding
-            )
+            # Raised in place, never stored anew: a node deleted since it was found must not
+            # come back as a row that nothing indexes.
+            raised = self.store.raise_confidence(record.node_id, f.confidence)
+            if raised is None:
+                return None
+            record = raised
         # Fresh from the store (a concurrent allocation may have raised the confidence).
         self.records.put(record)
         self.facts.set_confidence(record.node_id, record.confidence)
@@ -394,7 +426,14 @@ class AllocationEngine:
             seq = self._quiesced_seq()
             with self._log_lock:
                 self._log_bytes = 0
-            write_snapshot(self.snapshot_dir, self.index, seq, self.config.compression_level)
+            write_snapshot(
+                self.snapshot_dir,
+                self.index,
+                seq,
+                self.config.compression_level,
+                self.store.store_id,
+                before_publish=self.store.sync,
+            )
             self.snapshot_seq = seq
             self._last_checkpoint = time.monotonic()
             log.info("checkpoint at sequence %d", seq)
@@ -404,6 +443,7 @@ class AllocationEngine:
         """Write a consistent backup (store copy, index snapshot, manifest) into ``dest``,
         by default a new ``<backup_directory>/<UTC timestamp>/``; returns the folder."""
         c = self.config
+        root = None
         if dest is None:
             # Beside the data, not in it: wiping the data directory must not take them.
             root = c.backup_directory or c.data_directory.with_name(
@@ -415,10 +455,21 @@ class AllocationEngine:
             folder.mkdir(parents=True, exist_ok=True)
         with self._checkpoint_lock:
             seq = self._quiesced_seq()
-            snapshot = write_snapshot(folder / "snapshots", self.index, seq, c.compression_level)
+            snapshot = write_snapshot(
+                folder / "snapshots",
+                self.index,
+                seq,
+                c.compression_level,
+                self.store.store_id,
+                before_publish=self.store.sync,
+            )
         self.store.backup_to(folder / backups.DB_FILE)
-        manifest = backups.write_manifest(folder, snapshot, seq, c.dim, c.metric)
+        manifest = backups.write_manifest(
+            folder, snapshot, seq, c.dim, c.metric, self.store.store_id
+        )
         log.info("backup of %d nodes written to %s", manifest["nodes"], folder)
+        if root is not None:
+            backups.prune(root, c.backup_retention)
         return folder
 
     def rebalance(self) -> dict[str, int]:
@@ -499,6 +550,9 @@ class AllocationEngine:
             return
         self._stop.set()
         self._background.join()
+        # Writes under way finish; later ones are refused before they store anything, so
+        # that none is stored after the linker stopped (a row the index would never hold).
+        self._gate.close()
         self.records.close()
         self.inserts.close()
         self.precision.save_reads(self.store)

@@ -32,20 +32,28 @@ def lock_directory(directory: Path) -> int:
     return fd
 
 
+class EngineClosedError(RuntimeError):
+    """The engine is closing or closed; no more writes are accepted."""
+
+
 class WriteGate:
     """Any number of writes pass at once; ``drained`` waits until none is under way and
-    holds new ones back while it reads what they would change."""
+    holds new ones back while it reads what they would change; ``close`` waits for the
+    writes under way and refuses every later one."""
 
     def __init__(self) -> None:
         self._cond = threading.Condition()
         self._inflight = 0
         self._draining = False
+        self._closed = False
 
     @contextlib.contextmanager
     def write(self) -> Iterator[None]:
         with self._cond:
             while self._draining:
                 self._cond.wait()
+            if self._closed:
+                raise EngineClosedError("the engine is closed")
             self._inflight += 1
         try:
             yield
@@ -66,3 +74,10 @@ class WriteGate:
             finally:
                 self._draining = False
                 self._cond.notify_all()
+
+    def close(self) -> None:
+        """Refuse new writes, then wait until those under way have finished."""
+        with self._cond:
+            self._closed = True
+            while self._inflight:
+                self._cond.wait()

@@ -1,12 +1,20 @@
 """Index snapshots: the HNSW index, zstd-compressed, tagged with the last store sequence
-it holds, written atomically; the two newest are kept. At start-up the newest is loaded
-and the store's changes after its tag are replayed into it.
+it holds and the id of its store, written atomically; the two newest are kept. At start-up
+the newest usable one is loaded and the store's changes after its tag are replayed into it.
 
-``snapshots/index-<seq, 20 digits>.llmkg.zst``: the name carries the sequence, the body
-is the index file format of the core (which checksums itself), compressed (``.llmkg``
-without the ``.zst`` when compression is off). A snapshot
-that fails to decompress or to load is skipped for the next older one; with none left
-the index is rebuilt from the store. Never fatal, never data lost: the store is the truth.
+``snapshots/index-<seq, 20 digits>-<store id, 32 hex digits>.llmkg.zst``: the name carries
+the sequence and the store, the body is the index file format of the core (which checksums
+itself), compressed (``.llmkg`` without the ``.zst`` when compression is off). A snapshot
+is skipped for the next older one when it fails to decompress or to load, when it belongs
+to another store (a restore into a folder that kept old snapshots), or when its sequence
+is ahead of the store (the store lost writes the snapshot holds); with none left the index
+is rebuilt from the store. Never fatal, never data lost: the store is the truth. Names
+without a store id (the first snapshot format) are never loaded, only pruned.
+
+A snapshot is published (renamed into place) only after the store has made durable every
+write it holds (``before_publish``), so that no snapshot ever holds a write that a power
+cut can take from the store: with ``durability="interval"`` the index may run ahead of
+what is on disk, a published snapshot never does.
 """
 
 from __future__ import annotations
@@ -14,6 +22,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -29,7 +38,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("llmkg.engine")
 
-PATTERN = re.compile(r"^index-(\d{20})\.llmkg(\.zst)?$")
+PATTERN = re.compile(r"^index-(\d{20})(?:-([0-9a-f]{32}))?\.llmkg(\.zst)?$")
 KEEP = 2
 REPLAY_BATCH = 10_000
 
@@ -38,6 +47,7 @@ REPLAY_BATCH = 10_000
 class Snapshot:
     path: Path
     seq: int
+    store_id: str | None  # None: the first format, which named no store
 
 
 def list_snapshots(directory: Path) -> list[Snapshot]:
@@ -48,7 +58,7 @@ def list_snapshots(directory: Path) -> list[Snapshot]:
     for entry in directory.iterdir():
         match = PATTERN.match(entry.name)
         if match:
-            found.append(Snapshot(entry, int(match.group(1))))
+            found.append(Snapshot(entry, int(match.group(1)), match.group(2)))
     return sorted(found, key=lambda s: s.seq, reverse=True)
 
 
@@ -60,13 +70,21 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
-def write_snapshot(directory: Path, index: HnswIndex, seq: int, level: int | None) -> Path:
-    """Write ``index`` as the snapshot of ``seq`` (temp file, fsync, rename, fsync of the
-    folder), zstd-compressed at ``level`` (None: uncompressed), then drop all but the two
+def write_snapshot(
+    directory: Path,
+    index: HnswIndex,
+    seq: int,
+    level: int | None,
+    store_id: str,
+    before_publish: Callable[[], None],
+) -> Path:
+    """Write ``index`` as the snapshot of ``seq`` in store ``store_id`` (temp file, fsync,
+    ``before_publish()``, rename, fsync of the folder), zstd-compressed at ``level`` (None:
+    uncompressed), then drop the snapshots that can no longer be loaded and all but the two
     newest."""
     directory.mkdir(parents=True, exist_ok=True)
     data = index.to_bytes()
-    final = directory / f"index-{seq:020d}.llmkg"
+    final = directory / f"index-{seq:020d}-{store_id}.llmkg"
     if level is not None:
         data = zstandard.ZstdCompressor(level=level).compress(data)
         final = final.with_name(final.name + ".zst")
@@ -76,11 +94,22 @@ def write_snapshot(directory: Path, index: HnswIndex, seq: int, level: int | Non
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
+        # Everything the serialized index holds was committed before it: made durable now,
+        # it is in the store whatever happens after the rename.
+        before_publish()
         os.replace(tmp, final)
         _fsync_dir(directory)
     finally:
         tmp.unlink(missing_ok=True)
-    for old in list_snapshots(directory)[KEEP:]:
+    # Snapshots of another store, or ahead of this one (of writes the store lost), can never
+    # be loaded again: they go first, then all but the newest two.
+    kept = []
+    for old in list_snapshots(directory):
+        if old.path != final and (old.store_id != store_id or old.seq > seq):
+            old.path.unlink(missing_ok=True)
+        else:
+            kept.append(old)
+    for old in kept[KEEP:]:
         old.path.unlink(missing_ok=True)
     return final
 
@@ -94,10 +123,27 @@ def read_snapshot(snapshot: Snapshot) -> HnswIndex:
 
 
 def load_newest(
-    directory: Path, dim: int, metric: str, keep_full: bool
+    directory: Path, dim: int, metric: str, keep_full: bool, store_id: str, store_seq: int
 ) -> tuple[HnswIndex, int] | None:
-    """The newest snapshot that loads and matches the index settings, with its sequence."""
+    """The newest snapshot of store ``store_id`` that is not ahead of ``store_seq`` (the
+    store's last sequence), loads, and matches the index settings; with its sequence."""
     for snap in list_snapshots(directory):
+        if snap.store_id != store_id:
+            log.warning(
+                "snapshot %s belongs to another store (this one is %s); ignored",
+                snap.path.name,
+                store_id,
+            )
+            continue
+        if snap.seq > store_seq:
+            log.warning(
+                "snapshot %s is ahead of the store (sequence %d > %d: the store lost writes "
+                "it holds); ignored",
+                snap.path.name,
+                snap.seq,
+                store_seq,
+            )
+            continue
         try:
             index = read_snapshot(snap)
         except Exception as e:  # any damage means: try the next one
@@ -114,6 +160,36 @@ def load_newest(
             continue
         return index, snap.seq
     return None
+
+
+def reconcile(
+    index: HnswIndex, store: SqliteStore, precision: AdaptivePrecision, live_ids: Iterable[int]
+) -> bool:
+    """After a snapshot was loaded and replayed, make sure that the index holds exactly the
+    store's live nodes (``live_ids``). A live node it lacks (a write that reached the store
+    but not the index, e.g. one cut short by a shutdown) is added; False when the index
+    holds nodes that are not live in the store: then the snapshot is not to be trusted and
+    the caller rebuilds."""
+    live = list(live_ids)
+    missing = [i for i in live if i not in index]
+    if len(index) != len(live) - len(missing):
+        log.warning(
+            "the index holds %d nodes that the store does not; rebuilding it from the store",
+            len(index) - (len(live) - len(missing)),
+        )
+        return False
+    if missing:
+        log.warning("%d stored nodes were missing from the index; adding them", len(missing))
+        records = store.get_many(missing)
+        for start in range(0, len(missing), REPLAY_BATCH):
+            rows = [records[i] for i in missing[start : start + REPLAY_BATCH] if i in records]
+            if rows:
+                index.add(
+                    np.array([r.node_id for r in rows], dtype=np.uint64),
+                    np.stack([r.embedding for r in rows]),
+                    precision=[precision.for_new(r.confidence, r.reads) for r in rows],
+                )
+    return True
 
 
 def replay(index: HnswIndex, store: SqliteStore, precision: AdaptivePrecision, after: int) -> int:

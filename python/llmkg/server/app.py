@@ -22,7 +22,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from llmkg.engine import FactError
+from llmkg.engine import EngineClosedError, FactError
 from llmkg.server import logs
 from llmkg.server.api import Api, json_response
 from llmkg.server.errors import ApiError, error_response
@@ -87,6 +87,10 @@ def guarded(handler: Handler, timeout: float) -> Handler:
             return e.response()
         except FactError as e:
             return error_response(422, e.message, code="invalid_field", field=e.field)
+        except EngineClosedError:
+            return error_response(
+                503, "the server is shutting down", code="not_ready", headers={"Retry-After": "1"}
+            )
         except asyncio.TimeoutError:
             return error_response(504, "the request took longer than server.request_timeout")
 

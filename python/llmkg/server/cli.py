@@ -124,12 +124,12 @@ def offline(settings: Settings, command: str) -> int:
 
 
 def restore(settings: Settings, backup: str) -> int:
-    from llmkg.engine import BackupError
+    from llmkg.engine import BackupError, DataDirectoryInUseError
     from llmkg.engine import restore as restore_backup
 
     try:
         manifest = restore_backup(backup, settings.storage.data_directory)
-    except BackupError as e:
+    except (BackupError, DataDirectoryInUseError) as e:
         print(f"llmkg-server restore: {e}", file=sys.stderr)
         return 1
     print(json.dumps({"restored": backup, "nodes": manifest["nodes"]}))
