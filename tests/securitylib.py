@@ -150,8 +150,13 @@ def claims(**over: Any) -> dict[str, Any]:
     return {k: v for k, v in base.items() if v is not None}
 
 
-def forge(key: Any = SECRET, algorithm: str = "HS256", **over: Any) -> str:
-    return jwt.encode(claims(**over), key, algorithm=algorithm)
+def forge(
+    key: Any = SECRET,
+    algorithm: str = "HS256",
+    headers: dict[str, Any] | None = None,
+    **over: Any,
+) -> str:
+    return jwt.encode(claims(**over), key, algorithm=algorithm, headers=headers)
 
 
 def unsigned(**over: Any) -> str:

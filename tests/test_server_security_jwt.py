@@ -81,6 +81,7 @@ def _swapped_signature() -> str:
 
 
 NOW = int(time.time())
+AT_JWT = {"typ": "at+jwt"}  # RFC 9068's header of a JWT access token
 REJECTED: dict[str, Any] = {
     "no token": None,
     "no scheme": "{valid}",
@@ -104,12 +105,37 @@ REJECTED: dict[str, Any] = {
     "wrong issuer": lambda: forge(iss="https://evil.test"),
     "no issuer": lambda: forge(iss=None),
     "refresh token as access": lambda: forge(typ="refresh"),
+    "refresh token with an at+jwt header": lambda: forge(typ="refresh", headers=AT_JWT),
+    "typ claim of another kind": lambda: forge(typ="id"),
+    "typ header of another kind": lambda: forge(typ=None, headers={"typ": "dpop+jwt"}),
 }
 
 
 def test_a_valid_token_passes(api: Server) -> None:
     # The control for every 401 below: the same request with a good token is served.
     assert search(api, bearer(forge())).status_code == 200
+
+
+# Standard access tokens another issuer mints with the shared secret: no typ claim
+# (llmkg's is its own), or RFC 9068's header; only a token marked refresh is one.
+STANDARD_ACCESS: dict[str, Any] = {
+    "no typ claim": lambda: forge(typ=None),
+    "at+jwt header": lambda: forge(typ=None, headers=AT_JWT),
+    "application/at+jwt header": lambda: forge(typ=None, headers={"typ": "application/AT+JWT"}),
+    "at+jwt header and typ access": lambda: forge(headers=AT_JWT),
+}
+
+
+@pytest.mark.parametrize("case", STANDARD_ACCESS)
+def test_standard_access_tokens_are_accepted(api: Server, case: str) -> None:
+    token = STANDARD_ACCESS[case]()
+    assert search(api, bearer(token)).status_code == 200
+
+
+@pytest.mark.parametrize("case", STANDARD_ACCESS)
+def test_standard_access_tokens_are_no_refresh_tokens(api: Server, case: str) -> None:
+    token = STANDARD_ACCESS[case]()
+    assert_401(api.post("/api/v1/auth/refresh", {"refresh_token": token}), token)
 
 
 @pytest.mark.parametrize("case", REJECTED)

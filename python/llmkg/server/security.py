@@ -3,8 +3,10 @@ token-bucket rate limit per subject (per client address when authentication is o
 
 Tokens are HS256 (or the configured HMAC algorithm) JWTs signed with the bytes of
 ``secret_key_file``; PyJWT checks them with the algorithm list pinned to the configured
-one, so ``alg: none`` or another algorithm never verifies. Access and refresh tokens carry
-``typ`` and are never accepted for each other.
+one, so ``alg: none`` or another algorithm never verifies. Refresh tokens carry the claim
+``typ: refresh`` and are never accepted as access tokens, nor anything else at refresh;
+an access token is llmkg's (``typ: access``) or another issuer's standard one, without a
+``typ`` claim or with RFC 9068's ``typ: at+jwt`` header.
 """
 
 from __future__ import annotations
@@ -170,6 +172,29 @@ def parse_scopes(text: str) -> list[str]:
     return scopes
 
 
+# JOSE header ``typ`` values of an access token: PyJWT's default, and RFC 9068's (whose
+# "application/" prefix may be left out, compared without case).
+ACCESS_HEADER_TYPES = ("jwt", "at+jwt")
+
+
+def token_kind(header: dict[str, Any], claims: dict[str, Any]) -> str | None:
+    """ "refresh" for a token marked as one (llmkg's ``typ: refresh`` claim), "access" for
+    the others other issuers mint with the shared secret (no ``typ`` claim, or RFC 9068's
+    ``typ: at+jwt`` header), None for a type llmkg does not know (refused as either)."""
+    claim = claims.get("typ")
+    if claim == "refresh":
+        return "refresh"
+    if claim not in (None, "access"):
+        return None
+    typ = header.get("typ")
+    if typ is None:
+        return "access"
+    if not isinstance(typ, str):
+        return None
+    typ = typ.lower().removeprefix("application/")
+    return "access" if typ in ACCESS_HEADER_TYPES else None
+
+
 class Tokens:
     def __init__(self, auth: AuthenticationSettings) -> None:
         self.auth = auth
@@ -203,7 +228,7 @@ class Tokens:
 
     def verify(self, token: str, kind: str) -> dict[str, Any]:
         """The claims of a valid ``kind`` token; ``jwt.InvalidTokenError`` otherwise."""
-        claims: dict[str, Any] = jwt.decode(
+        decoded = jwt.decode_complete(
             token,
             self.secret,
             algorithms=[self.auth.algorithm],
@@ -211,8 +236,11 @@ class Tokens:
             issuer=self.auth.issuer or None,
             options={"require": ["exp", "iat", "sub"]},
         )
-        if claims.get("typ") != kind:
-            raise jwt.InvalidTokenError(f"not an {kind} token")
+        claims: dict[str, Any] = decoded["payload"]
+        if token_kind(decoded["header"], claims) != kind:
+            raise jwt.InvalidTokenError(
+                f"not {'a refresh' if kind == 'refresh' else 'an access'} token"
+            )
         if not isinstance(claims.get("scope", ""), str):
             raise jwt.InvalidTokenError("scope must be a string")
         return claims
