@@ -5,15 +5,17 @@ certificates made by ``securitylib``. (JWT and rate limits: test_server_security
 
 from __future__ import annotations
 
+import ctypes
 import os
 import socket
 import ssl
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from securitylib import Pki, make_pki, tls_env
-from serverlib import Server, cli, free_port
+from serverlib import SERVER, Server, cli, free_port
 
 NO_AUTH = {
     "LLMKG__SECURITY__AUTHENTICATION__TYPE": "none",
@@ -194,13 +196,40 @@ def test_unreadable_cert_file_a_directory(tmp_path: Path, pki: Pki) -> None:
     assert "security.cert_file" in err and str(folder) in err
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root reads a chmod 000 file anyway")
+# Linux capability numbers (linux/capability.h) and prctl's PR_CAPBSET_DROP.
+CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH, PR_CAPBSET_DROP = 1, 2, 24
+
+
+def _without_dac_override() -> None:
+    """In the child before exec: drop the capabilities that let root read any file from
+    the bounding set, so that the server (still uid 0) is held to the file modes like
+    any other user. Raises if it cannot: the test must not pass without the check."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    for cap in (CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH):
+        if libc.prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) != 0:
+            raise OSError(ctypes.get_errno(), "prctl(PR_CAPBSET_DROP) failed")
+
+
 def test_unreadable_key_file_no_permission(tmp_path: Path, pki: Pki) -> None:
     key = tmp_path / "locked.key"
     key.write_bytes(pki.server[1].read_bytes())
     key.chmod(0)
-    err = start(tmp_path, **tls_env(pki, LLMKG__SECURITY__KEY_FILE=str(key)))
+    server = Server(tmp_path, env={**NO_AUTH, **tls_env(pki, LLMKG__SECURITY__KEY_FILE=str(key))})
+    server.client.close()
+    # As root (CI), the server runs without CAP_DAC_OVERRIDE: a chmod 000 file is then as
+    # unreadable to it as to a service account whose secret was mounted with a bad mode.
+    result = subprocess.run(
+        [*SERVER, *server.args],
+        env=server.env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        preexec_fn=_without_dac_override if os.geteuid() == 0 else None,
+    )
+    assert result.returncode == 2, result.stdout + result.stderr
+    err = result.stderr
     assert "security.key_file" in err and str(key) in err
+    assert "Permission denied" in err
 
 
 def test_mismatched_cert_and_key(tmp_path: Path, pki: Pki) -> None:
