@@ -108,6 +108,67 @@ def test_min_tls_version_13_refuses_12(tls13: Server, pki: Pki) -> None:
         get_live(tls13, context(pki, lowest=v12, highest=v12))
 
 
+# ---- TLS 1.2 cipher suites -----------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def tls12_rsa(tmp_path_factory: pytest.TempPathFactory, pki: Pki) -> Iterator[Server]:
+    cert, key = pki.rsa_server
+    yield from _server(
+        tmp_path_factory.mktemp("tls12rsa"),
+        pki,
+        LLMKG__SECURITY__CERT_FILE=str(cert),
+        LLMKG__SECURITY__KEY_FILE=str(key),
+    )
+
+
+def tls12_offering(pki: Pki, ciphers: str) -> ssl.SSLContext:
+    """A TLS 1.2 client that offers only ``ciphers``."""
+    v12 = ssl.TLSVersion.TLSv1_2
+    ctx = context(pki, lowest=v12, highest=v12)
+    ctx.set_ciphers(ciphers)
+    return ctx
+
+
+@pytest.mark.parametrize(
+    ("key", "cbc", "aead"),
+    [
+        ("rsa", "ECDHE-RSA-AES256-SHA384", "ECDHE-RSA-AES128-GCM-SHA256"),
+        ("rsa", "ECDHE-RSA-AES128-SHA", "ECDHE-RSA-CHACHA20-POLY1305"),
+        ("rsa", "AES256-GCM-SHA384", "ECDHE-RSA-AES256-GCM-SHA384"),  # no forward secrecy
+        ("ecdsa", "ECDHE-ECDSA-AES256-SHA384", "ECDHE-ECDSA-AES256-GCM-SHA384"),
+        ("ecdsa", "ECDHE-ECDSA-AES128-SHA256", "ECDHE-ECDSA-CHACHA20-POLY1305"),
+    ],
+)
+def test_tls12_serves_only_ecdhe_with_aead(
+    tls12: Server, tls12_rsa: Server, pki: Pki, key: str, cbc: str, aead: str
+) -> None:
+    server = tls12_rsa if key == "rsa" else tls12
+    # The control: the same client offering an AEAD suite with the server's key is served.
+    with socket.create_connection(("127.0.0.1", server.http_port), timeout=10) as raw:
+        with tls12_offering(pki, aead).wrap_socket(raw, server_hostname="localhost") as tls:
+            assert tls.cipher()[0] == aead  # type: ignore[index]
+            tls.sendall(LIVE)
+            assert tls.recv(64).startswith(b"HTTP/1.1 200")
+    # The client did offer the suite (set_ciphers took it): the server ends the handshake
+    # (with an alert or, under uvloop, by closing the connection).
+    with pytest.raises(ssl.SSLError):
+        get_live(server, tls12_offering(pki, cbc))
+
+
+@pytest.mark.parametrize("ciphers", ["NO-SUCH-CIPHER", "eNULL:!eNULL"])
+def test_tls_ciphers_selecting_nothing_stop_start_up(
+    tmp_path: Path, pki: Pki, ciphers: str
+) -> None:
+    env = tls_env(pki, LLMKG__SECURITY__TLS_CIPHERS=ciphers)
+    for args in (["--check-config"], []):
+        server = Server(tmp_path, env={**NO_AUTH, **env}, args=args)
+        server.client.close()
+        result = cli(*server.args, env=server.env)
+        assert result.returncode == 2, result.stdout + result.stderr
+        assert "security.tls_ciphers" in result.stderr and ciphers in result.stderr
+
+
 def test_plain_http_gets_no_api_answer(tls12: Server) -> None:
     with socket.create_connection(("127.0.0.1", tls12.http_port), timeout=10) as raw:
         raw.sendall(LIVE)

@@ -209,6 +209,13 @@ class SecuritySettings(Section):
     key_file: str = "/etc/certs/tls.key"
     ca_file: str = "/etc/certs/ca.crt"
     min_tls_version: Literal["1.2", "1.3"] = "1.2"
+    # llmkg: the TLS 1.2 cipher suites (OpenSSL syntax): Mozilla's "intermediate" profile,
+    # ECDHE with AES-GCM or ChaCha20-Poly1305, no CBC. TLS 1.3's suites are all AEAD.
+    tls_ciphers: Annotated[str, msgspec.Meta(min_length=1)] = (
+        "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:"
+        "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"
+        "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305"
+    )
     require_client_cert: bool = False  # llmkg: verify client certificates against ca_file
     authentication: AuthenticationSettings = msgspec.field(default_factory=AuthenticationSettings)
     rate_limit: RateLimitSettings = msgspec.field(default_factory=RateLimitSettings)  # llmkg

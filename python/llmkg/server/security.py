@@ -139,6 +139,9 @@ def api_config(app: ASGIApp, settings: Settings, **options: Any) -> uvicorn.Conf
         ssl_ca_certs=security.ca_file if security.require_client_cert else None,
         ssl_cert_reqs=ssl.CERT_REQUIRED if security.require_client_cert else ssl.CERT_NONE,
         min_tls_version=TLS_VERSIONS[security.min_tls_version],
+        # TLS 1.2 only (TLS 1.3 suites are set apart in OpenSSL): uvicorn's default
+        # takes CBC suites as well.
+        ssl_ciphers=security.tls_ciphers,
         **options,
     )
 
