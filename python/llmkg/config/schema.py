@@ -195,6 +195,13 @@ class AuthenticationSettings(Section):
     algorithm: Literal["HS256", "HS384", "HS512"] = "HS256"  # llmkg
     audience: str = ""  # llmkg: checked when set
     issuer: str = ""  # llmkg: checked when set
+    # llmkg: per client address, failed authentications (401s) allowed a minute: past
+    # them the address gets 429 on guarded routes and refresh until it slows down; 0: off
+    auth_failures_per_minute: NonNegative = 60
+    refresh_per_minute: NonNegative = 60  # llmkg: refreshes per client address; 0: off
+    # llmkg: token ids (jti) refused with 401, one a line, "#" comments; re-read when it
+    # changes; "": none
+    revoked_tokens_file: str = ""
 
 
 class RateLimitSettings(Section):
