@@ -31,7 +31,7 @@ def _name(cn: str) -> x509.Name:
 
 def _cert(
     subject: str,
-    key: ec.EllipticCurvePrivateKey,
+    key: ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey,
     issuer: tuple[x509.Certificate, ec.EllipticCurvePrivateKey] | None,
     *,
     ca: bool = False,
@@ -91,6 +91,7 @@ class Pki:
     folder: Path
     ca: Path
     server: tuple[Path, Path]  # cert, key: 127.0.0.1 and localhost, signed by the CA
+    rsa_server: tuple[Path, Path]  # the same with an RSA key (for the ECDHE-RSA suites)
     client: tuple[Path, Path]  # signed by the CA
     stranger: tuple[Path, Path]  # a self-signed client certificate
     other_key: Path  # a key that does not belong to the server certificate
@@ -106,6 +107,8 @@ def make_pki(folder: Path) -> Pki:
     # Server and client usage: with require_client_cert, --health-check presents it.
     both = [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]
     server = _cert("llmkg server", server_key, (ca, ca_key), usages=both, hosts=True)
+    rsa_server_key = rsa_key()
+    rsa_server = _cert("llmkg server", rsa_server_key, (ca, ca_key), usages=both, hosts=True)
     client_key = _key()
     client = _cert("client-a", client_key, (ca, ca_key), usages=[ExtendedKeyUsageOID.CLIENT_AUTH])
     stranger_key = _key()
@@ -117,6 +120,7 @@ def make_pki(folder: Path) -> Pki:
         folder,
         ca_path,
         _write(folder, "server", server, server_key),
+        _write(folder, "rsa-server", rsa_server, rsa_server_key),
         _write(folder, "client", client, client_key),
         _write(folder, "stranger", stranger, stranger_key),
         other_key,
@@ -150,8 +154,13 @@ def claims(**over: Any) -> dict[str, Any]:
     return {k: v for k, v in base.items() if v is not None}
 
 
-def forge(key: Any = SECRET, algorithm: str = "HS256", **over: Any) -> str:
-    return jwt.encode(claims(**over), key, algorithm=algorithm)
+def forge(
+    key: Any = SECRET,
+    algorithm: str = "HS256",
+    headers: dict[str, Any] | None = None,
+    **over: Any,
+) -> str:
+    return jwt.encode(claims(**over), key, algorithm=algorithm, headers=headers)
 
 
 def unsigned(**over: Any) -> str:

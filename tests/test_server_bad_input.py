@@ -249,6 +249,32 @@ def test_bodies_over_max_body_size_are_413(server: Server) -> None:
         ("GET", f"/api/v1/nodes/{2**53}", 422, "node_id"),
         ("GET", "/api/v1/nodes/999999", 404, "node_id"),
         ("DELETE", "/api/v1/nodes/-4", 422, "node_id"),
+        # Only ASCII digits: Python's int() also reads other Unicode digits, and
+        # str.isdigit() accepts superscripts that int() then refuses.
+        ("GET", "/api/v1/nodes/\u00b2", 422, "node_id"),
+        ("DELETE", "/api/v1/nodes/\u00b2", 422, "node_id"),
+        ("GET", "/api/v1/nodes/\u0661\u0662", 422, "node_id"),
+        ("DELETE", "/api/v1/nodes/\u0661\u0662", 422, "node_id"),
+        ("GET", "/api/v1/nodes/\uff11\uff12", 422, "node_id"),
+        ("GET", "/api/v1/nodes/+5", 422, "node_id"),
+        ("GET", "/api/v1/nodes/5.0", 422, "node_id"),
+        ("GET", "/api/v1/nodes/1e3", 422, "node_id"),
+        ("GET", "/api/v1/nodes/0x10", 422, "node_id"),
+        ("GET", "/api/v1/nodes/1_000", 422, "node_id"),
+        ("GET", "/api/v1/nodes/%205", 422, "node_id"),
+        ("GET", "/api/v1/nodes/00", 422, "node_id"),
+        # Beyond the id range (1 to 2^53 - 1): 422 however large, never an overflow.
+        ("GET", f"/api/v1/nodes/{2**63 - 1}", 422, "node_id"),
+        ("GET", f"/api/v1/nodes/{2**63}", 422, "node_id"),
+        ("DELETE", f"/api/v1/nodes/{2**64}", 422, "node_id"),
+        pytest.param("GET", "/api/v1/nodes/" + "9" * 5000, 422, "node_id", id="GET-5000-digits"),
+        pytest.param(
+            "DELETE", "/api/v1/nodes/" + "9" * 5000, 422, "node_id", id="DELETE-5000-digits"
+        ),
+        # Well-formed ids that name no node: 404.
+        ("GET", f"/api/v1/nodes/{2**53 - 1}", 404, "node_id"),
+        ("DELETE", f"/api/v1/nodes/{2**53 - 1}", 404, "node_id"),
+        ("GET", "/api/v1/nodes/000999999", 404, "node_id"),
         ("GET", "/api/v1/nowhere", 404, None),
         ("PUT", "/api/v1/allocate", 405, None),
         ("GET", "/api/v1/allocate", 405, None),

@@ -5,15 +5,17 @@ certificates made by ``securitylib``. (JWT and rate limits: test_server_security
 
 from __future__ import annotations
 
+import ctypes
 import os
 import socket
 import ssl
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from securitylib import Pki, make_pki, tls_env
-from serverlib import Server, cli, free_port
+from serverlib import SERVER, Server, cli, free_port
 
 NO_AUTH = {
     "LLMKG__SECURITY__AUTHENTICATION__TYPE": "none",
@@ -106,6 +108,67 @@ def test_min_tls_version_13_refuses_12(tls13: Server, pki: Pki) -> None:
         get_live(tls13, context(pki, lowest=v12, highest=v12))
 
 
+# ---- TLS 1.2 cipher suites -----------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def tls12_rsa(tmp_path_factory: pytest.TempPathFactory, pki: Pki) -> Iterator[Server]:
+    cert, key = pki.rsa_server
+    yield from _server(
+        tmp_path_factory.mktemp("tls12rsa"),
+        pki,
+        LLMKG__SECURITY__CERT_FILE=str(cert),
+        LLMKG__SECURITY__KEY_FILE=str(key),
+    )
+
+
+def tls12_offering(pki: Pki, ciphers: str) -> ssl.SSLContext:
+    """A TLS 1.2 client that offers only ``ciphers``."""
+    v12 = ssl.TLSVersion.TLSv1_2
+    ctx = context(pki, lowest=v12, highest=v12)
+    ctx.set_ciphers(ciphers)
+    return ctx
+
+
+@pytest.mark.parametrize(
+    ("key", "cbc", "aead"),
+    [
+        ("rsa", "ECDHE-RSA-AES256-SHA384", "ECDHE-RSA-AES128-GCM-SHA256"),
+        ("rsa", "ECDHE-RSA-AES128-SHA", "ECDHE-RSA-CHACHA20-POLY1305"),
+        ("rsa", "AES256-GCM-SHA384", "ECDHE-RSA-AES256-GCM-SHA384"),  # no forward secrecy
+        ("ecdsa", "ECDHE-ECDSA-AES256-SHA384", "ECDHE-ECDSA-AES256-GCM-SHA384"),
+        ("ecdsa", "ECDHE-ECDSA-AES128-SHA256", "ECDHE-ECDSA-CHACHA20-POLY1305"),
+    ],
+)
+def test_tls12_serves_only_ecdhe_with_aead(
+    tls12: Server, tls12_rsa: Server, pki: Pki, key: str, cbc: str, aead: str
+) -> None:
+    server = tls12_rsa if key == "rsa" else tls12
+    # The control: the same client offering an AEAD suite with the server's key is served.
+    with socket.create_connection(("127.0.0.1", server.http_port), timeout=10) as raw:
+        with tls12_offering(pki, aead).wrap_socket(raw, server_hostname="localhost") as tls:
+            assert tls.cipher()[0] == aead  # type: ignore[index]
+            tls.sendall(LIVE)
+            assert tls.recv(64).startswith(b"HTTP/1.1 200")
+    # The client did offer the suite (set_ciphers took it): the server ends the handshake
+    # (with an alert or, under uvloop, by closing the connection).
+    with pytest.raises(ssl.SSLError):
+        get_live(server, tls12_offering(pki, cbc))
+
+
+@pytest.mark.parametrize("ciphers", ["NO-SUCH-CIPHER", "eNULL:!eNULL"])
+def test_tls_ciphers_selecting_nothing_stop_start_up(
+    tmp_path: Path, pki: Pki, ciphers: str
+) -> None:
+    env = tls_env(pki, LLMKG__SECURITY__TLS_CIPHERS=ciphers)
+    for args in (["--check-config"], []):
+        server = Server(tmp_path, env={**NO_AUTH, **env}, args=args)
+        server.client.close()
+        result = cli(*server.args, env=server.env)
+        assert result.returncode == 2, result.stdout + result.stderr
+        assert "security.tls_ciphers" in result.stderr and ciphers in result.stderr
+
+
 def test_plain_http_gets_no_api_answer(tls12: Server) -> None:
     with socket.create_connection(("127.0.0.1", tls12.http_port), timeout=10) as raw:
         raw.sendall(LIVE)
@@ -194,13 +257,40 @@ def test_unreadable_cert_file_a_directory(tmp_path: Path, pki: Pki) -> None:
     assert "security.cert_file" in err and str(folder) in err
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root reads a chmod 000 file anyway")
+# Linux capability numbers (linux/capability.h) and prctl's PR_CAPBSET_DROP.
+CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH, PR_CAPBSET_DROP = 1, 2, 24
+
+
+def _without_dac_override() -> None:
+    """In the child before exec: drop the capabilities that let root read any file from
+    the bounding set, so that the server (still uid 0) is held to the file modes like
+    any other user. Raises if it cannot: the test must not pass without the check."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    for cap in (CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH):
+        if libc.prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) != 0:
+            raise OSError(ctypes.get_errno(), "prctl(PR_CAPBSET_DROP) failed")
+
+
 def test_unreadable_key_file_no_permission(tmp_path: Path, pki: Pki) -> None:
     key = tmp_path / "locked.key"
     key.write_bytes(pki.server[1].read_bytes())
     key.chmod(0)
-    err = start(tmp_path, **tls_env(pki, LLMKG__SECURITY__KEY_FILE=str(key)))
+    server = Server(tmp_path, env={**NO_AUTH, **tls_env(pki, LLMKG__SECURITY__KEY_FILE=str(key))})
+    server.client.close()
+    # As root (CI), the server runs without CAP_DAC_OVERRIDE: a chmod 000 file is then as
+    # unreadable to it as to a service account whose secret was mounted with a bad mode.
+    result = subprocess.run(
+        [*SERVER, *server.args],
+        env=server.env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        preexec_fn=_without_dac_override if os.geteuid() == 0 else None,
+    )
+    assert result.returncode == 2, result.stdout + result.stderr
+    err = result.stderr
     assert "security.key_file" in err and str(key) in err
+    assert "Permission denied" in err
 
 
 def test_mismatched_cert_and_key(tmp_path: Path, pki: Pki) -> None:

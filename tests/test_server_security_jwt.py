@@ -32,6 +32,10 @@ def jwt_env(pki: Pki, **more: str) -> dict[str, str]:
         "LLMKG__SECURITY__AUTHENTICATION__AUDIENCE": AUDIENCE,
         "LLMKG__SECURITY__AUTHENTICATION__ISSUER": ISSUER,
         "LLMKG__SECURITY__RATE_LIMIT__ENABLED": "false",
+        # Many refusals from one address below: the limits on failed authentications
+        # and refreshes have their own server (limits_api).
+        "LLMKG__SECURITY__AUTHENTICATION__AUTH_FAILURES_PER_MINUTE": "100000",
+        "LLMKG__SECURITY__AUTHENTICATION__REFRESH_PER_MINUTE": "100000",
         "LLMKG__LOGGING__LEVEL": "debug",
         "LLMKG__LOGGING__ACCESS_LOG": "true",
     }
@@ -81,6 +85,7 @@ def _swapped_signature() -> str:
 
 
 NOW = int(time.time())
+AT_JWT = {"typ": "at+jwt"}  # RFC 9068's header of a JWT access token
 REJECTED: dict[str, Any] = {
     "no token": None,
     "no scheme": "{valid}",
@@ -104,12 +109,37 @@ REJECTED: dict[str, Any] = {
     "wrong issuer": lambda: forge(iss="https://evil.test"),
     "no issuer": lambda: forge(iss=None),
     "refresh token as access": lambda: forge(typ="refresh"),
+    "refresh token with an at+jwt header": lambda: forge(typ="refresh", headers=AT_JWT),
+    "typ claim of another kind": lambda: forge(typ="id"),
+    "typ header of another kind": lambda: forge(typ=None, headers={"typ": "dpop+jwt"}),
 }
 
 
 def test_a_valid_token_passes(api: Server) -> None:
     # The control for every 401 below: the same request with a good token is served.
     assert search(api, bearer(forge())).status_code == 200
+
+
+# Standard access tokens another issuer mints with the shared secret: no typ claim
+# (llmkg's is its own), or RFC 9068's header; only a token marked refresh is one.
+STANDARD_ACCESS: dict[str, Any] = {
+    "no typ claim": lambda: forge(typ=None),
+    "at+jwt header": lambda: forge(typ=None, headers=AT_JWT),
+    "application/at+jwt header": lambda: forge(typ=None, headers={"typ": "application/AT+JWT"}),
+    "at+jwt header and typ access": lambda: forge(headers=AT_JWT),
+}
+
+
+@pytest.mark.parametrize("case", STANDARD_ACCESS)
+def test_standard_access_tokens_are_accepted(api: Server, case: str) -> None:
+    token = STANDARD_ACCESS[case]()
+    assert search(api, bearer(token)).status_code == 200
+
+
+@pytest.mark.parametrize("case", STANDARD_ACCESS)
+def test_standard_access_tokens_are_no_refresh_tokens(api: Server, case: str) -> None:
+    token = STANDARD_ACCESS[case]()
+    assert_401(api.post("/api/v1/auth/refresh", {"refresh_token": token}), token)
 
 
 @pytest.mark.parametrize("case", REJECTED)
@@ -198,6 +228,9 @@ def test_token_command_mints_access_and_refresh(api: Server, pki: Pki) -> None:
         AUDIENCE,
         ISSUER,
     )
+    # Each token has its own id, for the revocation list.
+    refresh_claims = jwt.decode(refresh, options={"verify_signature": False})
+    assert claims["jti"] and refresh_claims["jti"] and claims["jti"] != refresh_claims["jti"]
     assert search(api, bearer(access)).status_code == 200
     assert api.client.get("/api/v1/stats", headers=bearer(access)).status_code == 403
     assert_401(search(api, bearer(refresh)), refresh)  # a refresh token is no access token
@@ -215,7 +248,7 @@ def test_refresh_returns_a_new_access_token(api: Server, pki: Pki) -> None:
     fresh = r.json()["access_token"]
     assert fresh != pair["access_token"] and r.json()["token_type"] == "Bearer"
     claims = jwt.decode(fresh, options={"verify_signature": False})
-    assert (claims["sub"], claims["scope"]) == ("ops", "admin")
+    assert (claims["sub"], claims["scope"]) == ("ops", "admin") and claims["jti"]
     assert api.client.get("/api/v1/stats", headers=bearer(fresh)).status_code == 200
 
 
@@ -355,3 +388,121 @@ def test_development_overlay_turns_the_rate_limit_off(tmp_path: Path, pki: Pki) 
     with https_server(tmp_path, pki, env, args=dev) as server:
         token = bearer(forge(sub="dev", scope="read"))
         assert [search(server, token).status_code for _ in range(6)] == [200] * 6
+
+
+# ---- failed authentications, refreshes and revoked tokens ----------------------------------
+
+LIMITS = {
+    "LLMKG__SECURITY__AUTHENTICATION__AUTH_FAILURES_PER_MINUTE": "3",
+    "LLMKG__SECURITY__AUTHENTICATION__REFRESH_PER_MINUTE": "2",
+}
+REVOKED = "# leaked in a log\nrevoked-refresh\nrevoked-access  # and this one\n"
+
+
+@pytest.fixture(scope="module")
+def limits_api(tmp_path_factory: pytest.TempPathFactory, pki: Pki) -> Iterator[Server]:
+    tmp = tmp_path_factory.mktemp("limits")
+    revoked = tmp / "revoked"
+    revoked.write_text(REVOKED)
+    env = jwt_env(pki, **LIMITS, LLMKG__SECURITY__AUTHENTICATION__REVOKED_TOKENS_FILE=str(revoked))
+    with https_server(tmp, pki, env) as server:
+        yield server
+
+
+def client_at(server: Server, pki: Pki, address: str) -> httpx.Client:
+    """A client of ``server`` from another loopback address (another client address
+    to the server's limits): each test below has its own."""
+    ctx = ssl.create_default_context(cafile=pki.ca)
+    transport = httpx.HTTPTransport(verify=ctx, local_address=address)
+    return httpx.Client(base_url=server.url, transport=transport, timeout=30)
+
+
+def refresh_with(client: httpx.Client, token: str) -> httpx.Response:
+    return client.post("/api/v1/auth/refresh", json={"refresh_token": token})
+
+
+def search_with(client: httpx.Client, token: str | None) -> httpx.Response:
+    headers = bearer(token) if token else {}
+    return client.post("/api/v1/search", json={"query": {"text": "x", "k": 1}}, headers=headers)
+
+
+def test_refresh_is_rate_limited_per_address(limits_api: Server, pki: Pki) -> None:
+    token = forge(typ="refresh", jti="refresh-limit")
+    with (
+        client_at(limits_api, pki, "127.0.0.11") as one,
+        client_at(limits_api, pki, "127.0.0.12") as other,
+    ):
+        assert [refresh_with(one, token).status_code for _ in range(2)] == [200, 200]
+        refused = refresh_with(one, token)
+        assert_429(refused)
+        assert "refresh" in refused.json()["error"]["message"]
+        assert int(refused.headers["retry-after"]) <= 30  # 2 a minute: one per 30 s
+        assert refresh_with(other, token).status_code == 200
+
+
+def test_failed_authentications_are_rate_limited_per_address(limits_api: Server, pki: Pki) -> None:
+    good = forge(sub="fail-limit", scope="read")
+    with (
+        client_at(limits_api, pki, "127.0.0.13") as one,
+        client_at(limits_api, pki, "127.0.0.14") as other,
+    ):
+        assert search_with(one, good).status_code == 200
+        bad = [forge(key=b"another-secret-of-32-bytes-or-more!"), None, "a.b.c"]
+        for token in bad:
+            assert_401(search_with(one, token))
+        # Past the limit the address is refused even a good token (a guessed token must
+        # not get through), at the refresh endpoint too; other addresses are served.
+        refused = search_with(one, good)
+        assert_429(refused)
+        assert "failed authentications" in refused.json()["error"]["message"]
+        assert_429(refresh_with(one, forge(typ="refresh")))
+        assert search_with(other, good).status_code == 200
+
+
+def test_failed_refreshes_count_as_failed_authentications(limits_api: Server, pki: Pki) -> None:
+    with client_at(limits_api, pki, "127.0.0.15") as one:
+        # (Two: the third refresh would meet the limit on refreshes first.)
+        for token in (forge(), forge(typ="refresh", jti="revoked-refresh")):
+            assert_401(refresh_with(one, token))
+        assert_401(search_with(one, "garbage"))
+        refused = search_with(one, forge())
+        assert_429(refused)
+        assert "failed authentications" in refused.json()["error"]["message"]
+
+
+def test_revoked_tokens_are_refused(limits_api: Server, pki: Pki) -> None:
+    with client_at(limits_api, pki, "127.0.0.16") as one:
+        assert_401(refresh_with(one, forge(typ="refresh", jti="revoked-refresh")))
+        assert refresh_with(one, forge(typ="refresh", jti="kept-refresh")).status_code == 200
+        revoked = search_with(one, forge(jti="revoked-access"))
+        assert_401(revoked)
+        assert "revoked" in revoked.json()["error"]["message"]
+        assert search_with(one, forge(jti="kept-access")).status_code == 200
+
+
+def test_revocation_file_reloaded_without_restart(tmp_path: Path, pki: Pki) -> None:
+    revoked = tmp_path / "revoked"
+    revoked.write_text(REVOKED)
+    env = jwt_env(pki, LLMKG__SECURITY__AUTHENTICATION__REVOKED_TOKENS_FILE=str(revoked))
+    with https_server(tmp_path, pki, env) as server:
+        late, early = forge(jti="revoked-late"), forge(jti="revoked-access")
+        assert search(server, bearer(late)).status_code == 200
+        assert_401(search(server, bearer(early)))
+        revoked.write_text("revoked-late\n")  # and revoked-access no longer
+        deadline = time.monotonic() + 30
+        while search(server, bearer(late)).status_code == 200:
+            assert time.monotonic() < deadline, "the revocation list was not re-read"
+            time.sleep(0.05)
+        assert_401(search(server, bearer(late)))
+        # The whole file was read anew.
+        assert search(server, bearer(early)).status_code == 200
+
+
+def test_missing_revocation_file_stops_start_up(tmp_path: Path, pki: Pki) -> None:
+    missing = tmp_path / "nope"
+    env = jwt_env(pki, LLMKG__SECURITY__AUTHENTICATION__REVOKED_TOKENS_FILE=str(missing))
+    server = Server(tmp_path, env)  # for its ports and data directory; it is not started
+    server.client.close()
+    result = cli(env=server.env)
+    assert result.returncode == 2, result.stderr
+    assert "revoked_tokens_file" in result.stderr and str(missing) in result.stderr

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import re
+import ssl
 import sys
 from collections.abc import Mapping
 from pathlib import Path
@@ -182,6 +183,14 @@ def _check(settings: Settings, merged: _Merged) -> None:
     buckets = settings.monitoring.prometheus.histogram_buckets
     if buckets != sorted(set(buckets)):
         raise merged.error("monitoring.prometheus.histogram_buckets", "must be strictly increasing")
+    try:
+        # OpenSSL ignores the names it does not know: only a string that selects nothing
+        # fails here, and it would otherwise fail later, as every handshake.
+        ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).set_ciphers(settings.security.tls_ciphers)
+    except ssl.SSLError:
+        raise merged.error(
+            "security.tls_ciphers", "selects no cipher suite this OpenSSL knows"
+        ) from None
 
 
 def load_settings(

@@ -197,6 +197,13 @@ class AuthenticationSettings(Section):
     algorithm: Literal["HS256", "HS384", "HS512"] = "HS256"  # llmkg
     audience: str = ""  # llmkg: checked when set
     issuer: str = ""  # llmkg: checked when set
+    # llmkg: per client address, failed authentications (401s) allowed a minute: past
+    # them the address gets 429 on guarded routes and refresh until it slows down; 0: off
+    auth_failures_per_minute: NonNegative = 60
+    refresh_per_minute: NonNegative = 60  # llmkg: refreshes per client address; 0: off
+    # llmkg: token ids (jti) refused with 401, one a line, "#" comments; re-read when it
+    # changes; "": none
+    revoked_tokens_file: str = ""
 
 
 class RateLimitSettings(Section):
@@ -211,6 +218,13 @@ class SecuritySettings(Section):
     key_file: str = "/etc/certs/tls.key"
     ca_file: str = "/etc/certs/ca.crt"
     min_tls_version: Literal["1.2", "1.3"] = "1.2"
+    # llmkg: the TLS 1.2 cipher suites (OpenSSL syntax): Mozilla's "intermediate" profile,
+    # ECDHE with AES-GCM or ChaCha20-Poly1305, no CBC. TLS 1.3's suites are all AEAD.
+    tls_ciphers: Annotated[str, msgspec.Meta(min_length=1)] = (
+        "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:"
+        "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"
+        "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305"
+    )
     require_client_cert: bool = False  # llmkg: verify client certificates against ca_file
     authentication: AuthenticationSettings = msgspec.field(default_factory=AuthenticationSettings)
     rate_limit: RateLimitSettings = msgspec.field(default_factory=RateLimitSettings)  # llmkg

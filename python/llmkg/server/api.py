@@ -4,6 +4,7 @@ length, batch size) and names the field of anything it refuses."""
 
 from __future__ import annotations
 
+import re
 import time
 from typing import Any, TypeVar
 
@@ -85,13 +86,27 @@ def _allocation(r: AllocationResult) -> m.Allocation:
     )
 
 
+# Node ids are 1 to 2^53 - 1 (the models' NodeId: integers every JSON client reads
+# exactly), written in ASCII digits. Anything else in the path is 422, also ids past the
+# range, which no node can have: the same answer however large, with no int() of
+# thousands of digits (CPython refuses those) and no overflow in the engine's u64.
+_NODE_ID = re.compile(r"0*([1-9][0-9]{0,15})", re.ASCII)
+MAX_NODE_ID = 2**53 - 1
+
+
 def node_id_param(request: Request) -> int:
-    raw = request.path_params["node_id"]
-    if not raw.isdigit() or not 1 <= int(raw) < 2**53:
+    # Not str.isdigit()/int() alone: they take superscripts and non-ASCII digits ("²",
+    # "١٢"), which then fail in int() or name another id.
+    match = _NODE_ID.fullmatch(request.path_params["node_id"])
+    node_id = int(match[1]) if match else 0
+    if not 1 <= node_id <= MAX_NODE_ID:
         raise ApiError(
-            422, "must be an integer from 1 to 2^53 - 1", code="invalid_field", field="node_id"
+            422,
+            "must be an integer from 1 to 2^53 - 1 in ASCII digits",
+            code="invalid_field",
+            field="node_id",
         )
-    return int(raw)
+    return node_id
 
 
 class Api:

@@ -129,7 +129,14 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
         statuses = set(errors)
         if secured and auth:
             statuses |= {401, 403}
-        if secured and settings.security.rate_limit.enabled:
+        limited = auth and settings.security.authentication.auth_failures_per_minute > 0
+        if path == "/api/v1/auth/refresh":
+            limited = limited or settings.security.authentication.refresh_per_minute > 0
+        elif secured:
+            limited = limited or settings.security.rate_limit.enabled
+        else:
+            limited = False
+        if limited:
             statuses.add(429)
         op: dict[str, Any] = {
             "summary": summary,

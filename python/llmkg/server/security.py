@@ -1,18 +1,21 @@
-"""The security layer: TLS for the API listener, JWT bearer tokens with scopes, and a
-token-bucket rate limit per subject (per client address when authentication is off).
+"""The security layer: TLS for the API listener, JWT bearer tokens with scopes, a
+revocation list of token ids, and token-bucket rate limits: per subject (per client
+address when authentication is off), and per client address on failed authentications
+and on refreshes.
 
 Tokens are HS256 (or the configured HMAC algorithm) JWTs signed with the bytes of
 ``secret_key_file``; PyJWT checks them with the algorithm list pinned to the configured
-one, so ``alg: none`` or another algorithm never verifies. Access and refresh tokens carry
-``typ`` and are never accepted for each other.
+one, so ``alg: none`` or another algorithm never verifies. Refresh tokens carry the claim
+``typ: refresh`` and are never accepted as access tokens, nor anything else at refresh;
+an access token is llmkg's (``typ: access``) or another issuer's standard one, without a
+``typ`` claim or with RFC 9068's ``typ: at+jwt`` header.
 """
 
 from __future__ import annotations
 
-import math
+import logging
 import re
 import ssl
-import threading
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -25,17 +28,19 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from llmkg import ShardedCache
 from llmkg.config import Settings
 from llmkg.config.schema import AuthenticationSettings, SecuritySettings
 from llmkg.server.api import json_response, read_json
 from llmkg.server.errors import ApiError
 from llmkg.server.models import RefreshRequest, TokenResponse
+from llmkg.server.ratelimit import Clock, RateLimiter, per_minute, too_many
+from llmkg.server.revocation import RevocationError, RevocationList
+
+log = logging.getLogger("llmkg.server")
 
 MIN_SECRET_BYTES = 32
 SCOPES = ("read", "write", "admin")
 TLS_VERSIONS = {"1.2": ssl.TLSVersion.TLSv1_2, "1.3": ssl.TLSVersion.TLSv1_3}
-RATE_LIMIT_KEYS = 100_000  # buckets kept (least recently used beyond are forgotten)
 
 
 class StartupError(RuntimeError):
@@ -137,6 +142,9 @@ def api_config(app: ASGIApp, settings: Settings, **options: Any) -> uvicorn.Conf
         ssl_ca_certs=security.ca_file if security.require_client_cert else None,
         ssl_cert_reqs=ssl.CERT_REQUIRED if security.require_client_cert else ssl.CERT_NONE,
         min_tls_version=TLS_VERSIONS[security.min_tls_version],
+        # TLS 1.2 only (TLS 1.3 suites are set apart in OpenSSL): uvicorn's default
+        # takes CBC suites as well.
+        ssl_ciphers=security.tls_ciphers,
         **options,
     )
 
@@ -170,10 +178,34 @@ def parse_scopes(text: str) -> list[str]:
     return scopes
 
 
+# JOSE header ``typ`` values of an access token: PyJWT's default, and RFC 9068's (whose
+# "application/" prefix may be left out, compared without case).
+ACCESS_HEADER_TYPES = ("jwt", "at+jwt")
+
+
+def token_kind(header: dict[str, Any], claims: dict[str, Any]) -> str | None:
+    """ "refresh" for a token marked as one (llmkg's ``typ: refresh`` claim), "access" for
+    the others other issuers mint with the shared secret (no ``typ`` claim, or RFC 9068's
+    ``typ: at+jwt`` header), None for a type llmkg does not know (refused as either)."""
+    claim = claims.get("typ")
+    if claim == "refresh":
+        return "refresh"
+    if claim not in (None, "access"):
+        return None
+    typ = header.get("typ")
+    if typ is None:
+        return "access"
+    if not isinstance(typ, str):
+        return None
+    typ = typ.lower().removeprefix("application/")
+    return "access" if typ in ACCESS_HEADER_TYPES else None
+
+
 class Tokens:
-    def __init__(self, auth: AuthenticationSettings) -> None:
+    def __init__(self, auth: AuthenticationSettings, revoked: RevocationList | None = None) -> None:
         self.auth = auth
         self.secret = read_secret(auth)
+        self.revoked = revoked
 
     def mint(self, subject: str, scopes: list[str], kind: str, expiry: float) -> str:
         now = int(time.time())
@@ -203,7 +235,7 @@ class Tokens:
 
     def verify(self, token: str, kind: str) -> dict[str, Any]:
         """The claims of a valid ``kind`` token; ``jwt.InvalidTokenError`` otherwise."""
-        claims: dict[str, Any] = jwt.decode(
+        decoded = jwt.decode_complete(
             token,
             self.secret,
             algorithms=[self.auth.algorithm],
@@ -211,35 +243,16 @@ class Tokens:
             issuer=self.auth.issuer or None,
             options={"require": ["exp", "iat", "sub"]},
         )
-        if claims.get("typ") != kind:
-            raise jwt.InvalidTokenError(f"not an {kind} token")
+        claims: dict[str, Any] = decoded["payload"]
+        if token_kind(decoded["header"], claims) != kind:
+            raise jwt.InvalidTokenError(
+                f"not {'a refresh' if kind == 'refresh' else 'an access'} token"
+            )
         if not isinstance(claims.get("scope", ""), str):
             raise jwt.InvalidTokenError("scope must be a string")
+        if self.revoked is not None and claims.get("jti") in self.revoked:
+            raise jwt.InvalidTokenError("the token is revoked")
         return claims
-
-
-# ---- rate limits ---------------------------------------------------------------------------
-
-
-class RateLimiter:
-    """Token buckets by key: ``burst`` tokens, refilled at ``rate`` per second."""
-
-    def __init__(self, rate: float, burst: int) -> None:
-        self.rate, self.burst = rate, float(burst)
-        self.buckets = ShardedCache(RATE_LIMIT_KEYS, policy="lru")
-        self.lock = threading.Lock()
-
-    def take(self, key: str) -> float:
-        """0 when a request may go now, else the seconds until it may."""
-        now = time.monotonic()
-        with self.lock:
-            tokens, last = self.buckets.get(key) or (self.burst, now)
-            tokens = min(self.burst, tokens + (now - last) * self.rate)
-            if tokens >= 1.0:
-                self.buckets.put(key, (tokens - 1.0, now))
-                return 0.0
-            self.buckets.put(key, (tokens, now))
-            return (1.0 - tokens) / self.rate
 
 
 # ---- the middleware ------------------------------------------------------------------------
@@ -252,15 +265,48 @@ ROUTE_KEY = "llmkg.route"
 
 
 class Security:
-    def __init__(self, settings: Settings) -> None:
+    """``clock``: the monotonic clock of the rate limits (tests move it)."""
+
+    def __init__(self, settings: Settings, clock: Clock = time.monotonic) -> None:
         security = settings.security
-        self.tokens = (
-            Tokens(security.authentication) if security.authentication.type == "jwt" else None
-        )
+        auth = security.authentication
+        self.tokens: Tokens | None = None
+        # Per client address: failed authentications (an address past the limit is refused
+        # everything guarded, good tokens too, until its bucket refills: a guessed token
+        # must not get through) and refreshes.
+        self.failures: RateLimiter | None = None
+        self.refreshes: RateLimiter | None = None
+        if auth.type == "jwt":
+            revoked = None
+            if auth.revoked_tokens_file:
+                try:
+                    revoked = RevocationList(auth.revoked_tokens_file, clock)
+                except RevocationError as e:
+                    raise StartupError(str(e)) from None
+            self.tokens = Tokens(auth, revoked)
+            self.failures = per_minute(auth.auth_failures_per_minute, clock)
+            self.refreshes = per_minute(auth.refresh_per_minute, clock)
         limit = security.rate_limit
         self.limiter = (
-            RateLimiter(limit.requests_per_second, limit.burst) if limit.enabled else None
+            RateLimiter(limit.requests_per_second, limit.burst, clock) if limit.enabled else None
         )
+
+    def check_failures(self, client: str) -> None:
+        """429 while ``client`` is over the limit of failed authentications."""
+        if self.failures is not None:
+            wait = self.failures.wait(client)
+            if wait > 0:
+                raise too_many(wait, "too many failed authentications from this address")
+
+    def failed(self, client: str, error: ApiError) -> ApiError:
+        """Count a failed authentication of ``client``; ``error``, to raise."""
+        if self.failures is not None and self.failures.take(client) == 0:
+            if self.failures.wait(client) > 0:
+                log.warning(
+                    "too many failed authentications from %s: refused until it slows down",
+                    client,
+                )
+        return error
 
     def refresh_endpoint(self) -> Callable[[Request], Awaitable[Response]] | None:
         tokens = self.tokens
@@ -268,12 +314,18 @@ class Security:
             return None
 
         async def refresh(request: Request) -> Response:
+            client = request.client.host if request.client else "unknown"
+            self.check_failures(client)
+            if self.refreshes is not None:
+                wait = self.refreshes.take(client)
+                if wait > 0:
+                    raise too_many(wait, "too many refreshes from this address")
             body = await read_json(request, RefreshRequest, 64 * 1024)
             try:
                 claims = tokens.verify(body.refresh_token, "refresh")
                 scopes = parse_scopes(claims.get("scope", ""))
             except (jwt.InvalidTokenError, ValueError) as e:
-                raise unauthorized(f"invalid refresh token: {e}") from None
+                raise self.failed(client, unauthorized(f"invalid refresh token: {e}")) from None
             access = tokens.mint(claims["sub"], scopes, "access", tokens.auth.token_expiry)
             return json_response(TokenResponse(access, "Bearer", int(tokens.auth.token_expiry)))
 
@@ -329,11 +381,7 @@ class SecurityMiddleware:
             if self.security.limiter is not None:
                 wait = self.security.limiter.take(key)
                 if wait > 0:
-                    raise ApiError(
-                        429,
-                        "over the rate limit",
-                        headers={"Retry-After": str(max(1, math.ceil(wait)))},
-                    )
+                    raise too_many(wait)
         except ApiError as e:
             await e.response()(scope, receive, send)
             return
@@ -345,19 +393,26 @@ class SecurityMiddleware:
         client = (scope.get("client") or ("unknown", 0))[0]
         if tokens is None:
             return f"addr:{client}"
-        header = dict(scope["headers"]).get(b"authorization")
-        if header is None:
-            raise unauthorized("missing bearer token (Authorization: Bearer <token>)", None)
-        parts = header.decode("latin-1").split()
-        if len(parts) != 2 or parts[0].lower() != "bearer":
-            raise unauthorized(
-                "malformed Authorization header; expected 'Bearer <token>'", "invalid_request"
-            )
+        self.security.check_failures(client)
         try:
-            claims = tokens.verify(parts[1], "access")
+            claims = tokens.verify(bearer_token(scope), "access")
         except jwt.InvalidTokenError as e:
-            raise unauthorized(f"invalid token: {e}") from None
+            raise self.security.failed(client, unauthorized(f"invalid token: {e}")) from None
+        except ApiError as e:
+            raise self.security.failed(client, e) from None
         granted = split_scopes(claims.get("scope", ""))
         if needed is not None and needed not in granted:
             raise forbidden(needed)
         return f"sub:{claims['sub']}"
+
+
+def bearer_token(scope: Scope) -> str:
+    header = dict(scope["headers"]).get(b"authorization")
+    if header is None:
+        raise unauthorized("missing bearer token (Authorization: Bearer <token>)", None)
+    parts = header.decode("latin-1").split()
+    if len(parts) != 2 or parts[0].lower() != "bearer":
+        raise unauthorized(
+            "malformed Authorization header; expected 'Bearer <token>'", "invalid_request"
+        )
+    return parts[1]
