@@ -93,3 +93,21 @@ def test_failing_checkpoint_backs_off_without_reserializing(
         assert status.last_success > 0 and status.describe() == "ok"
     finally:
         engine.close()
+
+
+def test_close_on_a_full_disk_still_closes_the_store(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def full(*args: Any) -> Path:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(engine_module, "write_snapshot", full)
+    config = EngineConfig(data_directory=tmp_path, dim=8, checkpoint_interval=0)
+    engine = AllocationEngine(config)
+    node = engine.allocate(
+        {"subject": "s", "predicate": "p", "object": "o", "confidence": 0.5, "embedding": [1] * 8}
+    ).node_id
+    engine.close()  # the final checkpoint fails: logged, and the store closed anyway
+    monkeypatch.undo()
+    with AllocationEngine(config) as again:  # the directory's lock was released
+        assert again.get(node) is not None
