@@ -11,8 +11,9 @@ Commands on the control socket (one line in, ``ok`` out once done):
 - ``cut``: power loss. Every overlay is dropped, and every later write, truncate, fsync
   and metadata change fails with EIO (so is the kernel's late writeback of mmap pages,
   e.g. SQLite's ``-shm``). The backing directory is then the disk after the reboot.
-- ``full`` / ``space``: writes that need space (data writes, extending truncates, new
-  files) fail with ENOSPC until ``space``.
+- ``full`` / ``space``: until ``space``, writes that need space (past a file's end, or
+  an extending truncate) fail with ENOSPC, as on a full disk, where overwriting blocks a
+  file already has still works; ``statfs`` shows no free space.
 - ``ping``.
 
 Not modelled: the durability of directory entries. Create, rename, unlink, mkdir and
@@ -144,7 +145,7 @@ class LazyFS(Operations):  # type: ignore[misc]
         return 0
 
     def create(self, path: str, mode: int, fi: Any = None) -> int:
-        self._writable(needs_space=True)
+        self._writable()
         os.close(os.open(self._real(path), os.O_WRONLY | os.O_CREAT, mode))
         return 0
 
@@ -172,10 +173,11 @@ class LazyFS(Operations):  # type: ignore[misc]
             return bytes(out)
 
     def write(self, path: str, data: bytes, offset: int, fh: int) -> int:
-        self._writable(needs_space=True)
+        self._writable()
         with self.mutex:
-            self._writable(needs_space=True)  # a cut may have come while waiting
+            self._writable()  # a cut may have come while waiting
             ov = self._overlay(path)
+            self._writable(needs_space=offset + len(data) > ov.size)
             pos, end = offset, offset + len(data)
             while pos < end:
                 number = pos // PAGE
@@ -249,7 +251,7 @@ class LazyFS(Operations):  # type: ignore[misc]
         return 0
 
     def mkdir(self, path: str, mode: int) -> int:
-        self._writable(needs_space=True)
+        self._writable()
         os.mkdir(self._real(path), mode)
         return 0
 
@@ -282,8 +284,9 @@ class LazyFS(Operations):  # type: ignore[misc]
 
     def statfs(self, path: str) -> dict[str, int]:
         st = os.statvfs(self._real(path))
+        free = ("f_bfree", "f_bavail")
         return {
-            key: getattr(st, key)
+            key: 0 if self.full and key in free else getattr(st, key)
             for key in (
                 "f_bsize",
                 "f_frsize",
