@@ -40,10 +40,15 @@ class ServerCycle:
         return Server(self.root / name, env={**self.env, "LLMKG__STORAGE__DATA_DIRECTORY": data})
 
     def write_kill_cut(
-        self, run: int, until: Callable[[int, float], bool], clients: int = 4
+        self,
+        run: int,
+        until: Callable[[int, float], bool],
+        clients: int = 4,
+        after_checkpoint: bool = False,
     ) -> tuple[Acked, float]:
-        """Allocate until ``until(acknowledged, seconds between first and last)``, then
-        SIGKILL the server and cut the power: (acknowledged, time of the kill)."""
+        """Allocate until ``until(acknowledged, seconds between first and last)`` (and,
+        with ``after_checkpoint``, until the next index snapshot), then SIGKILL the server
+        and cut the power: (acknowledged, time of the kill)."""
         self.disk.start()
         server = self.server(f"run{run}", str(self.disk.mountpoint / "data")).start()
         acked: Acked = {}
@@ -81,6 +86,11 @@ class ServerCycle:
                         break
                 assert time.monotonic() < deadline, f"seed {self.seed}: clients too slow"
                 time.sleep(0.01)
+            if after_checkpoint:
+                first = server.client.get("/api/v1/stats").json()["snapshot_seq"]
+                while server.client.get("/api/v1/stats").json()["snapshot_seq"] == first:
+                    assert time.monotonic() < deadline, f"seed {self.seed}: no checkpoint"
+                    time.sleep(0.01)
             killed_at = time.monotonic()
         finally:
             server.stop(signal.SIGKILL)

@@ -36,6 +36,7 @@ from llmkg.store import SqliteStore
 
 SEED = int(os.environ.get("LLMKG_POWER_SEED") or random.randrange(2**32))
 SYNC_INTERVAL = 0.3
+SERVER_SYNC_INTERVAL = 1.0
 # Scheduling slack of the interval sync on a loaded machine, on top of sync_interval.
 MARGIN = 1.0
 
@@ -194,10 +195,16 @@ def test_server_fsync_keeps_every_acknowledged_allocation(
 def test_server_interval_loses_at_most_the_last_sync_interval(
     disk: LazyMount, rng: random.Random
 ) -> None:
-    cycle = ServerCycle(disk, rng, SEED, durability="interval", sync_interval=SYNC_INTERVAL)
+    window = SERVER_SYNC_INTERVAL + MARGIN
+    cycle = ServerCycle(disk, rng, SEED, durability="interval", sync_interval=SERVER_SYNC_INTERVAL)
     for run in range(2):
-        wanted = SYNC_INTERVAL + MARGIN + rng.uniform(0.5, 2.0)
-        acked, killed_at = cycle.write_kill_cut(run, until=lambda n, s, w=wanted: s >= w)
-        old = {n for n, (_, t) in acked.items() if t < killed_at - SYNC_INTERVAL - MARGIN}
+        wanted = window + rng.uniform(0.5, 2.0)
+        # The second cut comes right after an index snapshot, before the store's next
+        # sync: after the reboot the snapshot holds writes that the store lost, and the
+        # engine must not trust it as it is.
+        acked, killed_at = cycle.write_kill_cut(
+            run, until=lambda n, s, w=wanted: s >= w, after_checkpoint=run == 1
+        )
+        old = {n for n, (_, t) in acked.items() if t < killed_at - window}
         assert old, f"seed {SEED}, cycle {run}: no allocation older than the loss window"
         cycle.check_after_reboot(run, acked, must_survive=old)
