@@ -275,7 +275,10 @@ class LazyFS(Operations):  # type: ignore[misc]
 
     def utimens(self, path: str, times: tuple[int, int] | None = None) -> int:
         self._writable()
-        os.utime(self._real(path), ns=times)
+        if times is None:
+            os.utime(self._real(path))
+        else:
+            os.utime(self._real(path), ns=times)
         return 0
 
     def fsyncdir(self, path: str, datasync: int, fh: int) -> int:

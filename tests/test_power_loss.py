@@ -24,8 +24,9 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import IO
 
 import numpy as np
 import pytest
@@ -57,41 +58,53 @@ def disk(tmp_path: Path) -> Iterator[LazyMount]:
         mount.stop()
 
 
+# node id -> (subject, object, monotonic time of the acknowledgement)
+Written = dict[int, tuple[str, str, float]]
+
+
 class Acks:
     """Acknowledged writes as a child prints them: ``ack <node id> <subject> <i> <time>``."""
 
-    def __init__(self, stream: object) -> None:
-        self.items: dict[int, tuple[str, str, float]] = {}
+    def __init__(self, stream: IO[str]) -> None:
+        self.items: Written = {}
         self.lock = threading.Lock()
         self.thread = threading.Thread(target=self._read, args=(stream,), daemon=True)
         self.thread.start()
 
-    def _read(self, stream: object) -> None:
-        for line in stream:  # type: ignore[attr-defined]
+    def _read(self, stream: IO[str]) -> None:
+        for line in stream:
             if line.startswith("ack "):
                 _, node_id, subject, i, acked = line.split()
                 with self.lock:
                     self.items[int(node_id)] = (subject, f"fact {i}", float(acked))
 
-    def wait(self, enough: object, what: str, timeout: float = 60.0) -> None:
+    def wait(self, enough: Callable[[Written], bool], what: str, timeout: float = 60.0) -> None:
         deadline = time.monotonic() + timeout
         while True:
             with self.lock:
-                if enough(self.items):  # type: ignore[operator]
+                if enough(self.items):
                     return
             if time.monotonic() > deadline:
                 raise TimeoutError(f"writer never reached {what}")
             time.sleep(0.01)
 
 
-def span(items: dict[int, tuple[str, str, float]]) -> float:
+def count_reached(count: int) -> Callable[[int, float], bool]:
+    return lambda acknowledged, seconds: acknowledged >= count
+
+
+def span_reached(wanted: float) -> Callable[[int, float], bool]:
+    return lambda acknowledged, seconds: seconds >= wanted
+
+
+def span(items: Written) -> float:
     times = [t for _, _, t in items.values()]
     return max(times) - min(times) if times else 0.0
 
 
 def store_cycle(
     disk: LazyMount, rng: random.Random, run: int, durability: str, sync_off: bool = False
-) -> tuple[dict[int, tuple[str, str, float]], float]:
+) -> tuple[Written, float]:
     """One writer on the lazy disk, killed, then the power cut: (acks, time of the kill)."""
     disk.start()
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(HERE), str(HERE.parent / "python")])}
@@ -111,6 +124,7 @@ def store_cycle(
         env=env,
     )
     try:
+        assert child.stdout is not None
         acks = Acks(child.stdout)
         if durability == "interval":
             # Long enough that some writes are older than the loss window.
@@ -133,7 +147,7 @@ def store_cycle(
     return acks.items, killed_at
 
 
-def lost_in(directory: Path, acked: dict[int, tuple[str, str, float]]) -> list[int]:
+def lost_in(directory: Path, acked: Written) -> list[int]:
     with SqliteStore(directory) as store:
         lost = [
             n
@@ -188,7 +202,7 @@ def test_server_fsync_keeps_every_acknowledged_allocation(
     cycle = ServerCycle(disk, rng, SEED, durability="fsync")
     for run in range(2):
         wanted = rng.randint(30, 300)
-        acked, _ = cycle.write_kill_cut(run, until=lambda n, s, w=wanted: n >= w)
+        acked, _ = cycle.write_kill_cut(run, until=count_reached(wanted))
         cycle.check_after_reboot(run, acked, must_survive=set(acked))
 
 
@@ -203,7 +217,7 @@ def test_server_interval_loses_at_most_the_last_sync_interval(
         # sync: after the reboot the snapshot holds writes that the store lost, and the
         # engine must not trust it as it is.
         acked, killed_at = cycle.write_kill_cut(
-            run, until=lambda n, s, w=wanted: s >= w, after_checkpoint=run == 1
+            run, until=span_reached(wanted), after_checkpoint=run == 1
         )
         old = {n for n, (_, t) in acked.items() if t < killed_at - window}
         assert old, f"seed {SEED}, cycle {run}: no allocation older than the loss window"
