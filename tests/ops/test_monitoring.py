@@ -30,6 +30,8 @@ GAUGES_AND_COUNTERS = (
     "llmkg_memory_budget_bytes",
     "llmkg_hnsw_memory_bytes",
     "llmkg_http_requests_total",
+    "llmkg_checkpoint_failures_total",
+    "llmkg_checkpoint_last_success_timestamp_seconds",
 )
 DASHBOARD_METRICS = (
     "llmkg_allocation_latency_seconds",
@@ -131,6 +133,7 @@ def test_alert_rules_check() -> None:
         "LLMKGCacheHitRateCollapse",
         "LLMKGMemoryPressure",
         "LLMKGPodNotReady",
+        "LLMKGCheckpointFailing",
     } <= names
     for rule in alert_rules():
         assert rule["labels"]["severity"] in {"warning", "critical"}
@@ -150,6 +153,9 @@ def test_alert_unit_tests_pass() -> None:
         ("< 0.5 * avg by", "< 0.1 * avg by"),  # collapse no longer detected
         ("> 0.85\n", "> 0.95\n"),  # pressure threshold moved
         ('up{job="llmkg-scalable-allocation"} == 0', 'up{job="other"} == 0'),
+        ("[15m]) > 0\n", "[15m]) > 5\n"),  # checkpoint failures no longer seen
+        # ... or only after a day without a snapshot
+        ('_seconds{job="llmkg-scalable-allocation"} > 1800', "_seconds > 86400"),
     ],
 )
 def test_alert_unit_tests_catch_a_changed_rule(tmp_path: Path, old: str, new: str) -> None:

@@ -22,6 +22,7 @@ import numpy as np
 
 from llmkg._core import MISSING_ID, HnswIndex, embed_fact, embed_text, score_rows
 from llmkg.engine import backup as backups
+from llmkg.engine.checkpointing import CheckpointTracker
 from llmkg.engine.config import EngineConfig
 from llmkg.engine.exclusion import WriteGate, lock_directory
 from llmkg.engine.facts import Fact, FactError, embedding_field, parse_fact, text_field
@@ -124,6 +125,7 @@ class AllocationEngine:
             self.startup["seconds"],
         )
         self._last_checkpoint = time.monotonic()
+        self.checkpoints = CheckpointTracker()
         self._log_lock = threading.Lock()
         self._log_bytes = 0  # written to the store since the last snapshot
         self._stop = threading.Event()
@@ -420,9 +422,22 @@ class AllocationEngine:
     # ---- durability --------------------------------------------------------------------
 
     def checkpoint(self) -> int:
-        """Write an index snapshot now; returns the sequence it is tagged with."""
+        """Write an index snapshot now; returns the sequence it is tagged with. A failure
+        is counted (``checkpoints``) and raised."""
+        try:
+            seq = self._checkpoint()
+        except Exception as e:
+            delay = self.checkpoints.failed(e)
+            log.warning("checkpoint failed (%s); background retry in %.0fs", e, delay)
+            raise
+        self.checkpoints.succeeded()
+        return seq
+
+    def _checkpoint(self) -> int:
         self.precision.save_reads(self.store)
         with self._checkpoint_lock:
+            # Before the index is serialized: no room left, no serializing.
+            self.checkpoints.check_room(self.snapshot_dir)
             seq = self._quiesced_seq()
             with self._log_lock:
                 self._log_bytes = 0
@@ -497,7 +512,7 @@ class AllocationEngine:
         ``max_wal_size`` bytes of facts and vectors were written since the last snapshot
         (what a restart would have to replay)."""
         c = self.config
-        if self.store.committed_seq <= self.snapshot_seq:
+        if self.store.committed_seq <= self.snapshot_seq or not self.checkpoints.may_retry():
             return False
         timed = (
             c.checkpoint_interval > 0
@@ -557,7 +572,11 @@ class AllocationEngine:
         self.inserts.close()
         self.precision.save_reads(self.store)
         if self.store.committed_seq > self.snapshot_seq:
-            self.checkpoint()
+            try:
+                self.checkpoint()
+            except Exception:
+                # The store still has everything: the next start replays it.
+                log.exception("final checkpoint failed; the next start replays the store")
         self.store.close()
         os.close(self._lock_fd)
 

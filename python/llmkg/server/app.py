@@ -25,7 +25,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from llmkg.engine import EngineClosedError, FactError
 from llmkg.server import logs
 from llmkg.server.api import Api, json_response
-from llmkg.server.errors import ApiError, error_response
+from llmkg.server.errors import ApiError, error_response, storage_error
 from llmkg.server.health import Health
 from llmkg.server.openapi import openapi_document
 from llmkg.server.security import ROUTE_KEY, Guards, Security
@@ -72,7 +72,8 @@ def endpoints(state: ServerState, health: Health, security: Security) -> list[En
 
 def guarded(handler: Handler, timeout: float) -> Handler:
     """Errors as JSON, and a 504 for a request running past ``server.request_timeout``
-    (the engine call it waits on finishes in its worker thread; its answer is dropped)."""
+    (the engine call it waits on finishes in its worker thread; its answer is dropped).
+    Storage failures (disk full, I/O errors) answer as ``storage_error`` says."""
 
     async def endpoint(request: Request) -> Response:
         try:
@@ -93,6 +94,11 @@ def guarded(handler: Handler, timeout: float) -> Handler:
             )
         except asyncio.TimeoutError:
             return error_response(504, "the request took longer than server.request_timeout")
+        except Exception as e:
+            answer = storage_error(e)
+            if answer is None:
+                raise
+            return answer.response()
 
     return endpoint
 

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 
 import msgspec
 from starlette.responses import Response
+
+from llmkg.store.failures import storage_failure
+
+log = logging.getLogger("llmkg.server")
 
 
 class ErrorBody(msgspec.Struct, omit_defaults=True):
@@ -32,7 +37,11 @@ CODES = {
     500: "internal",
     503: "unavailable",
     504: "timeout",
+    507: "storage_full",
 }
+# How long a client should wait before retrying after a storage failure other than a full
+# disk (which lasts until an operator frees space).
+STORE_RETRY_AFTER = "5"
 
 
 def error_response(
@@ -72,3 +81,21 @@ class ApiError(Exception):
         return error_response(
             self.status, self.message, code=self.code, field=self.field, headers=self.headers
         )
+
+
+def storage_error(exc: BaseException) -> ApiError | None:
+    """The answer to a failure of the storage, or None when ``exc`` is not one: 507 when
+    the disk is full (nothing was stored; reads still work), 503 with ``Retry-After`` for
+    any other I/O failure of the store or of an index snapshot."""
+    kind = storage_failure(exc)
+    if kind is None:
+        return None
+    log.warning("storage failure (%s): %s", kind, exc)
+    if kind == "full":
+        return ApiError(507, "the data directory's disk is full: nothing was written")
+    return ApiError(
+        503,
+        "the store cannot be reached right now",
+        code="store_unavailable",
+        headers={"Retry-After": STORE_RETRY_AFTER},
+    )

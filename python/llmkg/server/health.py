@@ -1,6 +1,12 @@
 """Probes: ``/health/live`` answers while the event loop does; ``/health/ready`` only once
 the engine has loaded and replayed, and while each enabled check of
-``[health_checks.dependencies]`` passes; never while draining."""
+``[health_checks.dependencies]`` passes; never while draining.
+
+The ``checkpoint`` check reports failing index snapshots (e.g. a full disk) but does not
+make the server unready: every answer is still right (the store is the truth; the snapshot
+only shortens the next start's replay), and taking replicas out of rotation for it would
+turn a full disk into an outage of reads too. The alert on the checkpoint metrics is
+what calls an operator."""
 
 from __future__ import annotations
 
@@ -50,6 +56,7 @@ class Health:
         checks: dict[str, Check] = {}
         if engine is None:
             return {"engine": Check(False, "not loaded")}
+        checks["checkpoint"] = Check(True, engine.checkpoints.status().describe())
         if deps.check_hnsw_index:
             n = len(engine.index)
             checks["index"] = Check(True, f"{n} nodes")

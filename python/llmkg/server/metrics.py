@@ -3,8 +3,10 @@
 The names are the ones the seed's scrape config and dashboard read:
 ``llmkg_allocation_latency_seconds``, ``llmkg_hnsw_search_time_seconds`` (histograms),
 ``llmkg_cache_hit_rate{cache_level}``, ``llmkg_memory_usage_bytes``,
-``llmkg_hnsw_memory_bytes`` (gauges); plus requests by route and status, and the process
-collector. Gauges are read from the engine when Prometheus scrapes, never kept twice.
+``llmkg_hnsw_memory_bytes`` (gauges); plus requests by route and status, the outcome of
+index checkpoints (``llmkg_checkpoint_failures_total``,
+``llmkg_checkpoint_last_success_timestamp_seconds``), and the process collector. Gauges
+are read from the engine when Prometheus scrapes, never kept twice.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from prometheus_client import (
     Summary,
     generate_latest,
 )
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
@@ -75,6 +77,18 @@ class EngineCollector(Collector):
             for level in ("l1", "l2"):
                 hit_rate.add_metric([level], float(stats["cache"][f"{level}_hit_rate"]))
         yield hit_rate
+        checkpoint = engine.checkpoints.status()
+        failures = CounterMetricFamily(
+            "llmkg_checkpoint_failures", "Index checkpoints that failed (e.g. disk full)"
+        )
+        failures.add_metric([], float(checkpoint.failures_total))
+        yield failures
+        last = GaugeMetricFamily(
+            "llmkg_checkpoint_last_success_timestamp_seconds",
+            "When an index checkpoint last succeeded (the engine's start before the first)",
+        )
+        last.add_metric([], checkpoint.last_success)
+        yield last
 
 
 class Metrics:
