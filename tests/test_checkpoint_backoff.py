@@ -32,11 +32,11 @@ def test_failing_checkpoint_backs_off_without_reserializing(
     serialized = []
     real_write, real_usage = engine_module.write_snapshot, shutil.disk_usage
 
-    def write_snapshot(directory: Path, index: Any, seq: int, level: int | None) -> Path:
+    def write_snapshot(directory: Path, index: Any, seq: int, *args: Any, **kw: Any) -> Path:
         serialized.append(seq)
         if disk["full"]:
             raise OSError(errno.ENOSPC, "No space left on device")
-        return real_write(directory, index, seq, level)
+        return real_write(directory, index, seq, *args, **kw)
 
     def disk_usage(path: Any) -> Any:
         usage = real_usage(path)
