@@ -19,6 +19,7 @@ def engine_config(settings: Settings) -> EngineConfig:
         backup_directory=Path(storage.backup_directory),
         durability=persistence.durability,
         sync_interval=persistence.sync_interval,
+        write_timeout=persistence.write_timeout,
         checkpoint_interval=persistence.checkpoint_interval,
         max_wal_size=persistence.max_wal_size,
         compression_level=storage.compression_level if compressed else None,

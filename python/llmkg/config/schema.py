@@ -160,6 +160,8 @@ class PersistenceSettings(Section):
     enable_compression: bool = True
     # llmkg: "fsync": a 200 means on disk; "interval": fsync every sync_interval
     durability: Literal["fsync", "interval"] = "fsync"
+    # llmkg: longest wait of a write for its commit (then 503); more than 0
+    write_timeout: Duration = Duration(30)
 
 
 class StorageSettings(Section):

@@ -14,6 +14,7 @@ class EngineConfig:
     backup_directory: Path | None = None  # default: <data_directory>-backups, beside it
     durability: str = "fsync"  # or "interval": fsync every `sync_interval` seconds
     sync_interval: float = 1.0
+    write_timeout: float = 30.0  # seconds a write waits for its commit (StoreTimeoutError)
     checkpoint_interval: float = 300.0  # seconds between index snapshots; 0: never by time
     # bytes of facts and vectors written since the last snapshot that trigger a new one:
     # it bounds what a restart replays
@@ -68,6 +69,8 @@ class EngineConfig:
             self.backup_directory = Path(self.backup_directory)
         if self.durability not in ("fsync", "interval"):
             raise ValueError(f"durability must be 'fsync' or 'interval', got {self.durability!r}")
+        if self.write_timeout <= 0:
+            raise ValueError(f"write_timeout must be more than 0, got {self.write_timeout}")
         if self.dim < 1:
             raise ValueError(f"dim must be at least 1, got {self.dim}")
         if not -1.0 <= self.similarity_threshold <= 1.0 and self.metric == "cosine":

@@ -66,6 +66,7 @@ class AllocationEngine:
             c.data_directory,
             durability=c.durability,
             sync_interval=c.sync_interval,
+            write_timeout=c.write_timeout,
         )
         self._gate = WriteGate()
         self._checkpoint_lock = threading.Lock()

@@ -5,7 +5,15 @@ can be brought up to date by replaying the changes after it. SQLite (WAL mode, t
 the standard library) is the embedded default.
 """
 
+from llmkg.store.errors import StoreClosedError, StoreError, StoreTimeoutError
 from llmkg.store.records import Change, NodeRecord
-from llmkg.store.sqlite import SqliteStore, StoreClosedError
+from llmkg.store.sqlite import SqliteStore
 
-__all__ = ["Change", "NodeRecord", "SqliteStore", "StoreClosedError"]
+__all__ = [
+    "Change",
+    "NodeRecord",
+    "SqliteStore",
+    "StoreClosedError",
+    "StoreError",
+    "StoreTimeoutError",
+]

@@ -12,10 +12,20 @@ writers share one fsync. A write returns only after its transaction committed:
   the OS), but a power loss may drop the writes of the last ``sync_interval`` seconds.
 
 Reads use one connection per thread and run beside the writer (WAL readers never block).
+
+Faults: a write whose commit fails (I/O error, full disk) raises ``StoreError``; the writer
+then checks its connection with a probe commit, reopens it if the probe fails, and while
+neither works the store is *failed*: every write raises ``StoreError`` at once (no caller
+waits on a store that cannot commit) and the writer retries every ``retry_interval``
+seconds. A write waits at most ``write_timeout`` seconds (``StoreTimeoutError``). Nothing
+is acknowledged that did not commit.
 """
 
 from __future__ import annotations
 
+import concurrent.futures
+import contextlib
+import logging
 import os
 import queue
 import sqlite3
@@ -28,6 +38,7 @@ from typing import Any
 
 import numpy as np
 
+from llmkg.store.errors import StoreClosedError, StoreError, StoreTimeoutError, is_fault
 from llmkg.store.records import Change, NodeRecord
 
 DB_FILE = "llmkg.sqlite3"
@@ -67,9 +78,7 @@ LAST_SEQ = """SELECT max(
 
 _STOP = object()  # queued by close(): the writer finishes what is before it, then stops
 
-
-class StoreClosedError(RuntimeError):
-    """The store was closed; no more writes are accepted."""
+log = logging.getLogger("llmkg.store")
 
 
 def _record(row: tuple[Any, ...]) -> NodeRecord:
@@ -96,6 +105,8 @@ class SqliteStore:
         *,
         durability: str = "fsync",
         sync_interval: float = 1.0,
+        write_timeout: float = 30.0,
+        retry_interval: float = 1.0,
     ) -> None:
         if durability not in ("fsync", "interval"):
             raise ValueError(f"durability must be 'fsync' or 'interval', got {durability!r}")
@@ -104,6 +115,8 @@ class SqliteStore:
         self.path = self.directory / DB_FILE
         self.durability = durability
         self.sync_interval = sync_interval
+        self.write_timeout = write_timeout
+        self.retry_interval = retry_interval
         self._local = threading.local()
         self._readers: list[sqlite3.Connection] = []
         self._readers_lock = threading.Lock()
@@ -112,14 +125,13 @@ class SqliteStore:
         self._closed = False
         self.commits = 0
         self.writes = 0
+        self.failed_writes = 0  # writes refused by a fault of the store (not by their op)
+        self.last_error: str | None = None  # the last fault, for stats and readiness
+        # Set while the writer cannot commit (a probe and a reopen failed): writes fail fast.
+        self._failure: BaseException | None = None
 
-        self._writer = self._connect()
+        self._writer = self._writer_connection()
         self._writer.executescript(SCHEMA)
-        self._writer.execute(f"PRAGMA synchronous={'FULL' if durability == 'fsync' else 'NORMAL'}")
-        # SQLite resets its log after each automatic checkpoint (about 4 MB), but the file
-        # keeps its high-water size (a reader pinning the log can make it large) unless
-        # a limit tells SQLite to truncate it on reset.
-        self._writer.execute(f"PRAGMA journal_size_limit={JOURNAL_SIZE_LIMIT}")
         self._seq = self._writer.execute(LAST_SEQ).fetchone()[0]
         self.committed_seq = self._seq
         self._thread = threading.Thread(
@@ -132,6 +144,19 @@ class SqliteStore:
         conn.execute("PRAGMA journal_mode=WAL")
         return conn
 
+    def _writer_connection(self) -> sqlite3.Connection:
+        conn = self._connect()
+        conn.execute(f"PRAGMA synchronous={self._synchronous}")
+        # SQLite resets its log after each automatic checkpoint (about 4 MB), but the file
+        # keeps its high-water size (a reader pinning the log can make it large) unless
+        # a limit tells SQLite to truncate it on reset.
+        conn.execute(f"PRAGMA journal_size_limit={JOURNAL_SIZE_LIMIT}")
+        return conn
+
+    @property
+    def _synchronous(self) -> str:
+        return "FULL" if self.durability == "fsync" else "NORMAL"
+
     # ---- writes (run on the writer thread) --------------------------------------------
 
     def _submit(self, fn: Callable[..., Any], *args: Any) -> Any:
@@ -140,38 +165,136 @@ class SqliteStore:
         with self._submit_lock:
             if self._closed:
                 raise StoreClosedError("the store is closed")
+            self._raise_if_failed()
             self._queue.put((fn, args, fut))
-        return fut.result()
+        try:
+            return fut.result(timeout=self.write_timeout)
+        except concurrent.futures.TimeoutError:
+            # Not yet taken by the writer: withdrawn, so it will never commit.
+            if fut.cancel():
+                raise StoreTimeoutError(
+                    f"the store did not take the write within {self.write_timeout:g}s; "
+                    "it was not written"
+                ) from None
+            raise StoreTimeoutError(
+                f"the store did not commit the write within {self.write_timeout:g}s; it "
+                "may still commit (writes are idempotent: retrying is safe)"
+            ) from None
+
+    def _raise_if_failed(self) -> None:
+        failure = self._failure
+        if failure is not None:
+            raise StoreError(f"the store cannot write: {failure}") from failure
+        if not self._thread.is_alive():
+            raise StoreError("the store's writer has stopped")
 
     def _write_loop(self) -> None:
-        conn = self._writer
-        timeout = self.sync_interval if self.durability == "interval" else None
         last_sync = time.monotonic()
         stopping = False
-        while not stopping:
-            batch = []
-            try:
-                item = self._queue.get(timeout=timeout)
-                while True:
-                    if item is _STOP:
-                        stopping = True
-                        break
+        batch: list[Any] = []
+        try:
+            while not stopping:
+                if self._failure is not None:
+                    timeout: float | None = self.retry_interval
+                elif self.durability == "interval":
+                    timeout = self.sync_interval
+                else:
+                    timeout = None
+                batch, stopping = self._take(timeout)
+                try:
+                    if self._failure is not None:
+                        self._recover()
+                    if batch:
+                        self._apply(self._writer, batch)
+                    if self.durability == "interval" and (
+                        stopping or time.monotonic() - last_sync >= self.sync_interval
+                    ):
+                        self._sync(self._writer)
+                        last_sync = time.monotonic()
+                except Exception as e:
+                    self._fault(e, batch)
+        finally:
+            # However the loop ended (stopped, or killed by something unforeseen): whatever
+            # is still queued fails now rather than wait for a writer that is gone.
+            if not stopping:
+                self._failure = self._failure or StoreError("the store's writer stopped")
+                log.critical("the store's writer stopped", exc_info=True)
+            for _, _, fut in batch:
+                if not fut.done():
+                    fut.set_exception(StoreError("the store's writer stopped"))
+            self._fail_queued()
+            with contextlib.suppress(sqlite3.Error):
+                self._writer.close()
+
+    def _take(self, timeout: float | None) -> tuple[list[Any], bool]:
+        """The queued writes (at most ``MAX_BATCH``; waits up to ``timeout`` for the first),
+        without those their callers withdrew, and whether the stop sentinel came."""
+        batch = []
+        try:
+            item = self._queue.get(timeout=timeout)
+            while True:
+                if item is _STOP:
+                    return batch, True
+                if item[2].set_running_or_notify_cancel():
                     batch.append(item)
-                    if len(batch) >= MAX_BATCH:
-                        break
-                    item = self._queue.get_nowait()
+                if len(batch) >= MAX_BATCH:
+                    break
+                item = self._queue.get_nowait()
+        except queue.Empty:
+            pass
+        return batch, False
+
+    def _fail_queued(self) -> None:
+        while True:
+            try:
+                item = self._queue.get_nowait()
             except queue.Empty:
-                pass
-            if batch:
-                self._apply(conn, batch)
-            if self.durability == "interval" and (
-                stopping or time.monotonic() - last_sync >= self.sync_interval
-            ):
-                self._sync(conn)
-                last_sync = time.monotonic()
-        conn.close()
+                return
+            if item is not _STOP and item[2].set_running_or_notify_cancel():
+                item[2].set_exception(StoreError("the store's writer stopped"))
+
+    def _fault(self, error: Exception, batch: list[Any]) -> None:
+        """A commit, a sync or a recovery failed: the connection is checked (reopened if
+        need be), then every write of ``batch`` not yet answered fails; in that order, so
+        that a caller who sees the error also sees whether the store is failed."""
+        self.last_error = f"{type(error).__name__}: {error}"
+        was_failed = self._failure is not None
+        if not was_failed:
+            log.error("store fault; checking the connection", exc_info=error)
+        try:
+            self._recover()
+        except Exception as e:
+            if not was_failed:
+                log.error("the store cannot commit; writes fail until it can: %s", e)
+            self._failure = e
+            self.last_error = f"{type(e).__name__}: {e}"
+        for _, _, fut in batch:
+            if not fut.done():
+                self.failed_writes += 1
+                store_error = StoreError(f"the store could not commit: {error}")
+                store_error.__cause__ = error
+                fut.set_exception(store_error)
+
+    def _recover(self) -> None:
+        """A probe commit on the connection; if it fails, the same on a new connection.
+        Raises if neither commits."""
+        try:
+            self._sync(self._writer)
+        except Exception:
+            with contextlib.suppress(sqlite3.Error):
+                if self._writer.in_transaction:
+                    self._writer.execute("ROLLBACK")
+            with contextlib.suppress(sqlite3.Error):
+                self._writer.close()
+            self._writer = self._writer_connection()
+            self._sync(self._writer)
+        if self._failure is not None:
+            log.warning("the store commits again")
+        self._failure = None
 
     def _apply(self, conn: sqlite3.Connection, batch: list[Any]) -> None:
+        """Commit ``batch``. A failure of the database itself (not of one operation) fails
+        every write of the batch and is raised, for the loop to check the connection."""
         if len(batch) == 1 and getattr(batch[0][0], "__func__", None) in self._ONE_WRITE:
             self._apply_alone(conn, batch[0])
             return
@@ -185,6 +308,8 @@ class SqliteStore:
                 try:
                     results.append((fut, True, fn(conn, *args)))
                 except Exception as e:
+                    if is_fault(e):
+                        raise
                     conn.execute("ROLLBACK")
                     fut.set_exception(e)
                     return
@@ -196,19 +321,21 @@ class SqliteStore:
                         conn.execute("RELEASE op")
                         results.append((fut, True, value))
                     except Exception as e:
+                        if is_fault(e):
+                            raise
                         conn.execute("ROLLBACK TO op")
                         conn.execute("RELEASE op")
                         results.append((fut, False, e))
             conn.execute("INSERT OR REPLACE INTO meta VALUES ('last_seq', ?)", (self._seq,))
             conn.execute("COMMIT")
-        except Exception as e:  # the commit itself failed: nothing of the batch is durable
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
+        except Exception:  # the commit itself failed: nothing of the batch is durable
             # Sequence numbers are not reused after a failed commit (gaps are harmless),
-            # so a checkpoint tagged before the failure never hides a later write.
-            for _, _, fut in batch:
-                fut.set_exception(e)
-            return
+            # so a checkpoint tagged before the failure never hides a later write. A failed
+            # rollback leaves the connection to the recovery that follows.
+            with contextlib.suppress(sqlite3.Error):
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+            raise
         self.commits += 1
         self.writes += len(batch)
         self.committed_seq = self._seq
@@ -227,6 +354,8 @@ class SqliteStore:
         try:
             value = fn(conn, *args)
         except Exception as e:
+            if is_fault(e):  # the statement's own commit failed
+                raise
             fut.set_exception(e)
             return
         self.commits += 1
@@ -235,12 +364,13 @@ class SqliteStore:
         fut.set_result(value)
 
     def _sync(self, conn: sqlite3.Connection) -> None:
-        # A FULL commit fsyncs the WAL, and with it every NORMAL commit before it.
+        """One FULL commit: it fsyncs the WAL, and with it every NORMAL commit before it.
+        Also the probe of a connection after a fault."""
         conn.execute("PRAGMA synchronous=FULL")
         conn.execute("BEGIN IMMEDIATE")
         conn.execute("INSERT OR REPLACE INTO meta VALUES ('last_seq', ?)", (self._seq,))
         conn.execute("COMMIT")
-        conn.execute("PRAGMA synchronous=NORMAL")
+        conn.execute(f"PRAGMA synchronous={self._synchronous}")
 
     def _next_seq(self) -> int:
         self._seq += 1
@@ -395,6 +525,19 @@ class SqliteStore:
     def last_seq(self) -> int:
         """The last sequence number handed out (committed or about to be)."""
         return self._seq
+
+    def health(self) -> tuple[bool, str]:
+        """Whether the store takes writes (its writer runs and is not failed) and reads (a
+        cheap query answers), with a line saying why not."""
+        if not self._thread.is_alive():
+            return False, "the writer has stopped"
+        if self._failure is not None:
+            return False, f"cannot commit: {self.last_error}"
+        try:
+            self._reader().execute("SELECT max(seq) FROM nodes").fetchone()
+        except sqlite3.Error as e:
+            return False, f"cannot read: {e}"
+        return True, f"sequence {self.committed_seq}, {self.failed_writes} writes failed"
 
     def wal_bytes(self) -> int:
         wal = self.path.with_name(self.path.name + "-wal")
