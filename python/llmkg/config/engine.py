@@ -30,6 +30,8 @@ def engine_config(settings: Settings) -> EngineConfig:
         ef_construction=hnsw.ef_construction,
         ef_search=hnsw.ef_search,
         max_level=hnsw.max_layer,
+        link_timeout=hnsw.link_timeout,
+        link_attempts=hnsw.link_attempts,
         direct_threshold=allocation.direct_threshold,
         similarity_threshold=allocation.similarity_threshold,
         neighbors=allocation.neighbors,

@@ -5,6 +5,7 @@ from llmkg.engine.config import EngineConfig
 from llmkg.engine.engine import AllocationEngine
 from llmkg.engine.exclusion import DataDirectoryInUseError
 from llmkg.engine.facts import Fact, FactError
+from llmkg.engine.inserts import LinkerError, LinkerTimeoutError
 from llmkg.engine.results import AllocationResult, Neighbor, Node, SearchHit
 
 __all__ = [
@@ -15,6 +16,8 @@ __all__ = [
     "EngineConfig",
     "Fact",
     "FactError",
+    "LinkerError",
+    "LinkerTimeoutError",
     "Neighbor",
     "Node",
     "SearchHit",

@@ -29,6 +29,9 @@ class EngineConfig:
     ef_construction: int = 200
     ef_search: int = 100
     max_level: int = 15  # highest HNSW level a node may get (0..15)
+    # seconds a checkpoint, delete or allocation waits for the index linker at most
+    link_timeout: float = 30.0
+    link_attempts: int = 5  # failed links in a row after which the linker reports failing
     # allocation
     direct_threshold: int = 2_000  # exact candidates below this many nodes
     similarity_threshold: float = 0.7  # the best candidate at or above it becomes the parent
@@ -71,6 +74,8 @@ class EngineConfig:
             raise ValueError(f"durability must be 'fsync' or 'interval', got {self.durability!r}")
         if self.write_timeout <= 0:
             raise ValueError(f"write_timeout must be more than 0, got {self.write_timeout}")
+        if self.link_timeout <= 0 or self.link_attempts < 1:
+            raise ValueError("link_timeout must be more than 0 and link_attempts at least 1")
         if self.dim < 1:
             raise ValueError(f"dim must be at least 1, got {self.dim}")
         if not -1.0 <= self.similarity_threshold <= 1.0 and self.metric == "cosine":

@@ -26,12 +26,12 @@ from llmkg.engine.config import EngineConfig
 from llmkg.engine.exclusion import WriteGate, lock_directory
 from llmkg.engine.facts import FactError, embedding_field, parse_fact, text_field
 from llmkg.engine.filters import FactIndex
-from llmkg.engine.inserts import BackgroundInserts
+from llmkg.engine.inserts import BackgroundInserts, LinkerError
 from llmkg.engine.quantization import AdaptivePrecision, resident_bytes
 from llmkg.engine.records import RecordCache, record_size
 from llmkg.engine.results import AllocationResult, Neighbor, Node, SearchHit
 from llmkg.engine.snapshots import load_newest, replay, write_snapshot
-from llmkg.store import NodeRecord, SqliteStore
+from llmkg.store import NodeRecord, SqliteStore, StoreError
 
 log = logging.getLogger("llmkg.engine")
 
@@ -91,7 +91,9 @@ class AllocationEngine:
             self.facts.add(node_id, s, p, o, confidence)
             self.precision.total_reads[node_id] = reads
         self.records = RecordCache(c, self.store, self.index)
-        self.inserts = BackgroundInserts(self.index)
+        self.inserts = BackgroundInserts(
+            self.index, timeout=c.link_timeout, max_attempts=c.link_attempts
+        )
         warmed = self.records.warm_up(c.cache_warmup_count) if c.cache_warmup_on_startup else 0
         self.startup = {
             "source": source,
@@ -140,6 +142,9 @@ class AllocationEngine:
             self.inserts.wait_idle()
             return self.store.committed_seq
 
+        # First without holding writes back: a linker that is behind (or failing) then
+        # costs this caller its wait, not every allocation meanwhile.
+        self.inserts.wait_idle()
         return self._gate.drained(linked_seq)
 
     # ---- allocation --------------------------------------------------------------------
@@ -254,6 +259,8 @@ class AllocationEngine:
             parent = (
                 best if best is not None and best.similarity >= c.similarity_threshold else None
             )
+            # Before the commit: a linker too far behind refuses the fact, not half of it.
+            self.inserts.wait_room()
             with self._gate.write():
                 record, created = self.store.insert(
                     f.subject,
@@ -378,7 +385,7 @@ class AllocationEngine:
         with self._gate.write():
             deleted = self.store.delete(node_id)
             if deleted:
-                self.inserts.wait_for(node_id)  # else linked after its removal
+                self.inserts.discard(node_id)  # else linked after its removal
                 self.index.remove([node_id])
         self.records.forget(node_id)
         if deleted:
@@ -463,8 +470,10 @@ class AllocationEngine:
             self._log_bytes += nbytes
 
     def stats(self) -> dict[str, Any]:
-        self.inserts.wait_idle()  # so that the index's figures count every node acknowledged
+        # Never waits on the linker (a scrape must answer while it is behind or failing):
+        # the index's figures leave out the pending nodes, which "inserts" counts.
         index = self.index.stats()
+        linker_ok, linker_detail = self.inserts.health()
         nodes = self._node_count()
         return {
             "nodes": nodes,
@@ -481,8 +490,18 @@ class AllocationEngine:
                 "commits": self.store.commits,
                 "writes": self.store.writes,
                 "wal_bytes": self.store.wal_bytes(),
+                "failed_writes": self.store.failed_writes,
+                "last_error": self.store.last_error,
             },
-            "inserts": {"nodes": self.inserts.inserted, "batches": self.inserts.batches},
+            "inserts": {
+                "nodes": self.inserts.inserted,
+                "batches": self.inserts.batches,
+                "pending": len(self.inserts),
+                "failing": not linker_ok,
+                "failed_links": self.inserts.failed_links,
+                "last_error": self.inserts.last_error,
+                "detail": linker_detail,
+            },
             "snapshot_seq": self.snapshot_seq,
             "startup": dict(self.startup),
             "cache": self.records.stats(),
@@ -502,11 +521,17 @@ class AllocationEngine:
         self._background.join()
         self.records.close()
         self.inserts.close()
-        self.precision.save_reads(self.store)
-        if self.store.committed_seq > self.snapshot_seq:
-            self.checkpoint()
-        self.store.close()
-        os.close(self._lock_fd)
+        try:
+            self.precision.save_reads(self.store)
+            if self.store.committed_seq > self.snapshot_seq:
+                self.checkpoint()
+        except (LinkerError, StoreError) as e:
+            # Nothing acknowledged is lost: it is in the store, and the next start replays
+            # what the last snapshot lacks.
+            log.error("no final checkpoint (%s); the next start replays the store", e)
+        finally:
+            self.store.close()
+            os.close(self._lock_fd)
 
     def __enter__(self) -> AllocationEngine:
         return self
