@@ -26,7 +26,8 @@ def free_port() -> int:
 
 
 class Server:
-    """``env``: extra environment (``LLMKG__...`` keys); ``args``: extra CLI arguments.
+    """``env``: extra environment (``LLMKG__...`` keys); ``args``: extra CLI arguments;
+    ``command``: what runs instead of ``llmkg-server`` (e.g. with faults injected).
     Small, fast defaults for tests: dim 16, no drain delay, fsync durability."""
 
     def __init__(
@@ -39,6 +40,7 @@ class Server:
         scheme: str = "http",
         verify: Any = False,
         cert: Any = None,
+        command: list[str] | None = None,
     ) -> None:
         self.tmp = tmp
         tmp.mkdir(parents=True, exist_ok=True)
@@ -59,6 +61,7 @@ class Server:
         self.env.pop("LLMKG_CONFIG_PATH", None)
         self.env.pop("LLMKG_ENVIRONMENT", None)
         self.args = args or []
+        self.command = command or SERVER
         self.url = f"{scheme}://127.0.0.1:{self.http_port}"
         self.metrics_url = f"http://127.0.0.1:{self.metrics_port}"
         self.client = httpx.Client(base_url=self.url, timeout=30, verify=verify, cert=cert)
@@ -67,7 +70,7 @@ class Server:
     def start(self, wait: str | None = "ready") -> Server:
         self._log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
-            [*SERVER, *self.args], env=self.env, stdout=self._log, stderr=subprocess.STDOUT
+            [*self.command, *self.args], env=self.env, stdout=self._log, stderr=subprocess.STDOUT
         )
         if wait:
             self.wait(wait)

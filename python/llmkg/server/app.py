@@ -22,7 +22,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from llmkg.engine import FactError
+from llmkg.engine import FactError, LinkerError
 from llmkg.server import logs
 from llmkg.server.api import Api, json_response
 from llmkg.server.errors import ApiError, error_response
@@ -30,6 +30,7 @@ from llmkg.server.health import Health
 from llmkg.server.openapi import openapi_document
 from llmkg.server.security import ROUTE_KEY, Guards, Security
 from llmkg.server.state import ServerState
+from llmkg.store import StoreError
 
 log = logging.getLogger("llmkg.server")
 access = logging.getLogger("llmkg.access")
@@ -70,9 +71,17 @@ def endpoints(state: ServerState, health: Health, security: Security) -> list[En
     ]
 
 
+# Seconds a client should wait before retrying a request refused for a fault that the
+# server works on by itself (the store's writer retries every second, the linker backs off).
+RETRY_AFTER = {"Retry-After": "1"}
+
+
 def guarded(handler: Handler, timeout: float) -> Handler:
-    """Errors as JSON, and a 504 for a request running past ``server.request_timeout``
-    (the engine call it waits on finishes in its worker thread; its answer is dropped)."""
+    """Errors as JSON; 503 with ``Retry-After`` when the store cannot commit or the index
+    linker is failing (or a wait on either passed its deadline: nothing was acknowledged,
+    and allocations are idempotent); 504 for a request running past
+    ``server.request_timeout`` (the engine call it waits on finishes in its worker thread;
+    its answer is dropped)."""
 
     async def endpoint(request: Request) -> Response:
         try:
@@ -87,6 +96,11 @@ def guarded(handler: Handler, timeout: float) -> Handler:
             return e.response()
         except FactError as e:
             return error_response(422, e.message, code="invalid_field", field=e.field)
+        # Before TimeoutError: their timeouts are TimeoutErrors too.
+        except StoreError as e:
+            return error_response(503, str(e), code="store_unavailable", headers=RETRY_AFTER)
+        except LinkerError as e:
+            return error_response(503, str(e), code="index_unavailable", headers=RETRY_AFTER)
         except asyncio.TimeoutError:
             return error_response(504, "the request took longer than server.request_timeout")
 

@@ -1,5 +1,6 @@
 """Probes: ``/health/live`` answers while the event loop does; ``/health/ready`` only once
-the engine has loaded and replayed, and while each enabled check of
+the engine has loaded and replayed, while the store commits and answers reads and the
+index linker is not failing, and while each enabled check of
 ``[health_checks.dependencies]`` passes; never while draining."""
 
 from __future__ import annotations
@@ -50,6 +51,10 @@ class Health:
         checks: dict[str, Check] = {}
         if engine is None:
             return {"engine": Check(False, "not loaded")}
+        # Always checked: a server whose store cannot commit, or whose linker keeps
+        # failing, answers writes with 503 and should get no traffic until it recovers.
+        checks["store"] = Check(*engine.store.health())
+        checks["linker"] = Check(*engine.inserts.health())
         if deps.check_hnsw_index:
             n = len(engine.index)
             checks["index"] = Check(True, f"{n} nodes")

@@ -23,7 +23,7 @@ from prometheus_client import (
     Summary,
     generate_latest,
 )
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
@@ -75,6 +75,27 @@ class EngineCollector(Collector):
             for level in ("l1", "l2"):
                 hit_rate.add_metric([level], float(stats["cache"][f"{level}_hit_rate"]))
         yield hit_rate
+        inserts, store = stats["inserts"], stats["store"]
+        pending = GaugeMetricFamily(
+            "llmkg_linker_pending_nodes", "Nodes committed, not yet linked into the index"
+        )
+        pending.add_metric([], float(inserts["pending"]))
+        yield pending
+        failing = GaugeMetricFamily(
+            "llmkg_linker_failing", "1 while the index linker fails its links in a row"
+        )
+        failing.add_metric([], float(inserts["failing"]))
+        yield failing
+        failed_links = CounterMetricFamily(
+            "llmkg_linker_failed_links", "Links into the index that failed (then retried)"
+        )
+        failed_links.add_metric([], float(inserts["failed_links"]))
+        yield failed_links
+        failed_writes = CounterMetricFamily(
+            "llmkg_store_failed_writes", "Writes refused because the store could not commit"
+        )
+        failed_writes.add_metric([], float(store["failed_writes"]))
+        yield failed_writes
 
 
 class Metrics:
