@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -121,6 +122,28 @@ class Server:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def faulty_server(tmp: Path, env: dict[str, str] | None = None) -> tuple[Server, Path]:
+    """A server with the faults of ``faulty_server.py``, switched by files in the directory
+    returned; readiness recomputed on every probe, so that a test sees each transition."""
+    faults = tmp / "faults"
+    faults.mkdir(parents=True, exist_ok=True)
+    env = {
+        "LLMKG_TEST_FAULTS": str(faults),
+        "LLMKG__HEALTH_CHECKS__READINESS_PROBE_INTERVAL": "0s",
+        **(env or {}),
+    }
+    command = [sys.executable, str(REPO / "tests" / "faulty_server.py")]
+    return Server(tmp, env, command=command), faults
+
+
+def until(check: Callable[[], bool], timeout: float = 60.0, what: str = "condition") -> None:
+    """Poll ``check`` until it holds; fails after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, f"{what} not reached in {timeout}s"
+        time.sleep(0.02)
 
 
 def cli(

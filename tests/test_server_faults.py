@@ -5,38 +5,10 @@ fault is gone."""
 
 from __future__ import annotations
 
-import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import httpx
-from serverlib import Server, fact
-
-HERE = Path(__file__).parent
-
-
-def faulty_server(tmp: Path, env: dict[str, str] | None = None) -> tuple[Server, Path]:
-    faults = tmp / "faults"
-    faults.mkdir(parents=True, exist_ok=True)
-    server = Server(
-        tmp,
-        {
-            "LLMKG_TEST_FAULTS": str(faults),
-            # Readiness recomputed on every probe: the test follows each transition.
-            "LLMKG__HEALTH_CHECKS__READINESS_PROBE_INTERVAL": "0s",
-            **(env or {}),
-        },
-        command=[sys.executable, str(HERE / "faulty_server.py")],
-    )
-    return server, faults
-
-
-def until(check: Callable[[], bool], timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        time.sleep(0.02)
+from serverlib import Server, fact, faulty_server, until
 
 
 def readiness(server: Server) -> httpx.Response:

@@ -103,7 +103,7 @@ DESCRIPTIONS = {
     415: "The body is not application/json",
     422: "A field is missing, unknown, of the wrong type or out of range",
     429: "Over the rate limit (see Retry-After)",
-    503: "Not ready (loading, draining) or over server.max_connections",
+    503: "Not ready (loading), store or index unavailable, or over server.max_connections",
     504: "The request ran past server.request_timeout",
 }
 
