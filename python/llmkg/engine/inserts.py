@@ -14,7 +14,7 @@ moment its allocation returns. A node leaves ``pending()`` only once the index h
 a reader that takes ``pending()`` before it searches the index misses nothing.
 ``wait_idle`` (checkpoints, backups, close) waits for the linker, at most ``timeout``
 seconds (``LinkerTimeoutError``); ``discard`` (delete) drops a node not yet linked, or
-waits for its link under way. At most ``MAX_PENDING`` nodes wait: beyond, an allocation
+waits for its link under way. At most ``MAX_PENDING`` nodes wait (give or take the allocations under way): beyond, an allocation
 waits (``wait_room``, before it commits) for the linker (every search scores the pending
 nodes, so their number bounds that cost).
 
@@ -182,8 +182,11 @@ class BackgroundInserts:
         is still queued, else its link under way is waited for (the caller removes it
         from the index)."""
         with self._cond:
-            if node_id in self._linking:
-                self._wait(lambda: node_id not in self._linking, timeout, f"link node {node_id}")
+            # Not failed fast while the linker is failing: an attempt under way ends soon,
+            # linked or back in the queue, and from there the node can be dropped.
+            limit = self.timeout if timeout is None else timeout
+            if not self._cond.wait_for(lambda: node_id not in self._linking, limit):
+                raise LinkerTimeoutError(f"the index linker did not link node {node_id} in time")
             if self._pending.pop(node_id, None) is not None:
                 self._queue.remove(node_id)
                 self._cond.notify_all()
