@@ -14,9 +14,9 @@ moment its allocation returns. A node leaves ``pending()`` only once the index h
 a reader that takes ``pending()`` before it searches the index misses nothing.
 ``wait_idle`` (checkpoints, backups, close) waits for the linker, at most ``timeout``
 seconds (``LinkerTimeoutError``); ``discard`` (delete) drops a node not yet linked, or
-waits for its link under way. At most ``MAX_PENDING`` nodes wait (give or take the allocations under way): beyond, an allocation
-waits (``wait_room``, before it commits) for the linker (every search scores the pending
-nodes, so their number bounds that cost).
+waits for its link under way. At most ``MAX_PENDING`` nodes wait (give or take the
+allocations under way): beyond, an allocation waits (``wait_room``, before it commits)
+for the linker (every search scores the pending nodes, so their number bounds that cost).
 
 A failed link (not expected: the vectors were validated) leaves its nodes pending, so
 searches still find them and a checkpoint cannot pass them by, and is retried after a
