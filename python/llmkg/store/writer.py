@@ -102,9 +102,13 @@ class GroupCommit:
                 else:
                     timeout = None
                 batch, stopping = self._take(timeout)
-                try:
-                    if self._failure is not None:
+                if self._failure is not None:
+                    try:
                         self._recover()
+                    except Exception as e:
+                        self._fault(e, batch, check=False)  # the recovery was the check
+                        continue
+                try:
                     if batch:
                         self._apply(self._writer, batch)
                     if self.durability == "interval" and (
@@ -154,21 +158,22 @@ class GroupCommit:
             if item is not STOP and item[2].set_running_or_notify_cancel():
                 item[2].set_exception(StoreError("the store's writer stopped"))
 
-    def _fault(self, error: Exception, batch: list[Any]) -> None:
+    def _fault(self, error: Exception, batch: list[Any], check: bool = True) -> None:
         """A commit, a sync or a recovery failed: the connection is checked (reopened if
-        need be), then every write of ``batch`` not yet answered fails; in that order, so
-        that a caller who sees the error also sees whether the store is failed."""
+        need be; not after a failed recovery, which was that check), then every write of
+        ``batch`` not yet answered fails; in that order, so that a caller who sees the
+        error also sees whether the store is failed."""
         self.last_error = f"{type(error).__name__}: {error}"
-        was_failed = self._failure is not None
-        if not was_failed:
+        if not check:
+            self._failure = error
+        else:
             log.error("store fault; checking the connection", exc_info=error)
-        try:
-            self._recover()
-        except Exception as e:
-            if not was_failed:
+            try:
+                self._recover()
+            except Exception as e:
                 log.error("the store cannot commit; writes fail until it can: %s", e)
-            self._failure = e
-            self.last_error = f"{type(e).__name__}: {e}"
+                self._failure = e
+                self.last_error = f"{type(e).__name__}: {e}"
         for _, _, fut in batch:
             if not fut.done():
                 self.failed_writes += 1
