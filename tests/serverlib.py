@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +27,8 @@ def free_port() -> int:
 
 
 class Server:
-    """``env``: extra environment (``LLMKG__...`` keys); ``args``: extra CLI arguments.
+    """``env``: extra environment (``LLMKG__...`` keys); ``args``: extra CLI arguments;
+    ``command``: what runs instead of ``llmkg-server`` (e.g. with faults injected).
     Small, fast defaults for tests: dim 16, no drain delay, fsync durability."""
 
     def __init__(
@@ -39,6 +41,7 @@ class Server:
         scheme: str = "http",
         verify: Any = False,
         cert: Any = None,
+        command: list[str] | None = None,
     ) -> None:
         self.tmp = tmp
         tmp.mkdir(parents=True, exist_ok=True)
@@ -59,6 +62,7 @@ class Server:
         self.env.pop("LLMKG_CONFIG_PATH", None)
         self.env.pop("LLMKG_ENVIRONMENT", None)
         self.args = args or []
+        self.command = command or SERVER
         self.url = f"{scheme}://127.0.0.1:{self.http_port}"
         self.metrics_url = f"http://127.0.0.1:{self.metrics_port}"
         self.client = httpx.Client(base_url=self.url, timeout=30, verify=verify, cert=cert)
@@ -67,7 +71,7 @@ class Server:
     def start(self, wait: str | None = "ready") -> Server:
         self._log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
-            [*SERVER, *self.args], env=self.env, stdout=self._log, stderr=subprocess.STDOUT
+            [*self.command, *self.args], env=self.env, stdout=self._log, stderr=subprocess.STDOUT
         )
         if wait:
             self.wait(wait)
@@ -118,6 +122,28 @@ class Server:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def faulty_server(tmp: Path, env: dict[str, str] | None = None) -> tuple[Server, Path]:
+    """A server with the faults of ``faulty_server.py``, switched by files in the directory
+    returned; readiness recomputed on every probe, so that a test sees each transition."""
+    faults = tmp / "faults"
+    faults.mkdir(parents=True, exist_ok=True)
+    env = {
+        "LLMKG_TEST_FAULTS": str(faults),
+        "LLMKG__HEALTH_CHECKS__READINESS_PROBE_INTERVAL": "0s",
+        **(env or {}),
+    }
+    command = [sys.executable, str(REPO / "tests" / "faulty_server.py")]
+    return Server(tmp, env, command=command), faults
+
+
+def until(check: Callable[[], bool], timeout: float = 60.0, what: str = "condition") -> None:
+    """Poll ``check`` until it holds; fails after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, f"{what} not reached in {timeout}s"
+        time.sleep(0.02)
 
 
 def cli(

@@ -113,6 +113,8 @@ def write(path: Path, text: str) -> Path:
         ("[logging]\nlevel = 'loud'\n", "logging.level", "Invalid enum value"),
         ("[scalability.quantization]\nimportance_threshold = 2.0\n", "importance", "<= 1.0"),
         ("[server]\nmetrics_port = 8080\n", "server.metrics_port", "must differ"),
+        ("[storage.persistence]\nwrite_timeout = '0s'\n", "write_timeout", "more than 0"),
+        ("[scalability.hnsw]\nlink_timeout = 0\n", "link_timeout", "more than 0"),
         ("[server\n", "", "not valid TOML"),
     ],
 )

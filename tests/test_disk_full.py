@@ -21,7 +21,7 @@ import pytest
 from powerlib import LazyMount, require_fuse
 from serverlib import Server, fact
 
-from llmkg.store import SqliteStore
+from llmkg.store import SqliteStore, StoreError
 from llmkg.store.failures import storage_failure
 
 
@@ -31,10 +31,13 @@ def test_storage_failures_are_told_apart(tmp_path: Path) -> None:
         # SQLite's own "disk full": the database may not grow past its page count.
         pages = store._writer.execute("PRAGMA page_count").fetchone()[0]
         store._writer.execute(f"PRAGMA max_page_count={pages}")
-        with pytest.raises(sqlite3.OperationalError) as full:
+        with pytest.raises(StoreError) as full:
             for i in range(1000):
                 store.insert("s", "p", f"o{i}", 0.5, np.ones(1024))
+    assert isinstance(full.value.__cause__, sqlite3.OperationalError)
     assert storage_failure(full.value) == "full"
+    assert storage_failure(full.value.__cause__) == "full"
+    assert storage_failure(StoreError("the writer stopped")) == "unavailable"
     assert storage_failure(OSError(28, "No space left on device")) == "full"
     assert storage_failure(OSError(5, "Input/output error")) == "unavailable"
     assert storage_failure(OSError(30, "Read-only file system")) == "unavailable"
@@ -48,6 +51,10 @@ def disk(tmp_path: Path) -> Iterator[LazyMount]:
     require_fuse()
     with LazyMount(tmp_path) as mount:
         yield mount
+
+
+def ok(response: httpx.Response) -> httpx.Response | None:
+    return response if response.status_code == 200 else None
 
 
 def poll(what: str, probe: Callable[[], Any], timeout: float = 60.0) -> Any:
@@ -115,10 +122,10 @@ def test_full_disk_answers_507_keeps_serving_and_recovers(disk: LazyMount, tmp_p
         forced = server.post("/api/v1/admin/checkpoint", None)
         assert forced.status_code == 507, forced.text
 
-        # Space returns: writes and checkpoints work again.
+        # Space returns: writes (once the store's writer has retried) and checkpoints work
+        # again.
         disk.command("space")
-        after = allocate(server, 101)
-        assert after.status_code == 200, after.text
+        after = poll("writes after space returns", lambda: ok(allocate(server, 101)))
         assert server.client.get(f"/api/v1/nodes/{after.json()['node_id']}").status_code == 200
         assert server.post("/api/v1/admin/checkpoint", None).status_code == 200
         assert server.client.get("/health/ready").json()["checks"]["checkpoint"]["detail"] == "ok"

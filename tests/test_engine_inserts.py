@@ -18,7 +18,7 @@ import pytest
 from llmkg import HnswIndex
 from llmkg.engine import AllocationEngine, EngineConfig
 from llmkg.engine import inserts as inserts_module
-from llmkg.engine.inserts import BackgroundInserts
+from llmkg.engine.inserts import BackgroundInserts, LinkerTimeoutError
 
 
 class GatedIndex:
@@ -79,12 +79,9 @@ def test_nodes_queued_during_a_link_go_in_as_one_batch(index: GatedIndex) -> Non
     inserts.close()
 
 
-def test_a_failed_link_keeps_its_nodes_pending_and_is_retried(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    monkeypatch.setattr(inserts_module, "RETRY_SECONDS", 0.01)
+def test_a_failed_link_keeps_its_nodes_pending_and_is_retried() -> None:
     index = GatedIndex(failures=2)
-    inserts = BackgroundInserts(index)  # type: ignore[arg-type]
+    inserts = BackgroundInserts(index, retry_delay=0.001)  # type: ignore[arg-type]
     inserts.add(1, vector(1), "q8")
     inserts.add(2, vector(2), "q8")
     index.gate.set()
@@ -102,12 +99,19 @@ def test_allocations_wait_once_max_pending_nodes_wait(
     inserts = BackgroundInserts(index)  # type: ignore[arg-type]
     inserts.add(1, vector(1), "q8")
     inserts.add(2, vector(2), "q8")
-    third = threading.Thread(target=inserts.add, args=(3, vector(3), "q8"))
-    third.start()
-    third.join(0.3)
-    assert third.is_alive() and len(inserts) == 2, "a third pending node waits for the linker"
+    with pytest.raises(LinkerTimeoutError, match="make room"):
+        inserts.wait_room(timeout=0.05)
+
+    def third() -> None:
+        inserts.wait_room()
+        inserts.add(3, vector(3), "q8")
+
+    waiting = threading.Thread(target=third)
+    waiting.start()
+    waiting.join(0.3)
+    assert waiting.is_alive() and len(inserts) == 2, "a third pending node waits for the linker"
     index.gate.set()
-    third.join(30)
+    waiting.join(30)
     inserts.wait_idle()
     assert sorted(i for call in index.calls for i in call) == [1, 2, 3]
     inserts.close()
@@ -150,8 +154,10 @@ class HeldLinks:
     def __init__(self, index: HnswIndex) -> None:
         self.index = index
         self.gate = threading.Event()
+        self.entered = threading.Event()
 
     def add(self, *args: Any, **kwargs: Any) -> None:
+        self.entered.set()
         assert self.gate.wait(30)
         self.index.add(*args, **kwargs)
 
@@ -221,7 +227,9 @@ def test_checkpoints_and_deletes_wait_for_a_pending_node(tmp_path: Path) -> None
         assert node in engine.index
 
         held.gate.clear()
+        held.entered.clear()
         gone = engine.allocate(fact(2, unit(2))).node_id
+        assert held.entered.wait(30)  # its link is under way: the delete must wait for it
         delete = threading.Thread(target=engine.delete, args=(gone,))
         delete.start()
         delete.join(0.3)

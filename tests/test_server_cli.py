@@ -8,7 +8,7 @@ import socket
 from pathlib import Path
 
 import pytest
-from serverlib import CONFIG, Server, cli, fact, free_port
+from serverlib import CONFIG, Server, cli, fact, free_port, until
 
 
 def test_check_config_prints_the_effective_config() -> None:
@@ -58,6 +58,8 @@ def test_the_development_overlay_runs_exact_full_precision_uncached(tmp_path: Pa
     with Server(tmp_path, env, args) as server:
         for i in range(30):
             assert server.post("/api/v1/allocate", {"fact": fact(i)}).status_code == 200
+        # Stats do not wait for the index linker: the index counts a node once linked.
+        until(lambda: server.client.get("/api/v1/stats").json()["inserts"]["pending"] == 0)
         stats = server.client.get("/api/v1/stats").json()
         assert stats["strategy"] == "direct"
         assert stats["index"]["precisions"]["full"] == 30

@@ -180,6 +180,11 @@ def _check(settings: Settings, merged: _Merged) -> None:
         raise merged.error(
             "scalability.quantization.precision_bands", "must be three descending values"
         )
+    # Deadlines that 0 would turn into "fail every call at once".
+    if settings.storage.persistence.write_timeout <= 0:
+        raise merged.error("storage.persistence.write_timeout", "must be more than 0")
+    if settings.scalability.hnsw.link_timeout <= 0:
+        raise merged.error("scalability.hnsw.link_timeout", "must be more than 0")
     buckets = settings.monitoring.prometheus.histogram_buckets
     if buckets != sorted(set(buckets)):
         raise merged.error("monitoring.prometheus.histogram_buckets", "must be strictly increasing")

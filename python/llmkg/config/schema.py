@@ -54,6 +54,9 @@ class HnswSettings(Section):
     ef_search: Annotated[int, msgspec.Meta(ge=1, le=10_000)] = 100
     max_layer: Annotated[int, msgspec.Meta(ge=0, le=15)] = 5
     metric: Literal["cosine", "ip", "l2"] = "cosine"  # llmkg
+    # llmkg: longest wait of a checkpoint, delete or allocation for the index linker
+    link_timeout: Duration = Duration(30)
+    link_attempts: Positive = 5  # llmkg: failed links in a row that make readiness false
 
 
 class CacheL1Settings(Section):
@@ -160,6 +163,8 @@ class PersistenceSettings(Section):
     enable_compression: bool = True
     # llmkg: "fsync": a 200 means on disk; "interval": fsync every sync_interval
     durability: Literal["fsync", "interval"] = "fsync"
+    # llmkg: longest wait of a write for its commit (then 503); more than 0
+    write_timeout: Duration = Duration(30)
 
 
 class StorageSettings(Section):

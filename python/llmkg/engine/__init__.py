@@ -5,6 +5,7 @@ from llmkg.engine.config import EngineConfig
 from llmkg.engine.engine import AllocationEngine
 from llmkg.engine.exclusion import DataDirectoryInUseError, EngineClosedError
 from llmkg.engine.facts import Fact, FactError
+from llmkg.engine.inserts import LinkerError, LinkerTimeoutError
 from llmkg.engine.results import AllocationResult, Neighbor, Node, SearchHit
 
 __all__ = [
@@ -16,6 +17,8 @@ __all__ = [
     "EngineConfig",
     "Fact",
     "FactError",
+    "LinkerError",
+    "LinkerTimeoutError",
     "Neighbor",
     "Node",
     "SearchHit",

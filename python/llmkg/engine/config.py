@@ -15,6 +15,7 @@ class EngineConfig:
     backup_retention: int = 7  # backups kept in backup_directory (the newest); 0: all
     durability: str = "fsync"  # or "interval": fsync every `sync_interval` seconds
     sync_interval: float = 1.0
+    write_timeout: float = 30.0  # seconds a write waits for its commit (StoreTimeoutError)
     checkpoint_interval: float = 300.0  # seconds between index snapshots; 0: never by time
     # bytes of facts and vectors written since the last snapshot that trigger a new one:
     # it bounds what a restart replays
@@ -29,6 +30,9 @@ class EngineConfig:
     ef_construction: int = 200
     ef_search: int = 100
     max_level: int = 15  # highest HNSW level a node may get (0..15)
+    # seconds a checkpoint, delete or allocation waits for the index linker at most
+    link_timeout: float = 30.0
+    link_attempts: int = 5  # failed links in a row after which the linker reports failing
     # allocation
     direct_threshold: int = 2_000  # exact candidates below this many nodes
     similarity_threshold: float = 0.7  # the best candidate at or above it becomes the parent
@@ -71,6 +75,10 @@ class EngineConfig:
             raise ValueError(f"durability must be 'fsync' or 'interval', got {self.durability!r}")
         if self.backup_retention < 0:
             raise ValueError(f"backup_retention must be 0 or more, got {self.backup_retention}")
+        if self.write_timeout <= 0:
+            raise ValueError(f"write_timeout must be more than 0, got {self.write_timeout}")
+        if self.link_timeout <= 0 or self.link_attempts < 1:
+            raise ValueError("link_timeout must be more than 0 and link_attempts at least 1")
         if self.dim < 1:
             raise ValueError(f"dim must be at least 1, got {self.dim}")
         if not -1.0 <= self.similarity_threshold <= 1.0 and self.metric == "cosine":

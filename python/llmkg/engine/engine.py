@@ -71,6 +71,7 @@ class AllocationEngine:
             c.data_directory,
             durability=c.durability,
             sync_interval=c.sync_interval,
+            write_timeout=c.write_timeout,
         )
         self._gate = WriteGate()
         self._checkpoint_lock = threading.Lock()
@@ -107,7 +108,9 @@ class AllocationEngine:
             replayed = replay(self.index, self.store, self.precision, after=0)
             source = "rebuild"
         self.records = RecordCache(c, self.store, self.index)
-        self.inserts = BackgroundInserts(self.index)
+        self.inserts = BackgroundInserts(
+            self.index, timeout=c.link_timeout, max_attempts=c.link_attempts
+        )
         warmed = self.records.warm_up(c.cache_warmup_count) if c.cache_warmup_on_startup else 0
         self.startup = {
             "source": source,
@@ -157,6 +160,9 @@ class AllocationEngine:
             self.inserts.wait_idle()
             return self.store.committed_seq
 
+        # First without holding writes back: a linker that is behind (or failing) then
+        # costs this caller its wait, not every allocation meanwhile.
+        self.inserts.wait_idle()
         return self._gate.drained(linked_seq)
 
     # ---- allocation --------------------------------------------------------------------
@@ -284,6 +290,8 @@ class AllocationEngine:
             parent = (
                 best if best is not None and best.similarity >= c.similarity_threshold else None
             )
+            # Before the commit: a linker too far behind refuses the fact, not half of it.
+            self.inserts.wait_room()
             with self._gate.write():
                 record, created = self.store.insert(
                     f.subject,
@@ -411,7 +419,7 @@ class AllocationEngine:
         with self._gate.write():
             deleted = self.store.delete(node_id)
             if deleted:
-                self.inserts.wait_for(node_id)  # else linked after its removal
+                self.inserts.discard(node_id)  # else linked after its removal
                 self.index.remove([node_id])
         self.records.forget(node_id)
         if deleted:
@@ -528,8 +536,10 @@ class AllocationEngine:
             self._log_bytes += nbytes
 
     def stats(self) -> dict[str, Any]:
-        self.inserts.wait_idle()  # so that the index's figures count every node acknowledged
+        # Never waits on the linker (a scrape must answer while it is behind or failing):
+        # the index's figures leave out the pending nodes, which "inserts" counts.
         index = self.index.stats()
+        linker_ok, linker_detail = self.inserts.health()
         nodes = self._node_count()
         return {
             "nodes": nodes,
@@ -546,8 +556,18 @@ class AllocationEngine:
                 "commits": self.store.commits,
                 "writes": self.store.writes,
                 "wal_bytes": self.store.wal_bytes(),
+                "failed_writes": self.store.failed_writes,
+                "last_error": self.store.last_error,
             },
-            "inserts": {"nodes": self.inserts.inserted, "batches": self.inserts.batches},
+            "inserts": {
+                "nodes": self.inserts.inserted,
+                "batches": self.inserts.batches,
+                "pending": len(self.inserts),
+                "failing": not linker_ok,
+                "failed_links": self.inserts.failed_links,
+                "last_error": self.inserts.last_error,
+                "detail": linker_detail,
+            },
             "snapshot_seq": self.snapshot_seq,
             "startup": dict(self.startup),
             "cache": self.records.stats(),
@@ -570,15 +590,17 @@ class AllocationEngine:
         self._gate.close()
         self.records.close()
         self.inserts.close()
-        self.precision.save_reads(self.store)
-        if self.store.committed_seq > self.snapshot_seq:
-            try:
+        try:
+            self.precision.save_reads(self.store)
+            if self.store.committed_seq > self.snapshot_seq:
                 self.checkpoint()
-            except Exception:
-                # The store still has everything: the next start replays it.
-                log.exception("final checkpoint failed; the next start replays the store")
-        self.store.close()
-        os.close(self._lock_fd)
+        except Exception:
+            # Nothing acknowledged is lost: it is in the store, and the next start replays
+            # what the last snapshot lacks.
+            log.exception("final checkpoint failed; the next start replays the store")
+        finally:
+            self.store.close()
+            os.close(self._lock_fd)
 
     def __enter__(self) -> AllocationEngine:
         return self

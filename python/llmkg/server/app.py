@@ -22,14 +22,21 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from llmkg.engine import EngineClosedError, FactError
+from llmkg.engine import EngineClosedError, FactError, LinkerError
 from llmkg.server import logs
 from llmkg.server.api import Api, json_response
-from llmkg.server.errors import ApiError, error_response, storage_error
+from llmkg.server.errors import (
+    STORE_RETRY_AFTER,
+    ApiError,
+    error_response,
+    storage_answer,
+    storage_error,
+)
 from llmkg.server.health import Health
 from llmkg.server.openapi import openapi_document
 from llmkg.server.security import ROUTE_KEY, Guards, Security
 from llmkg.server.state import ServerState
+from llmkg.store import StoreError
 
 log = logging.getLogger("llmkg.server")
 access = logging.getLogger("llmkg.access")
@@ -70,10 +77,17 @@ def endpoints(state: ServerState, health: Health, security: Security) -> list[En
     ]
 
 
+# Seconds a client should wait before retrying a request refused for a fault that the
+# server works on by itself (the store's writer retries every second, the linker backs off).
+RETRY_AFTER = {"Retry-After": STORE_RETRY_AFTER}
+
+
 def guarded(handler: Handler, timeout: float) -> Handler:
-    """Errors as JSON, and a 504 for a request running past ``server.request_timeout``
-    (the engine call it waits on finishes in its worker thread; its answer is dropped).
-    Storage failures (disk full, I/O errors) answer as ``storage_error`` says."""
+    """Errors as JSON: 503 with ``Retry-After`` while shutting down, when the index linker
+    is failing, or when the store cannot commit (``storage_error``: 507 when its disk is
+    full; a wait past its deadline included: nothing was acknowledged, and allocations are
+    idempotent); 504 for a request running past ``server.request_timeout`` (the engine
+    call it waits on finishes in its worker thread; its answer is dropped)."""
 
     async def endpoint(request: Request) -> Response:
         try:
@@ -90,8 +104,13 @@ def guarded(handler: Handler, timeout: float) -> Handler:
             return error_response(422, e.message, code="invalid_field", field=e.field)
         except EngineClosedError:
             return error_response(
-                503, "the server is shutting down", code="not_ready", headers={"Retry-After": "1"}
+                503, "the server is shutting down", code="not_ready", headers=RETRY_AFTER
             )
+        # Before TimeoutError: the linker's and the store's deadlines raise TimeoutErrors too.
+        except LinkerError as e:
+            return error_response(503, str(e), code="index_unavailable", headers=RETRY_AFTER)
+        except StoreError as e:
+            return storage_answer(e).response()
         except asyncio.TimeoutError:
             return error_response(504, "the request took longer than server.request_timeout")
         except Exception as e:

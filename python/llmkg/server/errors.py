@@ -8,6 +8,7 @@ from collections.abc import Mapping
 import msgspec
 from starlette.responses import Response
 
+from llmkg.store.errors import StoreError
 from llmkg.store.failures import storage_failure
 
 log = logging.getLogger("llmkg.server")
@@ -41,7 +42,7 @@ CODES = {
 }
 # How long a client should wait before retrying after a storage failure other than a full
 # disk (which lasts until an operator frees space).
-STORE_RETRY_AFTER = "5"
+STORE_RETRY_AFTER = "1"  # the store's writer retries a failed connection every second
 
 
 def error_response(
@@ -95,7 +96,15 @@ def storage_error(exc: BaseException) -> ApiError | None:
         return ApiError(507, "the data directory's disk is full: nothing was written")
     return ApiError(
         503,
-        "the store cannot be reached right now",
+        str(exc) if isinstance(exc, StoreError) else "the store cannot be reached right now",
         code="store_unavailable",
         headers={"Retry-After": STORE_RETRY_AFTER},
     )
+
+
+def storage_answer(exc: StoreError) -> ApiError:
+    """The answer to the store's own error (a commit that failed, a write past its
+    deadline): always a storage failure."""
+    answer = storage_error(exc)
+    assert answer is not None, "storage_failure counts every StoreError"
+    return answer

@@ -1,5 +1,6 @@
 """Probes: ``/health/live`` answers while the event loop does; ``/health/ready`` only once
-the engine has loaded and replayed, and while each enabled check of
+the engine has loaded and replayed, while the store commits and answers reads and the
+index linker is not failing, and while each enabled check of
 ``[health_checks.dependencies]`` passes; never while draining.
 
 The ``checkpoint`` check reports failing index snapshots (e.g. a full disk) but does not
@@ -57,6 +58,10 @@ class Health:
         if engine is None:
             return {"engine": Check(False, "not loaded")}
         checks["checkpoint"] = Check(True, engine.checkpoints.status().describe())
+        # Always checked: a server whose store cannot commit, or whose linker keeps
+        # failing, answers writes with 503 and should get no traffic until it recovers.
+        checks["store"] = Check(*engine.store.health())
+        checks["linker"] = Check(*engine.inserts.health())
         if deps.check_hnsw_index:
             n = len(engine.index)
             checks["index"] = Check(True, f"{n} nodes")

@@ -89,6 +89,27 @@ class EngineCollector(Collector):
         )
         last.add_metric([], checkpoint.last_success)
         yield last
+        inserts, store = stats["inserts"], stats["store"]
+        pending = GaugeMetricFamily(
+            "llmkg_linker_pending_nodes", "Nodes committed, not yet linked into the index"
+        )
+        pending.add_metric([], float(inserts["pending"]))
+        yield pending
+        failing = GaugeMetricFamily(
+            "llmkg_linker_failing", "1 while the index linker fails its links in a row"
+        )
+        failing.add_metric([], float(inserts["failing"]))
+        yield failing
+        failed_links = CounterMetricFamily(
+            "llmkg_linker_failed_links", "Links into the index that failed (then retried)"
+        )
+        failed_links.add_metric([], float(inserts["failed_links"]))
+        yield failed_links
+        failed_writes = CounterMetricFamily(
+            "llmkg_store_failed_writes", "Writes refused because the store could not commit"
+        )
+        failed_writes.add_metric([], float(store["failed_writes"]))
+        yield failed_writes
 
 
 class Metrics:

@@ -103,8 +103,8 @@ DESCRIPTIONS = {
     415: "The body is not application/json",
     422: "A field is missing, unknown, of the wrong type or out of range",
     429: "Over the rate limit (see Retry-After)",
-    503: "Not ready (loading, draining), over server.max_connections, or the store is "
-    "unavailable (code store_unavailable, see Retry-After)",
+    503: "Not ready (loading), the store (code store_unavailable) or the index (code "
+    "index_unavailable) unavailable (see Retry-After), or over server.max_connections",
     504: "The request ran past server.request_timeout",
     507: "The data directory's disk is full: nothing was written (code storage_full)",
 }

@@ -1,10 +1,10 @@
 """Serving: the API listener and the metrics listener in one event loop (uvloop, httptools),
 and the shutdown sequence.
 
-SIGTERM: readiness turns false at once; after ``server.drain_delay`` (time for load
-balancers to notice) the listeners close, in-flight requests finish (at most
-``server.shutdown_timeout``), the engine writes a final checkpoint and closes the store;
-exit 0. SIGINT (Ctrl-C) skips the delay.
+SIGTERM: readiness turns false at once, while every other request is still served; after
+``server.drain_delay`` (time for load balancers to notice) the listeners close, in-flight
+requests finish (at most ``server.shutdown_timeout``), the engine writes a final
+checkpoint and closes the store; exit 0. SIGINT (Ctrl-C) skips the delay.
 """
 
 from __future__ import annotations
@@ -126,7 +126,7 @@ def serve(settings: Settings) -> int:
             exit_code = exit_code or code
             if state.phase in ("starting", "ready"):
                 state.phase = "draining"
-                log.info("shutting down: not ready; draining in %.1fs", delay)
+                log.info("shutting down: not ready, still serving; closing in %.1fs", delay)
             loop.call_later(delay, setattr, api, "should_exit", True)
 
         loop.add_signal_handler(signal.SIGTERM, stop, 0, settings.server.drain_delay)

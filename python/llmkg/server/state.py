@@ -41,8 +41,11 @@ class ServerState:
         return await loop.run_in_executor(self.executor, functools.partial(fn, *args, **kwargs))
 
     def ready_engine(self) -> AllocationEngine:
-        if self.phase != "ready" or self.engine is None:
-            detail = {"starting": "the engine is still loading", "draining": "shutting down"}
+        # Draining (SIGTERM, during server.drain_delay): only readiness says no, so that
+        # load balancers stop sending; what still arrives is served until the listeners
+        # close, or every rolling restart would fail the traffic of its delay.
+        if self.phase not in ("ready", "draining") or self.engine is None:
+            detail = {"starting": "the engine is still loading", "stopped": "shutting down"}
             raise ApiError(
                 503,
                 detail.get(self.phase, "the engine is not available"),

@@ -5,9 +5,10 @@ can be brought up to date by replaying the changes after it. SQLite (WAL mode, t
 the standard library) is the embedded default.
 """
 
+from llmkg.store.errors import StoreClosedError, StoreError, StoreTimeoutError
 from llmkg.store.records import Change, NodeRecord
 from llmkg.store.schema import StoreCorruptError, StoreOpenError, StoreVersionError
-from llmkg.store.sqlite import SqliteStore, StoreClosedError
+from llmkg.store.sqlite import SqliteStore
 
 __all__ = [
     "Change",
@@ -15,6 +16,8 @@ __all__ = [
     "SqliteStore",
     "StoreClosedError",
     "StoreCorruptError",
+    "StoreError",
     "StoreOpenError",
+    "StoreTimeoutError",
     "StoreVersionError",
 ]

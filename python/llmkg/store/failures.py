@@ -15,6 +15,8 @@ import errno
 import sqlite3
 from typing import Literal
 
+from llmkg.store.errors import StoreError
+
 Failure = Literal["full", "unavailable"]
 
 # SQLite's primary result codes (the low byte of an extended code).
@@ -39,7 +41,12 @@ _UNAVAILABLE_ERRNOS = {errno.EIO, errno.EROFS, errno.ENXIO, errno.ENODEV, errno.
 
 
 def storage_failure(exc: BaseException) -> Failure | None:
-    """What kind of storage failure ``exc`` is, if it is one."""
+    """What kind of storage failure ``exc`` is, if it is one. The store's own errors (a
+    commit that failed, a closed store, a write past its deadline) always are: full when
+    what failed under them was a full disk."""
+    if isinstance(exc, StoreError):
+        cause = exc.__cause__
+        return (storage_failure(cause) if cause is not None else None) or "unavailable"
     if isinstance(exc, sqlite3.Error):
         code = getattr(exc, "sqlite_errorcode", None)
         if code is not None:

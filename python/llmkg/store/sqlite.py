@@ -12,6 +12,7 @@ writers share one fsync. A write returns only after its transaction committed:
   the OS), but a power loss may drop the writes of the last ``sync_interval`` seconds.
 
 Reads use one connection per thread and run beside the writer (WAL readers never block).
+The writer thread and what it does when the database fails: ``writer.py``.
 """
 
 from __future__ import annotations
@@ -20,7 +21,6 @@ import os
 import queue
 import sqlite3
 import threading
-import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future
 from pathlib import Path
@@ -28,11 +28,13 @@ from typing import Any
 
 import numpy as np
 
+from llmkg.store.errors import StoreClosedError
+from llmkg.store.failures import storage_failure
 from llmkg.store.records import Change, NodeRecord
-from llmkg.store.schema import StoreCorruptError, is_corruption, mark_clean_close, open_format
+from llmkg.store.schema import StoreCorruptError, is_corruption, open_format
+from llmkg.store.writer import STOP, GroupCommit
 
 DB_FILE = "llmkg.sqlite3"
-MAX_BATCH = 1024
 JOURNAL_SIZE_LIMIT = 16 * 2**20
 
 COLUMNS = "id, subject, predicate, object, confidence, embedding, parent, seq, reads, deleted"
@@ -46,12 +48,6 @@ BY_TRIPLE = f"{SELECT_LIVE} AND subject=? AND predicate=? AND object=?"
 LAST_SEQ = """SELECT max(
     coalesce((SELECT value FROM meta WHERE key = 'last_seq'), 0),
     coalesce((SELECT max(seq) FROM nodes), 0))"""
-
-_STOP = object()  # queued by close(): the writer finishes what is before it, then stops
-
-
-class StoreClosedError(RuntimeError):
-    """The store was closed; no more writes are accepted."""
 
 
 def _record(row: tuple[Any, ...]) -> NodeRecord:
@@ -69,7 +65,7 @@ def _record(row: tuple[Any, ...]) -> NodeRecord:
     )
 
 
-class SqliteStore:
+class SqliteStore(GroupCommit):
     """Facts, full vectors and parent links in ``directory/llmkg.sqlite3``."""
 
     def __init__(
@@ -78,6 +74,8 @@ class SqliteStore:
         *,
         durability: str = "fsync",
         sync_interval: float = 1.0,
+        write_timeout: float = 30.0,
+        retry_interval: float = 1.0,
     ) -> None:
         if durability not in ("fsync", "interval"):
             raise ValueError(f"durability must be 'fsync' or 'interval', got {durability!r}")
@@ -86,6 +84,8 @@ class SqliteStore:
         self.path = self.directory / DB_FILE
         self.durability = durability
         self.sync_interval = sync_interval
+        self.write_timeout = write_timeout
+        self.retry_interval = retry_interval
         self._local = threading.local()
         self._readers: list[sqlite3.Connection] = []
         self._readers_lock = threading.Lock()
@@ -93,12 +93,16 @@ class SqliteStore:
         self._submit_lock = threading.Lock()
         self._closed = False
         # Futures of `sync()` calls, resolved by the writer's next fsync of the log.
-        self._sync_wanted: list[Future[None]] = []
+        self._sync_wanted = []
         self.commits = 0
         self.writes = 0
+        self.failed_writes = 0  # writes refused by a fault of the store (not by their op)
+        self.last_error: str | None = None  # the last fault, for stats and readiness
+        # Set while the writer cannot commit (a probe and a reopen failed): writes fail fast.
+        self._failure: BaseException | None = None
 
         try:
-            self._writer = self._connect()
+            self._writer = self._writer_connection()
         except sqlite3.DatabaseError as e:
             if is_corruption(e):
                 raise StoreCorruptError(
@@ -110,11 +114,6 @@ class SqliteStore:
         except BaseException:
             self._writer.close()
             raise
-        self._writer.execute(f"PRAGMA synchronous={'FULL' if durability == 'fsync' else 'NORMAL'}")
-        # SQLite resets its log after each automatic checkpoint (about 4 MB), but the file
-        # keeps its high-water size (a reader pinning the log can make it large) unless
-        # a limit tells SQLite to truncate it on reset.
-        self._writer.execute(f"PRAGMA journal_size_limit={JOURNAL_SIZE_LIMIT}")
         self._seq = self._writer.execute(LAST_SEQ).fetchone()[0]
         self.committed_seq = self._seq
         self._thread = threading.Thread(
@@ -127,125 +126,20 @@ class SqliteStore:
         conn.execute("PRAGMA journal_mode=WAL")
         return conn
 
-    # ---- writes (run on the writer thread) --------------------------------------------
+    def _writer_connection(self) -> sqlite3.Connection:
+        conn = self._connect()
+        conn.execute(f"PRAGMA synchronous={self._synchronous}")
+        # SQLite resets its log after each automatic checkpoint (about 4 MB), but the file
+        # keeps its high-water size (a reader pinning the log can make it large) unless
+        # a limit tells SQLite to truncate it on reset.
+        conn.execute(f"PRAGMA journal_size_limit={JOURNAL_SIZE_LIMIT}")
+        return conn
 
-    def _submit(self, fn: Callable[..., Any], *args: Any) -> Any:
-        fut: Future[Any] = Future()
-        # Under the lock, so that nothing is queued behind the writer's stop sentinel.
-        with self._submit_lock:
-            if self._closed:
-                raise StoreClosedError("the store is closed")
-            self._queue.put((fn, args, fut))
-        return fut.result()
+    @property
+    def _synchronous(self) -> str:
+        return "FULL" if self.durability == "fsync" else "NORMAL"
 
-    def _write_loop(self) -> None:
-        conn = self._writer
-        timeout = self.sync_interval if self.durability == "interval" else None
-        last_sync = time.monotonic()
-        stopping = False
-        while not stopping:
-            batch = []
-            try:
-                item = self._queue.get(timeout=timeout)
-                while True:
-                    if item is _STOP:
-                        stopping = True
-                        break
-                    batch.append(item)
-                    if len(batch) >= MAX_BATCH:
-                        break
-                    item = self._queue.get_nowait()
-            except queue.Empty:
-                pass
-            if batch:
-                self._apply(conn, batch)
-            if self._sync_wanted or (
-                self.durability == "interval"
-                and (stopping or time.monotonic() - last_sync >= self.sync_interval)
-            ):
-                wanted, self._sync_wanted = self._sync_wanted, []
-                try:
-                    self._sync(conn)
-                except Exception as e:
-                    for fut in wanted:
-                        fut.set_exception(e)
-                    raise
-                for fut in wanted:
-                    fut.set_result(None)
-                last_sync = time.monotonic()
-        mark_clean_close(conn)
-        conn.close()
-
-    def _apply(self, conn: sqlite3.Connection, batch: list[Any]) -> None:
-        if len(batch) == 1 and getattr(batch[0][0], "__func__", None) in self._ONE_WRITE:
-            self._apply_alone(conn, batch[0])
-            return
-        results: list[tuple[Future[Any], bool, Any]] = []
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-            if len(batch) == 1:
-                # Alone, an operation needs no savepoint: if it fails, nothing is
-                # committed.
-                fn, args, fut = batch[0]
-                try:
-                    results.append((fut, True, fn(conn, *args)))
-                except Exception as e:
-                    conn.execute("ROLLBACK")
-                    fut.set_exception(e)
-                    return
-            else:
-                for fn, args, fut in batch:
-                    conn.execute("SAVEPOINT op")
-                    try:
-                        value = fn(conn, *args)
-                        conn.execute("RELEASE op")
-                        results.append((fut, True, value))
-                    except Exception as e:
-                        conn.execute("ROLLBACK TO op")
-                        conn.execute("RELEASE op")
-                        results.append((fut, False, e))
-            conn.execute("INSERT OR REPLACE INTO meta VALUES ('last_seq', ?)", (self._seq,))
-            conn.execute("COMMIT")
-        except Exception as e:  # the commit itself failed: nothing of the batch is durable
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            # Sequence numbers are not reused after a failed commit (gaps are harmless),
-            # so a checkpoint tagged before the failure never hides a later write.
-            for _, _, fut in batch:
-                fut.set_exception(e)
-            return
-        self.commits += 1
-        self.writes += len(batch)
-        self.committed_seq = self._seq
-        for fut, ok, value in results:
-            if ok:
-                fut.set_result(value)
-            else:
-                fut.set_exception(value)
-
-    def _apply_alone(self, conn: sqlite3.Connection, item: Any) -> None:
-        """One operation of at most one write statement, in autocommit mode: the statement
-        commits itself. No BEGIN, COMMIT or ``last_seq`` row: three fewer statements, each
-        of which releases the GIL and must win it back, which under load costs more than
-        the statement. The row written carries its seq, which ``LAST_SEQ`` reads back."""
-        fn, args, fut = item
-        try:
-            value = fn(conn, *args)
-        except Exception as e:
-            fut.set_exception(e)
-            return
-        self.commits += 1
-        self.writes += 1
-        self.committed_seq = self._seq
-        fut.set_result(value)
-
-    def _sync(self, conn: sqlite3.Connection) -> None:
-        # A FULL commit fsyncs the WAL, and with it every NORMAL commit before it.
-        conn.execute("PRAGMA synchronous=FULL")
-        conn.execute("BEGIN IMMEDIATE")
-        conn.execute("INSERT OR REPLACE INTO meta VALUES ('last_seq', ?)", (self._seq,))
-        conn.execute("COMMIT")
-        conn.execute("PRAGMA synchronous=NORMAL")
+    # ---- writes (the operations run on the writer thread: see GroupCommit) -------------
 
     def _op_want_sync(self, conn: sqlite3.Connection, done: Future[None]) -> None:
         self._sync_wanted.append(done)
@@ -432,6 +326,23 @@ class SqliteStore:
         """The last sequence number handed out (committed or about to be)."""
         return self._seq
 
+    def health(self) -> tuple[bool, str]:
+        """Whether the store takes writes (its writer runs and is not failed) and reads (a
+        cheap query answers), with a line saying why not. A full disk leaves it healthy:
+        reads are served as ever and writes are refused (507) until space returns, and
+        taking the server out of rotation for it would stop the reads too."""
+        if not self._thread.is_alive():
+            return False, "the writer has stopped"
+        if self._failure is not None and storage_failure(self._failure) != "full":
+            return False, f"cannot commit: {self.last_error}"
+        try:
+            self._reader().execute("SELECT max(seq) FROM nodes").fetchone()
+        except sqlite3.Error as e:
+            return False, f"cannot read: {e}"
+        if self._failure is not None:
+            return True, f"disk full: writes refused until space returns ({self.last_error})"
+        return True, f"sequence {self.committed_seq}, {self.failed_writes} writes failed"
+
     def wal_bytes(self) -> int:
         wal = self.path.with_name(self.path.name + "-wal")
         return wal.stat().st_size if wal.exists() else 0
@@ -450,7 +361,7 @@ class SqliteStore:
             if self._closed:
                 return
             self._closed = True
-            self._queue.put(_STOP)
+            self._queue.put(STOP)
         self._thread.join()
         with self._readers_lock:
             for conn in self._readers:
