@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from llmkg.store.base import StoreClosedError
 from llmkg.store.records import Change, NodeRecord
 from llmkg.store.schema import StoreCorruptError, is_corruption, mark_clean_close, open_format
 
@@ -48,10 +49,6 @@ LAST_SEQ = """SELECT max(
     coalesce((SELECT max(seq) FROM nodes), 0))"""
 
 _STOP = object()  # queued by close(): the writer finishes what is before it, then stops
-
-
-class StoreClosedError(RuntimeError):
-    """The store was closed; no more writes are accepted."""
 
 
 def _record(row: tuple[Any, ...]) -> NodeRecord:
@@ -435,6 +432,9 @@ class SqliteStore:
     def wal_bytes(self) -> int:
         wal = self.path.with_name(self.path.name + "-wal")
         return wal.stat().st_size if wal.exists() else 0
+
+    def check_backup(self) -> None:
+        """An SQLite store can always be copied by ``backup_to``."""
 
     def backup_to(self, dest: str | os.PathLike[str]) -> None:
         """A consistent copy of the database (SQLite's online backup) at ``dest``."""
