@@ -4,7 +4,7 @@ that fails).
 
 The server binaries come from PATH or Debian's ``/usr/lib/postgresql/<version>/bin``.
 Without them the PostgreSQL tests skip, except under CI (the ``CI`` variable), where
-they fail: CI installs them (``scripts/install-system-packages.sh``).
+they fail: ``.ci/run`` installs them.
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ def binaries_or_skip() -> tuple[str, str]:
         return initdb, pg_ctl
     message = "PostgreSQL server binaries (initdb, pg_ctl) not found"
     if os.environ.get("CI"):
-        pytest.fail(f"{message}: CI must install them (scripts/install-system-packages.sh)")
+        pytest.fail(f"{message}: CI must install them (.ci/run)")
     pytest.skip(f"{message}: apt-get install postgresql")
 
 
