@@ -4,11 +4,12 @@ DSN whose password no output shows."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
-from pglib import PASSWORD
+from pglib import PASSWORD, cluster
 from serverlib import Server, cli, fact
 
 from llmkg.engine import AllocationEngine, EngineConfig
@@ -144,3 +145,37 @@ def test_check_config_masks_the_password(dsn: str) -> None:
 def test_postgresql_needs_a_dsn() -> None:
     done = cli("--check-config", env={"LLMKG__STORAGE__BACKEND": "postgresql"})
     assert done.returncode == 2 and "storage.postgresql.dsn" in done.stderr
+
+
+def test_the_server_answers_503_while_the_database_is_away(tmp_path: Path) -> None:
+    with cluster() as own:
+        env = {
+            "LLMKG__STORAGE__BACKEND": "postgresql",
+            "LLMKG__STORAGE__POSTGRESQL__DSN": own.create_database(),
+            "LLMKG__STORAGE__POSTGRESQL__CONNECT_TIMEOUT": "1s",
+        }
+        with Server(tmp_path, env) as server:
+            assert server.post("/api/v1/allocate", {"fact": fact(1)}).status_code == 200
+            backup = server.post("/api/v1/admin/backup", {})
+            assert backup.status_code == 409 and "pg_dump" in backup.json()["error"]["message"]
+            own.stop()
+            away = server.post("/api/v1/allocate", {"fact": fact(2)})
+            assert away.status_code == 503, away.text
+            assert away.json()["error"]["code"] == "store_unavailable"
+            assert server.client.get("/api/v1/nodes/12345").status_code == 503
+            own.start()
+            deadline = time.monotonic() + 60
+            while server.post("/api/v1/allocate", {"fact": fact(2)}).status_code != 200:
+                assert time.monotonic() < deadline, "the store did not come back"
+        assert PASSWORD not in server.logs() and "unavailable" in server.logs()
+
+
+def test_restore_refuses_a_postgresql_config(tmp_path: Path) -> None:
+    env = {
+        "LLMKG__STORAGE__BACKEND": "postgresql",
+        "LLMKG__STORAGE__POSTGRESQL__DSN": f"postgresql://u:{PASSWORD}@127.0.0.1:1/db",
+        "LLMKG__STORAGE__DATA_DIRECTORY": str(tmp_path / "data"),
+    }
+    done = cli("restore", str(tmp_path / "backup"), env=env)
+    assert done.returncode == 1 and "storage.backend" in done.stderr
+    assert PASSWORD not in done.stdout + done.stderr

@@ -30,6 +30,7 @@ from llmkg.server.health import Health
 from llmkg.server.openapi import openapi_document
 from llmkg.server.security import ROUTE_KEY, Guards, Security
 from llmkg.server.state import ServerState
+from llmkg.store import StoreUnavailableError
 
 log = logging.getLogger("llmkg.server")
 access = logging.getLogger("llmkg.access")
@@ -93,6 +94,15 @@ def guarded(handler: Handler, timeout: float) -> Handler:
             )
         except asyncio.TimeoutError:
             return error_response(504, "the request took longer than server.request_timeout")
+        except StoreUnavailableError as e:
+            # The database's address is for the logs, not for clients.
+            log.warning("%s", e)
+            return error_response(
+                503,
+                "the store is unavailable",
+                code="store_unavailable",
+                headers={"Retry-After": "1"},
+            )
 
     return endpoint
 

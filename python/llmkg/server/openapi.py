@@ -70,7 +70,7 @@ OPERATIONS: list[tuple[str, str, str, type | None, type | None, tuple[int, ...],
         "Write a backup into storage.backup_directory",
         None,
         m.BackupResponse,
-        (503, 504),
+        (409, 503, 504),
         True,
     ),
     (
@@ -101,9 +101,11 @@ DESCRIPTIONS = {
     404: "No such node or route",
     413: "The body is larger than server.max_body_size",
     415: "The body is not application/json",
+    409: 'The store is backed up by its database (storage.backend = "postgresql")',
     422: "A field is missing, unknown, of the wrong type or out of range",
     429: "Over the rate limit (see Retry-After)",
-    503: "Not ready (loading, draining) or over server.max_connections",
+    503: "Not ready (loading, draining), over server.max_connections, or the store's "
+    "database unreachable",
     504: "The request ran past server.request_timeout",
 }
 
