@@ -22,7 +22,8 @@ from llmkg.store import (
     StoreUnavailableError,
     StoreVersionError,
 )
-from llmkg.store.postgres import MAX_NODE_ID, SCHEMA_VERSION, PostgresStore, describe, triple_key
+from llmkg.store.pgschema import MAX_NODE_ID, SCHEMA_VERSION
+from llmkg.store.postgres import PostgresStore, describe, triple_key
 
 T = TypeVar("T")
 DEADLINE = 60.0  # seconds: far past every configured timeout; reached only by a hang

@@ -29,7 +29,6 @@ from __future__ import annotations
 import hashlib
 import math
 import threading
-import uuid
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any, TypeVar
@@ -40,42 +39,13 @@ from psycopg.conninfo import conninfo_to_dict
 from psycopg_pool import ConnectionPool, PoolClosed, PoolTimeout
 
 from llmkg.store.base import BackupUnsupportedError, StoreClosedError, StoreUnavailableError
+from llmkg.store.pgschema import open_schema
 from llmkg.store.records import Change, NodeRecord
-from llmkg.store.schema import StoreOpenError, StoreVersionError
+from llmkg.store.schema import StoreOpenError
 
 T = TypeVar("T")
 
-SCHEMA_VERSION = 1
-MAX_NODE_ID = 2**53 - 1
 PAGE = 1000  # rows per query of the long reads (changes_after, iter_live, get_many)
-# pg_advisory_xact_lock key taken while the schema is created or checked ("llmkg" in hex).
-SCHEMA_LOCK = 0x6C6C6D6B67
-
-SCHEMA = f"""
-CREATE TABLE IF NOT EXISTS llmkg_meta (key text PRIMARY KEY, value text NOT NULL);
-CREATE TABLE IF NOT EXISTS llmkg_partitions (
-    partition integer PRIMARY KEY,
-    last_seq bigint NOT NULL DEFAULT 0
-);
-CREATE TABLE IF NOT EXISTS llmkg_nodes (
-    partition integer NOT NULL,
-    id bigint GENERATED ALWAYS AS IDENTITY (MAXVALUE {MAX_NODE_ID}),
-    triple_key bytea NOT NULL,
-    subject text NOT NULL,
-    predicate text NOT NULL,
-    object text NOT NULL,
-    confidence double precision NOT NULL,
-    embedding bytea,
-    parent bigint,
-    seq bigint NOT NULL,
-    reads bigint NOT NULL DEFAULT 0,
-    deleted boolean NOT NULL DEFAULT false,
-    PRIMARY KEY (partition, id)
-);
-CREATE UNIQUE INDEX IF NOT EXISTS llmkg_nodes_triple
-    ON llmkg_nodes (partition, triple_key) WHERE NOT deleted;
-CREATE UNIQUE INDEX IF NOT EXISTS llmkg_nodes_seq ON llmkg_nodes (partition, seq);
-"""
 
 COLUMNS = "id, subject, predicate, object, confidence, embedding, parent, seq, reads, deleted"
 LIVE_BY_ID = f"SELECT {COLUMNS} FROM llmkg_nodes WHERE partition = %s AND id = %s AND NOT deleted"
@@ -202,7 +172,7 @@ class PostgresStore:
                     f"within {connect_timeout:g}s"
                 ) from None
             with self._connection() as conn:
-                self.store_id = self._open_schema(conn)
+                self.store_id = open_schema(conn, self.target, self.partition)
                 self.committed_seq = self._read_last_seq(conn)
         except BaseException:
             self._pool.close()
@@ -212,41 +182,6 @@ class PostgresStore:
         conn.execute(
             "SELECT set_config('statement_timeout', %s, false)", (str(self._statement_ms),)
         )
-
-    def _open_schema(self, conn: psycopg.Connection[Any]) -> str:
-        """Create the tables (or check their version) and this partition's counter row;
-        returns the store's id. Under an advisory lock, so that processes starting
-        together on a new database do not race to create the same tables."""
-        with conn.transaction():
-            conn.execute("SELECT pg_advisory_xact_lock(%s)", (SCHEMA_LOCK,))
-            exists = conn.execute("SELECT to_regclass('llmkg_meta') IS NOT NULL").fetchone()
-            if exists and exists[0]:
-                row = conn.execute(
-                    "SELECT value FROM llmkg_meta WHERE key = 'schema_version'"
-                ).fetchone()
-                version = int(row[0]) if row else 0
-                if version > SCHEMA_VERSION:
-                    raise StoreVersionError(
-                        f"{self.target} has llmkg schema version {version}, written by a "
-                        f"newer llmkg; this one knows versions up to {SCHEMA_VERSION}"
-                    )
-            conn.execute(SCHEMA)
-            conn.execute(
-                "INSERT INTO llmkg_meta VALUES ('schema_version', %s) "
-                "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-                (str(SCHEMA_VERSION),),
-            )
-            conn.execute(
-                "INSERT INTO llmkg_meta VALUES ('store_id', %s) ON CONFLICT DO NOTHING",
-                (uuid.uuid4().hex,),
-            )
-            conn.execute(
-                "INSERT INTO llmkg_partitions (partition) VALUES (%s) ON CONFLICT DO NOTHING",
-                (self.partition,),
-            )
-            row = conn.execute("SELECT value FROM llmkg_meta WHERE key = 'store_id'").fetchone()
-            assert row is not None
-            return str(row[0])
 
     # ---- connections -------------------------------------------------------------------
 
@@ -401,7 +336,7 @@ class PostgresStore:
             return
         # In id order, so that two processes adding to the same rows lock them in the
         # same order and cannot deadlock.
-        params = [(n, self.partition, i) for i, n in sorted(counts.items())]
+        params = [(int(n), self.partition, int(i)) for i, n in sorted(counts.items())]
         with self._connection() as conn:
             with conn.transaction(), conn.cursor() as cur:
                 cur.executemany(
@@ -421,7 +356,7 @@ class PostgresStore:
         return _record(rows[0]) if rows else None
 
     def get_many(self, node_ids: Iterable[int]) -> dict[int, NodeRecord]:
-        ids = list(node_ids)
+        ids = [int(i) for i in node_ids]  # numpy integers have no PostgreSQL type
         out: dict[int, NodeRecord] = {}
         for start in range(0, len(ids), PAGE):
             for row in self._rows(
