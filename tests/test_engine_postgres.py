@@ -8,12 +8,14 @@ import time
 from pathlib import Path
 
 import numpy as np
+import psycopg
 import pytest
 from pglib import PASSWORD, cluster
 from serverlib import Server, cli, fact
 
+from llmkg.config import engine_config, load_settings
 from llmkg.engine import AllocationEngine, EngineConfig
-from llmkg.store import BackupUnsupportedError
+from llmkg.store import BackupUnsupportedError, open_store
 from llmkg.store.postgres import PostgresStore
 
 DIM = 16
@@ -179,3 +181,29 @@ def test_restore_refuses_a_postgresql_config(tmp_path: Path) -> None:
     done = cli("restore", str(tmp_path / "backup"), env=env)
     assert done.returncode == 1 and "storage.backend" in done.stderr
     assert PASSWORD not in done.stdout + done.stderr
+
+
+def test_the_config_reaches_the_engine_and_the_store(tmp_path: Path, pg_dsn: str) -> None:
+    dsn_file = tmp_path / "dsn"
+    dsn_file.write_text(f"  {pg_dsn}\n")
+    environ = {
+        "LLMKG__STORAGE__BACKEND": "postgresql",
+        "LLMKG__STORAGE__POSTGRESQL__DSN_FILE": str(dsn_file),
+        "LLMKG__STORAGE__POSTGRESQL__POOL_SIZE": "3",
+        "LLMKG__STORAGE__POSTGRESQL__CONNECT_TIMEOUT": "2s",
+        "LLMKG__STORAGE__POSTGRESQL__STATEMENT_TIMEOUT": "250ms",
+    }
+    c = engine_config(load_settings(environ=environ))
+    assert (c.store_backend, c.postgres_dsn, c.postgres_pool_size) == ("postgresql", pg_dsn, 3)
+    assert (c.postgres_connect_timeout, c.postgres_statement_timeout) == (2.0, 0.25)
+    assert PASSWORD not in repr(c)
+    store = open_store(c)
+    try:
+        assert isinstance(store, PostgresStore) and store._pool.max_size == 3
+        with store._pool.connection() as conn:
+            assert conn.execute("SHOW statement_timeout").fetchone() == ("250ms",)
+            with pytest.raises(psycopg.errors.QueryCanceled):
+                conn.execute("SELECT pg_sleep(5)")
+    finally:
+        store.close()
+    assert engine_config(load_settings(environ={})).store_backend == "sqlite"
