@@ -207,3 +207,20 @@ def test_the_config_reaches_the_engine_and_the_store(tmp_path: Path, pg_dsn: str
     finally:
         store.close()
     assert engine_config(load_settings(environ={})).store_backend == "sqlite"
+
+
+def test_the_engine_closes_while_the_database_is_away(tmp_path: Path) -> None:
+    """Unsaved read counts cannot reach the database: the engine still writes its final
+    snapshot and closes the store, and starts from that snapshot once the database is back."""
+    with cluster() as own:
+        c = config(tmp_path, own.create_database())
+        c.postgres_connect_timeout = 1.0
+        engine = AllocationEngine(c)
+        ids = [allocate(engine, i) for i in range(10)]
+        assert engine.search(embedding=unit(3).tolist(), k=1)[0].node_id == ids[3]
+        own.stop()
+        engine.close()  # would raise, or leave the directory locked, if the reads stopped it
+        own.start()
+        with AllocationEngine(c) as again:
+            assert again.startup["source"] == "snapshot" and again.startup["replayed"] == 0
+            assert again.get(ids[3]) is not None

@@ -31,7 +31,7 @@ from llmkg.engine.quantization import AdaptivePrecision, resident_bytes
 from llmkg.engine.records import RecordCache, record_size
 from llmkg.engine.results import AllocationResult, Neighbor, Node, SearchHit
 from llmkg.engine.snapshots import load_newest, reconcile, replay, write_snapshot
-from llmkg.store import NodeRecord, Store, open_store
+from llmkg.store import NodeRecord, Store, StoreUnavailableError, open_store
 
 log = logging.getLogger("llmkg.engine")
 
@@ -553,7 +553,11 @@ class AllocationEngine:
         self._gate.close()
         self.records.close()
         self.inserts.close()
-        self.precision.save_reads(self.store)
+        try:
+            self.precision.save_reads(self.store)
+        except StoreUnavailableError as e:
+            # Read counts are warm-up hints: losing them must not keep the store open.
+            log.warning("read counts not saved at close: %s", e)
         if self.store.committed_seq > self.snapshot_seq:
             self.checkpoint()
         self.store.close()
