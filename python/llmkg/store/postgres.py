@@ -4,8 +4,8 @@ database that several processes can share (ARCHITECTURE.md, "Scale-out").
 Tables (created and versioned by llmkg; ``SCHEMA_VERSION`` in ``llmkg_meta``):
 
 - ``llmkg_meta(key)``: facts about the whole database: ``schema_version`` and
-  ``store_id`` (random, given at creation; index snapshots carry it). One small table for
-  every partition: distributed by partition it would become a reference table.
+  ``store_id`` (random, given at creation; index snapshots carry it). Shared by every
+  partition: distributed by partition, it would become a reference table.
 - ``llmkg_partitions(partition)``: ``last_seq``, the last sequence number of the partition.
 - ``llmkg_nodes(partition, id)``: the facts. ``id`` comes from an identity column, global
   over partitions and below 2^53 (exact in a JSON number). A delete is a tombstone: the
@@ -168,8 +168,8 @@ class PostgresStore:
                 self._pool.open(wait=True, timeout=connect_timeout)
             except PoolTimeout:
                 raise StoreUnavailableError(
-                    f"the PostgreSQL store at {self.target} is unreachable: no connection "
-                    f"within {connect_timeout:g}s"
+                    f"the PostgreSQL store at {self.target} is unreachable or refuses "
+                    f"connections (the log says why): none within {connect_timeout:g}s"
                 ) from None
             with self._connection() as conn:
                 self.store_id = open_schema(conn, self.target, self.partition)
