@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 import numpy as np
 import psycopg
 import pytest
-from pglib import PASSWORD, cluster
+from pglib import PASSWORD, Cluster, cluster
 from serverlib import free_port
 
 from llmkg.store import (
@@ -253,3 +253,14 @@ def test_a_database_that_goes_away_makes_every_call_unavailable() -> None:
 
             assert finishes(back)
             assert s.find("s", "p", "lost") is None
+
+
+def test_a_wrong_password_is_refused_without_showing_it(
+    pg_cluster: Cluster, caplog: pytest.LogCaptureFixture
+) -> None:
+    wrong = "wrong-password-51c2"
+    dsn = f"postgresql://postgres:{wrong}@127.0.0.1:{pg_cluster.port}/postgres"
+    with pytest.raises(StoreUnavailableError) as e:
+        finishes(lambda: PostgresStore(dsn, connect_timeout=1))
+    assert wrong not in str(e.value) and wrong not in caplog.text
+    assert "password authentication failed" in caplog.text, "the log says why"
