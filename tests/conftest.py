@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from pglib import pg_cluster, pg_dsn  # noqa: F401 (fixtures of the PostgreSQL tests)
 
 REPO = Path(__file__).resolve().parents[1]
 DEV_DATA = Path(os.environ.get("LLMKG_DEV_DATA", REPO.parent / "shared/data/pypi-minilm-dev"))

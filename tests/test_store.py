@@ -1,5 +1,6 @@
-"""The SQLite store: idempotent inserts, sequence numbers, group commit, and durability
-of acknowledged writes across kill -9 of the writing process."""
+"""The SQLite store: group commit, lone writes, backups, failing writes in a batch, and
+durability of acknowledged writes across kill -9 of the writing process. What every
+store does alike (inserts, sequences, tombstones, lookups) is in test_store_backends.py."""
 
 from __future__ import annotations
 
@@ -24,22 +25,6 @@ def vec(x: float) -> np.ndarray:
     return np.full(4, x, dtype=np.float32)
 
 
-def test_insert_is_idempotent_per_triple(tmp_path: Path) -> None:
-    with SqliteStore(tmp_path) as store:
-        a, created = store.insert("Pho", "is_a", "dog", 0.5, vec(1))
-        assert created and a.node_id > 0 and a.seq == 1
-        again, created = store.insert("Pho", "is_a", "dog", 0.9, vec(2))
-        assert not created and again.node_id == a.node_id
-        assert again.confidence == 0.9, "confidence merges with max by default"
-        np.testing.assert_array_equal(again.embedding, vec(1))
-        low, _ = store.insert("Pho", "is_a", "dog", 0.1, vec(2))
-        assert low.confidence == 0.9 and low.seq == again.seq, "no change, no new sequence"
-        b, created = store.insert("Pho", "is_a", "cat", 0.5, vec(3), parent=a.node_id)
-        assert created and b.parent == a.node_id
-        assert store.count() == 2
-        assert store.find("Pho", "is_a", "dog") == store.get(a.node_id)
-
-
 def test_a_lone_write_commits_alone_and_its_row_carries_the_sequence(tmp_path: Path) -> None:
     with SqliteStore(tmp_path) as store:
         a, _ = store.insert("Pho", "is_a", "dog", 0.5, vec(1))
@@ -53,25 +38,6 @@ def test_a_lone_write_commits_alone_and_its_row_carries_the_sequence(tmp_path: P
     assert seqs == [(2,)]
     with SqliteStore(tmp_path) as reopened:
         assert reopened.last_seq == 2
-
-
-def test_deletes_and_the_change_log(tmp_path: Path) -> None:
-    with SqliteStore(tmp_path) as store:
-        ids = [store.insert(f"s{i}", "p", "o", 0.5, vec(i))[0].node_id for i in range(5)]
-        assert store.delete(ids[1]) and not store.delete(ids[1])
-        assert store.get(ids[1]) is None and store.count() == 4
-        changes = list(store.changes_after(3))
-        assert [(c.node_id, c.record is None) for c in changes] == [
-            (ids[3], False),
-            (ids[4], False),
-            (ids[1], True),
-        ]
-        assert [c.seq for c in changes] == [4, 5, 6]
-        # The same triple can be stored again after a delete, under a new id.
-        again, created = store.insert("s1", "p", "o", 0.5, vec(1))
-        assert created and again.node_id not in ids
-    with SqliteStore(tmp_path) as reopened:
-        assert reopened.last_seq == 7 and reopened.count() == 5
 
 
 def test_concurrent_writers_share_commits(tmp_path: Path) -> None:
@@ -89,15 +55,6 @@ def test_concurrent_writers_share_commits(tmp_path: Path) -> None:
         assert store.count() == 400 and store.writes == 400
         assert store.commits < 400, "group commit: concurrent writes share transactions"
         assert store.last_seq == 400
-
-
-def test_reads_counters_and_lookups(tmp_path: Path) -> None:
-    with SqliteStore(tmp_path) as store:
-        ids = [store.insert("s", "p", str(i), 0.5, vec(i))[0].node_id for i in range(4)]
-        store.add_reads({ids[2]: 5, ids[0]: 1})
-        assert store.most_read(2) == [ids[2], ids[0]]
-        assert store.get(ids[2]).reads == 5
-        assert set(store.get_many([ids[0], ids[3], 999])) == {ids[0], ids[3]}
 
 
 def test_backup_is_a_consistent_copy(tmp_path: Path) -> None:

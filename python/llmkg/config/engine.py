@@ -4,8 +4,24 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from llmkg.config.schema import Settings
+from llmkg.config.loader import ConfigError
+from llmkg.config.schema import PostgresqlSettings, Settings
 from llmkg.engine.config import EngineConfig
+
+
+def postgres_dsn(pg: PostgresqlSettings) -> str:
+    """The DSN, from ``dsn_file`` when set (a mounted Secret; read at each start)."""
+    if not pg.dsn_file:
+        return pg.dsn
+    try:
+        dsn = Path(pg.dsn_file).read_text().strip()
+    except OSError as e:
+        raise ConfigError(
+            "storage.postgresql", "dsn_file", f"cannot read it ({e.strerror})", pg.dsn_file
+        ) from None
+    if not dsn:
+        raise ConfigError("storage.postgresql", "dsn_file", "the file is empty", pg.dsn_file)
+    return dsn
 
 
 def engine_config(settings: Settings) -> EngineConfig:
@@ -16,6 +32,11 @@ def engine_config(settings: Settings) -> EngineConfig:
     compressed = storage.compression == "zstd" and persistence.enable_compression
     return EngineConfig(
         data_directory=Path(storage.data_directory),
+        store_backend=storage.backend,
+        postgres_dsn=postgres_dsn(storage.postgresql) if storage.backend == "postgresql" else "",
+        postgres_pool_size=storage.postgresql.pool_size,
+        postgres_connect_timeout=storage.postgresql.connect_timeout,
+        postgres_statement_timeout=storage.postgresql.statement_timeout,
         backup_directory=Path(storage.backup_directory),
         backup_retention=storage.backup_retention,
         durability=persistence.durability,

@@ -185,6 +185,15 @@ def _check(settings: Settings, merged: _Merged) -> None:
         raise merged.error("storage.persistence.write_timeout", "must be more than 0")
     if settings.scalability.hnsw.link_timeout <= 0:
         raise merged.error("scalability.hnsw.link_timeout", "must be more than 0")
+    storage = settings.storage
+    pg = storage.postgresql
+    # Blamed on keys other than dsn: an error shows the value of the key it names.
+    if storage.backend == "postgresql" and not (pg.dsn or pg.dsn_file):
+        raise merged.error("storage.backend", "needs storage.postgresql.dsn or dsn_file")
+    if pg.dsn and pg.dsn_file:
+        raise merged.error("storage.postgresql.dsn_file", "give dsn or dsn_file, not both")
+    if pg.connect_timeout <= 0:
+        raise merged.error("storage.postgresql.connect_timeout", "must be more than 0s")
     buckets = settings.monitoring.prometheus.histogram_buckets
     if buckets != sorted(set(buckets)):
         raise merged.error("monitoring.prometheus.histogram_buckets", "must be strictly increasing")
@@ -238,13 +247,29 @@ def to_builtins(settings: Settings) -> dict[str, Any]:
 
 
 SECRET_WORDS = ("secret", "password", "token")
+MASK = "********"
+# The password of a PostgreSQL connection string: in a URI's user info or query, or a
+# ``password=`` keyword (its value bare or in single quotes, with backslash escapes).
+# To the last "@": over-masking a query that holds one beats showing a password with a "/".
+_URI_USERINFO = re.compile(r"^(postgres(?:ql)?://[^:@/?#]*):.*@", re.IGNORECASE | re.DOTALL)
+_URI_PASSWORD = re.compile(r"([?&]password=)[^&#]*", re.IGNORECASE)
+_KEYWORD_PASSWORD = re.compile(r"(\bpassword\s*=\s*)(?:'(?:[^'\\]|\\.)*'|\S+)", re.IGNORECASE)
+
+
+def mask_dsn(dsn: str) -> str:
+    """A PostgreSQL connection string (keywords or URI) with its password hidden."""
+    if re.match(r"postgres(?:ql)?://", dsn, re.IGNORECASE):
+        return _URI_PASSWORD.sub(rf"\1{MASK}", _URI_USERINFO.sub(rf"\1:{MASK}@", dsn))
+    return _KEYWORD_PASSWORD.sub(rf"\1{MASK}", dsn)
 
 
 def masked(data: Any, key: str = "") -> Any:
     """``data`` with the values of secret-looking keys hidden (paths to secret files and
-    token lifetimes are not secrets)."""
+    token lifetimes are not secrets), and the passwords of connection strings."""
     if isinstance(data, dict):
         return {k: masked(v, k) for k, v in data.items()}
+    if key == "dsn" and isinstance(data, str):
+        return mask_dsn(data)
     lowered = key.lower()
     hidden = any(w in lowered for w in SECRET_WORDS) and not lowered.endswith(("_file", "expiry"))
-    return "********" if hidden and data else data
+    return MASK if hidden and data else data

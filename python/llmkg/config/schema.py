@@ -167,8 +167,24 @@ class PersistenceSettings(Section):
     write_timeout: Duration = Duration(30)
 
 
+class PostgresqlSettings(Section):
+    """llmkg: the whole section; used when storage.backend = "postgresql"."""
+
+    # A libpq connection string ("host=db dbname=llmkg user=llmkg password=...") or URI
+    # ("postgresql://llmkg:...@db/llmkg"); masked in --check-config and never logged
+    dsn: str = ""
+    # a file holding the DSN (a mounted Kubernetes Secret), read at start; instead of dsn
+    dsn_file: str = ""
+    pool_size: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 10
+    connect_timeout: Duration = Duration(5)  # also the wait for a free pooled connection
+    statement_timeout: Duration = Duration(30)  # 0: no limit
+
+
 class StorageSettings(Section):
     type: Literal["persistent"] = "persistent"
+    # llmkg: where the facts are: "sqlite" (a file in data_directory) or "postgresql" (a
+    # database several processes share; data_directory keeps the index snapshots)
+    backend: Literal["sqlite", "postgresql"] = "sqlite"
     data_directory: Annotated[str, msgspec.Meta(min_length=1)] = "/var/lib/llmkg"
     backup_directory: Annotated[str, msgspec.Meta(min_length=1)] = "/var/lib/llmkg/backup"
     # llmkg: how many backups `backup` keeps in backup_directory (the newest); 0 keeps all
@@ -176,6 +192,7 @@ class StorageSettings(Section):
     compression: Literal["zstd", "none"] = "zstd"
     compression_level: Annotated[int, msgspec.Meta(ge=1, le=22)] = 3
     persistence: PersistenceSettings = msgspec.field(default_factory=PersistenceSettings)
+    postgresql: PostgresqlSettings = msgspec.field(default_factory=PostgresqlSettings)  # llmkg
 
 
 class MemorySettings(Section):

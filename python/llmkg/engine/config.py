@@ -10,7 +10,15 @@ from pathlib import Path
 @dataclass
 class EngineConfig:
     # storage
-    data_directory: Path = field(default_factory=lambda: Path("data"))
+    data_directory: Path = field(default_factory=lambda: Path("data"))  # and snapshots
+    store_backend: str = "sqlite"  # or "postgresql": the facts in a shared database
+    # PostgreSQL (store_backend = "postgresql"): a libpq connection string or URI, the
+    # size of the connection pool, seconds to connect (and to wait for a pooled
+    # connection), seconds a statement may run (0: no limit)
+    postgres_dsn: str = field(default="", repr=False)  # repr: it may hold a password
+    postgres_pool_size: int = 10
+    postgres_connect_timeout: float = 5.0
+    postgres_statement_timeout: float = 30.0
     backup_directory: Path | None = None  # default: <data_directory>-backups, beside it
     backup_retention: int = 7  # backups kept in backup_directory (the newest); 0: all
     durability: str = "fsync"  # or "interval": fsync every `sync_interval` seconds
@@ -71,6 +79,12 @@ class EngineConfig:
         self.data_directory = Path(self.data_directory)
         if self.backup_directory is not None:
             self.backup_directory = Path(self.backup_directory)
+        if self.store_backend not in ("sqlite", "postgresql"):
+            raise ValueError(
+                f"store_backend must be 'sqlite' or 'postgresql', got {self.store_backend!r}"
+            )
+        if self.store_backend == "postgresql" and not self.postgres_dsn:
+            raise ValueError("store_backend 'postgresql' needs postgres_dsn")
         if self.durability not in ("fsync", "interval"):
             raise ValueError(f"durability must be 'fsync' or 'interval', got {self.durability!r}")
         if self.backup_retention < 0:

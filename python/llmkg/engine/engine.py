@@ -32,7 +32,7 @@ from llmkg.engine.quantization import AdaptivePrecision, resident_bytes
 from llmkg.engine.records import RecordCache, record_size
 from llmkg.engine.results import AllocationResult, Neighbor, Node, SearchHit
 from llmkg.engine.snapshots import load_newest, reconcile, replay, write_snapshot
-from llmkg.store import NodeRecord, SqliteStore
+from llmkg.store import NodeRecord, Store, StoreUnavailableError, open_store
 
 log = logging.getLogger("llmkg.engine")
 
@@ -67,12 +67,7 @@ class AllocationEngine:
         and start the background checkpointer."""
         c = self.config
         self.snapshot_dir = c.data_directory / "snapshots"
-        self.store = SqliteStore(
-            c.data_directory,
-            durability=c.durability,
-            sync_interval=c.sync_interval,
-            write_timeout=c.write_timeout,
-        )
+        self.store: Store = open_store(c)
         self._gate = WriteGate()
         self._checkpoint_lock = threading.Lock()
         self.facts = FactIndex(c.max_text_length)
@@ -466,6 +461,8 @@ class AllocationEngine:
         """Write a consistent backup (store copy, index snapshot, manifest) into ``dest``,
         by default a new ``<backup_directory>/<UTC timestamp>/``; returns the folder."""
         c = self.config
+        # Before any file is written: a store that its database backs up refuses here.
+        self.store.check_backup()
         root = None
         if dest is None:
             # Beside the data, not in it: wiping the data directory must not take them.
@@ -592,6 +589,10 @@ class AllocationEngine:
         self.inserts.close()
         try:
             self.precision.save_reads(self.store)
+        except StoreUnavailableError as e:
+            # Read counts are warm-up hints: losing them must not keep the store open.
+            log.warning("read counts not saved at close: %s", e)
+        try:
             if self.store.committed_seq > self.snapshot_seq:
                 self.checkpoint()
         except Exception:

@@ -34,7 +34,7 @@ import numpy as np
 if TYPE_CHECKING:
     from llmkg._core import HnswIndex
     from llmkg.engine.config import EngineConfig
-    from llmkg.store import SqliteStore
+    from llmkg.store import Store
 
 BANDS = ("high", "medium", "low", "very_low")
 ORDER = ("full", "q8", "q4", "binary")  # most to least memory
@@ -147,7 +147,7 @@ class AdaptivePrecision:
         with self._lock:
             self._pending.update(node_ids)
 
-    def save_reads(self, store: SqliteStore) -> None:
+    def save_reads(self, store: Store) -> None:
         """Write the read counts gathered since the last save to the store. Called at
         checkpoints and on close, not every pass: under search load a pass has reads of
         thousands of nodes, whose updates would hold up the commits of allocations behind
@@ -169,7 +169,7 @@ class AdaptivePrecision:
     def rebalance(
         self,
         index: HnswIndex,
-        store: SqliteStore,
+        store: Store,
         confidences: Callable[[Iterable[int] | None], dict[int, float]],
     ) -> dict[str, int]:
         """Count the pending reads; then, under memory pressure, demote
@@ -225,7 +225,7 @@ class AdaptivePrecision:
         return moved
 
 
-def _raise_from_store(index: HnswIndex, store: SqliteStore, ids: list[int], level: str) -> None:
+def _raise_from_store(index: HnswIndex, store: Store, ids: list[int], level: str) -> None:
     """Raise nodes to ``level`` in place from the store's full vectors: an index that keeps
     codes only cannot restore from a code the detail it lost. The nodes keep their links."""
     records = store.get_many(ids)

@@ -15,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
 from llmkg._core import ShardedCache, TieredCache
-from llmkg.store import NodeRecord, SqliteStore
+from llmkg.store import NodeRecord, Store
 
 if TYPE_CHECKING:
     from llmkg._core import HnswIndex
@@ -36,7 +36,7 @@ class RecordCache:
     """Reads records through L1 -> L2 -> store (``enable_caching = False``: straight from
     the store)."""
 
-    def __init__(self, config: EngineConfig, store: SqliteStore, index: HnswIndex) -> None:
+    def __init__(self, config: EngineConfig, store: Store, index: HnswIndex) -> None:
         self.store = store
         self.index = index
         self.tiers: TieredCache | None = None

@@ -34,7 +34,7 @@ from llmkg._core import HnswIndex
 
 if TYPE_CHECKING:
     from llmkg.engine.quantization import AdaptivePrecision
-    from llmkg.store import SqliteStore
+    from llmkg.store import Store
 
 log = logging.getLogger("llmkg.engine")
 
@@ -163,7 +163,7 @@ def load_newest(
 
 
 def reconcile(
-    index: HnswIndex, store: SqliteStore, precision: AdaptivePrecision, live_ids: Iterable[int]
+    index: HnswIndex, store: Store, precision: AdaptivePrecision, live_ids: Iterable[int]
 ) -> bool:
     """After a snapshot was loaded and replayed, make sure that the index holds exactly the
     store's live nodes (``live_ids``). A live node it lacks (a write that reached the store
@@ -192,7 +192,7 @@ def reconcile(
     return True
 
 
-def replay(index: HnswIndex, store: SqliteStore, precision: AdaptivePrecision, after: int) -> int:
+def replay(index: HnswIndex, store: Store, precision: AdaptivePrecision, after: int) -> int:
     """Bring ``index`` (a snapshot tagged ``after``, or empty) up to the store: add the live
     nodes it lacks, drop the deleted ones. Returns how many changes were read."""
     ids: list[int] = []

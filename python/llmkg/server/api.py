@@ -16,6 +16,7 @@ from llmkg.engine import AllocationResult, Node
 from llmkg.server import models as m
 from llmkg.server.errors import ApiError
 from llmkg.server.state import ServerState
+from llmkg.store import BackupUnsupportedError
 from llmkg.validation import error_location
 
 T = TypeVar("T")
@@ -181,7 +182,10 @@ class Api:
 
     async def backup(self, request: Request) -> Response:
         engine = self.state.ready_engine()
-        folder = await self.state.run(engine.backup)
+        try:
+            folder = await self.state.run(engine.backup)
+        except BackupUnsupportedError as e:
+            raise ApiError(409, str(e), code="backup_unsupported") from None
         manifest = msgspec.json.decode((folder / "manifest.json").read_bytes())
         return json_response(
             m.BackupResponse(str(folder), manifest["nodes"], manifest["store_seq"])

@@ -113,12 +113,17 @@ def operate(settings: Settings, command: str, token: str | None) -> int:
 def offline(settings: Settings, command: str) -> int:
     from llmkg.config import engine_config
     from llmkg.engine import AllocationEngine
+    from llmkg.store import BackupUnsupportedError
 
     with AllocationEngine(engine_config(settings)) as engine:
         if command == "checkpoint":
             print(json.dumps({"sequence": engine.checkpoint()}))
         else:
-            folder = engine.backup()
+            try:
+                folder = engine.backup()
+            except BackupUnsupportedError as e:
+                print(f"llmkg-server backup: {e}", file=sys.stderr)
+                return 1
             print(json.dumps({"path": str(folder)}))
     return 0
 
@@ -127,6 +132,14 @@ def restore(settings: Settings, backup: str) -> int:
     from llmkg.engine import BackupError, DataDirectoryInUseError
     from llmkg.engine import restore as restore_backup
 
+    if settings.storage.backend != "sqlite":
+        # A backup holds an SQLite store: restored beside a PostgreSQL one, nothing would read it.
+        print(
+            "llmkg-server restore: storage.backend is not 'sqlite'; restore the database "
+            "with its own tools (and start on an empty data directory)",
+            file=sys.stderr,
+        )
+        return 1
     try:
         manifest = restore_backup(backup, settings.storage.data_directory)
     except (BackupError, DataDirectoryInUseError) as e:

@@ -8,7 +8,7 @@ from collections.abc import Mapping
 import msgspec
 from starlette.responses import Response
 
-from llmkg.store.errors import StoreError
+from llmkg.store.errors import StoreError, StoreUnavailableError
 from llmkg.store.failures import storage_failure
 
 log = logging.getLogger("llmkg.server")
@@ -96,7 +96,10 @@ def storage_error(exc: BaseException) -> ApiError | None:
         return ApiError(507, "the data directory's disk is full: nothing was written")
     return ApiError(
         503,
-        str(exc) if isinstance(exc, StoreError) else "the store cannot be reached right now",
+        # A database's address is for the logs (above), not for clients.
+        str(exc)
+        if isinstance(exc, StoreError) and not isinstance(exc, StoreUnavailableError)
+        else "the store cannot be reached right now",
         code="store_unavailable",
         headers={"Retry-After": STORE_RETRY_AFTER},
     )

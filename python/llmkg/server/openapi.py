@@ -70,7 +70,7 @@ OPERATIONS: list[tuple[str, str, str, type | None, type | None, tuple[int, ...],
         "Write a backup into storage.backup_directory",
         None,
         m.BackupResponse,
-        (503, 504, 507),
+        (409, 503, 504, 507),
         True,
     ),
     (
@@ -101,10 +101,12 @@ DESCRIPTIONS = {
     404: "No such node or route",
     413: "The body is larger than server.max_body_size",
     415: "The body is not application/json",
+    409: 'The store is backed up by its database (storage.backend = "postgresql")',
     422: "A field is missing, unknown, of the wrong type or out of range",
     429: "Over the rate limit (see Retry-After)",
-    503: "Not ready (loading), the store (code store_unavailable) or the index (code "
-    "index_unavailable) unavailable (see Retry-After), or over server.max_connections",
+    503: "Not ready (loading), the store (code store_unavailable: its disk, or its "
+    "database unreachable) or the index (code index_unavailable) unavailable (see "
+    "Retry-After), or over server.max_connections",
     504: "The request ran past server.request_timeout",
     507: "The data directory's disk is full: nothing was written (code storage_full)",
 }

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Literal, TypeVar
 
-from llmkg.config import Settings, engine_config
+from llmkg.config import ConfigError, Settings, engine_config
 from llmkg.engine import AllocationEngine
 from llmkg.server.errors import ApiError
 from llmkg.server.metrics import Metrics
@@ -76,9 +76,10 @@ class ServerState:
     async def start(self) -> None:
         try:
             await self.run(self.open_engine)
-        except StoreOpenError as e:
-            # A damaged or too new store will not get better by restarting: exit 2, the
-            # code of a bad configuration, with the file's name, not a traceback per restart.
+        except (StoreOpenError, ConfigError) as e:
+            # A damaged or too new store (or an unreadable DSN file) will not get better by
+            # restarting: exit 2, the code of a bad configuration, with the file's name, not
+            # a traceback per restart.
             log.error("cannot open the store: %s", e)
             self.phase = "failed"
             self.request_exit(EXIT_UNUSABLE_STORE)

@@ -15,6 +15,11 @@ class StoreClosedError(StoreError):
     """The store was closed; no more writes are accepted."""
 
 
+class StoreUnavailableError(StoreError):
+    """The database behind the store cannot be reached (or stopped answering) within the
+    configured timeouts. The message names the server, never the password."""
+
+
 class StoreTimeoutError(StoreError, TimeoutError):
     """A write waited longer than ``write_timeout`` for its commit."""
 

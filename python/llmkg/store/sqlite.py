@@ -347,6 +347,9 @@ class SqliteStore(GroupCommit):
         wal = self.path.with_name(self.path.name + "-wal")
         return wal.stat().st_size if wal.exists() else 0
 
+    def check_backup(self) -> None:
+        """An SQLite store can always be copied by ``backup_to``."""
+
     def backup_to(self, dest: str | os.PathLike[str]) -> None:
         """A consistent copy of the database (SQLite's online backup) at ``dest``."""
         target = sqlite3.connect(dest)

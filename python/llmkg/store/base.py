@@ -1,0 +1,130 @@
+"""What the engine needs of a store, whichever database keeps the facts, and the errors
+every store raises alike."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable, Iterator
+from typing import Protocol
+
+import numpy as np
+
+from llmkg.store.records import Change, NodeRecord
+
+
+class BackupUnsupportedError(RuntimeError):
+    """The store's data is backed up by its database, not by llmkg's ``backup``."""
+
+
+class Store(Protocol):
+    """The source of truth for facts, their full vectors and parent links.
+
+    Every write carries a sequence number, and ``changes_after(seq)`` hands back the
+    writes after ``seq`` in sequence order, so that an index snapshot tagged with a
+    sequence can be brought up to date. Writes return once committed.
+    """
+
+    @property
+    def store_id(self) -> str:
+        """A random id given when the store was created; snapshots carry it."""
+        ...
+
+    @property
+    def last_seq(self) -> int:
+        """The last sequence number given out."""
+        ...
+
+    @property
+    def committed_seq(self) -> int:
+        """A sequence number up to which every write made through this store committed."""
+        ...
+
+    @property
+    def commits(self) -> int:
+        """Transactions committed by this store object (for the stats)."""
+        ...
+
+    @property
+    def writes(self) -> int:
+        """Write operations committed by this store object (for the stats)."""
+        ...
+
+    @property
+    def failed_writes(self) -> int:
+        """Writes (or, for a database server, operations) refused by a fault of the store."""
+        ...
+
+    @property
+    def last_error(self) -> str | None:
+        """Why the last of them failed."""
+        ...
+
+    def health(self) -> tuple[bool, str]:
+        """Whether the store can take writes and answer reads now, and a line saying why
+        (not); readiness shows it."""
+        ...
+
+    def insert(
+        self,
+        subject: str,
+        predicate: str,
+        object: str,
+        confidence: float,
+        embedding: np.ndarray,
+        parent: int | None = None,
+        merge: Callable[[float, float], float] = max,
+    ) -> tuple[NodeRecord, bool]:
+        """Store a fact, or find it: ``(record, created)``. A live triple keeps its node;
+        its confidence becomes ``merge(old, new)``."""
+        ...
+
+    def raise_confidence(self, node_id: int, confidence: float) -> NodeRecord | None:
+        """The live node with its confidence raised to ``confidence`` if that is higher;
+        None if the node is not live."""
+        ...
+
+    def delete(self, node_id: int) -> bool:
+        """Delete a node (a tombstone with a sequence); False if it was not live."""
+        ...
+
+    def add_reads(self, counts: dict[int, int]) -> None:
+        """Add to the read counters of nodes."""
+        ...
+
+    def get(self, node_id: int) -> NodeRecord | None: ...
+
+    def get_many(self, node_ids: Iterable[int]) -> dict[int, NodeRecord]: ...
+
+    def find(self, subject: str, predicate: str, object: str) -> NodeRecord | None: ...
+
+    def changes_after(self, seq: int) -> Iterator[Change]:
+        """Every node written after ``seq``, in sequence order: the live record, or None
+        for a deleted node."""
+        ...
+
+    def iter_live(self) -> Iterator[tuple[int, str, str, str, float, int]]:
+        """``(id, subject, predicate, object, confidence, reads)`` of every live node."""
+        ...
+
+    def most_read(self, n: int) -> list[int]: ...
+
+    def count(self) -> int: ...
+
+    def sync(self) -> None:
+        """Return once every write acknowledged so far is durable."""
+        ...
+
+    def wal_bytes(self) -> int:
+        """Bytes of the store's own write-ahead log (0 when the database keeps it)."""
+        ...
+
+    def check_backup(self) -> None:
+        """Raise ``BackupUnsupportedError`` when ``backup_to`` cannot copy this store, so
+        that a backup fails before it writes anything."""
+        ...
+
+    def backup_to(self, dest: str | os.PathLike[str]) -> None:
+        """A consistent copy of the store at ``dest``."""
+        ...
+
+    def close(self) -> None: ...

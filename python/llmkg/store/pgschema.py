@@ -1,0 +1,83 @@
+"""The PostgreSQL store's tables, their version, and what a store checks when it opens.
+
+``schema_version`` in ``llmkg_meta`` is the version: 1 is the first. A newer version than
+``SCHEMA_VERSION`` is refused (``StoreVersionError``) rather than guessed at; an older one
+will be migrated in the opening transaction, as SQLite stores are.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import psycopg
+
+from llmkg.store.schema import StoreVersionError
+
+SCHEMA_VERSION = 1
+MAX_NODE_ID = 2**53 - 1
+# pg_advisory_xact_lock key taken while the schema is created or checked ("llmkg" in hex).
+SCHEMA_LOCK = 0x6C6C6D6B67
+
+SCHEMA = f"""
+CREATE TABLE IF NOT EXISTS llmkg_meta (key text PRIMARY KEY, value text NOT NULL);
+CREATE TABLE IF NOT EXISTS llmkg_partitions (
+    partition integer PRIMARY KEY,
+    last_seq bigint NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS llmkg_nodes (
+    partition integer NOT NULL,
+    id bigint GENERATED ALWAYS AS IDENTITY (MAXVALUE {MAX_NODE_ID}),
+    triple_key bytea NOT NULL,
+    subject text NOT NULL,
+    predicate text NOT NULL,
+    object text NOT NULL,
+    confidence double precision NOT NULL,
+    embedding bytea,
+    parent bigint,
+    seq bigint NOT NULL,
+    reads bigint NOT NULL DEFAULT 0,
+    deleted boolean NOT NULL DEFAULT false,
+    PRIMARY KEY (partition, id)
+);
+CREATE UNIQUE INDEX IF NOT EXISTS llmkg_nodes_triple
+    ON llmkg_nodes (partition, triple_key) WHERE NOT deleted;
+CREATE UNIQUE INDEX IF NOT EXISTS llmkg_nodes_seq ON llmkg_nodes (partition, seq);
+"""
+
+
+def open_schema(conn: psycopg.Connection[Any], target: str, partition: int) -> str:
+    """Create the tables (or check their version) and ``partition``'s counter row, on a
+    connection to the store named ``target`` in messages; returns the store's id. Under an
+    advisory lock, so that processes starting together on a new database do not race to
+    create the same tables."""
+    with conn.transaction():
+        conn.execute("SELECT pg_advisory_xact_lock(%s)", (SCHEMA_LOCK,))
+        exists = conn.execute("SELECT to_regclass('llmkg_meta') IS NOT NULL").fetchone()
+        if exists and exists[0]:
+            row = conn.execute(
+                "SELECT value FROM llmkg_meta WHERE key = 'schema_version'"
+            ).fetchone()
+            version = int(row[0]) if row else 0
+            if version > SCHEMA_VERSION:
+                raise StoreVersionError(
+                    f"{target} has llmkg schema version {version}, written by a "
+                    f"newer llmkg; this one knows versions up to {SCHEMA_VERSION}"
+                )
+        conn.execute(SCHEMA)
+        conn.execute(
+            "INSERT INTO llmkg_meta VALUES ('schema_version', %s) "
+            "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            (str(SCHEMA_VERSION),),
+        )
+        conn.execute(
+            "INSERT INTO llmkg_meta VALUES ('store_id', %s) ON CONFLICT DO NOTHING",
+            (uuid.uuid4().hex,),
+        )
+        conn.execute(
+            "INSERT INTO llmkg_partitions (partition) VALUES (%s) ON CONFLICT DO NOTHING",
+            (partition,),
+        )
+        row = conn.execute("SELECT value FROM llmkg_meta WHERE key = 'store_id'").fetchone()
+        assert row is not None
+        return str(row[0])

@@ -1,0 +1,475 @@
+"""The PostgreSQL store: the same facts, sequences and tombstones as the SQLite store, in a
+database that several processes can share (ARCHITECTURE.md, "Scale-out").
+
+Tables (created and versioned by llmkg; ``SCHEMA_VERSION`` in ``llmkg_meta``):
+
+- ``llmkg_meta(key)``: facts about the whole database: ``schema_version`` and
+  ``store_id`` (random, given at creation; index snapshots carry it). Shared by every
+  partition: distributed by partition, it would become a reference table.
+- ``llmkg_partitions(partition)``: ``last_seq``, the last sequence number of the partition.
+- ``llmkg_nodes(partition, id)``: the facts. ``id`` comes from an identity column, global
+  over partitions and below 2^53 (exact in a JSON number). A delete is a tombstone: the
+  row stays, marked ``deleted``, without its vector, under the sequence of the delete. The
+  canonical triple is unique among the live rows of a partition (a partial unique index on
+  its SHA-256: a B-tree entry cannot hold three texts of up to 4096 characters each).
+
+Every table's key starts with ``partition`` (the meta table aside), so that the tables
+can later be distributed by it without a redesign.
+
+Sequences follow commit order: a write first increments its partition's counter row in
+its own transaction (``UPDATE ... RETURNING``). The row stays locked until that
+transaction ends, so the next write of the partition gets its number only after this one
+committed (or rolled back, undoing its increment: numbers have no gaps). A reader that
+sees sequence n committed therefore sees every sequence below n, and ``changes_after``
+never skips a write that commits later with a smaller number.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from typing import Any, TypeVar
+
+import numpy as np
+import psycopg
+from psycopg.conninfo import conninfo_to_dict
+from psycopg_pool import ConnectionPool, PoolClosed, PoolTimeout
+
+from llmkg.store.base import BackupUnsupportedError
+from llmkg.store.errors import StoreClosedError, StoreUnavailableError
+from llmkg.store.pgschema import open_schema
+from llmkg.store.records import Change, NodeRecord
+from llmkg.store.schema import StoreOpenError
+
+T = TypeVar("T")
+
+PAGE = 1000  # rows per query of the long reads (changes_after, iter_live, get_many)
+
+COLUMNS = "id, subject, predicate, object, confidence, embedding, parent, seq, reads, deleted"
+LIVE_BY_ID = f"SELECT {COLUMNS} FROM llmkg_nodes WHERE partition = %s AND id = %s AND NOT deleted"
+LIVE_BY_TRIPLE = (
+    f"SELECT {COLUMNS} FROM llmkg_nodes WHERE partition = %s AND triple_key = %s "
+    "AND NOT deleted AND subject = %s AND predicate = %s AND object = %s"
+)
+NEXT_SEQ = (
+    "UPDATE llmkg_partitions SET last_seq = last_seq + 1 WHERE partition = %s RETURNING last_seq"
+)
+
+# Errors after which the connection is gone: the server is unreachable, shut down, or
+# dropped it (SQLSTATE class 08, and 57P01-57P03); psycopg gives no SQLSTATE to a
+# connection that broke on the client side.
+LOST_STATES = ("57P01", "57P02", "57P03")
+
+
+class _ConnectionLostError(StoreUnavailableError):
+    """A connection broke under a statement; the pool replaces it, so a read may retry."""
+
+
+def triple_key(subject: str, predicate: str, object: str) -> bytes:
+    """SHA-256 of the triple, each part prefixed by its length so that no two triples
+    share an encoding."""
+    h = hashlib.sha256()
+    for part in (subject, predicate, object):
+        data = part.encode()
+        h.update(len(data).to_bytes(4, "big"))
+        h.update(data)
+    return h.digest()
+
+
+def describe(dsn: str) -> str:
+    """``user@host:port/dbname`` of a connection string: what messages may show of it
+    (never the password). Raises StoreOpenError, without the text, if it does not parse."""
+    try:
+        parts = conninfo_to_dict(dsn)
+    except psycopg.ProgrammingError:
+        # The parser's message quotes the text around the error, which may be the password.
+        raise StoreOpenError("the PostgreSQL connection string does not parse") from None
+    host = str(parts.get("host") or parts.get("hostaddr") or "localhost")
+    user = f"{parts['user']}@" if parts.get("user") else ""
+    port = f":{parts['port']}" if parts.get("port") else ""
+    return f"postgresql://{user}{host}{port}/{parts.get('dbname') or ''}"
+
+
+def _lost(e: psycopg.OperationalError) -> bool:
+    state = e.sqlstate
+    return state is None or state.startswith("08") or state in LOST_STATES
+
+
+def _record(row: tuple[Any, ...]) -> NodeRecord:
+    node_id, s, p, o, conf, blob, parent, seq, reads, _ = row
+    return NodeRecord(
+        node_id=node_id,
+        subject=s,
+        predicate=p,
+        object=o,
+        confidence=conf,
+        embedding=np.frombuffer(blob, dtype="<f4"),
+        parent=parent,
+        seq=seq,
+        reads=reads,
+    )
+
+
+def _change(row: tuple[Any, ...]) -> Change:
+    return Change(row[7], row[0], None if row[9] else _record(row))
+
+
+class PostgresStore:
+    """Facts of one partition in a PostgreSQL database, through a pool of connections.
+
+    ``connect_timeout`` (seconds) bounds connecting and waiting for a pooled connection:
+    past it an operation raises ``StoreUnavailableError``. ``statement_timeout`` (seconds,
+    0: none) bounds each statement on the server."""
+
+    def __init__(
+        self,
+        dsn: str,
+        *,
+        partition: int = 0,
+        pool_size: int = 10,
+        connect_timeout: float = 5.0,
+        statement_timeout: float = 30.0,
+    ) -> None:
+        if pool_size < 1 or connect_timeout <= 0 or statement_timeout < 0:
+            raise ValueError("pool_size >= 1, connect_timeout > 0 and statement_timeout >= 0")
+        self.target = describe(dsn)
+        self.partition = partition
+        self.timeout = connect_timeout
+        self._statement_ms = int(statement_timeout * 1000)
+        self._lock = threading.Lock()
+        self._closed = False
+        self.commits = 0
+        self.writes = 0
+        # Operations refused because the database could not be reached, and the last reason.
+        self.failed_writes = 0
+        self.last_error: str | None = None
+        seconds = max(1, math.ceil(connect_timeout))
+        self._pool = ConnectionPool(
+            dsn,
+            min_size=1,
+            max_size=pool_size,
+            timeout=connect_timeout,
+            name="llmkg-store",
+            open=False,
+            configure=self._configure,
+            kwargs={
+                "autocommit": True,  # reads are single statements; writes open transactions
+                "connect_timeout": seconds,
+                # A server that vanishes without closing its sockets (a dead machine) is
+                # noticed by TCP within a few timeouts, not after the kernel's 2 hours.
+                "keepalives": 1,
+                "keepalives_idle": seconds,
+                "keepalives_interval": seconds,
+                "keepalives_count": 3,
+                "tcp_user_timeout": seconds * 3000,
+            },
+        )
+        try:
+            try:
+                self._pool.open(wait=True, timeout=connect_timeout)
+            except PoolTimeout:
+                raise StoreUnavailableError(
+                    f"the PostgreSQL store at {self.target} is unreachable or refuses "
+                    f"connections (the log says why): none within {connect_timeout:g}s"
+                ) from None
+            with self._connection() as conn:
+                self.store_id = open_schema(conn, self.target, self.partition)
+                self.committed_seq = self._read_last_seq(conn)
+        except BaseException:
+            self._pool.close()
+            raise
+
+    def _configure(self, conn: psycopg.Connection[Any]) -> None:
+        conn.execute(
+            "SELECT set_config('statement_timeout', %s, false)", (str(self._statement_ms),)
+        )
+
+    # ---- connections -------------------------------------------------------------------
+
+    @contextmanager
+    def _connection(self) -> Iterator[psycopg.Connection[Any]]:
+        if self._closed:
+            raise StoreClosedError("the store is closed")
+        try:
+            with self._pool.connection(timeout=self.timeout) as conn:
+                yield conn
+        except PoolTimeout:
+            self._unavailable(f"no connection within {self.timeout:g}s")
+            raise StoreUnavailableError(
+                f"the PostgreSQL store at {self.target} is unavailable: no connection "
+                f"within {self.timeout:g}s"
+            ) from None
+        except PoolClosed:
+            raise StoreClosedError("the store is closed") from None
+        except psycopg.OperationalError as e:
+            if not _lost(e):
+                raise
+            self._unavailable(str(e))
+            raise _ConnectionLostError(
+                f"the PostgreSQL store at {self.target} is unavailable: {e}"
+            ) from None
+
+    def _unavailable(self, reason: str) -> None:
+        with self._lock:
+            self.failed_writes += 1
+            self.last_error = reason
+
+    def health(self) -> tuple[bool, str]:
+        """Whether the database answers a query, with a line saying why not."""
+        try:
+            self._read(lambda conn: conn.execute("SELECT 1").fetchone())
+        except (StoreUnavailableError, StoreClosedError) as e:
+            return False, str(e)
+        return True, f"sequence {self.committed_seq}, {self.failed_writes} operations failed"
+
+    def _read(self, fn: Callable[[psycopg.Connection[Any]], T]) -> T:
+        # Once: a connection the server dropped (a restart, a failover) fails its next
+        # statement, and the pool replaces it. A write is not retried: it may have
+        # committed before the connection broke.
+        try:
+            with self._connection() as conn:
+                return fn(conn)
+        except _ConnectionLostError:
+            with self._connection() as conn:
+                return fn(conn)
+
+    def _rows(self, query: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]]:
+        return self._read(lambda conn: conn.execute(query, params).fetchall())
+
+    def _next_seq(self, conn: psycopg.Connection[Any]) -> int:
+        """The partition's next sequence number. From here to the end of the transaction
+        the partition's other writers wait: see the module's docstring."""
+        row = conn.execute(NEXT_SEQ, (self.partition,)).fetchone()
+        if row is None:
+            raise StoreOpenError(f"{self.target} has no counter row for partition {self.partition}")
+        return int(row[0])
+
+    def _committed(self, seq: int | None) -> None:
+        with self._lock:
+            self.commits += 1
+            self.writes += 1
+            if seq is not None:
+                self.committed_seq = max(self.committed_seq, seq)
+
+    # ---- writes ------------------------------------------------------------------------
+
+    def insert(
+        self,
+        subject: str,
+        predicate: str,
+        object: str,
+        confidence: float,
+        embedding: np.ndarray,
+        parent: int | None = None,
+        merge: Callable[[float, float], float] = max,
+    ) -> tuple[NodeRecord, bool]:
+        """Store a fact, or find it: ``(record, created)``. A triple already live keeps its
+        node; its confidence becomes ``merge(old, new)``. Returns once committed."""
+        key = triple_key(subject, predicate, object)
+        by_triple = (self.partition, key, subject, predicate, object)
+        # Stored already with nothing to change (a retried allocation): no write at all.
+        rows = self._rows(LIVE_BY_TRIPLE, by_triple)
+        if rows and merge(rows[0][4], confidence) == rows[0][4]:
+            return _record(rows[0]), False
+        blob = np.ascontiguousarray(embedding, dtype="<f4").tobytes()
+        with self._connection() as conn:
+            with conn.transaction() as tx:
+                seq = self._next_seq(conn)
+                row = conn.execute(
+                    f"INSERT INTO llmkg_nodes (partition, triple_key, subject, predicate, "
+                    "object, confidence, embedding, parent, seq) "
+                    "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) "
+                    "ON CONFLICT (partition, triple_key) WHERE NOT deleted DO NOTHING "
+                    f"RETURNING {COLUMNS}",
+                    (*by_triple[:2], subject, predicate, object, confidence, blob, parent, seq),
+                ).fetchone()
+                created = row is not None
+                if row is None:
+                    # Live already: stored since the read above by a writer that held the
+                    # counter before this one (and so has committed).
+                    row = conn.execute(LIVE_BY_TRIPLE, by_triple).fetchone()
+                    assert row is not None, "a conflicting live row is visible once committed"
+                    new = merge(row[4], confidence)
+                    if new == row[4]:
+                        result = _record(row), False
+                        raise psycopg.Rollback(tx)  # gives the sequence number back
+                    row = conn.execute(
+                        f"UPDATE llmkg_nodes SET confidence = %s, seq = %s "
+                        f"WHERE partition = %s AND id = %s RETURNING {COLUMNS}",
+                        (new, seq, self.partition, row[0]),
+                    ).fetchone()
+                    assert row is not None
+                result = _record(row), created
+            if result[0].seq == seq:
+                self._committed(seq)
+        return result
+
+    def raise_confidence(self, node_id: int, confidence: float) -> NodeRecord | None:
+        """The live node ``node_id`` with its confidence raised to ``confidence`` if that is
+        higher; None if the node is not live. Never creates a row."""
+        record = self.get(node_id)
+        if record is None or confidence <= record.confidence:
+            return record
+        with self._connection() as conn:
+            with conn.transaction() as tx:
+                seq = self._next_seq(conn)
+                row = conn.execute(
+                    f"UPDATE llmkg_nodes SET confidence = %s, seq = %s WHERE partition = %s "
+                    f"AND id = %s AND NOT deleted AND confidence < %s RETURNING {COLUMNS}",
+                    (confidence, seq, self.partition, node_id, confidence),
+                ).fetchone()
+                if row is None:  # deleted, or raised as high by another writer meanwhile
+                    found = conn.execute(LIVE_BY_ID, (self.partition, node_id)).fetchone()
+                    record = _record(found) if found else None
+                    raise psycopg.Rollback(tx)
+                record = _record(row)
+            if record is not None and record.seq == seq:
+                self._committed(seq)
+        return record
+
+    def delete(self, node_id: int) -> bool:
+        """Delete a node (a tombstone under a new sequence); False if it was not live.
+        Returns once committed."""
+        deleted = False
+        with self._connection() as conn:
+            with conn.transaction() as tx:
+                seq = self._next_seq(conn)
+                cur = conn.execute(
+                    "UPDATE llmkg_nodes SET deleted = true, embedding = NULL, seq = %s "
+                    "WHERE partition = %s AND id = %s AND NOT deleted",
+                    (seq, self.partition, node_id),
+                )
+                if cur.rowcount == 0:
+                    raise psycopg.Rollback(tx)
+                deleted = True
+        if deleted:
+            self._committed(seq)
+        return deleted
+
+    def add_reads(self, counts: dict[int, int]) -> None:
+        """Add to the read counters of nodes (not a change: no sequence number)."""
+        if not counts:
+            return
+        # In id order, so that two processes adding to the same rows lock them in the
+        # same order and cannot deadlock.
+        params = [(int(n), self.partition, int(i)) for i, n in sorted(counts.items())]
+        with self._connection() as conn:
+            with conn.transaction(), conn.cursor() as cur:
+                cur.executemany(
+                    "UPDATE llmkg_nodes SET reads = reads + %s WHERE partition = %s AND id = %s",
+                    params,
+                )
+        self._committed(None)
+
+    def sync(self) -> None:
+        """Nothing to do: a commit returned by PostgreSQL is durable (``synchronous_commit``,
+        and with a synchronous standby, on two machines)."""
+
+    # ---- reads -------------------------------------------------------------------------
+
+    def get(self, node_id: int) -> NodeRecord | None:
+        rows = self._rows(LIVE_BY_ID, (self.partition, node_id))
+        return _record(rows[0]) if rows else None
+
+    def get_many(self, node_ids: Iterable[int]) -> dict[int, NodeRecord]:
+        ids = [int(i) for i in node_ids]  # numpy integers have no PostgreSQL type
+        out: dict[int, NodeRecord] = {}
+        for start in range(0, len(ids), PAGE):
+            for row in self._rows(
+                f"SELECT {COLUMNS} FROM llmkg_nodes WHERE partition = %s "
+                "AND id = ANY(%s::bigint[]) AND NOT deleted",
+                (self.partition, ids[start : start + PAGE]),
+            ):
+                out[row[0]] = _record(row)
+        return out
+
+    def find(self, subject: str, predicate: str, object: str) -> NodeRecord | None:
+        key = triple_key(subject, predicate, object)
+        rows = self._rows(LIVE_BY_TRIPLE, (self.partition, key, subject, predicate, object))
+        return _record(rows[0]) if rows else None
+
+    def changes_after(self, seq: int) -> Iterator[Change]:
+        """Every node written after ``seq``, in sequence order (for replay), a page at a
+        time: no connection is held while the caller works on a page. A node written again
+        between pages shows up again, under its newer sequence."""
+        while True:
+            rows = self._rows(
+                f"SELECT {COLUMNS} FROM llmkg_nodes WHERE partition = %s AND seq > %s "
+                "ORDER BY seq LIMIT %s",
+                (self.partition, seq, PAGE),
+            )
+            yield from (_change(row) for row in rows)
+            if len(rows) < PAGE:
+                return
+            seq = rows[-1][7]
+
+    def iter_live(self) -> Iterator[tuple[int, str, str, str, float, int]]:
+        """``(id, subject, predicate, object, confidence, reads)`` of every live node."""
+        after = 0
+        while True:
+            rows = self._rows(
+                "SELECT id, subject, predicate, object, confidence, reads FROM llmkg_nodes "
+                "WHERE partition = %s AND id > %s AND NOT deleted ORDER BY id LIMIT %s",
+                (self.partition, after, PAGE),
+            )
+            yield from rows  # type: ignore[misc]
+            if len(rows) < PAGE:
+                return
+            after = rows[-1][0]
+
+    def most_read(self, n: int) -> list[int]:
+        rows = self._rows(
+            "SELECT id FROM llmkg_nodes WHERE partition = %s AND NOT deleted "
+            "ORDER BY reads DESC, id LIMIT %s",
+            (self.partition, n),
+        )
+        return [r[0] for r in rows]
+
+    def count(self) -> int:
+        rows = self._rows(
+            "SELECT count(*) FROM llmkg_nodes WHERE partition = %s AND NOT deleted",
+            (self.partition,),
+        )
+        return int(rows[0][0])
+
+    def _read_last_seq(self, conn: psycopg.Connection[Any]) -> int:
+        row = conn.execute(
+            "SELECT last_seq FROM llmkg_partitions WHERE partition = %s", (self.partition,)
+        ).fetchone()
+        return int(row[0]) if row else 0
+
+    @property
+    def last_seq(self) -> int:
+        """The partition's last committed sequence number (by any process)."""
+        return self._read(self._read_last_seq)
+
+    def wal_bytes(self) -> int:
+        """0: the write-ahead log is the database's, not the store's."""
+        return 0
+
+    def check_backup(self) -> None:
+        raise BackupUnsupportedError(
+            f"the store is the PostgreSQL database {self.target}: back it up with the "
+            "database's tools (pg_dump, or base backups and WAL archiving, e.g. "
+            "CloudNativePG's backups); llmkg's backup copies SQLite stores only"
+        )
+
+    def backup_to(self, dest: object) -> None:
+        self.check_backup()
+
+    def close(self) -> None:
+        """Close every connection; later operations raise StoreClosedError."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+        self._pool.close()
+
+    def __enter__(self) -> PostgresStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
