@@ -1,4 +1,8 @@
-"""Shared fixtures: the real-embedding dev set (from ../shared) and small synthetic data."""
+"""Shared fixtures: the real-embedding dev set (from ../shared) and small synthetic data.
+
+The session's header names the dev set, or says that it is missing, and its summary
+says whether the tests loaded it. Without the set the tests that use it skip, except under
+``CI``, where they fail: a CI run must not pass without its recall tests."""
 
 from __future__ import annotations
 
@@ -42,11 +46,54 @@ def _dev_slice() -> DevSlice:
     return DevSlice(base, queries, truth)
 
 
+DEV_FILES = ("base.f16.npy", "queries.f32.npy")
+# What the session's tests loaded of the dev set, reported at its end.
+_DEV_LOADED: list[str] = []
+
+
+def _dev_description() -> str | None:
+    """The dev set's path and sizes, or None if it is missing."""
+    if not all((DEV_DATA / f).exists() for f in DEV_FILES):
+        return None
+    base = np.load(DEV_DATA / "base.f16.npy", mmap_mode="r")
+    queries = np.load(DEV_DATA / "queries.f32.npy", mmap_mode="r")
+    used = min(SLICE, base.shape[0])
+    return (
+        f"{DEV_DATA}: {base.shape[0]} base vectors of dim {base.shape[1]} "
+        f"(the first {used} used), {queries.shape[0]} queries"
+    )
+
+
+def _in_ci() -> bool:
+    return os.environ.get("CI", "").lower() not in ("", "0", "false")
+
+
+def pytest_report_header() -> str:
+    found = _dev_description()
+    if found is not None:
+        return f"dev data: {found}"
+    outcome = "fail (CI is set)" if _in_ci() else "skip"
+    return f"dev data: not found at {DEV_DATA}; the tests using it {outcome}"
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    for loaded in _DEV_LOADED:
+        terminalreporter.write_line(f"dev data loaded: {loaded}")
+
+
 @pytest.fixture(scope="session")
 def dev() -> DevSlice:
-    if not (DEV_DATA / "base.f16.npy").exists():
-        pytest.skip(f"dev data set not found at {DEV_DATA} (set LLMKG_DEV_DATA)")
-    return _dev_slice()
+    if _dev_description() is None:
+        missing = f"dev data set not found at {DEV_DATA} (set LLMKG_DEV_DATA)"
+        if _in_ci():
+            pytest.fail(f"{missing}; CI runs the recall tests", pytrace=False)
+        pytest.skip(missing)
+    data = _dev_slice()
+    _DEV_LOADED.append(
+        f"{DEV_DATA}: {len(data.base)} base vectors of dim {data.base.shape[1]}, "
+        f"{len(data.queries)} queries"
+    )
+    return data
 
 
 def clustered(n: int, dim: int, seed: int) -> np.ndarray:

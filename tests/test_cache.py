@@ -8,14 +8,13 @@ import inspect
 import random
 import re
 import sys
-import time
 import weakref
 from collections import OrderedDict
 
 import pytest
 
 import llmkg
-from llmkg import ShardedCache, TieredCache
+from llmkg import ManualClock, ShardedCache, TieredCache
 
 POLICIES = ["lru", "lru-with-frequency"]
 STAT_KEYS = {
@@ -255,12 +254,14 @@ def test_frequency_policy_keeps_the_hot_set_through_a_scan() -> None:
 
 def test_ttl_expires_entries() -> None:
     # One shard: the eleven entries fit whatever shards the process's hash key picks.
-    c = ShardedCache(100, shards=1, ttl=0.25)
+    clock = ManualClock()
+    c = ShardedCache(100, shards=1, ttl=0.25, clock=clock)
     for k in range(10):
         c[k] = k
     c.put("long", 1, ttl=60)
-    assert c[0] == 0
-    time.sleep(0.3)
+    clock.advance(0.125)
+    assert c[0] == 0 and len(c) == 11, "alive until the ttl has passed"
+    clock.advance(0.125)
     assert c.get(0) is None
     assert 1 not in c
     with pytest.raises(KeyError):
@@ -274,24 +275,55 @@ def test_ttl_expires_entries() -> None:
 
 
 def test_per_entry_ttl_without_a_default() -> None:
-    c = ShardedCache(100)
+    clock = ManualClock()
+    c = ShardedCache(100, clock=clock)
     c.put("short", 1, ttl=0.05)
     c.put("forever", 2)
     c.put_many({"batch": 3}, ttl=0.05)
-    time.sleep(0.1)
+    clock.advance(0.025)
+    assert c.get("short") == 1 and c.get("batch") == 3
+    clock.advance(0.025)
     assert c.get("short") is None and c.get("batch") is None
+    clock.advance(3600)
     assert c.get("forever") == 2
 
 
 def test_expired_entries_are_swept_by_writes() -> None:
-    c = ShardedCache(10_000, shards=1, ttl=0.02)
-    for k in range(200):
-        c[k] = k
-    time.sleep(0.05)
+    clock = ManualClock()
+    c = ShardedCache(10_000, shards=1, ttl=0.02, clock=clock)
+
+    class Value:
+        pass
+
+    values = [Value() for _ in range(200)]
+    refs = [weakref.ref(v) for v in values]
+    for k, v in enumerate(values):
+        c[k] = v
+    del values, v
+    clock.advance(0.02)
     for k in range(1000, 1400):
         c.put(k, k, ttl=60)
-    # No read touched the first 200: the amortised sweep on writes reclaimed them.
-    assert c.stats()["expirations"] >= 150
+    # No read touched the first 200, and `len` or `stats()` would reclaim them all
+    # themselves: the values already freed are what the writes' amortised sweep took.
+    freed = sum(r() is None for r in refs)
+    assert freed >= 150, f"the writes' sweep freed only {freed} of 200"
+    assert c.stats()["expirations"] == 200
+
+
+def test_a_manual_clock_moves_only_when_advanced() -> None:
+    clock = ManualClock()
+    assert clock.elapsed == 0.0
+    c = ShardedCache(10, ttl=1.0, clock=clock)
+    c["k"] = "v"
+    clock.advance(0)
+    clock.advance(0.5)
+    assert clock.elapsed == 0.5 and c["k"] == "v"
+    for bad in (-1.0, float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="seconds"):
+            clock.advance(bad)
+    assert clock.elapsed == 0.5 and repr(clock) == "ManualClock(elapsed=0.5)"
+    clock.advance(0.5)
+    assert "k" not in c
 
 
 def test_tiered_cache_promotes_l2_hits() -> None:
@@ -324,13 +356,25 @@ def test_tiered_cache_promotes_l2_hits() -> None:
 
 
 def test_tiered_promotion_keeps_the_l2_expiry() -> None:
-    l1 = ShardedCache(10, shards=1)
-    l2 = ShardedCache(10, shards=1)
+    clock = ManualClock()
+    l1 = ShardedCache(10, shards=1, ttl=60, clock=clock)
+    l2 = ShardedCache(10, shards=1, clock=clock)
     t = TieredCache(l1, l2)
     l2.put("k", "v", ttl=0.25)
-    assert t["k"] == "v"
-    time.sleep(0.3)
-    assert t.get("k") is None, "the promoted copy must not outlive the original"
+    clock.advance(0.125)
+    assert t["k"] == "v" and "k" in l1
+    clock.advance(0.125)
+    assert "k" not in l1, "the promoted copy must not outlive the original"
+    assert t.get("k") is None
+
+
+def test_tiers_must_share_their_clock() -> None:
+    clock = ManualClock()
+    with pytest.raises(ValueError, match="same clock"):
+        TieredCache(ShardedCache(10, clock=clock), ShardedCache(10))
+    with pytest.raises(ValueError, match="same clock"):
+        TieredCache(ShardedCache(10, clock=clock), ShardedCache(10, clock=ManualClock()))
+    TieredCache(ShardedCache(10, clock=clock), ShardedCache(10, clock=clock))
 
 
 def test_a_value_whose_finalizer_uses_the_cache_does_not_deadlock() -> None:
@@ -403,9 +447,11 @@ def test_get_releases_what_it_drops_at_once() -> None:
 
     v = Value()
     gone = weakref.ref(v)
+    clock = ManualClock()
+    c = ShardedCache(10, shards=1, clock=clock)
     c.put("short", v, ttl=0.01)
     del v
-    time.sleep(0.03)
+    clock.advance(0.01)
     assert c.get("short") is None
     assert gone() is None, "the read that finds an entry expired frees its value"
 

@@ -7,7 +7,7 @@ import threading
 
 import pytest
 
-from llmkg import ShardedCache, TieredCache
+from llmkg import ManualClock, ShardedCache, TieredCache
 
 THREADS = 4
 OPS = 40_000
@@ -54,17 +54,24 @@ def _run(get, put, pop) -> int:
 @pytest.mark.parametrize("policy", ["lru", "lru-with-frequency"])
 @pytest.mark.parametrize("ttl", [None, 0.001])
 def test_hammer_one_cache(policy: str, ttl: float | None) -> None:
-    c = ShardedCache(1000, shards=8, policy=policy, ttl=ttl, max_memory=50_000)
-    gets = _run(c.get, c.put, c.pop)
+    clock = ManualClock()
+    c = ShardedCache(1000, shards=8, policy=policy, ttl=ttl, max_memory=50_000, clock=clock)
+
+    def put(key: object, value: object) -> None:
+        # Time passes with the writes: with the ttl, each entry expires 10 writes (of any
+        # thread) after its own, while the threads still read and write.
+        clock.advance(0.0001)
+        c.put(key, value)
+
+    gets = _run(c.get, put, c.pop)
     s = c.stats()
     assert s["hits"] + s["misses"] == gets
-    # With a 1 ms ttl more entries may expire between the two reads.
-    assert len(c) <= s["entries"] <= 1000
-    if ttl is None:
-        assert len(c) == s["entries"]
+    assert len(c) == s["entries"] <= 1000
     assert s["memory_bytes"] <= 50_000
     if ttl is not None:
         assert s["expirations"] > 0
+        clock.advance(ttl)
+        assert len(c) == 0
 
 
 def test_hammer_tiered() -> None:

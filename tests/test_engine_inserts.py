@@ -7,9 +7,12 @@ held back; checkpoints and deletes wait for it."""
 from __future__ import annotations
 
 import contextlib
+import sys
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 import numpy as np
@@ -40,6 +43,31 @@ class GatedIndex:
         if self.failures:
             self.failures -= 1
             raise ValueError("boom")
+
+
+def _stack(frame: FrameType | None) -> list[FrameType]:
+    frames = []
+    while frame is not None:
+        frames.append(frame)
+        frame = frame.f_back
+    return frames
+
+
+def blocked_in(thread: threading.Thread, method: Callable[..., Any], timeout: float = 30) -> bool:
+    """Whether ``thread`` comes to wait on a ``threading.Condition`` from within ``method``
+    (a condition it waits on because its predicate was false). Polled until ``timeout``;
+    False as soon as the thread has ended, which it would if it did not wait."""
+    deadline = time.monotonic() + timeout
+    while thread.is_alive() and time.monotonic() < deadline:
+        frames = _stack(sys._current_frames().get(thread.ident or -1))
+        if (
+            frames
+            and frames[0].f_code is threading.Condition.wait.__code__
+            and any(f.f_code is method.__code__ for f in frames)
+        ):
+            return True
+        time.sleep(0.001)
+    return False
 
 
 def vector(i: int) -> np.ndarray:
@@ -108,10 +136,11 @@ def test_allocations_wait_once_max_pending_nodes_wait(
 
     waiting = threading.Thread(target=third)
     waiting.start()
-    waiting.join(0.3)
-    assert waiting.is_alive() and len(inserts) == 2, "a third pending node waits for the linker"
+    assert blocked_in(waiting, BackgroundInserts.wait_room), "a third node waits for the linker"
+    assert len(inserts) == 2
     index.gate.set()
     waiting.join(30)
+    assert not waiting.is_alive()
     inserts.wait_idle()
     assert sorted(i for call in index.calls for i in call) == [1, 2, 3]
     inserts.close()
@@ -220,10 +249,12 @@ def test_checkpoints_and_deletes_wait_for_a_pending_node(tmp_path: Path) -> None
         node = engine.allocate(fact(1, unit(1))).node_id
         checkpoint = threading.Thread(target=engine.checkpoint)
         checkpoint.start()
-        checkpoint.join(0.3)
-        assert checkpoint.is_alive(), "a snapshot must hold every committed node"
+        waits = blocked_in(checkpoint, BackgroundInserts.wait_idle)
+        assert waits, "a snapshot must hold every committed node: it waits for the link"
+        assert node not in engine.index
         held.gate.set()
         checkpoint.join(30)
+        assert not checkpoint.is_alive()
         assert node in engine.index
 
         held.gate.clear()
@@ -232,10 +263,12 @@ def test_checkpoints_and_deletes_wait_for_a_pending_node(tmp_path: Path) -> None
         assert held.entered.wait(30)  # its link is under way: the delete must wait for it
         delete = threading.Thread(target=engine.delete, args=(gone,))
         delete.start()
-        delete.join(0.3)
-        assert delete.is_alive(), "a delete waits for the link, or the link would undo it"
+        waits = blocked_in(delete, BackgroundInserts.discard)
+        assert waits, "a delete waits for the link, or the link would undo it"
+        assert gone in engine.inserts
         held.gate.set()
         delete.join(30)
+        assert not delete.is_alive()
         assert gone not in engine.index and engine.get(gone) is None
         assert [h.node_id for h in engine.search(embedding=unit(2), k=2)] == [node]
 

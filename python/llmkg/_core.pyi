@@ -118,6 +118,15 @@ def score_rows(
 _Key = str | bytes | int
 
 @final
+class ManualClock:
+    """A clock for tests of expiry: it starts at 0 and moves only by ``advance``."""
+
+    def __new__(cls) -> ManualClock: ...
+    def advance(self, seconds: float) -> None: ...
+    @property
+    def elapsed(self) -> float: ...
+
+@final
 class ShardedCache:
     """A concurrent cache of at most ``capacity`` entries in independently locked shards."""
 
@@ -129,6 +138,7 @@ class ShardedCache:
         ttl: float | None = None,
         max_memory: int | None = None,
         policy: str = "lru-with-frequency",
+        clock: ManualClock | None = None,
     ) -> ShardedCache: ...
     def put(
         self, key: _Key, value: Any, *, ttl: float | None = None, size: int | None = None

@@ -9,15 +9,13 @@
 //! no Python code runs under that lock (evicted values come back in a `Removed` and are
 //! dropped after it is released), no thread can wait for the GIL while holding a lock.
 
-use std::sync::Arc;
-use std::time::Duration;
-
 use llmkg_core::cache::{
     hash, CacheConfig, CacheOps, CacheStats, EntryOptions, Policy, Removed, ShardedCache,
 };
 use pyo3::exceptions::{PyKeyError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyInt, PyString};
+use std::sync::Arc;
 
 use crate::errors::CoreError;
 
@@ -25,8 +23,11 @@ use crate::errors::CoreError;
 mod fast_get;
 #[path = "cache_tiered.rs"]
 mod tiered;
+#[path = "cache_time.rs"]
+mod time;
 
 use tiered::PyTieredCache;
+use time::{clock_of, ttl_of, PyManualClock};
 
 /// Weight of a value that is neither `bytes` nor `str` when `put` is given no `size`.
 const DEFAULT_WEIGHT: u32 = 64;
@@ -213,18 +214,6 @@ fn entry_options(
     })
 }
 
-fn ttl_of(ttl: Option<f64>) -> PyResult<Option<Duration>> {
-    match ttl {
-        None => Ok(None),
-        Some(t) if t > 0.0 => Duration::try_from_secs_f64(t).map(Some).map_err(|_| {
-            PyValueError::new_err(format!("ttl must be a finite number of seconds, got {t}"))
-        }),
-        Some(t) => Err(PyValueError::new_err(format!(
-            "ttl must be > 0 seconds, got {t}"
-        ))),
-    }
-}
-
 fn stats_dict<'py>(py: Python<'py>, s: &CacheStats) -> PyResult<Bound<'py, PyDict>> {
     let d = PyDict::new(py);
     d.set_item("hits", s.hits)?;
@@ -284,7 +273,8 @@ type Core = ShardedCache<PyKey, Py<PyAny>>;
 /// in seconds. `max_memory` bounds the sum of entry weights: a `put`'s `size`, or else
 /// `len(value)` for `bytes`/`str` and 64 for anything else. Both bounds are hard; at
 /// most `min(shards, capacity, max_memory)` shards are used, and an entry heavier than
-/// its bound is rejected (counted in `stats()["rejections"]`).
+/// its bound is rejected (counted in `stats()["rejections"]`). Entries expire by the
+/// monotonic clock, or by `clock` (a `ManualClock`) if given.
 #[pyclass(frozen, module = "llmkg._core", name = "ShardedCache")]
 pub struct PyShardedCache {
     inner: Arc<Core>,
@@ -322,13 +312,14 @@ impl PyShardedCache {
 #[pymethods]
 impl PyShardedCache {
     #[new]
-    #[pyo3(signature = (capacity, *, shards=16, ttl=None, max_memory=None, policy="lru-with-frequency"))]
+    #[pyo3(signature = (capacity, *, shards=16, ttl=None, max_memory=None, policy="lru-with-frequency", clock=None))]
     fn new(
         capacity: i64,
         shards: i64,
         ttl: Option<f64>,
         max_memory: Option<i64>,
         policy: &str,
+        clock: Option<PyRef<'_, PyManualClock>>,
     ) -> PyResult<Self> {
         if capacity < 1 {
             return Err(PyValueError::new_err(format!(
@@ -352,6 +343,7 @@ impl PyShardedCache {
             ttl: ttl_of(ttl)?,
             max_memory: max_memory.map(|m| m as u64),
             policy: Policy::parse(policy).map_err(CoreError::from)?,
+            clock: clock_of(clock),
         };
         let inner = Core::new(config).map_err(CoreError::from)?;
         Ok(PyShardedCache {
@@ -492,5 +484,6 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyShardedCache>()?;
     fast_get::install(&m.py().get_type::<PyShardedCache>())?;
     m.add_class::<PyTieredCache>()?;
+    m.add_class::<PyManualClock>()?;
     Ok(())
 }

@@ -5,10 +5,12 @@ use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
+use crate::errors::CoreError;
+
 use super::{entry_options, key_error, or_default, stats_dict, with_key, PyKey, PyShardedCache};
 
 /// Two caches as tiers: `get` tries `l1`, then `l2`, and copies an `l2` hit into `l1`;
-/// `put` writes both; `pop` removes from both.
+/// `put` writes both; `pop` removes from both. Both must expire by the same clock.
 #[pyclass(frozen, module = "llmkg._core", name = "TieredCache")]
 pub struct PyTieredCache {
     inner: TieredCache<PyKey, Py<PyAny>>,
@@ -33,7 +35,8 @@ impl PyTieredCache {
                 "l1 and l2 must be two different caches",
             ));
         }
-        let inner = TieredCache::new(l1.get().inner.clone(), l2.get().inner.clone());
+        let inner = TieredCache::new(l1.get().inner.clone(), l2.get().inner.clone())
+            .map_err(CoreError::from)?;
         Ok(PyTieredCache {
             inner,
             l1: l1.unbind(),

@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use super::clock::Clock;
 use crate::error::{Error, Result};
 
 /// The eviction policy.
@@ -51,6 +52,9 @@ pub struct CacheConfig {
     /// Most total weight held at once (a hard bound); `None`: unbounded.
     pub max_memory: Option<u64>,
     pub policy: Policy,
+    /// What entries expire by: the process's monotonic clock unless a test sets a
+    /// [`ManualClock`](super::ManualClock).
+    pub clock: Clock,
 }
 
 /// Most shards accepted; more would only cost memory.
@@ -65,6 +69,7 @@ impl CacheConfig {
             ttl: None,
             max_memory: None,
             policy: Policy::LruWithFrequency,
+            clock: Clock::System,
         }
     }
 

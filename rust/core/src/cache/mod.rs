@@ -8,7 +8,7 @@
 //! - `slot`: the table's entries (a slab index and check bits of the hash);
 //! - `sketch`: TinyLFU's doorkeeper + 4-bit count-min sketch with aging;
 //! - `prefetch`: a cache-line prefetch hint;
-//! - `clock`: the process-wide monotonic clock of expiries;
+//! - `clock`: the clock of expiries (the process's monotonic clock, or a manual one);
 //! - `shard`: one shard's table and eviction policy (`shard_expiry`: its TTL sweep);
 //! - `sharded`, `tiered`: the public caches; `stats`: counters and [`Removed`].
 //!
@@ -30,10 +30,13 @@ mod slot;
 mod stats;
 mod tiered;
 
+pub use clock::{Clock, ManualClock};
 pub use config::{CacheConfig, EntryOptions, Policy, MAX_SHARDS};
 pub use sharded::{CacheOps, ShardedCache, StdOps};
 pub use stats::{CacheStats, Removed};
 pub use tiered::{TieredCache, TieredStats};
 
+#[cfg(test)]
+mod expiry_tests;
 #[cfg(test)]
 mod tests;

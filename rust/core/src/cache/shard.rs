@@ -24,11 +24,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use hashbrown::HashTable;
 
-use super::clock::{self, NEVER};
+use super::clock::{Clock, NEVER};
 use super::sketch::FrequencySketch;
 use super::slab::{Node, Queue, Slab};
 use super::slot::SlotCodec;
 use super::stats::{CacheStats, Removed};
+use expiry::expired;
 
 /// A candidate at least this frequent may be admitted at random even when it does not
 /// beat the victim (1 in 128), so that an attacker who inflates a victim's frequency
@@ -54,13 +55,6 @@ const LAZY_FRACTION: u32 = 4;
 /// Entries examined for expiry on each write (amortised sweep).
 const SWEEP_PER_WRITE: usize = 2;
 
-/// Whether an entry with this expiry tick has expired; reads the clock only for an
-/// entry that has a time to live.
-#[inline]
-fn expired(expires: u64) -> bool {
-    expires != NEVER && expires <= clock::now()
-}
-
 pub(crate) struct Shard<K, V> {
     table: HashTable<u32>,
     codec: SlotCodec,
@@ -75,6 +69,8 @@ pub(crate) struct Shard<K, V> {
     /// Entries that carry an expiry, and a lower bound of their expiries.
     expiring: u32,
     min_expiry: u64,
+    /// The clock that expiry ticks are read on (the cache's).
+    time: Clock,
     sweep_cursor: u32,
     /// The LRU list's `tail_version` when the tail stamp was last read.
     tail_seen: u32,
@@ -83,7 +79,13 @@ pub(crate) struct Shard<K, V> {
 }
 
 impl<K, V> Shard<K, V> {
-    pub(crate) fn new(capacity: u32, max_weight: u64, frequency: bool, seed: u64) -> Self {
+    pub(crate) fn new(
+        capacity: u32,
+        max_weight: u64,
+        frequency: bool,
+        seed: u64,
+        time: Clock,
+    ) -> Self {
         let window_cap = if frequency {
             (capacity / 100).max(1)
         } else {
@@ -102,6 +104,7 @@ impl<K, V> Shard<K, V> {
             weight: 0,
             expiring: 0,
             min_expiry: NEVER,
+            time,
             sweep_cursor: 0,
             tail_seen: 0,
             rng: seed | 1,
@@ -152,11 +155,6 @@ impl<K, V> Shard<K, V> {
     fn remove_at(&mut self, idx: u32, removed: &mut Removed<K, V>) {
         let node = self.take_at(idx);
         removed.push(node.key, node.value);
-    }
-
-    #[inline]
-    fn is_expired(&self, idx: u32) -> bool {
-        expired(self.slab.node(idx).expires)
     }
 
     /// Marks an entry as just used.
@@ -215,7 +213,7 @@ impl<K, V> Shard<K, V> {
             return None;
         };
         let node = self.slab.node_mut(idx);
-        if expired(node.expires) {
+        if expired(&self.time, node.expires) {
             self.expire_on_read(idx, removed);
             return None;
         }
@@ -235,15 +233,6 @@ impl<K, V> Shard<K, V> {
         self.stats.hits += 1;
         self.on_access(idx, clock);
         Some(r)
-    }
-
-    /// A read found the entry expired: it goes, and the read is a miss.
-    #[cold]
-    #[inline(never)]
-    fn expire_on_read(&mut self, idx: u32, removed: &mut Removed<K, V>) {
-        self.remove_at(idx, removed);
-        self.stats.expirations += 1;
-        self.stats.misses += 1;
     }
 
     /// Whether a live entry exists; neither a hit nor a miss, and no change of recency.

@@ -1,7 +1,7 @@
 //! The shard's own invariants, and the behaviour of one shard that the whole cache
 //! cannot show (which entries a hit moves).
 
-use super::super::clock::NEVER;
+use super::super::clock::{Clock, NEVER};
 use super::super::hash::mix;
 use super::super::slab::Queue;
 use super::super::stats::Removed;
@@ -65,7 +65,7 @@ fn hit(s: &mut Shard<u64, u64>, k: u64) {
 
 #[test]
 fn frequency_hits_move_only_entries_outside_the_recent_quarter() {
-    let mut s: Shard<u64, u64> = Shard::new(100, u64::MAX, true, 1);
+    let mut s: Shard<u64, u64> = Shard::new(100, u64::MAX, true, 1, Clock::System);
     for k in 0..50u64 {
         put(&mut s, k);
     }
@@ -92,7 +92,7 @@ fn frequency_hits_move_only_entries_outside_the_recent_quarter() {
 
 #[test]
 fn plain_lru_hits_always_move_to_the_front() {
-    let mut s: Shard<u64, u64> = Shard::new(100, u64::MAX, false, 1);
+    let mut s: Shard<u64, u64> = Shard::new(100, u64::MAX, false, 1, Clock::System);
     for k in 0..10u64 {
         put(&mut s, k);
     }

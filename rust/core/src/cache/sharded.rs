@@ -5,7 +5,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use parking_lot::Mutex;
 
-use super::clock;
 use super::config::{CacheConfig, EntryOptions, Policy};
 use super::hash;
 use super::shard::{Shard, UseClock};
@@ -107,6 +106,7 @@ impl<K, V> ShardedCache<K, V> {
                     weight,
                     frequency,
                     hash::mix(i as u64),
+                    config.clock.clone(),
                 )))
             })
             .collect();
@@ -192,7 +192,7 @@ impl<K, V> ShardedCache<K, V> {
 
     #[inline]
     fn expiry(&self, ttl: Option<std::time::Duration>) -> u64 {
-        clock::expiry_after(ttl.or(self.config.ttl))
+        self.config.clock.expiry_after(ttl.or(self.config.ttl))
     }
 
     /// Looks a key up (a hit or a miss in the stats); returns a copy of its value.

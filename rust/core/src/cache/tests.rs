@@ -3,7 +3,6 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
-use std::time::Duration;
 
 use proptest::prelude::*;
 
@@ -182,33 +181,6 @@ fn hit_ratios_of_the_issue_traces() {
 }
 
 #[test]
-fn ttl_expires_entries_lazily_and_by_sweep() {
-    let mut cfg = CacheConfig::new(100);
-    cfg.ttl = Some(Duration::from_millis(30));
-    let c: ShardedCache<u64, u64> = ShardedCache::new(cfg).unwrap();
-    for k in 0..10 {
-        c.insert(k, k);
-    }
-    c.insert_with(
-        99,
-        99,
-        EntryOptions {
-            ttl: Some(Duration::from_secs(3600)),
-            weight: 1,
-        },
-    );
-    assert_eq!(c.get(&1), Some(1));
-    std::thread::sleep(Duration::from_millis(60));
-    assert_eq!(c.get(&1), None);
-    assert!(!c.contains_key(&2));
-    assert_eq!(c.len(), 1, "expired entries are reclaimed before counting");
-    let s = c.stats();
-    assert_eq!(s.expirations, 10);
-    assert_eq!(c.get(&99), Some(99));
-    c.check_invariants();
-}
-
-#[test]
 fn an_entry_heavier_than_its_shard_budget_is_rejected_and_drops_the_old_value() {
     let mut cfg = CacheConfig::new(10);
     cfg.shards = 1;
@@ -257,7 +229,7 @@ fn an_entry_heavier_than_its_shard_budget_is_rejected_and_drops_the_old_value() 
 fn tiered_promotes_l2_hits_into_l1() {
     let l1 = Arc::new(cache(2, 1, Policy::Lru));
     let l2 = Arc::new(cache(100, 1, Policy::Lru));
-    let t = TieredCache::new(l1.clone(), l2.clone());
+    let t = TieredCache::new(l1.clone(), l2.clone()).unwrap();
     let mut removed = Removed::new();
     for k in 0..10u64 {
         let h = hash::hash_key(&k);
@@ -347,6 +319,7 @@ proptest! {
             ttl: None,
             max_memory,
             policy: if frequency { Policy::LruWithFrequency } else { Policy::Lru },
+            clock: Clock::System,
         };
         let c: ShardedCache<u8, (u8, u32)> = ShardedCache::new(cfg).unwrap();
         let mut last: HashMap<u8, u32> = HashMap::new();

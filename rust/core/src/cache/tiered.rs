@@ -6,11 +6,13 @@ use std::sync::Arc;
 use super::config::EntryOptions;
 use super::sharded::{CacheOps, ShardedCache};
 use super::stats::{CacheStats, Removed};
+use crate::error::{Error, Result};
 
 /// Reads try L1, then L2; an L2 hit is copied into L1 (promotion), keeping its weight
 /// and expiring no later than it does in L2. Writes go to both tiers, so L2 always has
 /// what L1 has unless L2 evicted it first. The hash must come from [`super::hash`],
-/// whose key is shared by every cache of the process, so one hash serves both tiers.
+/// whose key is shared by every cache of the process, so one hash serves both tiers;
+/// and both tiers must read one clock, so that an expiry tick means one instant.
 pub struct TieredCache<K, V> {
     l1: Arc<ShardedCache<K, V>>,
     l2: Arc<ShardedCache<K, V>>,
@@ -30,13 +32,17 @@ pub struct TieredStats {
 }
 
 impl<K, V> TieredCache<K, V> {
-    pub fn new(l1: Arc<ShardedCache<K, V>>, l2: Arc<ShardedCache<K, V>>) -> Self {
-        TieredCache {
+    /// Fails if the tiers read different clocks.
+    pub fn new(l1: Arc<ShardedCache<K, V>>, l2: Arc<ShardedCache<K, V>>) -> Result<Self> {
+        if l1.config().clock != l2.config().clock {
+            return Err(Error::invalid("l1 and l2 must use the same clock"));
+        }
+        Ok(TieredCache {
             l1,
             l2,
             hits: AtomicU64::new(0),
             misses: AtomicU64::new(0),
-        }
+        })
     }
 
     pub fn l1(&self) -> &Arc<ShardedCache<K, V>> {
