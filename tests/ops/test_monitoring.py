@@ -153,9 +153,9 @@ def test_alert_unit_tests_pass() -> None:
         ("< 0.5 * avg by", "< 0.1 * avg by"),  # collapse no longer detected
         ("> 0.85\n", "> 0.95\n"),  # pressure threshold moved
         ('up{job="llmkg-scalable-allocation"} == 0', 'up{job="other"} == 0'),
-        ("[15m]) > 0\n", "[15m]) > 5\n"),  # checkpoint failures no longer seen
+        ("[15m]) > bool 0)", "[15m]) > bool 5)"),  # checkpoint failures no longer seen
         # ... or only after a day without a snapshot
-        ('_seconds{job="llmkg-scalable-allocation"} > 1800', "_seconds > 86400"),
+        ("> bool 0)\n            > 1800", "> bool 0)\n            > 86400"),
     ],
 )
 def test_alert_unit_tests_catch_a_changed_rule(tmp_path: Path, old: str, new: str) -> None:
