@@ -93,7 +93,8 @@ def resident_bytes() -> int | None:
 def memory_budget(configured: int | None) -> int:
     """The budget: configured, else the cgroup limit, else physical memory."""
     if configured:
-        return configured
+        # A plain int: the config's ByteSize (an int subclass) does not encode to JSON.
+        return int(configured)
     for path in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
         try:
             text = Path(path).read_text().strip()
