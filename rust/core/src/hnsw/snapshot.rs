@@ -113,7 +113,10 @@ impl Hnsw {
 
     pub fn from_bytes(bytes: &[u8]) -> Result<Hnsw> {
         let graph = persist::decode(bytes)?;
+        // Under the index's logger, where it was before this file split off (operators
+        // filter on it).
         log::debug!(
+            target: "llmkg_core::hnsw",
             "index decoded: {} live nodes, {} deleted, {} bytes",
             graph.live,
             graph.deleted,
