@@ -1,6 +1,8 @@
 //! Per-node precision: changing it in place (in chunks, so that readers get the lock
 //! between them) and reading it.
 
+use parking_lot::RwLockWriteGuard;
+
 use super::{check_rows, graph, Hnsw, Metric};
 use crate::error::{Error, Result};
 use crate::quant::Precision;
@@ -68,6 +70,9 @@ impl Hnsw {
                 g.release_vector(slot);
                 g.store_vector(slot, &vector, precision);
             }
+            // Fair: the searches that queued during the chunk get the lock before the
+            // next chunk does (an ordinary unlock lets this thread take it straight back).
+            RwLockWriteGuard::unlock_fair(g);
         }
         self.graph.write().repack_arenas();
         Ok(())
