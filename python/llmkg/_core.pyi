@@ -17,6 +17,9 @@ MISSING_ID: int
 class CorruptIndexError(ValueError):
     """A saved index file is truncated, corrupted or not an llmkg index."""
 
+class IndexBusyError(RuntimeError):
+    """A search asked not to wait (wait=False) found the index held by a writer."""
+
 _PrecisionName: TypeAlias = Literal["full", "q8", "q4", "binary"]
 _IdsLike: TypeAlias = npt.ArrayLike | int
 
@@ -59,6 +62,7 @@ class HnswIndex:
         rescore: bool = True,
         filter: IdFilter | _IdsLike | None = None,
         exact: bool = False,
+        wait: bool = True,
     ) -> tuple[npt.NDArray[np.uint64], npt.NDArray[np.float32]]: ...
     def remove(self, ids: _IdsLike) -> int: ...
     def compact(self) -> None: ...

@@ -169,19 +169,23 @@ class AllocationEngine:
         ef: int | None = None,
         allowed: np.ndarray | None = None,
         exact: bool = False,
+        wait: bool = True,
     ) -> list[tuple[NodeRecord, float]]:
         """The ``k`` nodes closest to ``query`` with their exact scores, best first.
 
         The index proposes candidates (scored on codes when quantized); their full vectors
         come from the store and rank them exactly. A quantized index proposes twice as
-        many candidates as asked for, so that rescoring can fix the order."""
+        many candidates as asked for, so that rescoring can fix the order. ``wait=False``:
+        ``IndexBusyError`` rather than a wait for a writer of the index."""
         quantized = self.config.enable_quantization
         wanted = min(2 * k + 10, 2 * self.config.max_k) if quantized else k
         # Before the index search: a node that leaves the pending set meanwhile is in the
         # index by then.
         pending_ids, pending_vectors = self.inserts.pending()
         started = time.perf_counter()
-        found_ids, _ = self.index.search(query, k=wanted, ef=ef, filter=allowed, exact=exact)
+        found_ids, _ = self.index.search(
+            query, k=wanted, ef=ef, filter=allowed, exact=exact, wait=wait
+        )
         if self.on_index_search is not None:
             self.on_index_search(time.perf_counter() - started)
         ids = found_ids[found_ids != MISSING_ID].tolist()
@@ -372,10 +376,13 @@ class AllocationEngine:
         k: int = 10,
         ef: int | None = None,
         filter: Mapping[str, Any] | None = None,
+        wait: bool = True,
     ) -> list[SearchHit]:
         """Nodes closest to ``embedding`` (or to ``text``, embedded), best first, scored at
         full precision. ``filter``: exact ``subject``/``predicate``/``object`` and
-        ``min_confidence``."""
+        ``min_confidence``. ``wait=False`` (a caller on an event loop): raise
+        ``IndexBusyError``, having changed nothing, instead of waiting for a writer of the
+        index (an insert's slot allocation, the end of a compaction, a precision change)."""
         c = self.config
         if (embedding is None) == (text is None):
             raise FactError("query", "give exactly one of embedding and text")
@@ -392,7 +399,7 @@ class AllocationEngine:
         allowed = self.facts.allowed(filter) if filter else None
         if (allowed is not None and len(allowed) == 0) or self._node_count() == 0:
             return []
-        ranked = self._nearest(query, k, ef=ef, allowed=allowed, exact=not c.enable_hnsw)
+        ranked = self._nearest(query, k, ef=ef, allowed=allowed, exact=not c.enable_hnsw, wait=wait)
         self.precision.count_reads(r.node_id for r, _ in ranked)
         return [SearchHit(r.node_id, score, _node(r)) for r, score in ranked]
 

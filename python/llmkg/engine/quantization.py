@@ -20,9 +20,11 @@ threshold.
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import threading
+import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -35,6 +37,8 @@ if TYPE_CHECKING:
     from llmkg._core import HnswIndex
     from llmkg.engine.config import EngineConfig
     from llmkg.store import Store
+
+log = logging.getLogger("llmkg.engine")
 
 BANDS = ("high", "medium", "low", "very_low")
 ORDER = ("full", "q8", "q4", "binary")  # most to least memory
@@ -93,7 +97,8 @@ def resident_bytes() -> int | None:
 def memory_budget(configured: int | None) -> int:
     """The budget: configured, else the cgroup limit, else physical memory."""
     if configured:
-        return configured
+        # A plain int: the config's ByteSize (an int subclass) does not encode to JSON.
+        return int(configured)
     for path in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
         try:
             text = Path(path).read_text().strip()
@@ -191,6 +196,9 @@ class AdaptivePrecision:
         if not self.enabled:
             return moved
         every = self.under_pressure or was_under_pressure
+        started = time.perf_counter()
+        if every:  # a pass over every node: worth a line, as is what it moved
+            log.info("precision pass over every node (memory pressure: %s)", self.under_pressure)
         known = confidences(None if every else {*reads, *touched})
         ids = list(known)
         importance = {i: self.policy.importance(known[i], self.total_reads.get(i, 0)) for i in ids}
@@ -222,6 +230,13 @@ class AdaptivePrecision:
                     index.set_precision(np.array(live, dtype=np.uint64), level)
             except ValueError:  # a node deleted meanwhile; the next pass redoes the rest
                 continue
+        if every or moves:
+            log.info(
+                "precision pass done: %d demoted, %d promoted in %.1f ms",
+                moved["demoted"],
+                moved["promoted"],
+                (time.perf_counter() - started) * 1000,
+            )
         return moved
 
 

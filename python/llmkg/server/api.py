@@ -12,6 +12,7 @@ import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
 
+from llmkg._core import IndexBusyError
 from llmkg.engine import AllocationResult, Node
 from llmkg.server import models as m
 from llmkg.server.errors import ApiError
@@ -145,11 +146,18 @@ class Api:
             "ef": q.ef,
             "filter": flt or None,
         }
+        hits = None
         if q.k <= INLINE_MAX_K and (q.ef or 0) <= INLINE_MAX_EF:
             # A bounded search costs less than the hop to a worker thread and back (and
-            # the GIL contention of one more thread): it runs on the event loop.
-            hits = engine.search(**args)
-        else:
+            # the GIL contention of one more thread): it runs on the event loop, unless a
+            # writer holds the index (a snapshot's encoding does not; an insert's slot
+            # allocation, a compaction's end and a precision change do): then it goes to
+            # a worker, which may wait, and the loop goes on serving.
+            try:
+                hits = engine.search(**args, wait=False)
+            except IndexBusyError:
+                self.state.metrics.searches_deferred.inc()
+        if hits is None:
             hits = await self.state.run(engine.search, **args)
         return json_response(
             m.SearchResponse([m.SearchHit(h.node_id, h.score, _fact_out(h.node)) for h in hits])

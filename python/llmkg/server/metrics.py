@@ -140,6 +140,11 @@ class Metrics:
             ("route", "method"),
             REQUEST_BUCKETS,
         )
+        self.searches_deferred = Counter(
+            "llmkg_searches_deferred",
+            "Searches meant for the event loop handed to a worker: a writer held the index",
+            registry=self.registry,
+        )
         self.requests = Counter(
             "llmkg_http_requests",
             "HTTP requests by route, method and status",

@@ -1,7 +1,7 @@
 //! The one mapping from core errors to Python exceptions.
 
 use llmkg_core::Error;
-use pyo3::exceptions::{PyOSError, PyValueError};
+use pyo3::exceptions::{PyOSError, PyRuntimeError, PyValueError};
 use pyo3::PyErr;
 
 pyo3::create_exception!(
@@ -9,6 +9,13 @@ pyo3::create_exception!(
     CorruptIndexError,
     PyValueError,
     "A saved index file is truncated, corrupted or not an llmkg index."
+);
+
+pyo3::create_exception!(
+    _core,
+    IndexBusyError,
+    PyRuntimeError,
+    "A search asked not to wait (wait=False) found the index held by a writer."
 );
 
 pub struct CoreError(pub Error);

@@ -12,7 +12,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyString};
 
 use crate::convert;
-use crate::errors::CoreError;
+use crate::errors::{CoreError, IndexBusyError};
 use crate::gil::{background_pool, detached, thread_pool};
 
 /// Id that fills result slots when fewer than `k` nodes match (`2**64 - 1`).
@@ -174,7 +174,10 @@ impl HnswIndex {
     /// number of matching nodes hold id `MISSING_ID` and score `-inf`.
     /// filter: allowed ids (an array-like or a reusable `IdFilter`), applied during the
     /// graph traversal. exact: score every allowed node instead of walking the graph.
-    #[pyo3(signature = (queries, k = 10, ef = None, rescore = true, filter = None, exact = false))]
+    /// wait: False raises `IndexBusyError` at once, instead of waiting, when a writer
+    /// (an insert's slot allocation, a compaction's end, a precision change) holds the
+    /// index: for an event loop, which can hand the search to a thread instead.
+    #[pyo3(signature = (queries, k = 10, ef = None, rescore = true, filter = None, exact = false, wait = true))]
     #[allow(clippy::too_many_arguments)]
     fn search<'py>(
         &self,
@@ -185,6 +188,7 @@ impl HnswIndex {
         rescore: bool,
         filter: Option<&Bound<'py, PyAny>>,
         exact: bool,
+        wait: bool,
     ) -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyAny>)> {
         let dim = self.inner.dim();
         let (queries, rows, one) = convert::matrix(queries, "queries", dim, true)?;
@@ -198,8 +202,13 @@ impl HnswIndex {
         let index = &self.inner;
         let hits = detached(py, || {
             let f = filter.as_deref().map(|f| f as &dyn Filter);
-            index.search_many(&queries, opts, f, None)
-        })?;
+            if wait {
+                index.search_many(&queries, opts, f, None).map(Some)
+            } else {
+                index.try_search_many(&queries, opts, f, None)
+            }
+        })?
+        .ok_or_else(|| IndexBusyError::new_err("the index is held by a writer"))?;
         let mut ids = vec![MISSING_ID; rows * k];
         let mut scores = vec![f32::NEG_INFINITY; rows * k];
         for (r, row) in hits.iter().enumerate() {
@@ -461,5 +470,6 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
         "CorruptIndexError",
         m.py().get_type::<crate::errors::CorruptIndexError>(),
     )?;
+    m.add("IndexBusyError", m.py().get_type::<IndexBusyError>())?;
     Ok(())
 }

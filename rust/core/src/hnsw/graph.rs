@@ -1,11 +1,11 @@
 //! The graph's storage: nodes in slots, their vectors in precision arenas, their links in
 //! atomic arrays (a prepared query scores any slot: `query.rs`).
 //!
-//! Concurrency model (see `mod.rs`): structural changes (new slots, removals, compaction,
-//! precision changes) happen under the index's write lock; linking and searching happen
-//! under its read lock. Under the read lock, the only shared mutable state is the link
-//! lists — `AtomicU32` arrays whose writers hold the node's `Mutex` — and the entry point,
-//! an `AtomicU64`. A reader can see a list mid-update, but every value it can read is a
+//! Concurrency model (see `mod.rs`): structural changes (new slots, removals, freeing
+//! compacted slots, precision changes) happen under the index's write lock; linking,
+//! compaction's repair and searching under its read lock. Under the read lock, the only
+//! shared mutable state is the link lists — `AtomicU32` arrays whose writers hold the
+//! node's `Mutex` — and the entry point, an `AtomicU64`. A reader can see a list mid-update, but every value it can read is a
 //! valid slot whose data was written before the write lock was released.
 
 use std::collections::HashMap;

@@ -231,15 +231,44 @@ impl Graph {
     }
 
     /// Reconnect every live node that links to a deleted one (to the deleted node's own
-    /// neighbours, through the heuristic), then free the deleted slots for reuse.
-    /// Runs under the write lock: the report is logged by the caller once it is released
-    /// (a log record can need the GIL, which a Python thread may hold while it waits for
-    /// this lock).
-    pub(crate) fn compact(&mut self) -> CompactionReport {
-        let started = std::time::Instant::now();
-        let dropped = self.deleted;
+    /// neighbours, through the heuristic). Runs under a read lock (an upgradable one that
+    /// keeps writers out: no node is removed meanwhile), alongside searches and the links
+    /// still under way, taking each node's mutex as a link does: a search sees a list
+    /// before or after its rewrite, and every slot in either is valid.
+    pub(crate) fn repair_around_deleted(&self) {
+        (0..self.slots() as u32)
+            .into_par_iter()
+            .filter(|&slot| self.meta[slot as usize].state == SlotState::Live)
+            .for_each(|slot| {
+                with_scratch(|s| {
+                    for level in 0..=self.meta[slot as usize].level as usize {
+                        self.repair(slot, level, s);
+                    }
+                })
+            });
+    }
+
+    /// Free the deleted slots for reuse once `repair_around_deleted` has taken every
+    /// link to them away, and give back the memory of freed vector rows. Runs under the
+    /// write lock: the report is logged by the caller once it is released (a log record
+    /// can need the GIL, which a Python thread may hold while it waits for this lock).
+    pub(crate) fn release_deleted(
+        &mut self,
+        dropped: usize,
+        started: std::time::Instant,
+    ) -> CompactionReport {
         if dropped > 0 {
-            self.drop_deleted();
+            for slot in 0..self.slots() as u32 {
+                if self.meta[slot as usize].state == SlotState::Deleted {
+                    self.release_vector(slot);
+                    self.write_links(slot, 0, &[]);
+                    self.links_up[slot as usize] = Box::new([]);
+                    self.meta[slot as usize].state = SlotState::Free;
+                    self.free_slots.push(slot);
+                }
+            }
+            self.deleted = 0;
+            self.replace_dead_entry();
         }
         self.repack_arenas();
         CompactionReport {
@@ -249,32 +278,9 @@ impl Graph {
         }
     }
 
-    fn drop_deleted(&mut self) {
-        let g: &Graph = self;
-        (0..g.slots() as u32)
-            .into_par_iter()
-            .filter(|&slot| g.meta[slot as usize].state == SlotState::Live)
-            .for_each(|slot| {
-                with_scratch(|s| {
-                    for level in 0..=g.meta[slot as usize].level as usize {
-                        g.repair(slot, level, s);
-                    }
-                })
-            });
-        for slot in 0..self.slots() as u32 {
-            if self.meta[slot as usize].state == SlotState::Deleted {
-                self.release_vector(slot);
-                self.write_links(slot, 0, &[]);
-                self.links_up[slot as usize] = Box::new([]);
-                self.meta[slot as usize].state = SlotState::Free;
-                self.free_slots.push(slot);
-            }
-        }
-        self.deleted = 0;
-        self.replace_dead_entry();
-    }
-
     fn repair(&self, slot: u32, level: usize, s: &mut Scratch) {
+        // Links under way rewrite this list too (under the same mutex).
+        let _guard = self.locks[slot as usize].lock();
         self.read_links(slot, level, &mut s.links);
         let live = |n: u32| self.meta[n as usize].state == SlotState::Live;
         if s.links.iter().all(|&n| live(n)) {

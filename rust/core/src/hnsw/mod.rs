@@ -1,11 +1,14 @@
 //! The HNSW index: incremental inserts and upserts, deletes with graph repair, filtered
 //! search, and per-node precision in one graph.
 //!
-//! Locking: one `RwLock` around the graph. Writers (new slots, removal, compaction,
-//! precision changes, load) hold it briefly; an `add` then *downgrades* to a read lock to
-//! link its nodes, so searches run while nodes are being linked (even once the next `add`
-//! waits for the write lock: see `reader`), and batch links run on all cores. Link lists
-//! are atomics guarded by per-node mutexes (see `graph.rs`).
+//! Locking: one `RwLock` around the graph. Writers (new slots, removal, the end of a
+//! compaction, precision changes in chunks, load) hold it briefly; an `add` then
+//! *downgrades* to a read lock to link its nodes, so searches run while nodes are being
+//! linked (even once the next `add` waits for the write lock: see `reader`), and batch
+//! links run on all cores. Link lists are atomics guarded by per-node mutexes (see
+//! `graph.rs`). Compaction repairs links the same way, under an upgradable read lock, and
+//! snapshots encode under the read lock behind a fence (`snapshot.rs`). A caller that
+//! must not wait for a writer at all (a server's event loop) uses `try_search_many`.
 //! Nothing logs while holding the lock: the Python package forwards log records to
 //! Python (pyo3-log), which needs the GIL, and Python threads hold the GIL while they
 //! wait for this lock.
@@ -15,13 +18,13 @@ mod graph;
 mod insert;
 mod params;
 mod persist;
+mod precision;
 mod query;
 mod rescore;
 mod search;
+mod snapshot;
 
-use std::path::Path;
-
-use parking_lot::{RwLock, RwLockReadGuard, RwLockWriteGuard};
+use parking_lot::{RwLock, RwLockReadGuard, RwLockUpgradableReadGuard, RwLockWriteGuard};
 use rayon::prelude::*;
 
 pub use filter::{Filter, IdSet};
@@ -35,12 +38,15 @@ use graph::Graph;
 #[cfg(test)]
 use graph::SlotState;
 use search::{with_scratch, Scratch};
+use snapshot::LinkFence;
 
 /// The index. `Send + Sync`: share it behind an `Arc` and call it from any thread.
 pub struct Hnsw {
     graph: RwLock<Graph>,
     /// The dimension, fixed for the index's life: readable without the lock.
     dim: usize,
+    /// The link passes under way, which a snapshot waits for (`snapshot.rs`).
+    fence: LinkFence,
 }
 
 /// Tombstones beyond this share of the nodes trigger a compaction.
@@ -51,10 +57,7 @@ impl Hnsw {
     pub fn new(params: Params) -> Result<Hnsw> {
         params.validate()?;
         log::debug!("SIMD kernels: {}", kernels().name);
-        Ok(Hnsw {
-            graph: RwLock::new(Graph::new(params)),
-            dim: params.dim,
-        })
+        Ok(Hnsw::from_graph(Graph::new(params)))
     }
 
     /// The graph, shared. Readers *join* a held read lock even when a writer is waiting
@@ -173,6 +176,9 @@ impl Hnsw {
             g.id_map.insert(ids[i], slot);
             slots.push(slot);
         }
+        // Counted before the downgrade: a snapshot that gets the read lock next must see
+        // these links as under way.
+        let pass = self.fence.enter();
         let g = RwLockWriteGuard::downgrade(g);
         // Each node is a task of its own: a link costs a millisecond or more (an
         // ef_construction search), so even a batch of a few nodes is worth spreading over
@@ -187,6 +193,7 @@ impl Hnsw {
             Some(pool) => pool.install(link_all),
             None => link_all(),
         }
+        drop(pass);
         drop(g);
         self.maybe_compact();
         Ok(())
@@ -212,22 +219,43 @@ impl Hnsw {
 
     /// Repair the links around removed nodes and reuse their memory now.
     pub fn compact(&self) {
-        let report = self.graph.write().compact();
-        report.log();
+        self.compact_if(|_| true);
     }
 
     fn maybe_compact(&self) {
         let due =
             |g: &Graph| g.deleted >= COMPACT_MIN && g.deleted * COMPACT_SHARE >= g.live + g.deleted;
         if due(&self.reader()) {
-            let report = {
-                let mut g = self.graph.write();
-                due(&g).then(|| g.compact())
-            };
-            if let Some(report) = report {
-                report.log();
-            }
+            self.compact_if(due);
         }
+    }
+
+    /// Compact if `due` says so under the write lock. The repair of the links (most of
+    /// the work: a heuristic relink of every node next to a removed one) runs under an
+    /// upgradable read lock, so searches go on meanwhile; only the release of the removed
+    /// slots takes the write lock. The upgradable lock keeps every writer out from the
+    /// check to the release: no node is removed between the repair and the release (it
+    /// would be freed unrepaired), and no node is added (new links point only to live
+    /// nodes anyway; links already under way ended before the write lock was granted).
+    fn compact_if(&self, due: impl Fn(&Graph) -> bool) {
+        let started = std::time::Instant::now();
+        let g = self.graph.write();
+        if !due(&g) {
+            return;
+        }
+        let pass = self.fence.enter();
+        let g = RwLockWriteGuard::downgrade_to_upgradable(g);
+        let dropped = g.deleted;
+        if dropped > 0 {
+            g.repair_around_deleted();
+        }
+        #[cfg(test)]
+        snapshot::test_point("repaired");
+        drop(pass);
+        let mut g = RwLockUpgradableReadGuard::upgrade(g);
+        let report = g.release_deleted(dropped, started);
+        drop(g);
+        report.log();
     }
 
     /// The `k` nodes closest to `query`, best first, as `(id, score)`.
@@ -251,89 +279,23 @@ impl Hnsw {
         filter: Option<&dyn Filter>,
         pool: Option<&rayon::ThreadPool>,
     ) -> Result<Vec<Vec<Hit>>> {
-        let g = self.reader();
-        let dim = g.params.dim;
-        let n = queries.len() / dim.max(1);
-        check_search(&g, queries, n, &opts)?;
-        let run = || {
-            queries
-                .par_chunks(dim)
-                .map(|q| with_scratch(|s| search_one(&g, s, q, &opts, filter)))
-                .collect()
-        };
-        Ok(match pool {
-            _ if n <= 1 => queries
-                .chunks(dim)
-                .map(|q| with_scratch(|s| search_one(&g, s, q, &opts, filter)))
-                .collect(),
-            Some(pool) => pool.install(run),
-            None => run(),
-        })
+        search_many_in(&self.reader(), queries, opts, filter, pool)
     }
 
-    /// Store the given nodes at `precision` from now on. With `keep_full = false` a code
-    /// is converted from what is kept, so raising precision cannot restore lost detail.
-    /// Store `ids` at `precision` from now on, in place (their links stay). A node's
-    /// vector comes from what the index holds (its full row, else its decoded code) or,
-    /// given `vectors` (one row per id), from those: the way to raise a node whose full
-    /// vector the index does not keep without losing what its code lost.
-    pub fn set_precision(
+    /// [`Hnsw::search_many`] if the index is not held by a writer at this instant, else
+    /// `Ok(None)` at once: for a caller that must never wait (a server's event loop,
+    /// which can then hand the search to a thread that may wait).
+    pub fn try_search_many(
         &self,
-        ids: &[u64],
-        precision: Precision,
-        vectors: Option<&[f32]>,
-    ) -> Result<()> {
-        let dim = self.dim;
-        if let Some(v) = vectors {
-            check_rows("vectors", v, ids.len(), dim)?;
+        queries: &[f32],
+        opts: SearchOptions,
+        filter: Option<&dyn Filter>,
+        pool: Option<&rayon::ThreadPool>,
+    ) -> Result<Option<Vec<Vec<Hit>>>> {
+        match self.try_reader() {
+            Some(g) => search_many_in(&g, queries, opts, filter, pool).map(Some),
+            None => Ok(None),
         }
-        let mut g = self.graph.write();
-        let slots = ids
-            .iter()
-            .map(|id| {
-                g.id_map
-                    .get(id)
-                    .copied()
-                    .ok_or_else(|| Error::invalid(format!("id {id} is not in the index")))
-            })
-            .collect::<Result<Vec<u32>>>()?;
-        let metric = g.params.metric;
-        let mut buf = Vec::new();
-        for (i, slot) in slots.into_iter().enumerate() {
-            // Without new vectors there is nothing to gain at the same precision.
-            if vectors.is_none() && g.meta[slot as usize].precision == precision {
-                continue;
-            }
-            let vector = match vectors {
-                Some(v) => {
-                    let mut row = v[i * dim..(i + 1) * dim].to_vec();
-                    if metric == Metric::Cosine {
-                        graph::normalize(&mut row);
-                    }
-                    row
-                }
-                None => g.vector(slot, &mut buf).to_vec(),
-            };
-            g.release_vector(slot);
-            g.store_vector(slot, &vector, precision);
-        }
-        g.repack_arenas();
-        Ok(())
-    }
-
-    /// The precision of each of `ids` (None where absent), under one read lock.
-    pub fn precisions_of(&self, ids: &[u64]) -> Vec<Option<Precision>> {
-        let g = self.reader();
-        ids.iter().map(|&id| g.precision_of(id)).collect()
-    }
-
-    pub fn precision_of(&self, id: u64) -> Option<Precision> {
-        self.reader().precision_of(id)
-    }
-
-    /// `Some(precision_of(id))` if the lock can be had at once.
-    pub fn try_precision_of(&self, id: u64) -> Option<Option<Precision>> {
-        self.try_reader().map(|g| g.precision_of(id))
     }
 
     /// The stored vector of `id` (normalized for cosine; decoded when only a code is kept).
@@ -386,38 +348,32 @@ impl Hnsw {
             params: g.params,
         }
     }
+}
 
-    /// Serialize the index (format in `persist.rs`).
-    pub fn to_bytes(&self) -> Vec<u8> {
-        // The write lock, not the read lock: an `add` links its nodes under a read lock,
-        // and a snapshot taken meanwhile would hold a node whose links are half written —
-        // present (so never replayed) yet unreachable. Exclusive access waits for them.
-        persist::encode(&self.graph.write())
-    }
-
-    pub fn from_bytes(bytes: &[u8]) -> Result<Hnsw> {
-        let graph = persist::decode(bytes)?;
-        log::debug!(
-            "index decoded: {} live nodes, {} deleted, {} bytes",
-            graph.live,
-            graph.deleted,
-            bytes.len()
-        );
-        Ok(Hnsw {
-            dim: graph.params.dim,
-            graph: RwLock::new(graph),
-        })
-    }
-
-    /// Write the index to `path` atomically (temporary file, fsync, rename).
-    pub fn save(&self, path: &Path) -> Result<()> {
-        persist::write_atomic(path, &self.to_bytes())
-    }
-
-    pub fn load(path: &Path) -> Result<Hnsw> {
-        let bytes = std::fs::read(path)?;
-        Hnsw::from_bytes(&bytes)
-    }
+fn search_many_in(
+    g: &Graph,
+    queries: &[f32],
+    opts: SearchOptions,
+    filter: Option<&dyn Filter>,
+    pool: Option<&rayon::ThreadPool>,
+) -> Result<Vec<Vec<Hit>>> {
+    let dim = g.params.dim;
+    let n = queries.len() / dim.max(1);
+    check_search(g, queries, n, &opts)?;
+    let run = || {
+        queries
+            .par_chunks(dim)
+            .map(|q| with_scratch(|s| search_one(g, s, q, &opts, filter)))
+            .collect()
+    };
+    Ok(match pool {
+        _ if n <= 1 => queries
+            .chunks(dim)
+            .map(|q| with_scratch(|s| search_one(g, s, q, &opts, filter)))
+            .collect(),
+        Some(pool) => pool.install(run),
+        None => run(),
+    })
 }
 
 fn search_one(
@@ -486,3 +442,5 @@ impl Graph {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_locks;
