@@ -64,6 +64,7 @@ def build(data: Path) -> np.ndarray:
             pool.map(lambda i: store.insert(f"s{i}", "p", "o", 1.0, vectors[i])[0], range(NODES))
         )
         seq = store.committed_seq
+        store_id = store.store_id
     ids = np.array([r.node_id for r in records], dtype=np.uint64)
     index = HnswIndex(DIM, m=8, ef_construction=40, keep_full=False)
     index.add(ids, np.stack([r.embedding for r in records]), precision="full")
@@ -71,7 +72,7 @@ def build(data: Path) -> np.ndarray:
     index.add(gone, rng.normal(size=(REMOVED, DIM)).astype(np.float32), precision="full")
     index.remove(gone)
     assert index.stats()["deleted"] == REMOVED, "compacted too early"
-    write_snapshot(data / "snapshots", index, seq, level=None)
+    write_snapshot(data / "snapshots", index, seq, None, store_id, before_publish=lambda: None)
     return vectors[:256]
 
 
