@@ -9,10 +9,10 @@ export VIRTUAL_ENV := $(abspath $(VENV))
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 CARGO ?= cargo
 
-.PHONY: help venv develop run test test-rs test-py test-ops lint lint-ops k8s-render loadtest fmt bench wheel clean
+.PHONY: help venv develop run test test-rs test-py system-packages test-ops lint lint-ops k8s-render loadtest fmt bench wheel clean
 
 help: ## list the targets
-	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-11s %s\n", $$1, $$2}'
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
 
 $(VENV)/.stamp: requirements/dev.txt requirements/ops.txt requirements/loadtest.txt pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -33,7 +33,10 @@ test: test-rs test-py ## run the Rust and Python test suites
 test-rs: ## cargo test of the pure core crate (needs no Python)
 	$(CARGO) test --release -p llmkg-core
 
-test-py: develop ## pytest over the Python API (and tests/ops)
+system-packages: ## install the Debian packages the tests use (PostgreSQL, fuse3, promtool, ...)
+	scripts/install-system-packages.sh
+
+test-py: develop system-packages ## pytest over the Python API (and tests/ops)
 	$(PY) -m pytest -q tests
 
 test-ops: $(VENV)/.stamp ## the deployment checks alone (tests/ops; no build needed)
