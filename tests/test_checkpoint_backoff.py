@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from llmkg.engine import AllocationEngine, EngineConfig, checkpointing
-from llmkg.engine import engine as engine_module
+from llmkg.engine import durability as engine_module
 from llmkg.engine.checkpointing import MAX_BACKOFF, CheckpointTracker
 
 

@@ -15,15 +15,14 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from llmkg._core import MISSING_ID, HnswIndex, embed_fact, embed_text, score_rows
-from llmkg.engine import backup as backups
 from llmkg.engine.checkpointing import CheckpointTracker
 from llmkg.engine.config import EngineConfig
+from llmkg.engine.durability import Durability
 from llmkg.engine.exclusion import WriteGate, lock_directory
 from llmkg.engine.facts import Fact, FactError, embedding_field, parse_fact, text_field
 from llmkg.engine.filters import FactIndex
@@ -31,7 +30,7 @@ from llmkg.engine.inserts import BackgroundInserts
 from llmkg.engine.quantization import AdaptivePrecision, resident_bytes
 from llmkg.engine.records import RecordCache, record_size
 from llmkg.engine.results import AllocationResult, Neighbor, Node, SearchHit
-from llmkg.engine.snapshots import load_newest, reconcile, replay, write_snapshot
+from llmkg.engine.snapshots import load_newest, reconcile, replay
 from llmkg.store import NodeRecord, Store, StoreUnavailableError, open_store
 
 log = logging.getLogger("llmkg.engine")
@@ -45,7 +44,7 @@ def _node(r: NodeRecord) -> Node:
     return Node(r.node_id, r.subject, r.predicate, r.object, r.confidence, r.parent)
 
 
-class AllocationEngine:
+class AllocationEngine(Durability):
     """Places facts in the graph and finds them again; durable through its store."""
 
     def __init__(self, config: EngineConfig | None = None) -> None:
@@ -145,20 +144,6 @@ class AllocationEngine:
             keep_full=not c.enable_quantization,
             max_level=c.max_level,
         )
-
-    # ---- bookkeeping -------------------------------------------------------------------
-
-    def _quiesced_seq(self) -> int:
-        """A sequence number up to which every write is in the index (linked, not pending)."""
-
-        def linked_seq() -> int:
-            self.inserts.wait_idle()
-            return self.store.committed_seq
-
-        # First without holding writes back: a linker that is behind (or failing) then
-        # costs this caller its wait, not every allocation meanwhile.
-        self.inserts.wait_idle()
-        return self._gate.drained(linked_seq)
 
     # ---- allocation --------------------------------------------------------------------
 
@@ -428,116 +413,6 @@ class AllocationEngine:
             self._logged(64)
             self.facts.remove(node_id, record.subject, record.predicate, record.object)
         return deleted
-
-    # ---- durability --------------------------------------------------------------------
-
-    def checkpoint(self) -> int:
-        """Write an index snapshot now; returns the sequence it is tagged with. A failure
-        is counted (``checkpoints``) and raised."""
-        try:
-            seq = self._checkpoint()
-        except Exception as e:
-            delay = self.checkpoints.failed(e)
-            log.warning("checkpoint failed (%s); background retry in %.0fs", e, delay)
-            raise
-        self.checkpoints.succeeded()
-        return seq
-
-    def _checkpoint(self) -> int:
-        self.precision.save_reads(self.store)
-        with self._checkpoint_lock:
-            # Before the index is serialized: no room left, no serializing.
-            self.checkpoints.check_room(self.snapshot_dir)
-            seq = self._quiesced_seq()
-            with self._log_lock:
-                self._log_bytes = 0
-            write_snapshot(
-                self.snapshot_dir,
-                self.index,
-                seq,
-                self.config.compression_level,
-                self.store.store_id,
-                before_publish=self.store.sync,
-            )
-            self.snapshot_seq = seq
-            self._last_checkpoint = time.monotonic()
-            log.info("checkpoint at sequence %d", seq)
-            return seq
-
-    def backup(self, dest: str | os.PathLike[str] | None = None) -> Path:
-        """Write a consistent backup (store copy, index snapshot, manifest) into ``dest``,
-        by default a new ``<backup_directory>/<UTC timestamp>/``; returns the folder."""
-        c = self.config
-        # Before any file is written: a store that its database backs up refuses here.
-        self.store.check_backup()
-        root = None
-        if dest is None:
-            # Beside the data, not in it: wiping the data directory must not take them.
-            root = c.backup_directory or c.data_directory.with_name(
-                c.data_directory.name + "-backups"
-            )
-            folder = backups.timestamped(root)
-        else:
-            folder = Path(dest)
-            folder.mkdir(parents=True, exist_ok=True)
-        with self._checkpoint_lock:
-            seq = self._quiesced_seq()
-            snapshot = write_snapshot(
-                folder / "snapshots",
-                self.index,
-                seq,
-                c.compression_level,
-                self.store.store_id,
-                before_publish=self.store.sync,
-            )
-        self.store.backup_to(folder / backups.DB_FILE)
-        manifest = backups.write_manifest(
-            folder, snapshot, seq, c.dim, c.metric, self.store.store_id
-        )
-        log.info("backup of %d nodes written to %s", manifest["nodes"], folder)
-        if root is not None:
-            backups.prune(root, c.backup_retention)
-        return folder
-
-    def rebalance(self) -> dict[str, int]:
-        """One pass of adaptive precision (the background thread runs one every 5 s): see
-        `AdaptivePrecision.rebalance`."""
-        self.inserts.wait_idle()  # nodes allocated before the pass are in the index
-        return self.precision.rebalance(self.index, self.store, self.facts.confidences)
-
-    def _maintain(self) -> None:
-        ticks = 0
-        while not self._stop.wait(1.0):
-            ticks += 1
-            try:
-                if ticks % 5 == 0:
-                    self.rebalance()
-            except Exception:
-                log.exception("background rebalance failed; will retry")
-            try:
-                self._checkpoint_if_due()
-            except Exception:
-                log.exception("background checkpoint failed; will retry")
-
-    def _checkpoint_if_due(self) -> bool:
-        """Snapshot when ``checkpoint_interval`` has passed or when more than
-        ``max_wal_size`` bytes of facts and vectors were written since the last snapshot
-        (what a restart would have to replay)."""
-        c = self.config
-        if self.store.committed_seq <= self.snapshot_seq or not self.checkpoints.may_retry():
-            return False
-        timed = (
-            c.checkpoint_interval > 0
-            and time.monotonic() - self._last_checkpoint >= c.checkpoint_interval
-        )
-        if not (timed or self._log_bytes > c.max_wal_size):
-            return False
-        self.checkpoint()
-        return True
-
-    def _logged(self, nbytes: int) -> None:
-        with self._log_lock:
-            self._log_bytes += nbytes
 
     def stats(self) -> dict[str, Any]:
         # Never waits on the linker (a scrape must answer while it is behind or failing):
