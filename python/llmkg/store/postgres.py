@@ -41,7 +41,7 @@ from psycopg_pool import ConnectionPool, PoolClosed, PoolTimeout
 from llmkg.store.base import BackupUnsupportedError
 from llmkg.store.errors import StoreClosedError, StoreUnavailableError
 from llmkg.store.pgschema import open_schema
-from llmkg.store.records import Change, NodeRecord
+from llmkg.store.records import Change, NodeRecord, record_from_row
 from llmkg.store.schema import StoreOpenError
 
 T = TypeVar("T")
@@ -98,23 +98,8 @@ def _lost(e: psycopg.OperationalError) -> bool:
     return state is None or state.startswith("08") or state in LOST_STATES
 
 
-def _record(row: tuple[Any, ...]) -> NodeRecord:
-    node_id, s, p, o, conf, blob, parent, seq, reads, _ = row
-    return NodeRecord(
-        node_id=node_id,
-        subject=s,
-        predicate=p,
-        object=o,
-        confidence=conf,
-        embedding=np.frombuffer(blob, dtype="<f4"),
-        parent=parent,
-        seq=seq,
-        reads=reads,
-    )
-
-
 def _change(row: tuple[Any, ...]) -> Change:
-    return Change(row[7], row[0], None if row[9] else _record(row))
+    return Change(row[7], row[0], None if row[9] else record_from_row(row))
 
 
 class PostgresStore:
@@ -273,7 +258,7 @@ class PostgresStore:
         # Stored already with nothing to change (a retried allocation): no write at all.
         rows = self._rows(LIVE_BY_TRIPLE, by_triple)
         if rows and merge(rows[0][4], confidence) == rows[0][4]:
-            return _record(rows[0]), False
+            return record_from_row(rows[0]), False
         blob = np.ascontiguousarray(embedding, dtype="<f4").tobytes()
         with self._connection() as conn:
             with conn.transaction() as tx:
@@ -294,7 +279,7 @@ class PostgresStore:
                     assert row is not None, "a conflicting live row is visible once committed"
                     new = merge(row[4], confidence)
                     if new == row[4]:
-                        result = _record(row), False
+                        result = record_from_row(row), False
                         raise psycopg.Rollback(tx)  # gives the sequence number back
                     row = conn.execute(
                         f"UPDATE llmkg_nodes SET confidence = %s, seq = %s "
@@ -302,7 +287,7 @@ class PostgresStore:
                         (new, seq, self.partition, row[0]),
                     ).fetchone()
                     assert row is not None
-                result = _record(row), created
+                result = record_from_row(row), created
             if result[0].seq == seq:
                 self._committed(seq)
         return result
@@ -323,9 +308,9 @@ class PostgresStore:
                 ).fetchone()
                 if row is None:  # deleted, or raised as high by another writer meanwhile
                     found = conn.execute(LIVE_BY_ID, (self.partition, node_id)).fetchone()
-                    record = _record(found) if found else None
+                    record = record_from_row(found) if found else None
                     raise psycopg.Rollback(tx)
-                record = _record(row)
+                record = record_from_row(row)
             if record is not None and record.seq == seq:
                 self._committed(seq)
         return record
@@ -372,7 +357,7 @@ class PostgresStore:
 
     def get(self, node_id: int) -> NodeRecord | None:
         rows = self._rows(LIVE_BY_ID, (self.partition, node_id))
-        return _record(rows[0]) if rows else None
+        return record_from_row(rows[0]) if rows else None
 
     def get_many(self, node_ids: Iterable[int]) -> dict[int, NodeRecord]:
         ids = [int(i) for i in node_ids]  # numpy integers have no PostgreSQL type
@@ -383,13 +368,13 @@ class PostgresStore:
                 "AND id = ANY(%s::bigint[]) AND NOT deleted",
                 (self.partition, ids[start : start + PAGE]),
             ):
-                out[row[0]] = _record(row)
+                out[row[0]] = record_from_row(row)
         return out
 
     def find(self, subject: str, predicate: str, object: str) -> NodeRecord | None:
         key = triple_key(subject, predicate, object)
         rows = self._rows(LIVE_BY_TRIPLE, (self.partition, key, subject, predicate, object))
-        return _record(rows[0]) if rows else None
+        return record_from_row(rows[0]) if rows else None
 
     def changes_after(self, seq: int) -> Iterator[Change]:
         """Every node written after ``seq``, in sequence order (for replay), a page at a

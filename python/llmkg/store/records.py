@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -30,3 +31,21 @@ class Change:
     seq: int
     node_id: int
     record: NodeRecord | None
+
+
+def record_from_row(row: tuple[Any, ...]) -> NodeRecord:
+    """A node from a row of the stores' common column order: ``id, subject, predicate,
+    object, confidence, embedding (float32 little-endian bytes), parent, seq, reads,
+    deleted``."""
+    node_id, s, p, o, conf, blob, parent, seq, reads, _ = row
+    return NodeRecord(
+        node_id=node_id,
+        subject=s,
+        predicate=p,
+        object=o,
+        confidence=conf,
+        embedding=np.frombuffer(blob, dtype="<f4"),
+        parent=parent,
+        seq=seq,
+        reads=reads,
+    )

@@ -30,7 +30,7 @@ import numpy as np
 
 from llmkg.store.errors import StoreClosedError
 from llmkg.store.failures import storage_failure
-from llmkg.store.records import Change, NodeRecord
+from llmkg.store.records import Change, NodeRecord, record_from_row
 from llmkg.store.schema import StoreCorruptError, is_corruption, open_format
 from llmkg.store.writer import STOP, GroupCommit
 
@@ -48,21 +48,6 @@ BY_TRIPLE = f"{SELECT_LIVE} AND subject=? AND predicate=? AND object=?"
 LAST_SEQ = """SELECT max(
     coalesce((SELECT value FROM meta WHERE key = 'last_seq'), 0),
     coalesce((SELECT max(seq) FROM nodes), 0))"""
-
-
-def _record(row: tuple[Any, ...]) -> NodeRecord:
-    node_id, s, p, o, conf, blob, parent, seq, reads, _ = row
-    return NodeRecord(
-        node_id=node_id,
-        subject=s,
-        predicate=p,
-        object=o,
-        confidence=conf,
-        embedding=np.frombuffer(blob, dtype="<f4"),
-        parent=parent,
-        seq=seq,
-        reads=reads,
-    )
 
 
 class SqliteStore(GroupCommit):
@@ -168,7 +153,7 @@ class SqliteStore(GroupCommit):
                     "UPDATE nodes SET confidence=?, seq=? WHERE id=?", (new_conf, seq, row[0])
                 )
                 row = (*row[:4], new_conf, row[5], row[6], seq, *row[8:])
-            return _record(row), False
+            return record_from_row(row), False
         seq = self._next_seq()
         cur = conn.execute(
             "INSERT INTO nodes (subject, predicate, object, confidence, embedding, parent, seq) "
@@ -177,7 +162,7 @@ class SqliteStore(GroupCommit):
         )
         node_id = cur.lastrowid
         assert node_id is not None
-        return _record((node_id, s, p, o, confidence, blob, parent, seq, 0, 0)), True
+        return record_from_row((node_id, s, p, o, confidence, blob, parent, seq, 0, 0)), True
 
     def _op_raise_confidence(
         self, conn: sqlite3.Connection, node_id: int, confidence: float
@@ -191,7 +176,7 @@ class SqliteStore(GroupCommit):
                 "UPDATE nodes SET confidence=?, seq=? WHERE id=?", (confidence, seq, node_id)
             )
             row = (*row[:4], confidence, row[5], row[6], seq, *row[8:])
-        return _record(row)
+        return record_from_row(row)
 
     def _op_delete(self, conn: sqlite3.Connection, node_id: int) -> bool:
         seq = self._next_seq()
@@ -273,7 +258,7 @@ class SqliteStore(GroupCommit):
             .execute(f"SELECT {COLUMNS} FROM nodes WHERE id=? AND deleted=0", (node_id,))
             .fetchone()
         )
-        return _record(row) if row else None
+        return record_from_row(row) if row else None
 
     def get_many(self, node_ids: Iterable[int]) -> dict[int, NodeRecord]:
         ids = list(node_ids)
@@ -285,12 +270,12 @@ class SqliteStore(GroupCommit):
             for row in conn.execute(
                 f"SELECT {COLUMNS} FROM nodes WHERE deleted=0 AND id IN ({marks})", chunk
             ):
-                out[row[0]] = _record(row)
+                out[row[0]] = record_from_row(row)
         return out
 
     def find(self, subject: str, predicate: str, object: str) -> NodeRecord | None:
         row = self._reader().execute(BY_TRIPLE, (subject, predicate, object)).fetchone()
-        return _record(row) if row else None
+        return record_from_row(row) if row else None
 
     def changes_after(self, seq: int) -> Iterator[Change]:
         """Every node written after ``seq``, in sequence order (for replay)."""
@@ -299,7 +284,7 @@ class SqliteStore(GroupCommit):
             for row in conn.execute(
                 f"SELECT {COLUMNS} FROM nodes WHERE seq > ? ORDER BY seq", (seq,)
             ):
-                yield Change(row[7], row[0], None if row[9] else _record(row))
+                yield Change(row[7], row[0], None if row[9] else record_from_row(row))
         finally:
             conn.close()
 
