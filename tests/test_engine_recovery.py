@@ -15,6 +15,7 @@ import pytest
 
 from llmkg.engine import AllocationEngine, EngineClosedError, EngineConfig
 from llmkg.engine.snapshots import list_snapshots
+from llmkg.store import StoreTimeoutError
 
 DIM = 16
 
@@ -243,3 +244,29 @@ def test_a_close_waits_for_an_allocation_under_way_and_refuses_later_ones(
     with AllocationEngine(config) as reopened:
         assert reopened.startup["source"] == "snapshot"
         assert_consistent(reopened, {1: results[0].node_id})  # type: ignore[attr-defined]
+
+
+def test_a_write_that_commits_after_its_deadline_is_indexed_on_the_retry(
+    config: EngineConfig,
+) -> None:
+    """A write can outlive its ``write_timeout``: the allocation answers an error while the
+    commit goes on. The client's retry finds the stored triple; the engine indexes it then,
+    instead of answering with a node that get() and search() cannot see."""
+    with AllocationEngine(config) as engine:
+        for i in range(2, 12):
+            engine.allocate(fact(i))
+        real_insert = engine.store.insert
+
+        def commit_then_time_out(*args: object, **kw: object) -> object:
+            real_insert(*args, **kw)  # type: ignore[arg-type]
+            raise StoreTimeoutError("the store did not commit the write in time; it may still")
+
+        engine.store.insert = commit_then_time_out  # type: ignore[method-assign]
+        with pytest.raises(StoreTimeoutError):
+            engine.allocate(fact(1))
+        engine.store.insert = real_insert  # type: ignore[method-assign]
+        again = engine.allocate(fact(1))
+        assert not again.created
+        facts = {i: engine.store.find(f"s{i}", "p", f"o{i}").node_id for i in range(1, 12)}
+        assert again.node_id == facts[1]
+        assert_consistent(engine, facts)

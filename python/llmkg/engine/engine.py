@@ -306,6 +306,8 @@ class AllocationEngine(Durability):
                     processing_time_ms=(time.perf_counter() - started) * 1000,
                 )
         # The triple exists (found, or stored by a concurrent allocation meanwhile).
+        if not self.facts.confidences([record.node_id]):
+            self._adopt(record)
         if f.confidence > record.confidence:
             # Raised in place, never stored anew: a node deleted since it was found must not
             # come back as a row that nothing indexes.
@@ -336,6 +338,29 @@ class AllocationEngine(Durability):
             created=False,
             processing_time_ms=(time.perf_counter() - started) * 1000,
         )
+
+    def _adopt(self, record: NodeRecord) -> None:
+        """Index a stored node that the engine does not know: one whose allocation stopped
+        waiting for its commit (``write_timeout``: the client got a 503) while the commit
+        went on. Run with writes held back, so that no delete slips between the check and
+        the link; a node that a concurrent allocation is storing right now is found in the
+        linker's queue by then, and left alone."""
+
+        def adopt() -> bool:
+            node_id = record.node_id
+            if node_id in self.inserts or node_id in self.index:
+                return False
+            if self.store.get(node_id) is None:
+                return False
+            precision = self.precision.for_new(record.confidence, record.reads)
+            self.inserts.add(node_id, record.embedding, precision)
+            self.facts.add(
+                node_id, record.subject, record.predicate, record.object, record.confidence
+            )
+            return True
+
+        if self._gate.drained(adopt):
+            log.warning("node %d was stored without being indexed; indexed now", record.node_id)
 
     def _similarity(self, a: np.ndarray, b: np.ndarray) -> float:
         return float(self._scores(a, b[None, :])[0])
