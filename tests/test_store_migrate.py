@@ -264,3 +264,8 @@ def test_migrate_upgrades_an_older_sqlite_store_and_refuses_a_newer(tmp_path: Pa
     assert done.returncode == 2 and "newer" in done.stderr and "Traceback" not in done.stderr
     done = cli("migrate", "--from-sqlite", str(data), env=env)
     assert done.returncode == 2 and "storage.backend" in done.stderr
+    with sqlite3.connect(data / "llmkg.sqlite3") as conn:
+        conn.execute(f"PRAGMA user_version={FORMAT_VERSION}")
+    with AllocationEngine(EngineConfig(data_directory=data, dim=8)):
+        done = cli("migrate", env=env)
+    assert done.returncode == 1 and "in use by a running llmkg server" in done.stderr

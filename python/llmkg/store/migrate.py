@@ -112,18 +112,24 @@ def upgrade(config: EngineConfig) -> dict[str, Any]:
         return {"backend": "postgresql", "from_version": before, "to_version": SCHEMA_VERSION}
     from llmkg.store.sqlite import DB_FILE, SqliteStore
 
-    before = read_format(Path(config.data_directory) / DB_FILE)
-    SqliteStore(config.data_directory, durability=config.durability, migrate=True).close()
+    directory = Path(config.data_directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    with _held(directory, create=True):
+        before = read_format(directory / DB_FILE)
+        SqliteStore(directory, durability=config.durability, migrate=True).close()
     return {"backend": "sqlite", "from_version": before, "to_version": FORMAT_VERSION}
 
 
 @contextmanager
-def _held(directory: Path) -> Iterator[None]:
-    """The data directory's engine lock (``LOCK``, if an engine ever ran there), taken
-    through a read-only descriptor: a server running on the store refuses the copy (its
-    later writes would be left behind), and none can start while the copy reads."""
+def _held(directory: Path, create: bool) -> Iterator[None]:
+    """The data directory's engine lock (``LOCK``, the engine's own), so that no server
+    runs on the store meanwhile: one running refuses the command (a copy would leave its
+    later writes behind; an upgrade would open the file beside its writer). ``create``
+    false: taken only if the file exists, through a read-only descriptor, so that nothing
+    is created in a directory being copied."""
     try:
-        fd = os.open(directory / "LOCK", os.O_RDONLY)
+        flags = os.O_RDWR | os.O_CREAT if create else os.O_RDONLY
+        fd = os.open(directory / "LOCK", flags, 0o644)
     except FileNotFoundError:
         yield
         return
@@ -132,8 +138,7 @@ def _held(directory: Path) -> Iterator[None]:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             raise StoreOpenError(
-                f"{directory} is in use by a running llmkg server: stop it first, so that "
-                "no write is left behind"
+                f"{directory} is in use by a running llmkg server: stop it first"
             ) from None
         yield
     finally:
@@ -151,7 +156,7 @@ def _readable(directory: Path) -> Iterator[tuple[Path, bool]]:
     path = directory / DB_FILE
     if not path.is_file():
         raise StoreOpenError(f"{path} is not an llmkg store (no such file)")
-    with _held(directory):
+    with _held(directory, create=False):
         wal = path.with_name(DB_FILE + "-wal")
         if not wal.exists() and _checked(path, immutable=True) == FORMAT_VERSION:
             yield path, True
