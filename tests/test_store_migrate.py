@@ -16,8 +16,9 @@ import pytest
 from pglib import PASSWORD
 from serverlib import Server, cli
 
+from llmkg.config import engine_config, load_settings
 from llmkg.engine import AllocationEngine, EngineConfig
-from llmkg.store import SqliteStore, StoreOpenError, StoreOutdatedError
+from llmkg.store import SqliteStore, StoreOpenError, StoreOutdatedError, open_store
 from llmkg.store.migrate import TargetNotEmptyError, copy_sqlite
 from llmkg.store.pgschema import SCHEMA_VERSION
 from llmkg.store.postgres import PostgresStore
@@ -119,6 +120,24 @@ def test_a_copy_keeps_ids_sequences_tombstones_and_counters(tmp_path: Path, pg_d
         meta = dict(conn.execute("SELECT key, value FROM llmkg_meta").fetchall())
     assert meta["store_id"] != lite_id, "a migrated database is a new store"
     assert lite_id in meta["migrated_from"]
+
+
+def test_a_store_left_with_its_log_is_copied_with_it(tmp_path: Path, pg_dsn: str) -> None:
+    """Writes still in ``-wal`` (a store not closed: a crash) are copied too, through a
+    temporary copy of the file and its log; the source stays as it is."""
+    store = SqliteStore(tmp_path / "sqlite")
+    try:
+        for i in range(5):
+            store.insert(f"s{i}", "p", f"o{i}", 0.5, unit(i))
+        assert (tmp_path / "sqlite" / "llmkg.sqlite3-wal").stat().st_size > 0
+        before = digest(tmp_path / "sqlite")
+        summary = copy_sqlite(tmp_path / "sqlite", pg_dsn)
+        assert digest(tmp_path / "sqlite") == before
+    finally:
+        store.close()
+    assert (summary["nodes"], summary["last_seq"]) == (5, 5)
+    with PostgresStore(pg_dsn) as pg:
+        assert pg.count() == 5 and pg.find("s4", "p", "o4") is not None
 
 
 def test_an_engine_finds_everything_on_the_migrated_database(tmp_path: Path, pg_dsn: str) -> None:
@@ -225,8 +244,10 @@ def test_the_cli_copies_the_first_format_and_upgrades_postgresql(
     }
     with psycopg.connect(pg_dsn) as conn:
         conn.execute("UPDATE llmkg_meta SET value = '0' WHERE key = 'schema_version'")
+    # The config's auto_migrate = false reaches the store: refused, the row left as it is.
+    settings = load_settings(environ=pg_env(pg_dsn, LLMKG__STORAGE__AUTO_MIGRATE="false"))
     with pytest.raises(StoreOutdatedError, match="llmkg-server migrate"):
-        PostgresStore(pg_dsn, migrate=False)
+        open_store(engine_config(settings))
     done = cli("migrate", env=env)
     assert done.returncode == 0, quiet(done)
     assert json.loads(done.stdout)["from_version"] == 0
