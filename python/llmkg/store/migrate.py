@@ -199,8 +199,8 @@ def copy_sqlite(
     """Copy the SQLite store in ``directory`` into the empty PostgreSQL database ``dsn``
     (see the module's docstring); ``{"nodes", "deleted", "last_seq", "seconds"}``
     (``nodes``: the live ones; ``deleted``: the tombstones). ``progress(rows, seconds)``
-    is called every ``progress_every`` rows. Raises
-    ``TargetNotEmptyError`` (nothing written) if the database holds facts already."""
+    is called every ``progress_every`` rows. Raises ``TargetNotEmptyError`` (nothing
+    written) if the database holds facts or sequence numbers already."""
     from llmkg.store.pgschema import open_schema
     from llmkg.store.sqlite import LAST_SEQ
 
