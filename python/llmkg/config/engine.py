@@ -33,6 +33,7 @@ def engine_config(settings: Settings) -> EngineConfig:
     return EngineConfig(
         data_directory=Path(storage.data_directory),
         store_backend=storage.backend,
+        auto_migrate=storage.auto_migrate,
         postgres_dsn=postgres_dsn(storage.postgresql) if storage.backend == "postgresql" else "",
         postgres_pool_size=storage.postgresql.pool_size,
         postgres_connect_timeout=storage.postgresql.connect_timeout,

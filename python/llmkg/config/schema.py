@@ -185,6 +185,9 @@ class StorageSettings(Section):
     # llmkg: where the facts are: "sqlite" (a file in data_directory) or "postgresql" (a
     # database several processes share; data_directory keeps the index snapshots)
     backend: Literal["sqlite", "postgresql"] = "sqlite"
+    # llmkg: whether the server upgrades an older store format or schema when it starts;
+    # false: it refuses to start (exit 2) until `llmkg-server migrate` has run
+    auto_migrate: bool = True
     data_directory: Annotated[str, msgspec.Meta(min_length=1)] = "/var/lib/llmkg"
     backup_directory: Annotated[str, msgspec.Meta(min_length=1)] = "/var/lib/llmkg/backup"
     # llmkg: how many backups `backup` keeps in backup_directory (the newest); 0 keeps all

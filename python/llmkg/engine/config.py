@@ -12,6 +12,9 @@ class EngineConfig:
     # storage
     data_directory: Path = field(default_factory=lambda: Path("data"))  # and snapshots
     store_backend: str = "sqlite"  # or "postgresql": the facts in a shared database
+    # whether opening the store may upgrade an older format or schema; False: such a store
+    # is refused (StoreOutdatedError) until `llmkg-server migrate` has run
+    auto_migrate: bool = True
     # PostgreSQL (store_backend = "postgresql"): a libpq connection string or URI, the
     # size of the connection pool, seconds to connect (and to wait for a pooled
     # connection), seconds a statement may run (0: no limit)

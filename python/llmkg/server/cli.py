@@ -1,5 +1,5 @@
 """``llmkg-server``: serve, check the config, probe a running server, and the operator
-commands (checkpoint, backup, restore, token)."""
+commands (checkpoint, backup, restore, migrate, token)."""
 
 from __future__ import annotations
 
@@ -53,6 +53,24 @@ def parser() -> argparse.ArgumentParser:
         c.add_argument("--token", default=os.environ.get("LLMKG_TOKEN"), help="admin token")
     r = sub.add_parser("restore", help="restore a backup into storage.data_directory (offline)")
     r.add_argument("backup", help="the backup folder (with its manifest.json)")
+    m = sub.add_parser(
+        "migrate",
+        help="upgrade the configured store's schema (offline), or copy an SQLite store "
+        "into the configured PostgreSQL database",
+    )
+    m.add_argument(
+        "--from-sqlite",
+        metavar="DIR",
+        help="a data directory holding llmkg.sqlite3 (read only) to copy into the empty "
+        "PostgreSQL database of storage.postgresql",
+    )
+    m.add_argument(
+        "--progress-every",
+        type=int,
+        default=100_000,
+        metavar="N",
+        help="log the copy's progress every N rows (default 100000)",
+    )
     t = sub.add_parser("token", help="mint an access and a refresh token")
     t.add_argument("--subject", required=True)
     t.add_argument("--scope", required=True, help="comma-separated: read, write, admin")
@@ -113,9 +131,16 @@ def operate(settings: Settings, command: str, token: str | None) -> int:
 def offline(settings: Settings, command: str) -> int:
     from llmkg.config import engine_config
     from llmkg.engine import AllocationEngine
-    from llmkg.store import BackupUnsupportedError
+    from llmkg.store import BackupUnsupportedError, StoreOpenError
 
-    with AllocationEngine(engine_config(settings)) as engine:
+    try:
+        engine = AllocationEngine(engine_config(settings))
+    except StoreOpenError as e:
+        # As the server does: a damaged, too new or not yet migrated store is a message
+        # and exit 2, not a traceback.
+        print(f"llmkg-server {command}: cannot open the store: {e}", file=sys.stderr)
+        return EXIT_CONFIG
+    with engine:
         if command == "checkpoint":
             print(json.dumps({"sequence": engine.checkpoint()}))
         else:
@@ -146,6 +171,58 @@ def restore(settings: Settings, backup: str) -> int:
         print(f"llmkg-server restore: {e}", file=sys.stderr)
         return 1
     print(json.dumps({"restored": backup, "nodes": manifest["nodes"]}))
+    return 0
+
+
+def migrate(settings: Settings, args: argparse.Namespace) -> int:
+    """Exit 0 after upgrading (or copying); 2 for a store newer than this llmkg or a config
+    that cannot work; 1 for a refused or failed copy, or an unreachable database."""
+    import sqlite3
+
+    import psycopg
+
+    from llmkg.config import engine_config
+    from llmkg.store import StoreError, StoreOpenError, StoreVersionError
+    from llmkg.store.migrate import TargetNotEmptyError, copy_sqlite, upgrade
+
+    def fail(message: str, code: int) -> int:
+        print(f"llmkg-server migrate: {message}", file=sys.stderr)
+        return code
+
+    def progress(rows: int, seconds: float) -> None:
+        rate = rows / seconds if seconds > 0 else 0.0
+        print(f"llmkg-server migrate: {rows} rows copied ({rate:.0f} rows/s)", file=sys.stderr)
+
+    if args.from_sqlite is not None and settings.storage.backend != "postgresql":
+        return fail("--from-sqlite copies into PostgreSQL: storage.backend is not it", EXIT_CONFIG)
+    if args.progress_every < 1:
+        return fail("--progress-every must be at least 1", EXIT_CONFIG)
+    try:
+        config = engine_config(settings)
+        if args.from_sqlite is None:
+            result = upgrade(config)
+        else:
+            result = copy_sqlite(
+                args.from_sqlite,
+                config.postgres_dsn,
+                partition=config.partition,
+                connect_timeout=config.postgres_connect_timeout,
+                progress_every=args.progress_every,
+                progress=progress,
+            )
+    except ConfigError as e:
+        return fail(f"bad config: {e}", EXIT_CONFIG)
+    except StoreVersionError as e:
+        return fail(str(e), EXIT_CONFIG)
+    except (TargetNotEmptyError, StoreOpenError, StoreError) as e:
+        return fail(str(e), 1)
+    except psycopg.Error as e:
+        # The server's message (a lost connection, a full disk): the transaction rolled
+        # back, so the database is as it was.
+        return fail(f"failed, and nothing of it was committed: {e}", 1)
+    except sqlite3.Error as e:
+        return fail(f"cannot read the SQLite store: {e}", 1)
+    print(json.dumps(result))
     return 0
 
 
@@ -183,6 +260,8 @@ def main(argv: list[str] | None = None) -> int:
         return operate(settings, args.command, args.token)
     if args.command == "restore":
         return restore(settings, args.backup)
+    if args.command == "migrate":
+        return migrate(settings, args)
     if args.command == "token":
         return token(settings, args)
     from llmkg.server.runner import serve

@@ -18,7 +18,12 @@ from llmkg.store.errors import (
     StoreUnavailableError,
 )
 from llmkg.store.records import Change, NodeRecord
-from llmkg.store.schema import StoreCorruptError, StoreOpenError, StoreVersionError
+from llmkg.store.schema import (
+    StoreCorruptError,
+    StoreOpenError,
+    StoreOutdatedError,
+    StoreVersionError,
+)
 from llmkg.store.sqlite import SqliteStore
 
 if TYPE_CHECKING:
@@ -34,6 +39,7 @@ __all__ = [
     "StoreCorruptError",
     "StoreError",
     "StoreOpenError",
+    "StoreOutdatedError",
     "StoreTimeoutError",
     "StoreUnavailableError",
     "StoreVersionError",
@@ -42,7 +48,8 @@ __all__ = [
 
 
 def open_store(config: EngineConfig) -> Store:
-    """The store ``config.store_backend`` names, opened with the config's settings."""
+    """The store ``config.store_backend`` names, opened with the config's settings (an
+    older format or schema is upgraded only with ``config.auto_migrate``)."""
     if config.store_backend == "postgresql":
         from llmkg.store.postgres import PostgresStore
 
@@ -52,10 +59,12 @@ def open_store(config: EngineConfig) -> Store:
             pool_size=config.postgres_pool_size,
             connect_timeout=config.postgres_connect_timeout,
             statement_timeout=config.postgres_statement_timeout,
+            migrate=config.auto_migrate,
         )
     return SqliteStore(
         config.data_directory,
         durability=config.durability,
         sync_interval=config.sync_interval,
         write_timeout=config.write_timeout,
+        migrate=config.auto_migrate,
     )

@@ -2,7 +2,11 @@
 
 ``schema_version`` in ``llmkg_meta`` is the version: 1 is the first. A newer version than
 ``SCHEMA_VERSION`` is refused (``StoreVersionError``) rather than guessed at; an older one
-will be migrated in the opening transaction, as SQLite stores are.
+is migrated in the opening transaction, as SQLite stores are, unless opening was told not
+to (``StoreOutdatedError``: ``llmkg-server migrate`` upgrades). Tables without a version
+row count as version 0. Every change so far is in ``SCHEMA``'s idempotent statements, so
+that running them upgrades any earlier version; a change that cannot be written that way
+will get its own step here.
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ from typing import Any
 
 import psycopg
 
-from llmkg.store.schema import StoreVersionError
+from llmkg.store.schema import StoreVersionError, outdated
 
 SCHEMA_VERSION = 1
 MAX_NODE_ID = 2**53 - 1
@@ -46,24 +50,33 @@ CREATE UNIQUE INDEX IF NOT EXISTS llmkg_nodes_seq ON llmkg_nodes (partition, seq
 """
 
 
-def open_schema(conn: psycopg.Connection[Any], target: str, partition: int) -> str:
+def read_version(conn: psycopg.Connection[Any]) -> int | None:
+    """The schema version of the database behind ``conn`` (None: no llmkg tables yet)."""
+    exists = conn.execute("SELECT to_regclass('llmkg_meta') IS NOT NULL").fetchone()
+    if not (exists and exists[0]):
+        return None
+    row = conn.execute("SELECT value FROM llmkg_meta WHERE key = 'schema_version'").fetchone()
+    return int(row[0]) if row else 0
+
+
+def open_schema(
+    conn: psycopg.Connection[Any], target: str, partition: int, migrate: bool = True
+) -> str:
     """Create the tables (or check their version) and ``partition``'s counter row, on a
-    connection to the store named ``target`` in messages; returns the store's id. Under an
-    advisory lock, so that processes starting together on a new database do not race to
-    create the same tables."""
+    connection to the store named ``target`` in messages; returns the store's id. With
+    ``migrate`` false, tables of an older version raise ``StoreOutdatedError``, untouched.
+    Under an advisory lock, so that processes starting together on a new database do not
+    race to create the same tables."""
     with conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(%s)", (SCHEMA_LOCK,))
-        exists = conn.execute("SELECT to_regclass('llmkg_meta') IS NOT NULL").fetchone()
-        if exists and exists[0]:
-            row = conn.execute(
-                "SELECT value FROM llmkg_meta WHERE key = 'schema_version'"
-            ).fetchone()
-            version = int(row[0]) if row else 0
-            if version > SCHEMA_VERSION:
-                raise StoreVersionError(
-                    f"{target} has llmkg schema version {version}, written by a "
-                    f"newer llmkg; this one knows versions up to {SCHEMA_VERSION}"
-                )
+        version = read_version(conn)
+        if version is not None and version > SCHEMA_VERSION:
+            raise StoreVersionError(
+                f"{target} has llmkg schema version {version}, written by a "
+                f"newer llmkg; this one knows versions up to {SCHEMA_VERSION}"
+            )
+        if version is not None and version < SCHEMA_VERSION and not migrate:
+            raise outdated(target, "llmkg schema version", version, SCHEMA_VERSION)
         conn.execute(SCHEMA)
         conn.execute(
             "INSERT INTO llmkg_meta VALUES ('schema_version', %s) "

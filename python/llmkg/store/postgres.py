@@ -107,7 +107,8 @@ class PostgresStore:
 
     ``connect_timeout`` (seconds) bounds connecting and waiting for a pooled connection:
     past it an operation raises ``StoreUnavailableError``. ``statement_timeout`` (seconds,
-    0: none) bounds each statement on the server."""
+    0: none) bounds each statement on the server. ``migrate``: whether opening may upgrade
+    an older schema (``pgschema.py``)."""
 
     def __init__(
         self,
@@ -117,6 +118,7 @@ class PostgresStore:
         pool_size: int = 10,
         connect_timeout: float = 5.0,
         statement_timeout: float = 30.0,
+        migrate: bool = True,
     ) -> None:
         if pool_size < 1 or connect_timeout <= 0 or statement_timeout < 0:
             raise ValueError("pool_size >= 1, connect_timeout > 0 and statement_timeout >= 0")
@@ -161,7 +163,7 @@ class PostgresStore:
                     f"connections (the log says why): none within {connect_timeout:g}s"
                 ) from None
             with self._connection() as conn:
-                self.store_id = open_schema(conn, self.target, self.partition)
+                self.store_id = open_schema(conn, self.target, self.partition, migrate)
                 self.committed_seq = self._read_last_seq(conn)
         except BaseException:
             self._pool.close()

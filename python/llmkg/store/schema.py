@@ -8,11 +8,15 @@ The format version is SQLite's ``PRAGMA user_version``:
   store is created, which index snapshots carry so that a snapshot of another store is
   never loaded into this one.
 
-Opening a store migrates an older format in one transaction, and refuses a newer one
-(``StoreVersionError``) rather than guess at it. The ``clean_close`` row of ``meta`` is 0
-while a store is open and 1 once it closed cleanly: after an unclean end (a crash, a power
-cut), ``PRAGMA quick_check`` runs before anything else, so that a damaged file stops
-start-up with its name (``StoreCorruptError``) instead of failing requests later.
+Opening a store migrates an older format in one transaction (unless told not to: then it
+raises ``StoreOutdatedError``, and ``llmkg-server migrate`` is the step that upgrades), and
+refuses a newer one (``StoreVersionError``) rather than guess at it. A new file is created
+at the current format either way: there is nothing in it to migrate.
+
+The ``clean_close`` row of ``meta`` is 0 while a store is open and 1 once it closed
+cleanly: after an unclean end (a crash, a power cut), ``PRAGMA quick_check`` runs before
+anything else, so that a damaged file stops start-up with its name (``StoreCorruptError``)
+instead of failing requests later.
 """
 
 from __future__ import annotations
@@ -56,6 +60,17 @@ class StoreVersionError(StoreOpenError):
     """The file was written by a newer llmkg, in a format this one does not know."""
 
 
+class StoreOutdatedError(StoreOpenError):
+    """The store is of an older format and opening it was not allowed to migrate it."""
+
+
+def outdated(target: str, what: str, version: int, current: int) -> StoreOutdatedError:
+    return StoreOutdatedError(
+        f"{target} has {what} {version}, older than this llmkg's {current}, and "
+        "storage.auto_migrate is off: run `llmkg-server migrate` first"
+    )
+
+
 class StoreCorruptError(StoreOpenError):
     """The file is not an SQLite database, or fails its integrity check."""
 
@@ -87,10 +102,32 @@ def is_corruption(e: sqlite3.DatabaseError) -> bool:
     return "malformed" in str(e) or "not a database" in str(e)
 
 
-def open_format(conn: sqlite3.Connection, path: Path) -> str:
+def read_only(path: Path, immutable: bool = False) -> sqlite3.Connection:
+    """A read-only connection to ``path``. ``immutable``: not even the ``-wal`` and ``-shm``
+    files that SQLite creates beside a WAL database for its readers (only for a file that
+    has no log and that nothing writes meanwhile)."""
+    flags = "mode=ro&immutable=1" if immutable else "mode=ro"
+    return sqlite3.connect(f"{path.resolve().as_uri()}?{flags}", uri=True, isolation_level=None)
+
+
+def read_format(path: Path, immutable: bool = False) -> int | None:
+    """The format of the store file at ``path``, read without writing to it (None: no
+    store there yet)."""
+    if not path.exists():
+        return None
+    conn = read_only(path, immutable)
+    try:
+        return int(conn.execute("PRAGMA user_version").fetchone()[0]) if _exists(conn) else None
+    finally:
+        conn.close()
+
+
+def open_format(conn: sqlite3.Connection, path: Path, migrate: bool = True) -> str:
     """Check, create or migrate the store behind ``conn`` (the writer's connection, in
-    autocommit mode) and mark it open; returns the store's id. Errors other than a
-    damaged file (a full disk, a lock held too long) pass through as they are."""
+    autocommit mode) and mark it open; returns the store's id. With ``migrate`` false an
+    existing store of an older format raises ``StoreOutdatedError``, untouched. Errors
+    other than a damaged file (a full disk, a lock held too long) pass through as they
+    are."""
     try:
         version = conn.execute("PRAGMA user_version").fetchone()[0]
         if version > FORMAT_VERSION:
@@ -99,6 +136,8 @@ def open_format(conn: sqlite3.Connection, path: Path) -> str:
                 f"reads formats up to {FORMAT_VERSION}"
             )
         if _exists(conn):
+            if version < FORMAT_VERSION and not migrate:
+                raise outdated(str(path), "store format", version, FORMAT_VERSION)
             if not _closed_cleanly(conn):
                 _check_integrity(conn, path)
         else:

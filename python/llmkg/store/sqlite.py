@@ -51,7 +51,8 @@ LAST_SEQ = """SELECT max(
 
 
 class SqliteStore(GroupCommit):
-    """Facts, full vectors and parent links in ``directory/llmkg.sqlite3``."""
+    """Facts, full vectors and parent links in ``directory/llmkg.sqlite3``. ``migrate``:
+    whether opening may upgrade an older format (``schema.py``)."""
 
     def __init__(
         self,
@@ -61,6 +62,7 @@ class SqliteStore(GroupCommit):
         sync_interval: float = 1.0,
         write_timeout: float = 30.0,
         retry_interval: float = 1.0,
+        migrate: bool = True,
     ) -> None:
         if durability not in ("fsync", "interval"):
             raise ValueError(f"durability must be 'fsync' or 'interval', got {durability!r}")
@@ -95,7 +97,7 @@ class SqliteStore(GroupCommit):
                 ) from None
             raise
         try:
-            self.store_id = open_format(self._writer, self.path)
+            self.store_id = open_format(self._writer, self.path, migrate)
         except BaseException:
             self._writer.close()
             raise
