@@ -178,7 +178,7 @@ def toml_value(value: Any) -> str:
     if isinstance(value, str):
         return '""' if value == "" else f'"{value}"'
     if isinstance(value, list):
-        return "[" + ", ".join(toml_value(v) for v in value) + "]"
+        return "[" + ", ".join(str(v) if type(v) is int else toml_value(v) for v in value) + "]"
     if isinstance(value, dict):
         inner = ", ".join(f"{k} = {toml_value(v)}" for k, v in value.items())
         return "{ " + inner + " }" if inner else "{}"

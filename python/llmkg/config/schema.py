@@ -154,7 +154,7 @@ class QuantizationSettings(Section):
     # precision from importance = min(1, confidence + 0.1 * log2(1 + reads))
     enable_adaptive: bool = True
     default_precision: Precision = "q8"  # every node's precision when enable_adaptive = false
-    # t: the importance bands are [t, t/2, t/4] unless precision_bands is set
+    # the edge t of the importance bands [t, t/2, t/4], unless precision_bands is set
     importance_threshold: Fraction = 0.7
     # share of the memory budget past which new nodes go one level cheaper and a background pass
     # demotes the least important
@@ -166,13 +166,13 @@ class QuantizationSettings(Section):
 
 
 class ScalabilitySettings(Section):
-    # false: no HNSW index, every search is an exact scan
+    # when false, no HNSW index: every search is an exact scan
     enable_hnsw: bool = True
-    # false: no L1/L2 record caches, every read goes to the store
+    # when false, no L1/L2 record caches: every read goes to the store
     enable_caching: bool = True
     # runs as one partition until the partition layer exists
     enable_distributed: bool = True
-    # false: every node at full precision, always
+    # when false, every node is at full precision, always
     enable_quantization: bool = True
     hnsw: HnswSettings = msgspec.field(default_factory=HnswSettings)
     cache: CacheSettings = msgspec.field(default_factory=CacheSettings)
@@ -183,7 +183,7 @@ class ScalabilitySettings(Section):
 class PrometheusSettings(Section):
     # the path of the metrics on metrics_port
     endpoint: Annotated[str, msgspec.Meta(pattern="^/")] = "/metrics"
-    # false: latency histograms export count and sum only
+    # when false, the latency histograms export their count and sum only
     enable_histogram: bool = True
     # bucket bounds of the latency histograms, in seconds
     histogram_buckets: Annotated[list[float], msgspec.Meta(min_length=1)] = msgspec.field(
@@ -203,7 +203,7 @@ class JaegerSettings(Section):
 
 
 class MonitoringSettings(Section):
-    # false: no metrics listener
+    # when false, no metrics listener
     enable_metrics: bool = True
     # distributed tracing
     enable_tracing: bool = True
@@ -222,7 +222,7 @@ class PersistenceSettings(Section):
     # an index snapshot once this many bytes of facts and vectors were written since the last (what
     # a restart would replay)
     max_wal_size: ByteSize = parse_size("1GB")
-    # false: index snapshots written uncompressed
+    # when false, index snapshots are written uncompressed
     enable_compression: bool = True
     # llmkg: "fsync": a 200 means on disk; "interval": fsync every sync_interval
     durability: Literal["fsync", "interval"] = "fsync"
@@ -240,8 +240,10 @@ class PostgresqlSettings(Section):
     dsn_file: str = ""
     # connections to the database
     pool_size: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 10
-    connect_timeout: Duration = Duration(5)  # also the wait for a free pooled connection
-    statement_timeout: Duration = Duration(30)  # 0: no limit
+    # the wait to connect, and for a free pooled connection
+    connect_timeout: Duration = Duration(5)
+    # a statement running longer is cancelled; 0: no limit
+    statement_timeout: Duration = Duration(30)
 
 
 class StorageSettings(Section):
@@ -298,8 +300,8 @@ class AuthenticationSettings(Section):
     refresh_token_expiry: Duration = Duration(7 * 86400)
     # llmkg: the only signing algorithm accepted
     algorithm: Literal["HS256", "HS384", "HS512"] = "HS256"
-    audience: str = ""  # llmkg: checked when set
-    issuer: str = ""  # llmkg: checked when set
+    audience: str = ""  # llmkg: the aud claim every token must carry; "": not checked
+    issuer: str = ""  # llmkg: the iss claim every token must carry; "": not checked
     # llmkg: per client address, failed authentications (401s) allowed a minute: past
     # them the address gets 429 on guarded routes and refresh until it slows down; 0: off
     auth_failures_per_minute: NonNegative = 60
