@@ -59,11 +59,12 @@ lint-ops: $(VENV)/.stamp ## hadolint, shellcheck, kustomize render + schema vali
 	@if command -v promtool >/dev/null; then \
 		promtool check rules monitoring/alerts.yaml && promtool test rules monitoring/alerts.test.yaml; \
 	else echo "promtool not installed (apt-get install prometheus): alert rules not checked"; fi
-	$(MAKE) --no-print-directory docs
+	$(DOCS_BUILD)
 
 # Offline and strict: a broken link or anchor fails the build; Material's web fonts are off.
+DOCS_BUILD = NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --quiet --site-dir site
 docs: $(VENV)/.stamp ## build the documentation site into site/ (mkdocs build --strict)
-	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --quiet --site-dir site
+	$(DOCS_BUILD)
 
 OVERLAY ?= production
 k8s-render: $(VENV)/.stamp ## print the manifests of k8s/overlays/$(OVERLAY)
