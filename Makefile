@@ -9,15 +9,15 @@ export VIRTUAL_ENV := $(abspath $(VENV))
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 CARGO ?= cargo
 
-.PHONY: help venv develop run test test-rs test-py system-packages test-ops lint lint-ops k8s-render loadtest fmt bench wheel clean
+.PHONY: help venv develop run test test-rs test-py system-packages test-ops lint lint-ops docs k8s-render loadtest fmt bench wheel clean
 
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
 
-$(VENV)/.stamp: requirements/dev.txt requirements/ops.txt requirements/loadtest.txt pyproject.toml
+$(VENV)/.stamp: requirements/dev.txt requirements/ops.txt requirements/loadtest.txt requirements/docs.txt pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PIP) install --quiet --upgrade pip
-	$(PIP) install --quiet -r requirements/dev.txt -r requirements/ops.txt
+	$(PIP) install --quiet -r requirements/dev.txt -r requirements/ops.txt -r requirements/docs.txt
 	touch $@
 
 venv: $(VENV)/.stamp ## create .venv with the dev tools
@@ -51,7 +51,7 @@ lint: $(VENV)/.stamp ## cargo fmt/clippy, ruff, stub check
 	$(MAKE) develop
 	$(PY) -m mypy.stubtest llmkg._core --allowlist .mypy-stubtest-allowlist
 
-lint-ops: $(VENV)/.stamp ## hadolint, shellcheck, kustomize render + schema validation, promtool
+lint-ops: $(VENV)/.stamp ## hadolint, shellcheck, kustomize render + schema validation, promtool, docs
 	$(VENV)/bin/hadolint docker/Dockerfile.production
 	$(VENV)/bin/shellcheck scripts/*.sh .ci/run
 	ENVIRONMENT=staging scripts/deploy-production.sh --dry-run
@@ -59,6 +59,12 @@ lint-ops: $(VENV)/.stamp ## hadolint, shellcheck, kustomize render + schema vali
 	@if command -v promtool >/dev/null; then \
 		promtool check rules monitoring/alerts.yaml && promtool test rules monitoring/alerts.test.yaml; \
 	else echo "promtool not installed (apt-get install prometheus): alert rules not checked"; fi
+	$(DOCS_BUILD)
+
+# Offline and strict: a broken link or anchor fails the build; Material's web fonts are off.
+DOCS_BUILD = NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --quiet --site-dir site
+docs: $(VENV)/.stamp ## build the documentation site into site/ (mkdocs build --strict)
+	$(DOCS_BUILD)
 
 OVERLAY ?= production
 k8s-render: $(VENV)/.stamp ## print the manifests of k8s/overlays/$(OVERLAY)
@@ -97,4 +103,4 @@ wheel: $(VENV)/.stamp-wheel ## build the abi3 manylinux2014 wheel into dist/ (DI
 		--target-dir target/wheel --out $(DIST)
 
 clean: ## remove build outputs and .venv
-	rm -rf target dist $(VENV)
+	rm -rf target dist site $(VENV)

@@ -87,7 +87,7 @@ def _fill(put: Callable[[int, int], object], keys: list[int]) -> None:
 
 
 class Workload:
-    """The throughput inputs, built once from the seed and shared by every peer."""
+    """The throughput inputs, built once from the random seed and shared by every peer."""
 
     def __init__(self, rng: np.random.Generator) -> None:
         n = TP_OPS

@@ -1,6 +1,6 @@
 """The allocation engine end to end, against qdrant-edge-py and chromadb in the same run.
 
-What it measures (issue #4), on pypi-minilm-dev facts (see engine_data.py):
+What it measures, on pypi-minilm-dev facts (see engine_data.py):
 
 1. allocations/s from 8 Python threads, `durability="fsync"` and `"interval"`, each on a
    fresh data directory;

@@ -63,7 +63,7 @@ def test_the_development_overlay_runs_exact_full_precision_uncached(tmp_path: Pa
         stats = server.client.get("/api/v1/stats").json()
         assert stats["strategy"] == "direct"
         assert stats["index"]["precisions"]["full"] == 30
-        # The seed's development overlay leaves caching on (it turns hnsw, distribution
+        # The development overlay leaves caching on (it turns hnsw, distribution
         # and quantization off); the engine test covers enable_caching = false.
         assert stats["cache"]["enabled"] is True
         top = server.post("/api/v1/search", {"query": {"embedding": fact(3)["embedding"], "k": 1}})

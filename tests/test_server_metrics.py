@@ -1,4 +1,4 @@
-"""The metrics listener: the names the seed's dashboard reads, histograms that move, and
+"""The metrics listener: the names the dashboard reads, histograms that move, and
 the listener off when ``enable_metrics = false``."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Issue #6, TLS: the API port speaks only HTTPS at or above ``min_tls_version``, client
+"""TLS: the API port speaks only HTTPS at or above ``min_tls_version``, client
 certificates are checked against ``ca_file`` when required, bad certificate files stop
 start-up naming the file, and ``--health-check`` speaks HTTPS. Real server processes,
 certificates made by ``securitylib``. (JWT and rate limits: test_server_security_jwt.py.)"""

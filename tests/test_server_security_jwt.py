@@ -1,4 +1,4 @@
-"""Issue #6, JWT and limits over real HTTPS: every rejected token answers 401 with the JSON
+"""JWT and limits over real HTTPS: every rejected token answers 401 with the JSON
 error and ``WWW-Authenticate: Bearer``, scopes allow exactly their routes, operator tokens
 and refresh work, secrets stop start-up when unusable and never reach a log, rate limits
 per subject and per address, probes and metrics stay open. (TLS: test_server_security.py.)"""

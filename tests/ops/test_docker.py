@@ -96,7 +96,7 @@ def test_runtime_user_paths_and_command() -> None:
     assert [set(c.split()) for c in chowns] == [{"/var/lib/llmkg", "/tmp/llmkg-cache"}]
     (volume,) = [a for w, a in runtime if w == "VOLUME"]
     assert set(json.loads(volume)) == {"/var/lib/llmkg", "/tmp/llmkg-cache"}
-    # The repository's config/ (not the seed's docs/ folder), read-only for the service.
+    # The repository's config/ (not a docs/ folder), read-only for the service.
     config_copies = [a for w, a in runtime if w == "COPY" and "config/" in a]
     assert {shlex.split(a)[-1] for a in config_copies} == {
         "/etc/llmkg/production.toml",

@@ -1,6 +1,6 @@
 """loadtest/k6-scalability-test.js: k6 parses it, the profiles and per-endpoint thresholds
 are the intended ones, and against a stub server on 127.0.0.1 the `errors` rate is the
-share of failed checks (the seed's read 100% after a single failure), with the request
+share of failed checks (not 100% after a single failure), with the request
 shape and headers taken from the environment."""
 
 from __future__ import annotations

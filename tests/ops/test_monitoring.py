@@ -18,7 +18,7 @@ from .helpers import REPO, promtool, run
 
 MON = REPO / "monitoring"
 JOB = "llmkg-scalable-allocation"
-# What the server exports (issue #7 and the engine's metrics): histograms and gauges.
+# What the server exports (the server's and the engine's metrics): histograms and gauges.
 HISTOGRAMS = (
     "llmkg_allocation_latency_seconds",
     "llmkg_hnsw_search_time_seconds",
@@ -88,7 +88,7 @@ def test_keep_rule_passes_every_series_used() -> None:
     assert used <= exported, f"read but not exported by the server: {used - exported}"
     for name in exported:
         assert kept(keep["regex"], name), f"{name} dropped by {keep['regex']!r}"
-    # The anchoring this guards against: the seed's rule drops the histograms' series.
+    # The anchoring this guards against: a list of bare names drops the histograms' series.
     assert not kept(SEED_KEEP, "llmkg_allocation_latency_seconds_bucket")
     assert not kept(SEED_KEEP, "llmkg_hnsw_memory_bytes")
 

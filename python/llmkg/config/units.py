@@ -2,7 +2,7 @@
 ``"250ms"``; ``"64MB"``, ``"1GB"``, ``"512KiB"``. A bare number is seconds or bytes.
 
 Sizes are binary: ``KB`` = ``KiB`` = 1024 bytes, ``MB`` = 1024², ``GB`` = 1024³, ``TB`` = 1024⁴
-(what the seed's ``max_memory = "8GB"`` of a cache means)."""
+(what ``max_memory = "8GB"`` of a cache means)."""
 
 from __future__ import annotations
 

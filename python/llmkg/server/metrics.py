@@ -1,6 +1,6 @@
 """Prometheus metrics, on their own listener (``server.metrics_port``).
 
-The names are the ones the seed's scrape config and dashboard read:
+The names are the ones the scrape config and the dashboard read:
 ``llmkg_allocation_latency_seconds``, ``llmkg_hnsw_search_time_seconds`` (histograms),
 ``llmkg_cache_hit_rate{cache_level}``, ``llmkg_memory_usage_bytes``,
 ``llmkg_hnsw_memory_bytes`` (gauges); plus requests by route and status, the outcome of
