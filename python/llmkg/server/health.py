@@ -62,6 +62,10 @@ class Health:
         # failing, answers writes with 503 and should get no traffic until it recovers.
         checks["store"] = Check(*engine.store.health())
         checks["linker"] = Check(*engine.inserts.health())
+        if engine.follower is not None:
+            # Ready = caught up: until the changes the database had at start are applied,
+            # this server would answer without facts the others acknowledged.
+            checks["follow"] = Check(*engine.follower.health())
         if deps.check_hnsw_index:
             n = len(engine.index)
             checks["index"] = Check(True, f"{n} nodes")

@@ -105,6 +105,14 @@ class EngineCollector(Collector):
         )
         failed_links.add_metric([], float(inserts["failed_links"]))
         yield failed_links
+        follow = stats["follow"]
+        if follow is not None:
+            lag = GaugeMetricFamily(
+                "llmkg_follow_lag",
+                "Sequence numbers this server has not applied yet behind the database's last",
+            )
+            lag.add_metric([], float(follow["lag"]))
+            yield lag
         failed_writes = CounterMetricFamily(
             "llmkg_store_failed_writes", "Writes refused because the store could not commit"
         )
