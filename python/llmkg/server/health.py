@@ -1,6 +1,7 @@
 """Probes: ``/health/live`` answers while the event loop does; ``/health/ready`` only once
 the engine has loaded and replayed, while the store commits and answers reads and the
-index linker is not failing, and while each enabled check of
+index linker is not failing, on a shared PostgreSQL store once the follower has applied
+what the database had at start (``follow``, with the lag), and while each enabled check of
 ``[health_checks.dependencies]`` passes; never while draining.
 
 The ``checkpoint`` check reports failing index snapshots (e.g. a full disk) but does not

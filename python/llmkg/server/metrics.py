@@ -5,7 +5,9 @@ The names are the ones the seed's scrape config and dashboard read:
 ``llmkg_cache_hit_rate{cache_level}``, ``llmkg_memory_usage_bytes``,
 ``llmkg_hnsw_memory_bytes`` (gauges); plus requests by route and status, the outcome of
 index checkpoints (``llmkg_checkpoint_failures_total``,
-``llmkg_checkpoint_last_success_timestamp_seconds``), and the process collector. Gauges
+``llmkg_checkpoint_last_success_timestamp_seconds``), on a shared PostgreSQL store the
+follower's ``llmkg_follow_lag`` (sequence numbers not yet applied), and the process
+collector. Gauges
 are read from the engine when Prometheus scrapes, never kept twice.
 """
 
