@@ -111,9 +111,6 @@ class AllocationEngine(Durability):
             self.index, timeout=c.link_timeout, max_attempts=c.link_attempts
         )
         warmed = self.records.warm_up(c.cache_warmup_count) if c.cache_warmup_on_startup else 0
-        # A shared store: other processes write to it too (follow.py). A store of its own
-        # (SQLite) is written by this engine alone, which applies its writes itself.
-        self.follower: Follower | None = follower_of(self, store_seq)
         self.startup = {
             "source": source,
             "warmed_up": warmed,
@@ -133,6 +130,10 @@ class AllocationEngine(Durability):
         self.checkpoints = CheckpointTracker()
         self._log_lock = threading.Lock()
         self._log_bytes = 0  # written to the store since the last snapshot
+        # A shared store: other processes write to it too (follow.py). A store of its own
+        # (SQLite) is written by this engine alone, which applies its writes itself. Last:
+        # the follower's thread uses what is set up above (the log counter included).
+        self.follower: Follower | None = follower_of(self, store_seq)
         self._stop = threading.Event()
         self._background = threading.Thread(
             target=self._maintain, name="llmkg-checkpointer", daemon=True

@@ -7,8 +7,7 @@ The names are the ones the seed's scrape config and dashboard read:
 index checkpoints (``llmkg_checkpoint_failures_total``,
 ``llmkg_checkpoint_last_success_timestamp_seconds``), on a shared PostgreSQL store the
 follower's ``llmkg_follow_lag`` (sequence numbers not yet applied), and the process
-collector. Gauges
-are read from the engine when Prometheus scrapes, never kept twice.
+collector. Gauges are read from the engine when Prometheus scrapes, never kept twice.
 """
 
 from __future__ import annotations
