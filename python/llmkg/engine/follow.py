@@ -135,7 +135,7 @@ class Follower:
         with self._cond:
             if not self._cond.wait_for(lambda: self.applied >= seq or self._stop.is_set(), timeout):
                 raise NotCaughtUpError(
-                    f"this server has applied the store's changes up to sequence "
+                    f"this process has applied the store's changes up to sequence "
                     f"{self.applied}, not yet {seq}, within {timeout:g}s"
                     + (f" ({self.last_error})" if self.last_error else "")
                 )
