@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -125,6 +126,28 @@ def test_nothing_deleted_comes_back(tmp_path: Path, pg_dsn: str) -> None:
             with AllocationEngine(config(tmp_path / where, pg_dsn)) as b:
                 assert b.get(ids[1]) is None and b.get(ids[0]) is None
                 assert live_ids(b) == set(ids.values()) - {ids[0], ids[1]}
+
+
+def test_a_delete_during_the_start_is_no_reason_to_rebuild(
+    tmp_path: Path, pg_dsn: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another process deletes a node of the snapshot after the replay read the store and
+    before the live nodes are read: the start keeps the snapshot and drops the node."""
+    with AllocationEngine(config(tmp_path, pg_dsn)) as engine:
+        ids = [allocate(engine, i) for i in range(8)]
+    iter_live = PostgresStore.iter_live
+
+    def deleted_first(self: PostgresStore) -> Iterator[tuple[int, str, str, str, float, int]]:
+        with PostgresStore(pg_dsn) as other:
+            assert other.delete(ids[2])
+        monkeypatch.setattr(PostgresStore, "iter_live", iter_live)
+        return iter_live(self)
+
+    monkeypatch.setattr(PostgresStore, "iter_live", deleted_first)
+    with AllocationEngine(config(tmp_path, pg_dsn)) as engine:
+        assert engine.startup["source"] == "snapshot"
+        assert engine.get(ids[2]) is None
+        assert live_ids(engine) == set(ids) - {ids[2]}
 
 
 def test_concurrent_writers_on_two_engines_converge(tmp_path: Path, pg_dsn: str) -> None:

@@ -100,7 +100,7 @@ class AllocationEngine(Durability):
             self.facts.add(node_id, s, p, o, confidence)
             self.precision.total_reads[node_id] = reads
         if loaded and not reconcile(
-            self.index, self.store, self.precision, self.facts.confidences()
+            self.index, self.store, self.precision, self.facts.confidences(), store_seq
         ):
             self.index = self._new_index()
             self.snapshot_seq = 0
