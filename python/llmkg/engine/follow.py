@@ -23,6 +23,14 @@ newer sequence, so the pass's end, not a page's, is where every lower sequence i
 accounted for. The store's sequences have no gaps (a rolled-back write gives its number
 back), so the pass ends at or past the store's last sequence read before it.
 
+Snapshots are tagged with ``applied`` read before the linker is waited for (durability's
+``_quiesced_seq``): every change up to it was queued for the linker, and is linked once
+the linker is idle; later changes that the index already holds are applied again by the
+replay after the tag, harmlessly. No write is held back for it.
+
+An own write waits for one pass (about 0.4 ms of a 1.4 ms allocation on a local
+database): the price of a single applier, with no order between two to get wrong.
+
 Readers ask ``catch_up`` first: the store's last sequence (one query), and, if the
 follower is behind it, a wait until it has applied that far, at most ``timeout`` seconds
 (then ``NotCaughtUpError``). So whatever any process acknowledged before a request is
