@@ -16,6 +16,7 @@ from serverlib import Server, fact, until
 from test_engine_postgres import allocate, config, unit
 
 from llmkg.engine import AllocationEngine, NotCaughtUpError
+from llmkg.engine.follow import Follower
 from llmkg.store.postgres import PostgresStore
 
 
@@ -212,6 +213,42 @@ def test_a_follower_that_cannot_catch_up_refuses_reads(
         monkeypatch.undo()  # it recovers by itself
         until(lambda: follower.health()[0], what="the follower recovered")
         assert found(b, 2, second) and b.get(first) is not None
+
+
+def test_not_ready_until_the_changes_at_start_are_applied(
+    tmp_path: Path, pg_dsn: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with AllocationEngine(config(tmp_path, pg_dsn)) as engine:
+        for i in range(5):
+            allocate(engine, i)
+        release = threading.Event()
+        poll = Follower.poll
+
+        def held(self: Follower) -> int:
+            release.wait()
+            return poll(self)
+
+        monkeypatch.setattr(Follower, "poll", held)
+        # A follower that starts from nothing (as a pod whose load ended at sequence 0).
+        late = Follower(
+            engine.store,
+            engine.index,
+            engine.inserts,
+            engine.facts,
+            engine.records,
+            engine.precision,
+            applied=0,
+            interval=0.01,
+        )
+        try:
+            ok, detail = late.health()
+            assert not ok and detail == "catching up to sequence 5: applied 0, lag 5"
+            release.set()
+            until(lambda: late.health()[0], what="caught up")
+            assert late.health() == (True, "applied 5, lag 0") and late.changes == 5
+        finally:
+            release.set()
+            late.close()
 
 
 def _metric(server: Server, name: str) -> float:
