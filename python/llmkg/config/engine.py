@@ -38,6 +38,8 @@ def engine_config(settings: Settings) -> EngineConfig:
         postgres_pool_size=storage.postgresql.pool_size,
         postgres_connect_timeout=storage.postgresql.connect_timeout,
         postgres_statement_timeout=storage.postgresql.statement_timeout,
+        follow_interval=storage.postgresql.follow_interval,
+        catch_up_timeout=storage.postgresql.catch_up_timeout,
         backup_directory=Path(storage.backup_directory),
         backup_retention=storage.backup_retention,
         durability=persistence.durability,

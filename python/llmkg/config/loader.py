@@ -194,6 +194,9 @@ def _check(settings: Settings, merged: _Merged) -> None:
         raise merged.error("storage.postgresql.dsn_file", "give dsn or dsn_file, not both")
     if pg.connect_timeout <= 0:
         raise merged.error("storage.postgresql.connect_timeout", "must be more than 0s")
+    for key in ("follow_interval", "catch_up_timeout"):
+        if getattr(pg, key) <= 0:
+            raise merged.error(f"storage.postgresql.{key}", "must be more than 0s")
     buckets = settings.monitoring.prometheus.histogram_buckets
     if buckets != sorted(set(buckets)):
         raise merged.error("monitoring.prometheus.histogram_buckets", "must be strictly increasing")

@@ -244,6 +244,12 @@ class PostgresqlSettings(Section):
     connect_timeout: Duration = Duration(5)
     # a statement running longer is cancelled; 0: no limit
     statement_timeout: Duration = Duration(30)
+    # how often a server polls the database for the changes of the other servers (and at
+    # once when one of its own writes commits); more than 0
+    follow_interval: Duration = Duration(0.05)
+    # how long a search or get waits for this server to apply the changes the database
+    # had when it arrived (read-your-writes across servers); past it 503 not_caught_up
+    catch_up_timeout: Duration = Duration(5)
 
 
 class StorageSettings(Section):

@@ -5,6 +5,7 @@ from llmkg.engine.config import EngineConfig
 from llmkg.engine.engine import AllocationEngine
 from llmkg.engine.exclusion import DataDirectoryInUseError, EngineClosedError
 from llmkg.engine.facts import Fact, FactError
+from llmkg.engine.follow import NotCaughtUpError
 from llmkg.engine.inserts import LinkerError, LinkerTimeoutError
 from llmkg.engine.results import AllocationResult, Neighbor, Node, SearchHit
 
@@ -21,6 +22,7 @@ __all__ = [
     "LinkerTimeoutError",
     "Neighbor",
     "Node",
+    "NotCaughtUpError",
     "SearchHit",
     "restore",
 ]

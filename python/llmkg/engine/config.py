@@ -22,6 +22,11 @@ class EngineConfig:
     postgres_pool_size: int = 10
     postgres_connect_timeout: float = 5.0
     postgres_statement_timeout: float = 30.0
+    # seconds between polls of a PostgreSQL store for other processes' changes (follow.py)
+    follow_interval: float = 0.05
+    # seconds a read (or a write, for its own change) waits for this process to apply
+    # the store's changes up to the store's last sequence (then NotCaughtUpError: 503)
+    catch_up_timeout: float = 5.0
     backup_directory: Path | None = None  # default: <data_directory>-backups, beside it
     backup_retention: int = 7  # backups kept in backup_directory (the newest); 0: all
     durability: str = "fsync"  # or "interval": fsync every `sync_interval` seconds
@@ -96,6 +101,8 @@ class EngineConfig:
             raise ValueError(f"write_timeout must be more than 0, got {self.write_timeout}")
         if self.link_timeout <= 0 or self.link_attempts < 1:
             raise ValueError("link_timeout must be more than 0 and link_attempts at least 1")
+        if self.follow_interval <= 0 or self.catch_up_timeout <= 0:
+            raise ValueError("follow_interval and catch_up_timeout must be more than 0")
         if self.dim < 1:
             raise ValueError(f"dim must be at least 1, got {self.dim}")
         if not -1.0 <= self.similarity_threshold <= 1.0 and self.metric == "cosine":

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from llmkg.engine.config import EngineConfig
     from llmkg.engine.exclusion import WriteGate
     from llmkg.engine.filters import FactIndex
+    from llmkg.engine.follow import Follower
     from llmkg.engine.inserts import BackgroundInserts
     from llmkg.engine.quantization import AdaptivePrecision
     from llmkg.store import Store
@@ -43,9 +44,23 @@ class Durability:
     _log_lock: threading.Lock
     _log_bytes: int
     _stop: threading.Event
+    follower: Follower | None
+
+    def _applied_seq(self) -> int:
+        """A sequence number up to which every change is applied (maybe still pending)."""
+        return self.store.committed_seq if self.follower is None else self.follower.applied
 
     def _quiesced_seq(self) -> int:
         """A sequence number up to which every write is in the index (linked, not pending)."""
+        if self.follower is not None:
+            # The follower applies every change, this engine's own included, in sequence
+            # order, and advances `applied` after it has queued them for the linker: once
+            # the linker has linked what was queued before, every change up to the value
+            # read first is in the index. The index may hold later ones too; replay from
+            # the tag applies them again, harmlessly. No write has to be held back.
+            seq = self.follower.applied
+            self.inserts.wait_idle()
+            return seq
 
         def linked_seq() -> int:
             self.inserts.wait_idle()
@@ -149,7 +164,7 @@ class Durability:
         ``max_wal_size`` bytes of facts and vectors were written since the last snapshot
         (what a restart would have to replay)."""
         c = self.config
-        if self.store.committed_seq <= self.snapshot_seq or not self.checkpoints.may_retry():
+        if self._applied_seq() <= self.snapshot_seq or not self.checkpoints.may_retry():
             return False
         timed = (
             c.checkpoint_interval > 0

@@ -6,6 +6,9 @@ Concurrency: any number of threads may allocate, search and delete at once. A wr
 write path for an instant to read a sequence number that every index update up to it has
 reached, so a snapshot tagged with it never misses a write (replay is idempotent, so
 writes after the tag that are already in the snapshot do no harm).
+
+On a shared store (PostgreSQL) other processes write too: the follower (follow.py) applies
+every change, this engine's own included, and reads catch up with the store first.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from llmkg.engine.durability import Durability
 from llmkg.engine.exclusion import WriteGate, lock_directory
 from llmkg.engine.facts import Fact, FactError, embedding_field, parse_fact, text_field
 from llmkg.engine.filters import FactIndex
+from llmkg.engine.follow import Follower, follower_of
 from llmkg.engine.inserts import BackgroundInserts
 from llmkg.engine.quantization import AdaptivePrecision, resident_bytes
 from llmkg.engine.records import RecordCache, record_size
@@ -71,14 +75,15 @@ class AllocationEngine(Durability):
         self._checkpoint_lock = threading.Lock()
         self.facts = FactIndex(c.max_text_length)
         self.precision = AdaptivePrecision(c)
-
+        # Read before the replay, which then reads every change up to it at least.
+        store_seq = self.store.last_seq
         loaded = load_newest(
             self.snapshot_dir,
             c.dim,
             c.metric,
             keep_full=not c.enable_quantization,
             store_id=self.store.store_id,
-            store_seq=self.store.last_seq,
+            store_seq=store_seq,
         )
         if loaded:
             self.index, self.snapshot_seq = loaded
@@ -95,7 +100,7 @@ class AllocationEngine(Durability):
             self.facts.add(node_id, s, p, o, confidence)
             self.precision.total_reads[node_id] = reads
         if loaded and not reconcile(
-            self.index, self.store, self.precision, self.facts.confidences()
+            self.index, self.store, self.precision, self.facts.confidences(), store_seq
         ):
             self.index = self._new_index()
             self.snapshot_seq = 0
@@ -125,6 +130,10 @@ class AllocationEngine(Durability):
         self.checkpoints = CheckpointTracker()
         self._log_lock = threading.Lock()
         self._log_bytes = 0  # written to the store since the last snapshot
+        # A shared store: other processes write to it too (follow.py). A store of its own
+        # (SQLite) is written by this engine alone, which applies its writes itself. Last:
+        # the follower's thread uses what is set up above (the log counter included).
+        self.follower: Follower | None = follower_of(self, store_seq)
         self._stop = threading.Event()
         self._background = threading.Thread(
             target=self._maintain, name="llmkg-checkpointer", daemon=True
@@ -286,14 +295,18 @@ class AllocationEngine(Durability):
                     parent.node_id if parent else None,
                 )
                 precision = self.precision.for_new(f.confidence)
-                if created:
+                if created and self.follower is not None:
+                    self.follower.wait_applied(record.seq, c.catch_up_timeout)
+                elif created:
                     self.inserts.add(record.node_id, embedding, precision)
             if created:
-                self._logged(record_size(record))
-                self.facts.add(record.node_id, f.subject, f.predicate, f.object, f.confidence)
-                # Written through: the next search to meet the new node (often on the event
-                # loop) would otherwise read it back from SQLite, which releases the GIL.
-                self.records.put(record)
+                if self.follower is None:
+                    self._logged(record_size(record))
+                    self.facts.add(record.node_id, f.subject, f.predicate, f.object, f.confidence)
+                    # Written through: the next search to meet the new node (often on the
+                    # event loop) would otherwise read it back from SQLite, which releases
+                    # the GIL.
+                    self.records.put(record)
                 return AllocationResult(
                     node_id=record.node_id,
                     partition=c.partition,
@@ -315,9 +328,13 @@ class AllocationEngine(Durability):
             if raised is None:
                 return None
             record = raised
-        # Fresh from the store (a concurrent allocation may have raised the confidence).
-        self.records.put(record)
-        self.facts.set_confidence(record.node_id, record.confidence)
+        if self.follower is not None:
+            # Applied by the follower, in sequence order with every other change of the node.
+            self.follower.wait_applied(record.seq, c.catch_up_timeout)
+        else:
+            # Fresh from the store (a concurrent allocation may have raised the confidence).
+            self.records.put(record)
+            self.facts.set_confidence(record.node_id, record.confidence)
         self.precision.touch(record.node_id)
         strategy, neighbors = self._candidates(record.embedding, c.neighbors + 1)
         neighbors = [n for n in neighbors if n.node_id != record.node_id][: c.neighbors]
@@ -406,6 +423,7 @@ class AllocationEngine(Durability):
             query = embed_text(text_field(text, "query.text", c.max_text_length), c.dim)
         else:
             query = embedding_field(embedding, "query.embedding", c.dim)
+        self._catch_up()
         allowed = self.facts.allowed(filter) if filter else None
         if (allowed is not None and len(allowed) == 0) or self._node_count() == 0:
             return []
@@ -413,7 +431,12 @@ class AllocationEngine(Durability):
         self.precision.count_reads(r.node_id for r, _ in ranked)
         return [SearchHit(r.node_id, score, _node(r)) for r, score in ranked]
 
+    def _catch_up(self) -> None:
+        if self.follower is not None:
+            self.follower.catch_up(self.config.catch_up_timeout)
+
     def get(self, node_id: int) -> Node | None:
+        self._catch_up()
         record = self.records.get(node_id)
         # A reader racing a delete may have cached the record again: the index (or the
         # linker's queue), updated inside the write path, is what says the node exists.
@@ -430,6 +453,10 @@ class AllocationEngine(Durability):
             return False
         with self._gate.write():
             deleted = self.store.delete(node_id)
+            if deleted and self.follower is not None:
+                # At or past the delete's sequence (the highest this store committed).
+                self.follower.wait_applied(self.store.committed_seq, self.config.catch_up_timeout)
+                return True
             if deleted:
                 self.inserts.discard(node_id)  # else linked after its removal
                 self.index.remove([node_id])
@@ -473,6 +500,7 @@ class AllocationEngine(Durability):
                 "detail": linker_detail,
             },
             "snapshot_seq": self.snapshot_seq,
+            "follow": None if self.follower is None else self.follower.stats(),
             "startup": dict(self.startup),
             "cache": self.records.stats(),
             "memory": {
@@ -492,6 +520,8 @@ class AllocationEngine(Durability):
         # Writes under way finish; later ones are refused before they store anything, so
         # that none is stored after the linker stopped (a row the index would never hold).
         self._gate.close()
+        if self.follower is not None:
+            self.follower.close()
         self.records.close()
         self.inserts.close()
         try:
@@ -500,7 +530,7 @@ class AllocationEngine(Durability):
             # Read counts are warm-up hints: losing them must not keep the store open.
             log.warning("read counts not saved at close: %s", e)
         try:
-            if self.store.committed_seq > self.snapshot_seq:
+            if self._applied_seq() > self.snapshot_seq:
                 self.checkpoint()
         except Exception:
             # Nothing acknowledged is lost: it is in the store, and the next start replays

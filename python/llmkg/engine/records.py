@@ -3,7 +3,10 @@ neighbours, and warm-up of the most-read nodes.
 
 A record (fact + full vector) never changes after it is stored, except its confidence;
 the engine puts the new record on every confidence change and pops it on delete, so a
-cached record is never stale.
+cached record is never stale. A reader that missed the cache and read the store while
+such a change was applied (a follower's, from another process) could put the older record
+back after it: ``replace`` and ``forget`` count changes, and a read that saw the count move
+returns what it read without caching it.
 """
 
 from __future__ import annotations
@@ -44,6 +47,7 @@ class RecordCache:
         self._prefetcher: ThreadPoolExecutor | None = None
         self._queued = threading.BoundedSemaphore(PREFETCH_QUEUE)
         self.store_reads = 0
+        self._changes = 0  # replace/forget calls: a read that saw this move caches nothing
         if not config.enable_caching:
             return
         l1 = ShardedCache(
@@ -72,10 +76,12 @@ class RecordCache:
         found: dict[int, NodeRecord] = {i: r for i in ids if (r := get(i)) is not None}
         missing = [i for i in ids if i not in found] if len(found) < len(ids) else []
         if missing:
+            changes = self._changes
             fetched = self.store.get_many(missing)
             self.store_reads += len(fetched)
-            for node_id, record in fetched.items():
-                self.tiers.put(node_id, record, size=record_size(record))
+            if changes == self._changes:
+                for node_id, record in fetched.items():
+                    self.tiers.put(node_id, record, size=record_size(record))
             found.update(fetched)
             self._prefetch_around(fetched)
         return found
@@ -87,7 +93,13 @@ class RecordCache:
         if self.tiers is not None:
             self.tiers.put(record.node_id, record, size=record_size(record))
 
+    def replace(self, record: NodeRecord) -> None:
+        """Put a record whose stored state changed (a new confidence)."""
+        self._changes += 1
+        self.put(record)
+
     def forget(self, node_id: int) -> None:
+        self._changes += 1
         if self.tiers is not None:
             self.tiers.pop(node_id)
 
@@ -109,7 +121,11 @@ class RecordCache:
             except KeyError:  # deleted meanwhile, or not linked into the index yet
                 return
             wanted = [int(n) for n in near if int(n) not in self.tiers]
-            for n, record in self.store.get_many(wanted).items():
+            changes = self._changes
+            fetched = self.store.get_many(wanted)
+            if changes != self._changes:
+                return
+            for n, record in fetched.items():
                 self.tiers.l2.put(n, record, size=record_size(record))
         except Exception:
             log.exception("prefetch around node %d failed", node_id)

@@ -163,13 +163,25 @@ def load_newest(
 
 
 def reconcile(
-    index: HnswIndex, store: Store, precision: AdaptivePrecision, live_ids: Iterable[int]
+    index: HnswIndex,
+    store: Store,
+    precision: AdaptivePrecision,
+    live_ids: Iterable[int],
+    replayed_to: int,
 ) -> bool:
-    """After a snapshot was loaded and replayed, make sure that the index holds exactly the
-    store's live nodes (``live_ids``). A live node it lacks (a write that reached the store
-    but not the index, e.g. one cut short by a shutdown) is added; False when the index
-    holds nodes that are not live in the store: then the snapshot is not to be trusted and
-    the caller rebuilds."""
+    """After a snapshot was loaded and replayed up to ``replayed_to`` at least, make sure
+    that the index holds exactly the store's live nodes (``live_ids``, read after the
+    replay). A live node it lacks (a write that reached the store but not the index, e.g.
+    one cut short by a shutdown, or another process's since the replay) is added; False
+    when the index holds nodes that are not live in the store: then the snapshot is not to
+    be trusted and the caller rebuilds.
+
+    A store that other processes write to may have deleted nodes between the replay and
+    the read of ``live_ids``: their tombstones come after ``replayed_to``, and they leave
+    the index first, so that they do not pass for a bad snapshot."""
+    deleted = [c.node_id for c in store.changes_after(replayed_to) if c.record is None]
+    if deleted:
+        index.remove(np.array(deleted, dtype=np.uint64))
     live = list(live_ids)
     missing = [i for i in live if i not in index]
     if len(index) != len(live) - len(missing):

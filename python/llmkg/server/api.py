@@ -147,7 +147,8 @@ class Api:
             "filter": flt or None,
         }
         hits = None
-        if q.k <= INLINE_MAX_K and (q.ef or 0) <= INLINE_MAX_EF:
+        # Not when following a shared store: the catch-up reads the database first.
+        if q.k <= INLINE_MAX_K and (q.ef or 0) <= INLINE_MAX_EF and engine.follower is None:
             # A bounded search costs less than the hop to a worker thread and back (and
             # the GIL contention of one more thread): it runs on the event loop, unless a
             # writer holds the index (a snapshot's encoding does not; an insert's slot

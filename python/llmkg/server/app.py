@@ -22,7 +22,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from llmkg.engine import EngineClosedError, FactError, LinkerError
+from llmkg.engine import EngineClosedError, FactError, LinkerError, NotCaughtUpError
 from llmkg.server import logs
 from llmkg.server.api import Api, json_response
 from llmkg.server.errors import (
@@ -106,7 +106,11 @@ def guarded(handler: Handler, timeout: float) -> Handler:
             return error_response(
                 503, "the server is shutting down", code="not_ready", headers=RETRY_AFTER
             )
-        # Before TimeoutError: the linker's and the store's deadlines raise TimeoutErrors too.
+        # Before TimeoutError: the linker's, the follower's and the store's deadlines raise
+        # TimeoutErrors too.
+        except NotCaughtUpError as e:
+            # Not served stale: a 200 could miss a write that another server acknowledged.
+            return error_response(503, str(e), code="not_caught_up", headers=RETRY_AFTER)
         except LinkerError as e:
             return error_response(503, str(e), code="index_unavailable", headers=RETRY_AFTER)
         except StoreError as e:

@@ -1,6 +1,7 @@
 """Probes: ``/health/live`` answers while the event loop does; ``/health/ready`` only once
 the engine has loaded and replayed, while the store commits and answers reads and the
-index linker is not failing, and while each enabled check of
+index linker is not failing, on a shared PostgreSQL store once the follower has applied
+what the database had at start (``follow``, with the lag), and while each enabled check of
 ``[health_checks.dependencies]`` passes; never while draining.
 
 The ``checkpoint`` check reports failing index snapshots (e.g. a full disk) but does not
@@ -62,6 +63,10 @@ class Health:
         # failing, answers writes with 503 and should get no traffic until it recovers.
         checks["store"] = Check(*engine.store.health())
         checks["linker"] = Check(*engine.inserts.health())
+        if engine.follower is not None:
+            # Ready = caught up: until the changes the database had at start are applied,
+            # this server would answer without facts the others acknowledged.
+            checks["follow"] = Check(*engine.follower.health())
         if deps.check_hnsw_index:
             n = len(engine.index)
             checks["index"] = Check(True, f"{n} nodes")

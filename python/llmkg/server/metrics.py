@@ -5,8 +5,9 @@ The names are the ones the scrape config and the dashboard read:
 ``llmkg_cache_hit_rate{cache_level}``, ``llmkg_memory_usage_bytes``,
 ``llmkg_hnsw_memory_bytes`` (gauges); plus requests by route and status, the outcome of
 index checkpoints (``llmkg_checkpoint_failures_total``,
-``llmkg_checkpoint_last_success_timestamp_seconds``), and the process collector. Gauges
-are read from the engine when Prometheus scrapes, never kept twice.
+``llmkg_checkpoint_last_success_timestamp_seconds``), on a shared PostgreSQL store the
+follower's ``llmkg_follow_lag`` (sequence numbers not yet applied), and the process
+collector. Gauges are read from the engine when Prometheus scrapes, never kept twice.
 """
 
 from __future__ import annotations
@@ -105,6 +106,14 @@ class EngineCollector(Collector):
         )
         failed_links.add_metric([], float(inserts["failed_links"]))
         yield failed_links
+        follow = stats["follow"]
+        if follow is not None:
+            lag = GaugeMetricFamily(
+                "llmkg_follow_lag",
+                "Sequence numbers this server has not applied yet behind the database's last",
+            )
+            lag.add_metric([], float(follow["lag"]))
+            yield lag
         failed_writes = CounterMetricFamily(
             "llmkg_store_failed_writes", "Writes refused because the store could not commit"
         )

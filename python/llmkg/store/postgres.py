@@ -99,7 +99,9 @@ def _lost(e: psycopg.OperationalError) -> bool:
 
 
 def _change(row: tuple[Any, ...]) -> Change:
-    return Change(row[7], row[0], None if row[9] else record_from_row(row))
+    if row[9]:  # a tombstone keeps its triple (not its vector): followers unindex it by it
+        return Change(row[7], row[0], None, (row[1], row[2], row[3]))
+    return Change(row[7], row[0], record_from_row(row))
 
 
 class PostgresStore:
