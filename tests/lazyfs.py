@@ -308,8 +308,12 @@ class LazyFS(Operations):  # type: ignore[misc]
 def serve_control(fs: LazyFS, path: str) -> None:
     """Answer the commands of the module docstring, one connection at a time."""
     server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    server.bind(path)
+    # Bound under another name and renamed once listening: a client that sees the path
+    # (the tests wait for it) can connect, never "connection refused" between the two.
+    pending = f"{path}.{os.getpid()}"
+    server.bind(pending)
     server.listen(4)
+    os.replace(pending, path)
     actions = {
         "cut": fs.power_cut,
         "full": lambda: setattr(fs, "full", True),
