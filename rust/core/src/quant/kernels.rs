@@ -161,6 +161,11 @@ mod portable {
 }
 
 #[cfg(target_arch = "x86_64")]
+#[expect(
+    clippy::undocumented_unsafe_blocks,
+    reason = "the loads of each loop share one SAFETY comment above it, and the kernel table's \
+              calls one above the table"
+)]
 mod avx2 {
     use std::arch::x86_64::*;
 
@@ -241,6 +246,11 @@ mod avx2 {
 }
 
 #[cfg(target_arch = "x86_64")]
+#[expect(
+    clippy::undocumented_unsafe_blocks,
+    reason = "the loads of each loop share one SAFETY comment above it, and the kernel table's \
+              calls one above the table"
+)]
 mod avx512 {
     use std::arch::x86_64::*;
 
