@@ -9,7 +9,7 @@ export VIRTUAL_ENV := $(abspath $(VENV))
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 CARGO ?= cargo
 
-.PHONY: help venv develop run test test-rs test-py system-packages test-ops lint lint-ops docs k8s-render loadtest fmt bench wheel clean
+.PHONY: help venv develop run test test-rs test-py test-fast system-packages test-ops lint lint-ops docs k8s-render loadtest fmt bench wheel clean
 
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -38,6 +38,9 @@ system-packages: ## install the Debian packages the tests use (PostgreSQL, fuse3
 
 test-py: develop system-packages ## pytest over the Python API (and tests/ops)
 	$(PY) -m pytest -q tests
+
+test-fast: develop ## the unit and integration tests only (no servers, power loss or deployment tools)
+	$(PY) -m pytest -q -m "not system" tests
 
 test-ops: $(VENV)/.stamp ## the deployment checks alone (tests/ops; no build needed)
 	$(PY) -m pytest -q tests/ops

@@ -113,3 +113,46 @@ def exact_top(base: np.ndarray, queries: np.ndarray, k: int, metric: str = "cosi
     else:
         scores = -((queries[:, None, :] - base[None, :, :]) ** 2).sum(-1)
     return np.argsort(-scores, axis=1, kind="stable")[:, :k]
+
+
+# Every test gets one of three markers, by its module, so that `make test-fast` can leave
+# out the slow kind: `unit` (the library in-process: index, caches, embedder, config),
+# `system` (real processes: servers, the power-loss filesystem, kill -9, the deployment
+# tools, the wheel build), and `integration` (the rest: the engine and the stores, with
+# PostgreSQL where they need it).
+UNIT_MODULES = {
+    "test_cache",
+    "test_cache_threads",
+    "test_config",
+    "test_core_logging",
+    "test_docs",
+    "test_embed",
+    "test_filters",
+    "test_hnsw_api",
+    "test_hnsw_recall",
+    "test_hnsw_threads",
+    "test_package",
+}
+SYSTEM_MODULES = {
+    "test_disk_full",
+    "test_engine_durability",
+    "test_follow_postgres",
+    "test_lazyfs",
+    "test_power_loss",
+    "test_store_migrate",
+    "test_wheel",
+}
+
+
+def kind_of(module: str, path: Path) -> str:
+    if module in UNIT_MODULES:
+        return "unit"
+    if module in SYSTEM_MODULES or module.startswith("test_server_") or "ops" in path.parts:
+        return "system"
+    return "integration"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        kind = kind_of(item.path.stem, item.path)
+        item.add_marker(getattr(pytest.mark, kind))
