@@ -45,12 +45,13 @@ test-fast: develop ## the unit and integration tests only (no servers, power los
 test-ops: $(VENV)/.stamp ## the deployment checks alone (tests/ops; no build needed)
 	$(PY) -m pytest -q tests/ops
 
-lint: $(VENV)/.stamp ## cargo fmt/clippy, ruff, stub check
+lint: $(VENV)/.stamp ## cargo fmt/clippy, ruff, mypy, stub check
 	$(CARGO) fmt --all --check
 	$(CARGO) clippy --release --all-targets -p llmkg-core -- -D warnings
 	$(CARGO) clippy --release -p llmkg-py -- -D warnings
 	$(VENV)/bin/ruff check python tests benches
 	$(VENV)/bin/ruff format --check python tests benches
+	$(VENV)/bin/mypy
 	$(MAKE) develop
 	$(PY) -m mypy.stubtest llmkg._core --allowlist .mypy-stubtest-allowlist
 

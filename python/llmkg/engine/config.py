@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 
 @dataclass
@@ -39,7 +40,7 @@ class EngineConfig:
     compression_level: int | None = 3  # zstd level of snapshots; None: uncompressed
     # the embedding space
     dim: int = 768
-    metric: str = "cosine"
+    metric: Literal["cosine", "ip", "l2"] = "cosine"
     # the index
     enable_hnsw: bool = True  # False: exact search only
     m: int = 16

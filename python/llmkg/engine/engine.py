@@ -18,7 +18,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -192,7 +192,8 @@ class AllocationEngine(Durability):
             return []
         # Every stored embedding is a contiguous float32 row (read from the store's blob):
         # one join copies them all, a fifth of what np.stack costs for ~100 rows.
-        matrix = np.frombuffer(b"".join([r.embedding for r in found]), dtype=np.float32)
+        rows = cast("list[bytes]", [r.embedding for r in found])  # arrays are buffers too
+        matrix = np.frombuffer(b"".join(rows), dtype=np.float32)
         scores = self._scores(query, matrix.reshape(len(found), -1))
         order = np.argsort(-scores, kind="stable")[:k]
         return [(found[j], float(scores[j])) for j in order]

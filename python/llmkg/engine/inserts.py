@@ -32,10 +32,14 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from llmkg._core import HnswIndex
+
+if TYPE_CHECKING:
+    from llmkg.engine.quantization import Precision
 
 log = logging.getLogger("llmkg.engine")
 
@@ -77,7 +81,7 @@ class BackgroundInserts:
         self.max_retry_delay = max_retry_delay
         self._cond = threading.Condition()
         # node id -> (vector, precision, ordinal): queued or being linked, oldest first.
-        self._pending: dict[int, tuple[np.ndarray, str, int]] = {}
+        self._pending: dict[int, tuple[np.ndarray, Precision, int]] = {}
         self._queue: list[int] = []
         self._linking: set[int] = set()  # the batch in index.add right now
         self._closed = False
@@ -128,7 +132,7 @@ class BackgroundInserts:
         with self._cond:
             self._wait(lambda: len(self._pending) < MAX_PENDING, timeout, "make room")
 
-    def add(self, node_id: int, vector: np.ndarray, precision: str) -> None:
+    def add(self, node_id: int, vector: np.ndarray, precision: Precision) -> None:
         """Queue ``node_id`` for linking; it is in ``pending()`` from now on. Never waits
         (the node is committed already: see ``wait_room``)."""
         with self._cond:
@@ -146,7 +150,7 @@ class BackgroundInserts:
                 return [], []
             return list(self._pending), [v for v, _, _ in self._pending.values()]
 
-    def precision_of(self, node_id: int) -> str | None:
+    def precision_of(self, node_id: int) -> Precision | None:
         """The precision a pending node enters the index with (None: not pending)."""
         with self._cond:
             entry = self._pending.get(node_id)

@@ -29,7 +29,7 @@ from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
@@ -41,7 +41,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("llmkg.engine")
 
 BANDS = ("high", "medium", "low", "very_low")
-ORDER = ("full", "q8", "q4", "binary")  # most to least memory
+Precision = Literal["full", "q8", "q4", "binary"]
+ORDER: tuple[Precision, ...] = ("full", "q8", "q4", "binary")  # most to least memory
 
 
 @dataclass(frozen=True)
@@ -75,7 +76,7 @@ class PrecisionPolicy:
     def importance(self, confidence: float, reads: int = 0) -> float:
         return min(1.0, confidence + self.read_weight * math.log2(1 + max(reads, 0)))
 
-    def precision_for(self, importance: float, cheaper: int = 0) -> str:
+    def precision_for(self, importance: float, cheaper: int = 0) -> Precision:
         """The precision of ``importance``'s band, ``cheaper`` levels down (under pressure)."""
         band = next(
             (b for b, edge in zip(BANDS, self.edges, strict=False) if importance >= edge),
@@ -120,13 +121,14 @@ class AdaptivePrecision:
             raise ValueError(
                 f"default_precision must be one of {ORDER}, got {config.default_precision!r}"
             )
-        self.default_precision = config.default_precision
+        self.default_precision = next(p for p in ORDER if p == config.default_precision)
         self.threshold = config.memory_pressure_threshold
         levels = config.precision_levels
+        given: dict[str, Any] = {"precision_levels": dict(levels)} if levels else {}
         self.policy = PrecisionPolicy(
             importance_threshold=config.importance_threshold,
             precision_bands=config.precision_bands,
-            **({"precision_levels": dict(levels)} if levels else {}),
+            **given,
         )
         self.budget = memory_budget(config.memory_budget)
         self.under_pressure = False
@@ -136,14 +138,14 @@ class AdaptivePrecision:
         self._touched: set[int] = set()  # confidence changed since the last pass
         self._lock = threading.Lock()
 
-    def for_new(self, confidence: float, reads: int = 0) -> str:
+    def for_new(self, confidence: float, reads: int = 0) -> Precision:
         """The precision a node enters the index with."""
         if not self.enabled:
             return "full"
         importance = self.policy.importance(confidence, reads)
         return self._target(importance, cheaper=1 if self.under_pressure else 0)
 
-    def _target(self, importance: float, cheaper: int = 0) -> str:
+    def _target(self, importance: float, cheaper: int = 0) -> Precision:
         if self.adaptive:
             return self.policy.precision_for(importance, cheaper)
         return ORDER[min(ORDER.index(self.default_precision) + cheaper, len(ORDER) - 1)]
@@ -204,7 +206,7 @@ class AdaptivePrecision:
         importance = {i: self.policy.importance(known[i], self.total_reads.get(i, 0)) for i in ids}
         current = dict(zip(ids, index.precisions_of(np.array(ids, dtype=np.uint64)), strict=True))
         # (target level, raising?) -> node ids
-        moves: dict[tuple[str, bool], list[int]] = defaultdict(list)
+        moves: dict[tuple[Precision, bool], list[int]] = defaultdict(list)
         if self.under_pressure:
             budget = max(1, len(importance) // 10)
             for node_id in sorted(importance, key=importance.__getitem__):
@@ -220,14 +222,14 @@ class AdaptivePrecision:
                 target = self._target(value)
                 if level is not None and target != level:
                     moves[target, ORDER.index(target) < ORDER.index(level)].append(node_id)
-        for (level, raising), ids in moves.items():
+        for (target_level, raising), ids in moves.items():
             moved["promoted" if raising else "demoted"] += len(ids)
             live = [i for i in ids if i in index]
             try:
                 if raising and not index.keep_full:
-                    _raise_from_store(index, store, live, level)
+                    _raise_from_store(index, store, live, target_level)
                 else:
-                    index.set_precision(np.array(live, dtype=np.uint64), level)
+                    index.set_precision(np.array(live, dtype=np.uint64), target_level)
             except ValueError:  # a node deleted meanwhile; the next pass redoes the rest
                 continue
         if every or moves:
@@ -240,7 +242,7 @@ class AdaptivePrecision:
         return moved
 
 
-def _raise_from_store(index: HnswIndex, store: Store, ids: list[int], level: str) -> None:
+def _raise_from_store(index: HnswIndex, store: Store, ids: list[int], level: Precision) -> None:
     """Raise nodes to ``level`` in place from the store's full vectors: an index that keeps
     codes only cannot restore from a code the detail it lost. The nodes keep their links."""
     records = store.get_many(ids)

@@ -30,7 +30,7 @@ class AllocationResult(msgspec.Struct, frozen=True):
     processing_time_ms: float
 
     def to_dict(self) -> dict[str, Any]:
-        return msgspec.to_builtins(self)  # type: ignore[no-any-return]
+        return msgspec.to_builtins(self)
 
 
 class Node(msgspec.Struct, frozen=True):

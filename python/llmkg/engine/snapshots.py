@@ -33,7 +33,7 @@ import zstandard
 from llmkg._core import HnswIndex
 
 if TYPE_CHECKING:
-    from llmkg.engine.quantization import AdaptivePrecision
+    from llmkg.engine.quantization import AdaptivePrecision, Precision
     from llmkg.store import Store
 
 log = logging.getLogger("llmkg.engine")
@@ -209,7 +209,7 @@ def replay(index: HnswIndex, store: Store, precision: AdaptivePrecision, after: 
     nodes it lacks, drop the deleted ones. Returns how many changes were read."""
     ids: list[int] = []
     vectors: list[np.ndarray] = []
-    precisions: list[str] = []
+    precisions: list[Precision] = []
     removed: list[int] = []
     count = 0
 

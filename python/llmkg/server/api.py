@@ -52,7 +52,7 @@ async def read_json(request: Request, kind: type[T], limit: int) -> T:
     if decoder is None:
         decoder = _DECODERS[kind] = msgspec.json.Decoder(kind)
     try:
-        return decoder.decode(b"".join(chunks))  # type: ignore[no-any-return]
+        return decoder.decode(b"".join(chunks))
     except msgspec.ValidationError as e:
         field, reason = error_location(e)
         raise ApiError(422, reason, code="invalid_field", field=field or None) from None
@@ -139,7 +139,7 @@ class Api:
         flt = None
         if q.filter is not None:
             flt = {k: v for k, v in msgspec.structs.asdict(q.filter).items() if v is not None}
-        args = {
+        args: dict[str, Any] = {
             "embedding": q.embedding,
             "text": q.text,
             "k": q.k,

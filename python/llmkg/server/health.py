@@ -13,6 +13,7 @@ what calls an operator."""
 from __future__ import annotations
 
 import time
+from typing import Literal
 
 import msgspec
 from starlette.requests import Request
@@ -100,7 +101,9 @@ class Health:
     async def ready(self, request: Request) -> Response:
         phase = self.state.phase
         if phase != "ready":
-            status = "draining" if phase in ("draining", "stopped") else "starting"
+            status: Literal["draining", "starting"] = (
+                "draining" if phase in ("draining", "stopped") else "starting"
+            )
             detail = "shutting down" if status == "draining" else "loading and replaying the store"
             body = HealthResponse(status, {"engine": Check(False, detail)}, self.partition())
             return _json(body, 503)

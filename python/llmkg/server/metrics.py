@@ -131,7 +131,9 @@ class Metrics:
         self.registry.register(EngineCollector(engine))
         buckets = tuple(prometheus.histogram_buckets)
 
-        def latency(name: str, doc: str, labels: tuple[str, ...] = (), b=buckets):  # type: ignore[no-untyped-def]
+        def latency(
+            name: str, doc: str, labels: tuple[str, ...] = (), b: tuple[float, ...] = buckets
+        ) -> Histogram | Summary:
             # enable_histogram = false: count and sum only, no buckets
             if prometheus.enable_histogram:
                 return Histogram(name, doc, labels, buckets=b, registry=self.registry)

@@ -149,7 +149,9 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
                 "200": {
                     "description": "OK",
                     "content": _content(
-                        refs[response] if response is not dict else {"type": "object"}
+                        {"type": "object"}
+                        if response is None or response is dict
+                        else refs[response]
                     ),
                 },
                 **{

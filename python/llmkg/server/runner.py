@@ -131,7 +131,11 @@ def serve(settings: Settings) -> int:
 
         loop.add_signal_handler(signal.SIGTERM, stop, 0, settings.server.drain_delay)
         loop.add_signal_handler(signal.SIGINT, stop, 0, 0.0)
-        state.request_exit = lambda code: loop.call_soon_threadsafe(stop, code, 0.0)
+
+        def request_exit(code: int) -> None:
+            loop.call_soon_threadsafe(stop, code, 0.0)
+
+        state.request_exit = request_exit
         metrics_task = asyncio.create_task(metrics.serve(sockets[1:])) if metrics else None
         try:
             await api.serve(sockets[:1])

@@ -85,7 +85,7 @@ def _closing_promptly(protocol: type[Any]) -> type[Any]:
     after a short grace instead (the client sees its idle connection drop, as at any
     server restart)."""
 
-    class ClosingPromptly(protocol):  # type: ignore[misc, valid-type]
+    class ClosingPromptly(protocol):
         def shutdown(self) -> None:
             super().shutdown()
             if self.transport.is_closing():

@@ -404,7 +404,7 @@ class PostgresStore:
                 "WHERE partition = %s AND id > %s AND NOT deleted ORDER BY id LIMIT %s",
                 (self.partition, after, PAGE),
             )
-            yield from rows  # type: ignore[misc]
+            yield from rows
             if len(rows) < PAGE:
                 return
             after = rows[-1][0]
