@@ -21,6 +21,7 @@ class BusyIndexEngine:
 
     def __init__(self) -> None:
         self.calls: list[tuple[bool, str]] = []
+        self.follower = None  # an embedded store: searches may run inline
 
     def search(self, wait: bool = True, **args: Any) -> list[Any]:
         self.calls.append((wait, threading.current_thread().name))
