@@ -320,7 +320,8 @@ class AllocationEngine(Durability):
                     processing_time_ms=(time.perf_counter() - started) * 1000,
                 )
         # The triple exists (found, or stored by a concurrent allocation meanwhile).
-        if not self.facts.confidences([record.node_id]):
+        # (On a shared store the follower applies every committed row, late ones included.)
+        if self.follower is None and not self.facts.confidences([record.node_id]):
             self._adopt(record)
         if f.confidence > record.confidence:
             # Raised in place, never stored anew: a node deleted since it was found must not
