@@ -51,8 +51,8 @@ lint: $(VENV)/.stamp ## cargo fmt/clippy, ruff, mypy, stub check
 	$(CARGO) clippy --release -p llmkg-py -- -D warnings
 	$(VENV)/bin/ruff check python tests benches
 	$(VENV)/bin/ruff format --check python tests benches
-	$(VENV)/bin/mypy
 	$(MAKE) develop
+	$(VENV)/bin/mypy
 	$(PY) -m mypy.stubtest llmkg._core --allowlist .mypy-stubtest-allowlist
 
 lint-ops: $(VENV)/.stamp ## hadolint, shellcheck, kustomize render + schema validation, promtool, docs
