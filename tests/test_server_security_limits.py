@@ -16,7 +16,8 @@ from securitylib import SECRET, forge
 from llmkg.config import load_settings
 from llmkg.server.ratelimit import RateLimiter, per_minute
 from llmkg.server.revocation import KEY, RevocationError, RevocationList, parse
-from llmkg.server.security import ROUTE_KEY, Security, StartupError
+from llmkg.server.security import ROUTE_KEY, Security
+from llmkg.server.startup import StartupError
 
 
 class Clock:

@@ -227,7 +227,8 @@ def migrate(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def token(settings: Settings, args: argparse.Namespace) -> int:
-    from llmkg.server.security import StartupError, Tokens, parse_scopes
+    from llmkg.server.startup import StartupError
+    from llmkg.server.tokens import Tokens, parse_scopes
 
     auth = settings.security.authentication
     if auth.type != "jwt":
@@ -265,7 +266,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "token":
         return token(settings, args)
     from llmkg.server.runner import serve
-    from llmkg.server.security import StartupError
+    from llmkg.server.startup import StartupError
 
     try:
         return serve(settings)

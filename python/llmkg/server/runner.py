@@ -28,8 +28,9 @@ import uvloop
 from llmkg.config import Settings, masked, to_builtins
 from llmkg.server.app import build_app
 from llmkg.server.logs import setup_logging
-from llmkg.server.security import StartupError, api_config
+from llmkg.server.startup import StartupError
 from llmkg.server.state import ServerState
+from llmkg.server.tls import api_config
 
 log = logging.getLogger("llmkg.server")
 

@@ -1,258 +1,29 @@
-"""The security layer: TLS for the API listener, JWT bearer tokens with scopes, a
-revocation list of token ids, and token-bucket rate limits: per subject (per client
-address when authentication is off), and per client address on failed authentications
-and on refreshes.
-
-Tokens are HS256 (or the configured HMAC algorithm) JWTs signed with the bytes of
-``secret_key_file``; PyJWT checks them with the algorithm list pinned to the configured
-one, so ``alg: none`` or another algorithm never verifies. Refresh tokens carry the claim
-``typ: refresh`` and are never accepted as access tokens, nor anything else at refresh;
-an access token is llmkg's (``typ: access``) or another issuer's standard one, without a
-``typ`` claim or with RFC 9068's ``typ: at+jwt`` header.
-"""
+"""The security layer of the API: bearer tokens checked against each route's scope
+(``tokens.py``), a revocation list of token ids, and token-bucket rate limits: per
+subject (per client address when authentication is off), and per client address on
+failed authentications and on refreshes. TLS is ``tls.py``."""
 
 from __future__ import annotations
 
 import logging
-import re
-import ssl
 import time
-import uuid
 from collections.abc import Awaitable, Callable
-from pathlib import Path
-from typing import Any
 
 import jwt
-import uvicorn
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from llmkg.config import Settings
-from llmkg.config.schema import AuthenticationSettings, SecuritySettings
 from llmkg.server.api import json_response, read_json
 from llmkg.server.errors import ApiError
 from llmkg.server.models import RefreshRequest, TokenResponse
 from llmkg.server.ratelimit import Clock, RateLimiter, per_minute, too_many
 from llmkg.server.revocation import RevocationError, RevocationList
+from llmkg.server.startup import StartupError
+from llmkg.server.tokens import Tokens, parse_scopes, split_scopes
 
 log = logging.getLogger("llmkg.server")
-
-MIN_SECRET_BYTES = 32
-SCOPES = ("read", "write", "admin")
-TLS_VERSIONS = {"1.2": ssl.TLSVersion.TLSv1_2, "1.3": ssl.TLSVersion.TLSv1_3}
-
-
-class StartupError(RuntimeError):
-    """The security config cannot be used; the message names the file."""
-
-
-def _readable(path_text: str, what: str) -> Path:
-    path = Path(path_text)
-    try:
-        with open(path, "rb"):
-            pass
-    except OSError as e:
-        raise StartupError(f"{what} {path}: cannot be read ({e.strerror})") from None
-    return path
-
-
-# ---- TLS -----------------------------------------------------------------------------------
-
-
-class TlsConfig(uvicorn.Config):
-    """uvicorn's config with a floor on the TLS version (uvicorn has no option for it), and
-    connections that do not hold up shutdown (see ``_closing_promptly``)."""
-
-    def __init__(self, *args: Any, min_tls_version: ssl.TLSVersion, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.min_tls_version = min_tls_version
-
-    def load(self) -> None:
-        super().load()
-        if self.ssl is not None:
-            self.ssl.minimum_version = self.min_tls_version
-            self.http_protocol_class = _closing_promptly(self.http_protocol_class)
-
-
-TLS_CLOSE_GRACE = 1.0  # seconds an idle client gets to answer close_notify at shutdown
-
-
-def _closing_promptly(protocol: type[Any]) -> type[Any]:
-    """At shutdown uvicorn closes idle keep-alive connections; over TLS that close waits for
-    the client's close_notify, which a pooled idle client never sends until it next reads:
-    SIGTERM then hung for the loop's 30 s SSL shutdown timeout. Abort such connections
-    after a short grace instead (the client sees its idle connection drop, as at any
-    server restart)."""
-
-    class ClosingPromptly(protocol):
-        def shutdown(self) -> None:
-            super().shutdown()
-            if self.transport.is_closing():
-                self.loop.call_later(TLS_CLOSE_GRACE, self._abort_if_open)
-
-        def _abort_if_open(self) -> None:
-            if self in self.server_state.connections:
-                self.transport.abort()
-
-    return ClosingPromptly
-
-
-def check_tls_files(security: SecuritySettings) -> None:
-    """Refuse missing, unreadable or mismatched certificate and key files, naming them."""
-    cert = _readable(security.cert_file, "security.cert_file")
-    key = _readable(security.key_file, "security.key_file")
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    asked: list[bool] = []
-
-    def no_passphrase() -> bytes:
-        # Without a callback OpenSSL would prompt on the terminal and start-up would hang.
-        asked.append(True)
-        return b""
-
-    try:
-        context.load_cert_chain(cert, key, password=no_passphrase)
-    except ssl.SSLError as e:
-        if asked:
-            raise StartupError(
-                f"security.key_file {key}: the key is encrypted; llmkg needs it unencrypted"
-            ) from None
-        raise StartupError(
-            f"security.cert_file {cert} and security.key_file {key} do not form a usable "
-            f"pair ({e.reason or e})"
-        ) from None
-    if security.require_client_cert:
-        ca = _readable(security.ca_file, "security.ca_file")
-        try:
-            context.load_verify_locations(ca)
-        except ssl.SSLError as e:
-            raise StartupError(f"security.ca_file {ca}: not a CA certificate ({e})") from None
-
-
-def api_config(app: ASGIApp, settings: Settings, **options: Any) -> uvicorn.Config:
-    """The API listener's uvicorn config, with TLS when ``security.enable_tls``."""
-    security = settings.security
-    if not security.enable_tls:
-        return uvicorn.Config(app, **options)
-    check_tls_files(security)
-    return TlsConfig(
-        app,
-        ssl_certfile=security.cert_file,
-        ssl_keyfile=security.key_file,
-        ssl_ca_certs=security.ca_file if security.require_client_cert else None,
-        ssl_cert_reqs=ssl.CERT_REQUIRED if security.require_client_cert else ssl.CERT_NONE,
-        min_tls_version=TLS_VERSIONS[security.min_tls_version],
-        # TLS 1.2 only (TLS 1.3 suites are set apart in OpenSSL): uvicorn's default
-        # takes CBC suites as well.
-        ssl_ciphers=security.tls_ciphers,
-        **options,
-    )
-
-
-# ---- tokens --------------------------------------------------------------------------------
-
-
-def read_secret(auth: AuthenticationSettings) -> bytes:
-    path = _readable(auth.secret_key_file, "security.authentication.secret_key_file")
-    secret = path.read_bytes().rstrip()
-    if len(secret) < MIN_SECRET_BYTES:
-        state = "empty" if not secret else f"{len(secret)} bytes"
-        raise StartupError(
-            f"security.authentication.secret_key_file {path}: the secret is {state}; "
-            f"it must be at least {MIN_SECRET_BYTES} bytes"
-        )
-    return secret
-
-
-def split_scopes(text: str) -> list[str]:
-    """The scopes of a ``scope`` claim or option (space- or comma-separated)."""
-    return [s for s in re.split(r"[\s,]+", text.strip()) if s]
-
-
-def parse_scopes(text: str) -> list[str]:
-    """The scopes of ``text``, which must be among ``SCOPES`` (at least one)."""
-    scopes = split_scopes(text)
-    bad = [s for s in scopes if s not in SCOPES]
-    if bad or not scopes:
-        raise ValueError(f"scopes must be among {', '.join(SCOPES)}; got {text!r}")
-    return scopes
-
-
-# JOSE header ``typ`` values of an access token: PyJWT's default, and RFC 9068's (whose
-# "application/" prefix may be left out, compared without case).
-ACCESS_HEADER_TYPES = ("jwt", "at+jwt")
-
-
-def token_kind(header: dict[str, Any], claims: dict[str, Any]) -> str | None:
-    """ "refresh" for a token marked as one (llmkg's ``typ: refresh`` claim), "access" for
-    the others other issuers mint with the shared secret (no ``typ`` claim, or RFC 9068's
-    ``typ: at+jwt`` header), None for a type llmkg does not know (refused as either)."""
-    claim = claims.get("typ")
-    if claim == "refresh":
-        return "refresh"
-    if claim not in (None, "access"):
-        return None
-    typ = header.get("typ")
-    if typ is None:
-        return "access"
-    if not isinstance(typ, str):
-        return None
-    typ = typ.lower().removeprefix("application/")
-    return "access" if typ in ACCESS_HEADER_TYPES else None
-
-
-class Tokens:
-    def __init__(self, auth: AuthenticationSettings, revoked: RevocationList | None = None) -> None:
-        self.auth = auth
-        self.secret = read_secret(auth)
-        self.revoked = revoked
-
-    def mint(self, subject: str, scopes: list[str], kind: str, expiry: float) -> str:
-        now = int(time.time())
-        claims: dict[str, Any] = {
-            "sub": subject,
-            "scope": " ".join(scopes),
-            "typ": kind,
-            "iat": now,
-            "nbf": now,
-            "exp": now + int(expiry),
-            "jti": uuid.uuid4().hex,
-        }
-        if self.auth.audience:
-            claims["aud"] = self.auth.audience
-        if self.auth.issuer:
-            claims["iss"] = self.auth.issuer
-        return jwt.encode(claims, self.secret, algorithm=self.auth.algorithm)
-
-    def pair(self, subject: str, scopes: list[str], expiry: float | None = None) -> dict[str, Any]:
-        access_expiry = expiry or self.auth.token_expiry
-        return {
-            "access_token": self.mint(subject, scopes, "access", access_expiry),
-            "refresh_token": self.mint(subject, scopes, "refresh", self.auth.refresh_token_expiry),
-            "token_type": "Bearer",
-            "expires_in": int(access_expiry),
-        }
-
-    def verify(self, token: str, kind: str) -> dict[str, Any]:
-        """The claims of a valid ``kind`` token; ``jwt.InvalidTokenError`` otherwise."""
-        decoded = jwt.decode_complete(
-            token,
-            self.secret,
-            algorithms=[self.auth.algorithm],
-            audience=self.auth.audience or None,
-            issuer=self.auth.issuer or None,
-            options={"require": ["exp", "iat", "sub"]},
-        )
-        claims: dict[str, Any] = decoded["payload"]
-        if token_kind(decoded["header"], claims) != kind:
-            raise jwt.InvalidTokenError(
-                f"not {'a refresh' if kind == 'refresh' else 'an access'} token"
-            )
-        if not isinstance(claims.get("scope", ""), str):
-            raise jwt.InvalidTokenError("scope must be a string")
-        if self.revoked is not None and claims.get("jti") in self.revoked:
-            raise jwt.InvalidTokenError("the token is revoked")
-        return claims
 
 
 # ---- the middleware ------------------------------------------------------------------------
