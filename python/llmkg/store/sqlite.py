@@ -368,7 +368,8 @@ class SqliteStore(GroupCommit):
         after: int,
         limit: int,
     ) -> list[FactRow]:
-        where, params = ["deleted=0", "id>?"], [after]
+        where = ["deleted=0", "id>?"]
+        params: list[Any] = [after]
         # With a subject or an object given, `+predicate` keeps SQLite off the predicate
         # index: predicates are few, so each matches far more rows than a subject does.
         pred = "+predicate" if subject is not None or object is not None else "predicate"
