@@ -317,3 +317,28 @@ def test_a_server_is_ready_once_caught_up(tmp_path: Path, pg_dsn: str) -> None:
         assert hit["fact"]["subject"] == "s499"
     finally:
         server.stop()
+
+
+def test_a_parent_deleted_on_one_engine_hands_its_children_on_at_the_other(
+    tmp_path: Path, pg_dsn: str
+) -> None:
+    """The children of a deleted node take its parent in the delete's transaction, each a
+    change of its own: the other engine's follower applies them."""
+    base = unit(7)
+    near = [base + 0.05 * unit(1000 + j) for j in range(3)]
+    with (
+        AllocationEngine(config(tmp_path / "a", pg_dsn)) as a,
+        AllocationEngine(config(tmp_path / "b", pg_dsn)) as b,
+    ):
+        root = a.allocate({**triple(7), "embedding": base.tolist()}).node_id
+        middle = a.allocate({**triple(8), "embedding": near[0].tolist()})
+        child = a.allocate({**triple(9), "embedding": (near[0] + 0.01 * near[1]).tolist()})
+        assert middle.parent is not None and middle.parent.node_id == root
+        assert child.parent is not None and child.parent.node_id == middle.node_id
+        b_child = b.get(child.node_id)
+        assert b_child is not None and b_child.parent == middle.node_id
+        assert a.delete(middle.node_id)
+        for engine in (a, b):
+            moved = engine.get(child.node_id)
+            assert moved is not None and moved.parent == root, engine
+            assert engine.get(middle.node_id) is None

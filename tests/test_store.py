@@ -27,7 +27,8 @@ def vec(x: float) -> np.ndarray:
 def test_a_lone_write_commits_alone_and_its_row_carries_the_sequence(tmp_path: Path) -> None:
     with SqliteStore(tmp_path) as store:
         a, _ = store.insert("Pho", "is_a", "dog", 0.5, vec(1))
-        assert store.delete(a.node_id)
+        # Not a delete: it re-parents the children in the same transaction.
+        assert store.raise_confidence(a.node_id, 0.9) is not None
         assert store.commits == 2 and store.writes == 2
         path = store.path
     with sqlite3.connect(path) as conn:

@@ -76,7 +76,9 @@ def test_a_store_of_a_newer_format_is_refused(tmp_path: Path) -> None:
         store.insert("Pho", "is_a", "dog", 0.5, vec(1))
     with sqlite3.connect(tmp_path / "llmkg.sqlite3") as conn:
         conn.execute(f"PRAGMA user_version={FORMAT_VERSION + 1}")
-    with pytest.raises(StoreVersionError, match=r"llmkg\.sqlite3 has store format 2.*newer"):
+    with pytest.raises(
+        StoreVersionError, match=rf"llmkg\.sqlite3 has store format {FORMAT_VERSION + 1}.*newer"
+    ):
         SqliteStore(tmp_path)
 
 

@@ -107,7 +107,10 @@ def test_a_copy_keeps_ids_sequences_tombstones_and_counters(tmp_path: Path, pg_d
             assert got is not None and got == lite.get(node_id)
             assert (got.subject, got.object) == (f"s{i}", f"o{i}")
             assert got.confidence == (0.9 if i % 5 == 0 else 0.5)
-            assert got.parent == (ids[i - 1] if i % 3 == 0 and i else None)
+            # A deleted parent's children take its parent: none here (i - 1 is not a
+            # multiple of 3 when i is).
+            parented = i % 3 == 0 and i and (i - 1) % 7
+            assert got.parent == (ids[i - 1] if parented else None)
             assert got.reads == (i + 1 if i % 4 == 0 else 0)
             assert got.embedding.tobytes() == unit(i).tobytes()
         assert pg.find("s1", "p", "o1") == lite.find("s1", "p", "o1")
@@ -275,7 +278,11 @@ def test_migrate_upgrades_an_older_sqlite_store_and_refuses_a_newer(tmp_path: Pa
         assert conn.execute("PRAGMA user_version").fetchone()[0] == 0, "left untouched"
     done = cli("migrate", env=env)
     assert done.returncode == 0, done.stderr
-    assert json.loads(done.stdout) == {"backend": "sqlite", "from_version": 0, "to_version": 1}
+    assert json.loads(done.stdout) == {
+        "backend": "sqlite",
+        "from_version": 0,
+        "to_version": FORMAT_VERSION,
+    }
     with Server(tmp_path / "server", env, dim=8) as server:
         got = server.client.get("/api/v1/nodes/2")
         assert got.status_code == 200 and got.json()["fact"]["subject"] == "entity2"

@@ -30,6 +30,7 @@ from llmkg.engine.exclusion import WriteGate, lock_directory
 from llmkg.engine.facts import Fact, FactError, embedding_field, parse_fact, text_field
 from llmkg.engine.filters import FactIndex
 from llmkg.engine.follow import Follower, follower_of
+from llmkg.engine.graph import Graph
 from llmkg.engine.inserts import BackgroundInserts
 from llmkg.engine.quantization import AdaptivePrecision, resident_bytes
 from llmkg.engine.records import RecordCache, record_size
@@ -48,7 +49,7 @@ def _node(r: NodeRecord) -> Node:
     return Node(r.node_id, r.subject, r.predicate, r.object, r.confidence, r.parent)
 
 
-class AllocationEngine(Durability):
+class AllocationEngine(Durability, Graph):
     """Places facts in the graph and finds them again; durable through its store."""
 
     def __init__(self, config: EngineConfig | None = None) -> None:
@@ -454,15 +455,18 @@ class AllocationEngine(Durability):
         if record is None:
             return False
         with self._gate.write():
-            deleted = self.store.delete(node_id)
+            moved = self.store.detach(node_id)  # its children take its parent
+            deleted = moved is not None
             if deleted and self.follower is not None:
-                # At or past the delete's sequence (the highest this store committed).
+                # At or past the delete's sequence (the highest this store committed); the
+                # follower applies the moved children's new parent too.
                 self.follower.wait_applied(self.store.committed_seq, self.config.catch_up_timeout)
                 return True
             if deleted:
                 self.inserts.discard(node_id)  # else linked after its removal
                 self.index.remove([node_id])
-        self.records.forget(node_id)
+        for child in [node_id, *(moved or ())]:  # cached children name the old parent
+            self.records.forget(child)
         if deleted:
             self._logged(64)
             self.facts.remove(node_id, record.subject, record.predicate, record.object)

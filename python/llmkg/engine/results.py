@@ -54,3 +54,16 @@ class SearchHit(msgspec.Struct, frozen=True):
     node_id: int
     score: float
     node: Node
+
+
+class Entity(msgspec.Struct, frozen=True):
+    """A subject or object string: a page of the facts that have it as subject and a page
+    of those that have it as object (each with the id after which its next page starts,
+    or None at the end), and how many live facts of each predicate mention it."""
+
+    name: str
+    as_subject: list[Node]
+    as_subject_next: int | None
+    as_object: list[Node]
+    as_object_next: int | None
+    predicates: dict[str, int]

@@ -32,6 +32,7 @@ from llmkg.server.errors import (
     storage_answer,
     storage_error,
 )
+from llmkg.server.graphapi import GraphApi
 from llmkg.server.health import Health
 from llmkg.server.openapi import openapi_document
 from llmkg.server.security import ROUTE_KEY, Guards, Security
@@ -56,6 +57,7 @@ class Endpoint:
 
 def endpoints(state: ServerState, health: Health, security: Security) -> list[Endpoint]:
     api = Api(state)
+    graph = GraphApi(state)
 
     async def openapi(request: Request) -> Response:
         return json_response(openapi_document(state.settings))
@@ -68,6 +70,12 @@ def endpoints(state: ServerState, health: Health, security: Security) -> list[En
         Endpoint("POST", "/api/v1/search", api.search, "read", "search"),
         Endpoint("GET", "/api/v1/nodes/{node_id}", api.get_node, "read", "get_node"),
         Endpoint("DELETE", "/api/v1/nodes/{node_id}", api.delete_node, "write", "delete_node"),
+        Endpoint("GET", "/api/v1/nodes/{node_id}/children", graph.children, "read", "children"),
+        Endpoint("GET", "/api/v1/nodes/{node_id}/ancestors", graph.ancestors, "read", "ancestors"),
+        Endpoint("GET", "/api/v1/facts", graph.facts, "read", "facts"),
+        Endpoint("GET", "/api/v1/entities", graph.entities, "read", "entities"),
+        # `:path`: a name may hold a slash (sent as %2F, which arrives decoded).
+        Endpoint("GET", "/api/v1/entities/{name:path}", graph.entity, "read", "entity"),
         Endpoint("GET", "/api/v1/stats", api.stats, "admin", "stats"),
         Endpoint("POST", "/api/v1/admin/checkpoint", api.checkpoint, "admin", "checkpoint"),
         Endpoint("POST", "/api/v1/admin/backup", api.backup, "admin", "backup"),
@@ -239,4 +247,5 @@ def build_app(state: ServerState) -> ASGIApp:
 
 
 def _pattern(path: str) -> re.Pattern[str]:
+    path = re.sub(r"\{[a-z_]+:path\}", ".+", path)
     return re.compile(re.sub(r"\{[a-z_]+\}", "[^/]+", path))

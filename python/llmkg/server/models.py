@@ -102,6 +102,36 @@ class NodeResponse(msgspec.Struct):
     parent: NodeId | None
 
 
+class FactsPage(msgspec.Struct):
+    facts: list[NodeResponse]
+    next_cursor: str | None  # pass as ``cursor`` for the next page; null: the last page
+
+
+class EntityResponse(msgspec.Struct):
+    name: str
+    as_subject: list[NodeResponse]
+    as_subject_next_cursor: str | None
+    as_object: list[NodeResponse]
+    as_object_next_cursor: str | None
+    predicates: dict[str, int]
+
+
+class EntitiesPage(msgspec.Struct):
+    entities: list[str]
+    next_cursor: str | None
+
+
+class ChildrenPage(msgspec.Struct):
+    node_id: NodeId
+    children: list[NodeResponse]
+    next_cursor: str | None
+
+
+class AncestorsResponse(msgspec.Struct):
+    node_id: NodeId
+    ancestors: list[NodeResponse]  # nearest first
+
+
 class DeleteResponse(msgspec.Struct):
     node_id: NodeId
     deleted: bool

@@ -54,6 +54,51 @@ OPERATIONS: list[tuple[str, str, str, type | None, type | None, tuple[int, ...],
         (404, 422, 503, 507),
         True,
     ),
+    (
+        "get",
+        "/api/v1/facts",
+        "Facts matching a triple pattern, by node id",
+        None,
+        m.FactsPage,
+        (422, 503, 504),
+        True,
+    ),
+    (
+        "get",
+        "/api/v1/entities",
+        "Entity names (subjects and objects), in code point order",
+        None,
+        m.EntitiesPage,
+        (422, 503, 504),
+        True,
+    ),
+    (
+        "get",
+        "/api/v1/entities/{name}",
+        "The facts that mention an entity",
+        None,
+        m.EntityResponse,
+        (404, 422, 503, 504),
+        True,
+    ),
+    (
+        "get",
+        "/api/v1/nodes/{node_id}/children",
+        "The nodes whose parent is a node, by id",
+        None,
+        m.ChildrenPage,
+        (404, 422, 503, 504),
+        True,
+    ),
+    (
+        "get",
+        "/api/v1/nodes/{node_id}/ancestors",
+        "A node's parent, its parent and so on to a root, nearest first",
+        None,
+        m.AncestorsResponse,
+        (404, 422, 503, 504),
+        True,
+    ),
     ("get", "/api/v1/stats", "Engine statistics", None, dict, (503,), True),
     (
         "post",
@@ -94,11 +139,60 @@ OPERATIONS: list[tuple[str, str, str, type | None, type | None, tuple[int, ...],
     ),
 ]
 
+
+def _query(name: str, schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {
+        "name": name,
+        "in": "query",
+        "required": False,
+        "schema": schema,
+        "description": description,
+    }
+
+
+_TEXT = {"type": "string", "minLength": 1}
+_LIMIT = _query(
+    "limit", {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100}, "Page size"
+)
+_CURSOR = _query("cursor", _TEXT, "next_cursor of the previous page")
+QUERY_PARAMETERS: dict[str, list[dict[str, Any]]] = {
+    "/api/v1/facts": [
+        *(
+            _query(f, _TEXT, f"Exact {f} (canonical form)")
+            for f in ("subject", "predicate", "object")
+        ),
+        _query(
+            "min_confidence", {"type": "number", "minimum": 0, "maximum": 1}, "Lowest confidence"
+        ),
+        _LIMIT,
+        _CURSOR,
+    ],
+    "/api/v1/entities": [
+        _query("prefix", {"type": "string"}, "Names that start with it"),
+        _LIMIT,
+        _CURSOR,
+    ],
+    "/api/v1/entities/{name}": [
+        {"name": "name", "in": "path", "required": True, "schema": _TEXT},
+        _query("limit", _LIMIT["schema"], "Page size of each list"),
+        _query("subject_cursor", _TEXT, "as_subject_next_cursor of the previous page"),
+        _query("object_cursor", _TEXT, "as_object_next_cursor of the previous page"),
+    ],
+    "/api/v1/nodes/{node_id}/children": [_LIMIT, _CURSOR],
+    "/api/v1/nodes/{node_id}/ancestors": [
+        _query(
+            "max_depth",
+            {"type": "integer", "minimum": 1, "maximum": 1000, "default": 1000},
+            "How many ancestors at most",
+        )
+    ],
+}
+
 DESCRIPTIONS = {
     400: "The body is not JSON",
     401: "Missing or invalid bearer token",
     403: "The token lacks the scope",
-    404: "No such node or route",
+    404: "No such node, entity or route",
     413: "The body is larger than server.max_body_size",
     415: "The body is not application/json",
     409: 'The store is backed up by its database (storage.backend = "postgresql")',
@@ -165,15 +259,19 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
         }
         if request is not None:
             op["requestBody"] = {"required": True, "content": _content(refs[request])}
+        parameters: list[dict[str, Any]] = []
         if "{node_id}" in path:
-            op["parameters"] = [
+            parameters.append(
                 {
                     "name": "node_id",
                     "in": "path",
                     "required": True,
                     "schema": {"type": "integer", "minimum": 1, "maximum": 2**53 - 1},
                 }
-            ]
+            )
+        parameters += QUERY_PARAMETERS.get(path, [])
+        if parameters:
+            op["parameters"] = parameters
         if secured and auth:
             op["security"] = [{"bearer": []}]
         paths.setdefault(path, {})[method] = op

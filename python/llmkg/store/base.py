@@ -9,7 +9,7 @@ from typing import Protocol
 
 import numpy as np
 
-from llmkg.store.records import Change, NodeRecord
+from llmkg.store.records import Change, FactRow, NodeRecord
 
 
 class BackupUnsupportedError(RuntimeError):
@@ -84,7 +84,16 @@ class Store(Protocol):
         ...
 
     def delete(self, node_id: int) -> bool:
-        """Delete a node (a tombstone with a sequence); False if it was not live."""
+        """Delete a node (a tombstone with a sequence); False if it was not live. Its
+        children are re-parented as ``detach`` says."""
+        ...
+
+    def detach(self, node_id: int) -> list[int] | None:
+        """Delete a node and, in the same transaction, give each of its live children the
+        deleted node's parent (None at a root), each under a sequence of its own, so that
+        no live node ever names a deleted parent. The ids of the children moved, or None
+        if the node was not live. ``insert`` keeps the same rule for a parent deleted
+        while its child was being placed: the child gets the first live ancestor."""
         ...
 
     def add_reads(self, counts: dict[int, int]) -> None:
@@ -107,6 +116,41 @@ class Store(Protocol):
         ...
 
     def most_read(self, n: int) -> list[int]: ...
+
+    # ---- the graph's reads: live facts only, pages in key order --------------------------
+
+    def match(
+        self,
+        subject: str | None,
+        predicate: str | None,
+        object: str | None,
+        min_confidence: float | None,
+        after: int,
+        limit: int,
+    ) -> list[FactRow]:
+        """Up to ``limit`` live facts with every given field equal (and at least
+        ``min_confidence``), of ids above ``after``, by id."""
+        ...
+
+    def children(self, node_id: int, after: int, limit: int) -> list[FactRow]:
+        """Up to ``limit`` live nodes whose parent is ``node_id``, of ids above ``after``,
+        by id."""
+        ...
+
+    def ancestors(self, node_id: int, max_depth: int) -> list[FactRow]:
+        """The parent of ``node_id``, its parent and so on to the root, nearest first, at
+        most ``max_depth`` of them."""
+        ...
+
+    def entities(self, prefix: str, after: str | None, limit: int) -> list[str]:
+        """Up to ``limit`` distinct subjects and objects of live facts that start with
+        ``prefix`` and sort after ``after``, in code point order."""
+        ...
+
+    def predicate_counts(self, name: str) -> dict[str, int]:
+        """How many live facts of each predicate have ``name`` as subject or object (a
+        fact with it as both counts once)."""
+        ...
 
     def count(self) -> int: ...
 

@@ -1,6 +1,10 @@
 """The PostgreSQL store's tables, their version, and what a store checks when it opens.
 
-``schema_version`` in ``llmkg_meta`` is the version: 1 is the first. A newer version than
+``schema_version`` in ``llmkg_meta`` is the version: 1 is the first; 2 adds indexes
+over the live rows for the graph's reads: ``subject``, ``predicate`` and ``object`` by
+their MD5 (a B-tree entry cannot hold a text of up to 4096 characters; a query names the
+hash and the text), each followed by ``id`` so that a pattern's matches come in id order,
+and ``parent`` (children, and the re-parenting of a deleted node's children). A newer version than
 ``SCHEMA_VERSION`` is refused (``StoreVersionError``) rather than guessed at; an older one
 is migrated in the opening transaction, as SQLite stores are, unless opening was told not
 to (``StoreOutdatedError``: ``llmkg-server migrate`` upgrades). Tables without a version
@@ -18,7 +22,7 @@ import psycopg
 
 from llmkg.store.schema import StoreVersionError, outdated
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 MAX_NODE_ID = 2**53 - 1
 # pg_advisory_xact_lock key taken while the schema is created or checked ("llmkg" in hex).
 SCHEMA_LOCK = 0x6C6C6D6B67
@@ -47,6 +51,14 @@ CREATE TABLE IF NOT EXISTS llmkg_nodes (
 CREATE UNIQUE INDEX IF NOT EXISTS llmkg_nodes_triple
     ON llmkg_nodes (partition, triple_key) WHERE NOT deleted;
 CREATE UNIQUE INDEX IF NOT EXISTS llmkg_nodes_seq ON llmkg_nodes (partition, seq);
+CREATE INDEX IF NOT EXISTS llmkg_nodes_subject
+    ON llmkg_nodes (partition, md5(subject), id) WHERE NOT deleted;
+CREATE INDEX IF NOT EXISTS llmkg_nodes_predicate
+    ON llmkg_nodes (partition, md5(predicate), id) WHERE NOT deleted;
+CREATE INDEX IF NOT EXISTS llmkg_nodes_object
+    ON llmkg_nodes (partition, md5(object), id) WHERE NOT deleted;
+CREATE INDEX IF NOT EXISTS llmkg_nodes_parent
+    ON llmkg_nodes (partition, parent, id) WHERE NOT deleted;
 """
 
 

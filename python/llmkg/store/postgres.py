@@ -40,8 +40,9 @@ from psycopg_pool import ConnectionPool, PoolClosed, PoolTimeout
 
 from llmkg.store.base import BackupUnsupportedError
 from llmkg.store.errors import StoreClosedError, StoreUnavailableError
+from llmkg.store.pggraph import GraphReads
 from llmkg.store.pgschema import open_schema
-from llmkg.store.records import Change, NodeRecord, record_from_row
+from llmkg.store.records import MAX_DEPTH, Change, NodeRecord, record_from_row
 from llmkg.store.schema import StoreOpenError
 
 T = TypeVar("T")
@@ -54,6 +55,16 @@ LIVE_BY_TRIPLE = (
     f"SELECT {COLUMNS} FROM llmkg_nodes WHERE partition = %s AND triple_key = %s "
     "AND NOT deleted AND subject = %s AND predicate = %s AND object = %s"
 )
+# The first live node up the chain from %(id)s (itself if live): a tombstone keeps the
+# parent its children were given when it was deleted.
+LIVE_ANCESTOR = """WITH RECURSIVE up(id, deleted, depth) AS (
+    SELECT id, deleted, 0 FROM llmkg_nodes WHERE partition = %(p)s AND id = %(id)s
+    UNION ALL
+    SELECT n.id, n.deleted, up.depth + 1 FROM up
+        JOIN llmkg_nodes t ON t.partition = %(p)s AND t.id = up.id
+        JOIN llmkg_nodes n ON n.partition = %(p)s AND n.id = t.parent
+    WHERE up.deleted AND up.depth < %(depth)s)
+SELECT id FROM up WHERE NOT deleted"""
 NEXT_SEQ = (
     "UPDATE llmkg_partitions SET last_seq = last_seq + 1 WHERE partition = %s RETURNING last_seq"
 )
@@ -104,7 +115,7 @@ def _change(row: tuple[Any, ...]) -> Change:
     return Change(row[7], row[0], record_from_row(row))
 
 
-class PostgresStore:
+class PostgresStore(GraphReads):
     """Facts of one partition in a PostgreSQL database, through a pool of connections.
 
     ``connect_timeout`` (seconds) bounds connecting and waiting for a pooled connection:
@@ -267,6 +278,14 @@ class PostgresStore:
         with self._connection() as conn:
             with conn.transaction() as tx:
                 seq = self._next_seq(conn)
+                if parent is not None:
+                    # Holding the counter: a delete of the parent either committed before
+                    # (and this sees its tombstone) or waits until this commits (and then
+                    # re-parents this node too).
+                    live = conn.execute(
+                        LIVE_ANCESTOR, {"p": self.partition, "id": parent, "depth": MAX_DEPTH}
+                    ).fetchone()
+                    parent = live[0] if live else None
                 row = conn.execute(
                     f"INSERT INTO llmkg_nodes (partition, triple_key, subject, predicate, "
                     "object, confidence, embedding, parent, seq) "
@@ -322,21 +341,51 @@ class PostgresStore:
     def delete(self, node_id: int) -> bool:
         """Delete a node (a tombstone under a new sequence); False if it was not live.
         Returns once committed."""
-        deleted = False
+        return self.detach(node_id) is not None
+
+    def detach(self, node_id: int) -> list[int] | None:
+        """Delete a node and give its live children its parent, in one transaction (see
+        ``Store``); the children moved, or None if the node was not live."""
+        p = self.partition
+        children: list[int] | None = None
         with self._connection() as conn:
             with conn.transaction() as tx:
                 seq = self._next_seq(conn)
-                cur = conn.execute(
+                row = conn.execute(
                     "UPDATE llmkg_nodes SET deleted = true, embedding = NULL, seq = %s "
-                    "WHERE partition = %s AND id = %s AND NOT deleted",
-                    (seq, self.partition, node_id),
-                )
-                if cur.rowcount == 0:
+                    "WHERE partition = %s AND id = %s AND NOT deleted RETURNING parent",
+                    (seq, p, node_id),
+                ).fetchone()
+                if row is None:
                     raise psycopg.Rollback(tx)
-                deleted = True
-        if deleted:
+                children = [
+                    r[0]
+                    for r in conn.execute(
+                        "SELECT id FROM llmkg_nodes WHERE partition = %s AND parent = %s "
+                        "AND NOT deleted ORDER BY id",
+                        (p, node_id),
+                    )
+                ]
+                if children:
+                    # A sequence each, taken at once from the counter this transaction
+                    # holds already.
+                    last = conn.execute(
+                        "UPDATE llmkg_partitions SET last_seq = last_seq + %s "
+                        "WHERE partition = %s RETURNING last_seq",
+                        (len(children), p),
+                    ).fetchone()
+                    assert last is not None
+                    first = int(last[0]) - len(children) + 1
+                    with conn.cursor() as cur:
+                        cur.executemany(
+                            "UPDATE llmkg_nodes SET parent = %s, seq = %s "
+                            "WHERE partition = %s AND id = %s",
+                            [(row[0], first + i, p, c) for i, c in enumerate(children)],
+                        )
+                    seq = int(last[0])
+        if children is not None:
             self._committed(seq)
-        return deleted
+        return children
 
     def add_reads(self, counts: dict[int, int]) -> None:
         """Add to the read counters of nodes (not a change: no sequence number)."""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -22,6 +22,24 @@ class NodeRecord:
     parent: int | None
     seq: int
     reads: int = 0
+
+
+class FactRow(NamedTuple):
+    """A live fact as the graph's reads hand it out: no vector (a page of a thousand
+    facts would read a thousand vectors that nobody looks at)."""
+
+    node_id: int
+    subject: str
+    predicate: str
+    object: str
+    confidence: float
+    parent: int | None
+
+
+# The columns of a FactRow, in its order.
+FACT_COLUMNS = "id, subject, predicate, object, confidence, parent"
+# How far up a parent chain a store walks (ancestors; the live parent of a new node).
+MAX_DEPTH = 1000
 
 
 @dataclass(frozen=True)
@@ -52,3 +70,19 @@ def record_from_row(row: tuple[Any, ...]) -> NodeRecord:
         seq=seq,
         reads=reads,
     )
+
+
+def prefix_end(prefix: str) -> str | None:
+    """The least string above every string that starts with ``prefix``, in code point
+    order (None: no bound), so that a prefix is an index range ``[prefix, end)``: the
+    prefix with its last character incremented (surrogates skipped: they cannot be
+    stored), or dropped when it is the last code point."""
+    chars = list(prefix)
+    while chars:
+        last = ord(chars.pop())
+        if last < 0x10FFFF:
+            nxt = last + 1
+            if 0xD800 <= nxt <= 0xDFFF:
+                nxt = 0xE000
+            return "".join(chars) + chr(nxt)
+    return None

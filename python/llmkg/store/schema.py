@@ -7,6 +7,10 @@ The format version is SQLite's ``PRAGMA user_version``:
 - 1: adds ``info``, text facts about the store: ``store_id``, a random id given when the
   store is created, which index snapshots carry so that a snapshot of another store is
   never loaded into this one.
+- 2: indexes over the live rows for the graph's reads: ``subject``, ``predicate`` and
+  ``object`` (triple patterns, entities; SQLite appends the rowid to each entry, so a
+  pattern's matches come in id order for keyset pages) and ``parent`` (children, and the
+  re-parenting of a deleted node's children).
 
 Opening a store migrates an older format in one transaction (unless told not to: then it
 raises ``StoreOutdatedError``, and ``llmkg-server migrate`` is the step that upgrades), and
@@ -25,7 +29,7 @@ import sqlite3
 import uuid
 from pathlib import Path
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 
 BASE_SCHEMA = """
 CREATE TABLE IF NOT EXISTS nodes (
@@ -46,9 +50,14 @@ CREATE INDEX IF NOT EXISTS nodes_seq ON nodes(seq);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
 """
 
-# MIGRATIONS[v] takes a store of format v to v + 1 (run inside the opening transaction).
-MIGRATIONS: dict[int, str] = {
-    0: "CREATE TABLE info (key TEXT PRIMARY KEY, value TEXT NOT NULL);",
+# MIGRATIONS[v] takes a store of format v to v + 1: its statements run in order inside
+# the opening transaction.
+MIGRATIONS: dict[int, tuple[str, ...]] = {
+    0: ("CREATE TABLE info (key TEXT PRIMARY KEY, value TEXT NOT NULL)",),
+    1: tuple(
+        f"CREATE INDEX nodes_{column} ON nodes({column}) WHERE deleted = 0"
+        for column in ("subject", "predicate", "object", "parent")
+    ),
 }
 
 
@@ -146,7 +155,8 @@ def open_format(conn: sqlite3.Connection, path: Path, migrate: bool = True) -> s
             version = 0
         conn.execute("BEGIN IMMEDIATE")
         for v in range(version, FORMAT_VERSION):
-            conn.execute(MIGRATIONS[v])
+            for statement in MIGRATIONS[v]:
+                conn.execute(statement)
         conn.execute(f"PRAGMA user_version={FORMAT_VERSION}")
         row = conn.execute("SELECT value FROM info WHERE key='store_id'").fetchone()
         store_id = uuid.uuid4().hex if row is None else str(row[0])

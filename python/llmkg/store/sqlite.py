@@ -30,7 +30,15 @@ import numpy as np
 
 from llmkg.store.errors import StoreClosedError
 from llmkg.store.failures import storage_failure
-from llmkg.store.records import Change, NodeRecord, record_from_row
+from llmkg.store.records import (
+    FACT_COLUMNS,
+    MAX_DEPTH,
+    Change,
+    FactRow,
+    NodeRecord,
+    prefix_end,
+    record_from_row,
+)
 from llmkg.store.schema import StoreCorruptError, is_corruption, open_format
 from llmkg.store.writer import STOP, GroupCommit
 
@@ -40,6 +48,13 @@ JOURNAL_SIZE_LIMIT = 16 * 2**20
 COLUMNS = "id, subject, predicate, object, confidence, embedding, parent, seq, reads, deleted"
 SELECT_LIVE = f"SELECT {COLUMNS} FROM nodes WHERE deleted=0"
 BY_TRIPLE = f"{SELECT_LIVE} AND subject=? AND predicate=? AND object=?"
+ANCESTORS = f"""WITH RECURSIVE up(id, depth) AS (
+    SELECT parent, 1 FROM nodes WHERE id = ? AND deleted = 0 AND parent IS NOT NULL
+    UNION ALL
+    SELECT n.parent, up.depth + 1 FROM up JOIN nodes n ON n.id = up.id
+    WHERE n.parent IS NOT NULL AND up.depth < ?)
+SELECT {", ".join("n." + c for c in FACT_COLUMNS.split(", "))}
+FROM up JOIN nodes n ON n.id = up.id AND n.deleted = 0 ORDER BY up.depth"""
 
 
 # The last sequence number given out: the ``last_seq`` row, written by every transaction
@@ -156,6 +171,8 @@ class SqliteStore(GroupCommit):
                 )
                 row = (*row[:4], new_conf, row[5], row[6], seq, *row[8:])
             return record_from_row(row), False
+        if parent is not None:
+            parent = self._live_ancestor(conn, parent)
         seq = self._next_seq()
         cur = conn.execute(
             "INSERT INTO nodes (subject, predicate, object, confidence, embedding, parent, seq) "
@@ -180,21 +197,51 @@ class SqliteStore(GroupCommit):
             row = (*row[:4], confidence, row[5], row[6], seq, *row[8:])
         return record_from_row(row)
 
-    def _op_delete(self, conn: sqlite3.Connection, node_id: int) -> bool:
-        seq = self._next_seq()
-        cur = conn.execute(
-            "UPDATE nodes SET deleted=1, embedding=NULL, seq=? WHERE id=? AND deleted=0",
-            (seq, node_id),
+    @staticmethod
+    def _live_ancestor(conn: sqlite3.Connection, node_id: int) -> int | None:
+        """``node_id`` if live, else the parent its children got when it was deleted
+        (a tombstone keeps its parent column): the allocation chose its parent before a
+        delete that committed first."""
+        current: int | None = node_id
+        for _ in range(MAX_DEPTH):
+            if current is None:
+                return None
+            row = conn.execute("SELECT deleted, parent FROM nodes WHERE id=?", (current,))
+            found = row.fetchone()
+            if found is None:
+                return None
+            if not found[0]:
+                return current
+            current = found[1]
+        return None
+
+    def _op_detach(self, conn: sqlite3.Connection, node_id: int) -> list[int] | None:
+        row = conn.execute("SELECT parent FROM nodes WHERE id=? AND deleted=0", (node_id,))
+        found = row.fetchone()
+        if found is None:
+            return None
+        conn.execute(
+            "UPDATE nodes SET deleted=1, embedding=NULL, seq=? WHERE id=?",
+            (self._next_seq(), node_id),
         )
-        if cur.rowcount == 0:
-            self._seq -= 1
-            return False
-        return True
+        children = [
+            r[0]
+            for r in conn.execute(
+                "SELECT id FROM nodes WHERE parent=? AND deleted=0 ORDER BY id", (node_id,)
+            )
+        ]
+        # A sequence each: a reader of changes_after sees every row that changed.
+        conn.executemany(
+            "UPDATE nodes SET parent=?, seq=? WHERE id=?",
+            [(found[0], self._next_seq(), child) for child in children],
+        )
+        return children
 
     # Operations that make at most one write statement: alone in a batch, each runs as
     # its own transaction (`_apply_alone`). The functions themselves, so that a rename
-    # cannot quietly turn the fast path off.
-    _ONE_WRITE = frozenset({_op_insert, _op_raise_confidence, _op_delete})
+    # cannot quietly turn the fast path off. Not a delete: it re-parents the children
+    # in the same transaction.
+    _ONE_WRITE = frozenset({_op_insert, _op_raise_confidence})
 
     def _op_add_reads(self, conn: sqlite3.Connection, counts: list[tuple[int, int]]) -> None:
         conn.executemany(
@@ -234,7 +281,12 @@ class SqliteStore(GroupCommit):
 
     def delete(self, node_id: int) -> bool:
         """Delete a node; False if it was not there. Returns once durable."""
-        return self._submit(self._op_delete, node_id)
+        return self.detach(node_id) is not None
+
+    def detach(self, node_id: int) -> list[int] | None:
+        """Delete a node and re-parent its children in one transaction (``Store``); the
+        children moved, or None if the node was not live. Returns once durable."""
+        return self._submit(self._op_detach, node_id)
 
     def add_reads(self, counts: dict[int, int]) -> None:
         """Add to the read counters of nodes (kept to find the most-read nodes)."""
@@ -304,6 +356,80 @@ class SqliteStore(GroupCommit):
             "SELECT id FROM nodes WHERE deleted=0 ORDER BY reads DESC LIMIT ?", (n,)
         )
         return [r[0] for r in rows]
+
+    # ---- the graph's reads ---------------------------------------------------------------
+
+    def match(
+        self,
+        subject: str | None,
+        predicate: str | None,
+        object: str | None,
+        min_confidence: float | None,
+        after: int,
+        limit: int,
+    ) -> list[FactRow]:
+        where = ["deleted=0", "id>?"]
+        params: list[Any] = [after]
+        # With a subject or an object given, `+predicate` keeps SQLite off the predicate
+        # index: predicates are few, so each matches far more rows than a subject does.
+        pred = "+predicate" if subject is not None or object is not None else "predicate"
+        for column, value in (("subject", subject), (pred, predicate), ("object", object)):
+            if value is not None:
+                where.append(f"{column}=?")
+                params.append(value)
+        if min_confidence is not None:
+            where.append("confidence>=?")
+            params.append(min_confidence)
+        rows = self._reader().execute(
+            f"SELECT {FACT_COLUMNS} FROM nodes WHERE {' AND '.join(where)} ORDER BY id LIMIT ?",
+            (*params, limit),
+        )
+        return [FactRow(*r) for r in rows]
+
+    def children(self, node_id: int, after: int, limit: int) -> list[FactRow]:
+        rows = self._reader().execute(
+            f"SELECT {FACT_COLUMNS} FROM nodes WHERE deleted=0 AND parent=? AND id>? "
+            "ORDER BY id LIMIT ?",
+            (node_id, after, limit),
+        )
+        return [FactRow(*r) for r in rows]
+
+    def ancestors(self, node_id: int, max_depth: int) -> list[FactRow]:
+        rows = self._reader().execute(ANCESTORS, (node_id, max_depth))
+        return [FactRow(*r) for r in rows]
+
+    def entities(self, prefix: str, after: str | None, limit: int) -> list[str]:
+        # Two ordered scans of the subject and object indexes, merged by the compound
+        # SELECT (UNION drops the duplicates): a page reads about `limit` entries of each.
+        # SQLite compares TEXT by its UTF-8 bytes, which is code point order.
+        end = prefix_end(prefix)
+        arms = []
+        params: list[Any] = []
+        for column in ("subject", "object"):
+            where = [f"{column} >= ?"]
+            params.append(prefix)
+            if after is not None:
+                where.append(f"{column} > ?")
+                params.append(after)
+            if end is not None:
+                where.append(f"{column} < ?")
+                params.append(end)
+            arms.append(f"SELECT {column} FROM nodes WHERE deleted=0 AND {' AND '.join(where)}")
+        rows = self._reader().execute(
+            f"{arms[0]} UNION {arms[1]} ORDER BY 1 LIMIT ?", (*params, limit)
+        )
+        return [r[0] for r in rows]
+
+    def predicate_counts(self, name: str) -> dict[str, int]:
+        rows = self._reader().execute(
+            # Two index searches; UNION over (id, predicate) counts a fact with the name
+            # as subject and object once.
+            "SELECT predicate, count(*) FROM (SELECT id, predicate FROM nodes "
+            "WHERE deleted=0 AND subject=? UNION SELECT id, predicate FROM nodes "
+            "WHERE deleted=0 AND object=?) GROUP BY predicate",
+            (name, name),
+        )
+        return {p: n for p, n in rows}
 
     def count(self) -> int:
         return self._reader().execute("SELECT COUNT(*) FROM nodes WHERE deleted=0").fetchone()[0]

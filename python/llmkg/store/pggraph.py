@@ -1,0 +1,109 @@
+"""The PostgreSQL store's reads of the graph: triple patterns, children, ancestors and
+entities, over the live rows of its partition (indexes: ``pgschema.py``)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import psycopg
+
+from llmkg.store.records import FACT_COLUMNS, FactRow, prefix_end
+
+T = TypeVar("T")
+
+ANCESTORS = f"""WITH RECURSIVE up(id, depth) AS (
+    SELECT parent, 1 FROM llmkg_nodes
+    WHERE partition = %(p)s AND id = %(id)s AND NOT deleted AND parent IS NOT NULL
+    UNION ALL
+    SELECT n.parent, up.depth + 1 FROM up JOIN llmkg_nodes n
+        ON n.partition = %(p)s AND n.id = up.id
+    WHERE n.parent IS NOT NULL AND up.depth < %(depth)s)
+SELECT {", ".join("n." + c for c in FACT_COLUMNS.split(", "))} FROM up JOIN llmkg_nodes n
+    ON n.partition = %(p)s AND n.id = up.id AND NOT n.deleted ORDER BY up.depth"""
+
+
+class GraphReads:
+    """Mixed into ``PostgresStore``, whose pooled reads it uses."""
+
+    partition: int
+    _rows: Callable[[str, tuple[Any, ...]], list[tuple[Any, ...]]]
+
+    def _read(self, fn: Callable[[psycopg.Connection[Any]], T]) -> T:
+        raise NotImplementedError
+
+    def match(
+        self,
+        subject: str | None,
+        predicate: str | None,
+        object: str | None,
+        min_confidence: float | None,
+        after: int,
+        limit: int,
+    ) -> list[FactRow]:
+        where = ["partition = %s", "NOT deleted", "id > %s"]
+        params: list[Any] = [self.partition, after]
+        for column, value in (("subject", subject), ("predicate", predicate), ("object", object)):
+            if value is not None:
+                # The hash finds the index entries; the text settles a collision.
+                where.append(f"md5({column}) = md5(%s) AND {column} = %s")
+                params += [value, value]
+        if min_confidence is not None:
+            where.append("confidence >= %s")
+            params.append(min_confidence)
+        rows = self._rows(
+            f"SELECT {FACT_COLUMNS} FROM llmkg_nodes WHERE {' AND '.join(where)} "
+            "ORDER BY id LIMIT %s",
+            (*params, limit),
+        )
+        return [FactRow(*r) for r in rows]
+
+    def children(self, node_id: int, after: int, limit: int) -> list[FactRow]:
+        rows = self._rows(
+            f"SELECT {FACT_COLUMNS} FROM llmkg_nodes WHERE partition = %s AND parent = %s "
+            "AND NOT deleted AND id > %s ORDER BY id LIMIT %s",
+            (self.partition, node_id, after, limit),
+        )
+        return [FactRow(*r) for r in rows]
+
+    def ancestors(self, node_id: int, max_depth: int) -> list[FactRow]:
+        rows = self._read(
+            lambda conn: conn.execute(
+                ANCESTORS, {"p": self.partition, "id": node_id, "depth": max_depth}
+            ).fetchall()
+        )
+        return [FactRow(*r) for r in rows]
+
+    def entities(self, prefix: str, after: str | None, limit: int) -> list[str]:
+        # COLLATE "C": code point order (UTF-8 bytes), whatever the database's collation,
+        # the same order as SQLite's. No index orders the texts (their B-tree entries
+        # would be too large): a page scans the live rows in range.
+        end = prefix_end(prefix)
+        arms = []
+        params: list[Any] = []
+        for column in ("subject", "object"):
+            name = f'{column} COLLATE "C"'
+            where = ["partition = %s", "NOT deleted", f"{name} >= %s"]
+            params += [self.partition, prefix]
+            if after is not None:
+                where.append(f"{name} > %s")
+                params.append(after)
+            if end is not None:
+                where.append(f"{name} < %s")
+                params.append(end)
+            arms.append(f"SELECT {name} AS name FROM llmkg_nodes WHERE {' AND '.join(where)}")
+        rows = self._rows(f"{arms[0]} UNION {arms[1]} ORDER BY 1 LIMIT %s", (*params, limit))
+        return [r[0] for r in rows]
+
+    def predicate_counts(self, name: str) -> dict[str, int]:
+        p = self.partition
+        rows = self._rows(
+            # UNION over (id, predicate) counts a fact with the name as subject and object
+            # once.
+            "SELECT predicate, count(*) FROM (SELECT id, predicate FROM llmkg_nodes "
+            "WHERE partition = %s AND NOT deleted AND md5(subject) = md5(%s) AND subject = %s "
+            "UNION SELECT id, predicate FROM llmkg_nodes WHERE partition = %s AND NOT deleted "
+            "AND md5(object) = md5(%s) AND object = %s) AS mentions GROUP BY predicate",
+            (p, name, name, p, name, name),
+        )
+        return {r[0]: int(r[1]) for r in rows}
