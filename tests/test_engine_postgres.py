@@ -224,3 +224,35 @@ def test_the_engine_closes_while_the_database_is_away(tmp_path: Path) -> None:
         with AllocationEngine(c) as again:
             assert again.startup["source"] == "snapshot" and again.startup["replayed"] == 0
             assert again.get(ids[3]) is not None
+
+
+def test_a_server_started_before_its_database_waits_for_it(tmp_path: Path) -> None:
+    """The database down at start: the server runs, is not ready, says why (in its log and
+    its readiness), and becomes ready by itself once the database is up."""
+    with cluster() as own:
+        dsn = own.create_database()
+        own.stop()
+        env = {
+            "LLMKG__STORAGE__BACKEND": "postgresql",
+            "LLMKG__STORAGE__POSTGRESQL__DSN": dsn,
+            "LLMKG__STORAGE__POSTGRESQL__CONNECT_TIMEOUT": "1s",
+        }
+        server = Server(tmp_path, env).start(wait="live")
+        try:
+            deadline = time.monotonic() + 60
+            while True:
+                ready = server.client.get("/health/ready")
+                detail = ready.json()["checks"]["engine"]["detail"]
+                if "unavailable" in detail:
+                    break
+                assert time.monotonic() < deadline, f"readiness never said why: {detail}"
+                time.sleep(0.05)
+            assert ready.status_code == 503
+            assert "the store is unavailable" in server.logs()
+            assert server.proc is not None and server.proc.poll() is None, "it did not exit"
+            own.start()
+            server.wait("ready")
+            assert server.post("/api/v1/allocate", {"fact": fact(1)}).status_code == 200
+        finally:
+            server.stop()
+        assert PASSWORD not in server.logs()

@@ -104,7 +104,8 @@ class Health:
             status: Literal["draining", "starting"] = (
                 "draining" if phase in ("draining", "stopped") else "starting"
             )
-            detail = "shutting down" if status == "draining" else "loading and replaying the store"
+            loading = self.state.waiting_for or "loading and replaying the store"
+            detail = "shutting down" if status == "draining" else loading
             body = HealthResponse(status, {"engine": Check(False, detail)}, self.partition())
             return _json(body, 503)
         checks = await self.state.run(self.checks)

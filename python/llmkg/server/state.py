@@ -14,11 +14,14 @@ from llmkg.config import ConfigError, Settings, engine_config
 from llmkg.engine import AllocationEngine
 from llmkg.server.errors import ApiError
 from llmkg.server.metrics import Metrics
-from llmkg.store import StoreOpenError
+from llmkg.store import StoreOpenError, StoreUnavailableError
 
 log = logging.getLogger("llmkg.server")
 
 T = TypeVar("T")
+# Seconds between attempts to open an unavailable store at start: doubling to the longest.
+START_RETRY_FIRST = 1.0
+START_RETRY_LONGEST = 5.0
 EXIT_UNUSABLE_STORE = 2
 Phase = Literal["starting", "ready", "draining", "stopped", "failed"]
 
@@ -28,6 +31,8 @@ class ServerState:
         self.settings = settings
         self.engine: AllocationEngine | None = None
         self.phase: Phase = "starting"
+        # Why the engine is not loaded yet, when it waits for its store (readiness says it).
+        self.waiting_for: str | None = None
         self.executor = ThreadPoolExecutor(
             settings.performance.worker_threads, thread_name_prefix="llmkg-worker"
         )
@@ -74,19 +79,34 @@ class ServerState:
         log.info("ready: %d nodes, started in %.3fs", len(engine.index), engine.startup["seconds"])
 
     async def start(self) -> None:
-        try:
-            await self.run(self.open_engine)
-        except (StoreOpenError, ConfigError) as e:
-            # A damaged or too new store (or an unreadable DSN file) will not get better by
-            # restarting: exit 2, the code of a bad configuration, with the file's name, not
-            # a traceback per restart.
-            log.error("cannot open the store: %s", e)
-            self.phase = "failed"
-            self.request_exit(EXIT_UNUSABLE_STORE)
-        except Exception:
-            log.exception("the engine failed to load; exiting")
-            self.phase = "failed"
-            self.request_exit(1)
+        delay = START_RETRY_FIRST
+        while True:
+            try:
+                await self.run(self.open_engine)
+            except StoreUnavailableError as e:
+                # A database that is not up yet (started after this server, or failing
+                # over) is waited for, not ready, rather than turned into a restart loop.
+                if self.phase != "starting":  # shutting down meanwhile
+                    return
+                self.waiting_for = f"the store is unavailable: {e}"
+                log.warning("%s; not ready, trying again in %.0fs", self.waiting_for, delay)
+                await asyncio.sleep(delay)
+                delay = min(2 * delay, START_RETRY_LONGEST)
+                continue
+            except (StoreOpenError, ConfigError) as e:
+                # A damaged or too new store (or an unreadable DSN file) will not get better
+                # by restarting: exit 2, the code of a bad configuration, with the file's
+                # name, not a traceback per restart.
+                log.error("cannot open the store: %s", e)
+                self.phase = "failed"
+                self.request_exit(EXIT_UNUSABLE_STORE)
+            except Exception:
+                log.exception("the engine failed to load; exiting")
+                self.phase = "failed"
+                self.request_exit(1)
+            else:
+                self.waiting_for = None
+            return
 
     async def stop(self) -> None:
         """After the listeners have drained: final checkpoint, store closed."""
