@@ -83,6 +83,9 @@ class Allocation:
     def _allocate(self, f: Fact, started: float) -> AllocationResult | None:
         """One attempt of `allocate`; None when the stored node it found was deleted before
         its confidence could be raised (the next attempt stores the fact anew)."""
+        # Before any store read or write: a delete that moves this node under another
+        # parent meanwhile forgets its cached record, and the puts below then cache nothing.
+        since = self.records.changes
         c = self.config
         # The fact index knows every stored triple but those being allocated right now,
         # so a new fact (the usual case) skips the store read; one stored meanwhile is
@@ -123,7 +126,7 @@ class Allocation:
                     # Written through: the next search to meet the new node (often on the
                     # event loop) would otherwise read it back from SQLite, which releases
                     # the GIL.
-                    self.records.put(record)
+                    self.records.put(record, since=since)
                 return AllocationResult(
                     node_id=record.node_id,
                     partition=c.partition,
@@ -151,7 +154,7 @@ class Allocation:
             self.follower.wait_applied(record.seq, c.catch_up_timeout)
         else:
             # Fresh from the store (a concurrent allocation may have raised the confidence).
-            self.records.put(record)
+            self.records.put(record, since=since)
             self.facts.set_confidence(record.node_id, record.confidence)
         self.precision.touch(record.node_id)
         strategy, neighbors = self._candidates(record.embedding, c.neighbors + 1)

@@ -47,7 +47,11 @@ class RecordCache:
         self._prefetcher: ThreadPoolExecutor | None = None
         self._queued = threading.BoundedSemaphore(PREFETCH_QUEUE)
         self.store_reads = 0
-        self._changes = 0  # replace/forget calls: a read that saw this move caches nothing
+        # replace/forget calls: a record read or written while this moved is not cached (it
+        # may be older than what the store holds now). Checked and moved under the lock, so
+        # that a put either comes before a forget (which then drops it) or sees it.
+        self._changes = 0
+        self._changes_lock = threading.Lock()
         if not config.enable_caching:
             return
         l1 = ShardedCache(
@@ -79,9 +83,10 @@ class RecordCache:
             changes = self._changes
             fetched = self.store.get_many(missing)
             self.store_reads += len(fetched)
-            if changes == self._changes:
-                for node_id, record in fetched.items():
-                    self.tiers.put(node_id, record, size=record_size(record))
+            with self._changes_lock:
+                if changes == self._changes:
+                    for node_id, record in fetched.items():
+                        self.tiers.put(node_id, record, size=record_size(record))
             found.update(fetched)
             self._prefetch_around(fetched)
         return found
@@ -89,19 +94,32 @@ class RecordCache:
     def get(self, node_id: int) -> NodeRecord | None:
         return self.get_many([node_id]).get(node_id)
 
-    def put(self, record: NodeRecord) -> None:
-        if self.tiers is not None:
-            self.tiers.put(record.node_id, record, size=record_size(record))
+    @property
+    def changes(self) -> int:
+        """The count of replace/forget calls so far, for `put(record, since=...)`."""
+        return self._changes
+
+    def put(self, record: NodeRecord, since: int | None = None) -> None:
+        """Cache ``record``; with ``since`` (the `changes` count from before the record was
+        read or written), only if no replace or forget came in between."""
+        if self.tiers is None:
+            return
+        with self._changes_lock:
+            if since is None or since == self._changes:
+                self.tiers.put(record.node_id, record, size=record_size(record))
 
     def replace(self, record: NodeRecord) -> None:
         """Put a record whose stored state changed (a new confidence)."""
-        self._changes += 1
-        self.put(record)
+        with self._changes_lock:
+            self._changes += 1
+            if self.tiers is not None:
+                self.tiers.put(record.node_id, record, size=record_size(record))
 
     def forget(self, node_id: int) -> None:
-        self._changes += 1
-        if self.tiers is not None:
-            self.tiers.pop(node_id)
+        with self._changes_lock:
+            self._changes += 1
+            if self.tiers is not None:
+                self.tiers.pop(node_id)
 
     def _prefetch_around(self, fetched: Iterable[int]) -> None:
         """Bring up to ``prefetch_distance`` graph neighbours of nodes just read from the
@@ -123,10 +141,11 @@ class RecordCache:
             wanted = [int(n) for n in near if int(n) not in self.tiers]
             changes = self._changes
             fetched = self.store.get_many(wanted)
-            if changes != self._changes:
-                return
-            for n, record in fetched.items():
-                self.tiers.l2.put(n, record, size=record_size(record))
+            with self._changes_lock:
+                if changes != self._changes:
+                    return
+                for n, record in fetched.items():
+                    self.tiers.l2.put(n, record, size=record_size(record))
         except Exception:
             log.exception("prefetch around node %d failed", node_id)
         finally:
