@@ -132,6 +132,7 @@ UNIT_MODULES = {
     "test_hnsw_recall",
     "test_hnsw_threads",
     "test_package",
+    "test_progress",
 }
 SYSTEM_MODULES = {
     "test_disk_full",

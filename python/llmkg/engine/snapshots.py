@@ -31,6 +31,7 @@ import numpy as np
 import zstandard
 
 from llmkg._core import HnswIndex
+from llmkg.progress import Progress
 
 if TYPE_CHECKING:
     from llmkg.engine.quantization import AdaptivePrecision, Precision
@@ -204,9 +205,18 @@ def reconcile(
     return True
 
 
-def replay(index: HnswIndex, store: Store, precision: AdaptivePrecision, after: int) -> int:
+def replay(
+    index: HnswIndex,
+    store: Store,
+    precision: AdaptivePrecision,
+    after: int,
+    progress: Progress | None = None,
+) -> int:
     """Bring ``index`` (a snapshot tagged ``after``, or empty) up to the store: add the live
-    nodes it lacks, drop the deleted ones. Returns how many changes were read."""
+    nodes it lacks, drop the deleted ones. Returns how many changes were read; a long
+    replay logs its progress."""
+    if progress is None:
+        progress = Progress(log, "replaying the store" if after else "rebuilding the index")
     ids: list[int] = []
     vectors: list[np.ndarray] = []
     precisions: list[Precision] = []
@@ -222,6 +232,7 @@ def replay(index: HnswIndex, store: Store, precision: AdaptivePrecision, after: 
 
     for change in store.changes_after(after):
         count += 1
+        progress.advance()
         if change.record is None:
             removed.append(change.node_id)
         elif change.node_id not in index:
@@ -233,4 +244,5 @@ def replay(index: HnswIndex, store: Store, precision: AdaptivePrecision, after: 
     flush()
     if removed:
         index.remove(np.array(removed, dtype=np.uint64))
+    progress.done()
     return count
