@@ -113,7 +113,7 @@ def store_cycle(
     child = subprocess.Popen(
         [
             sys.executable,
-            str(HERE / "power_writer.py"),
+            str(HERE / "store_writer.py"),
             str(disk.mountpoint),
             durability,
             str(SYNC_INTERVAL),

@@ -77,7 +77,14 @@ def test_acknowledged_writes_survive_kill_9(tmp_path: Path, durability: str) -> 
     acked: dict[int, tuple[str, str]] = {}
     for run in range(3):
         child = subprocess.Popen(
-            [sys.executable, str(HERE / "store_writer.py"), str(tmp_path), durability, str(run)],
+            [
+                sys.executable,
+                str(HERE / "store_writer.py"),
+                str(tmp_path),
+                durability,
+                "0.05",
+                str(run),
+            ],
             stdout=subprocess.PIPE,
             text=True,
             env={**os.environ, "PYTHONPATH": str(HERE.parent / "python")},
@@ -85,7 +92,9 @@ def test_acknowledged_writes_survive_kill_9(tmp_path: Path, durability: str) -> 
         assert child.stdout is not None
         seen = 0
         for line in child.stdout:
-            _, node_id, subject, i = line.split()
+            if not line.startswith("ack "):
+                continue
+            _, node_id, subject, i, _ = line.split()
             acked[int(node_id)] = (subject, f"fact {i}")
             seen += 1
             if seen >= 200 + 100 * run:

@@ -113,12 +113,13 @@ def damage_a_page(path: Path) -> None:
 def test_damage_is_found_at_open_after_an_unclean_end(tmp_path: Path) -> None:
     """A writer killed with -9 never marks a clean close: the next open checks the file."""
     writer = subprocess.Popen(
-        [sys.executable, str(HERE / "store_writer.py"), str(tmp_path), "fsync", "0"],
+        [sys.executable, str(HERE / "store_writer.py"), str(tmp_path), "fsync", "1", "0"],
         stdout=subprocess.PIPE,
         text=True,
     )
     try:
         assert writer.stdout is not None
+        assert writer.stdout.readline() == "ready\n"
         for _ in range(2000):  # acknowledged writes: enough pages to damage one
             assert writer.stdout.readline().startswith("ack ")
     finally:
