@@ -92,6 +92,21 @@ def test_same_triple_from_eight_threads_is_one_node(store: PostgresStore) -> Non
     same_triples_from([store], 8)
 
 
+def test_a_live_duplicate_takes_no_sequence_number(store: PostgresStore) -> None:
+    """A triple stored again, and one under a deleted parent: the duplicate's failed
+    insert gives its number back (followers wait for every number), and the new node
+    hangs under the deleted parent's own live parent."""
+    root, _ = store.insert("root", "p", "o", 0.5, vec(1))
+    mid, _ = store.insert("mid", "p", "o", 0.5, vec(2), parent=root.node_id)
+    before = store.last_seq
+    again, created = store.insert("root", "p", "o", 0.5, vec(1))
+    assert (again.node_id, created, store.last_seq) == (root.node_id, False, before)
+    assert store.delete(mid.node_id)
+    leaf, created = store.insert("leaf", "p", "o", 0.5, vec(3), parent=mid.node_id)
+    assert created and leaf.parent == root.node_id and leaf.seq == before + 2
+    assert store.last_seq == before + 2
+
+
 def test_same_triple_from_two_store_objects_is_one_node(pg_dsn: str) -> None:
     with PostgresStore(pg_dsn, pool_size=4) as a, PostgresStore(pg_dsn, pool_size=4) as b:
         assert a.store_id == b.store_id, "the store id is the database's"

@@ -68,6 +68,15 @@ SELECT id FROM up WHERE NOT deleted"""
 NEXT_SEQ = (
     "UPDATE llmkg_partitions SET last_seq = last_seq + 1 WHERE partition = %s RETURNING last_seq"
 )
+# A new fact in one statement after NEXT_SEQ, in the same transaction: its sequence is the
+# counter just taken, its parent the first live one up from the given (as LIVE_ANCESTOR).
+# Without ON CONFLICT: a live duplicate fails the transaction, giving the number back.
+INSERT_NEW = f"""INSERT INTO llmkg_nodes (partition, triple_key, subject, predicate, object,
+        confidence, embedding, parent, seq)
+    VALUES (%(p)s, %(key)s, %(s)s, %(pr)s, %(o)s, %(c)s, %(e)s,
+        CASE WHEN %(id)s::bigint IS NULL THEN NULL ELSE ({LIVE_ANCESTOR} LIMIT 1) END,
+        (SELECT last_seq FROM llmkg_partitions WHERE partition = %(p)s))
+    RETURNING {COLUMNS}"""
 
 # Errors after which the connection is gone: the server is unreachable, shut down, or
 # dropped it (SQLSTATE class 08, and 57P01-57P03); psycopg gives no SQLSTATE to a
@@ -152,6 +161,10 @@ class PostgresStore(GraphReads):
             min_size=1,
             max_size=pool_size,
             timeout=connect_timeout,
+            # The pool retries a lost connection with a doubling delay: after a minute
+            # without a primary its next try could be a minute away, long after a standby
+            # was promoted. Given up after this, the next request starts a fresh try.
+            reconnect_timeout=connect_timeout,
             name="llmkg-store",
             open=False,
             configure=self._configure,
@@ -270,11 +283,17 @@ class PostgresStore(GraphReads):
         node; its confidence becomes ``merge(old, new)``. Returns once committed."""
         key = triple_key(subject, predicate, object)
         by_triple = (self.partition, key, subject, predicate, object)
-        # Stored already with nothing to change (a retried allocation): no write at all.
+        blob = np.ascontiguousarray(embedding, dtype="<f4").tobytes()
+        row = self._insert_new(key, subject, predicate, object, confidence, blob, parent)
+        if row is not None:
+            record = record_from_row(row)
+            self._committed(record.seq)
+            return record, True
+        # Live already (a retried allocation, or a concurrent one).
         rows = self._rows(LIVE_BY_TRIPLE, by_triple)
         if rows and merge(rows[0][4], confidence) == rows[0][4]:
             return record_from_row(rows[0]), False
-        blob = np.ascontiguousarray(embedding, dtype="<f4").tobytes()
+        # Its confidence to raise, or deleted since: under the counter, step by step.
         with self._connection() as conn:
             with conn.transaction() as tx:
                 seq = self._next_seq(conn)
@@ -314,6 +333,43 @@ class PostgresStore(GraphReads):
             if result[0].seq == seq:
                 self._committed(seq)
         return result
+
+    def _insert_new(
+        self,
+        key: bytes,
+        subject: str,
+        predicate: str,
+        object: str,
+        confidence: float,
+        blob: bytes,
+        parent: int | None,
+    ) -> tuple[Any, ...] | None:
+        """The new row, or None if the triple is live already (nothing written).
+
+        The counter, the row and the commit go in one round trip (a pipeline): the
+        partition's writers wait for the counter row's lock from its update to the
+        commit, and a round trip to this process in between, under its load, would
+        hold them all up."""
+        params = {
+            "p": self.partition,
+            "key": key,
+            "s": subject,
+            "pr": predicate,
+            "o": object,
+            "c": confidence,
+            "e": blob,
+            "id": parent,
+            "depth": MAX_DEPTH,
+        }
+        with self._connection() as conn:
+            try:
+                with conn.pipeline(), conn.transaction():
+                    conn.execute(NEXT_SEQ, (self.partition,))
+                    cursor = conn.execute(INSERT_NEW, params)
+            except psycopg.errors.UniqueViolation:
+                return None
+            row: tuple[Any, ...] | None = cursor.fetchone()
+        return row
 
     def raise_confidence(self, node_id: int, confidence: float) -> NodeRecord | None:
         """The live node ``node_id`` with its confidence raised to ``confidence`` if that is
