@@ -40,6 +40,7 @@ def engine_config(settings: Settings) -> EngineConfig:
         postgres_statement_timeout=storage.postgresql.statement_timeout,
         follow_interval=storage.postgresql.follow_interval,
         catch_up_timeout=storage.postgresql.catch_up_timeout,
+        stale_reads=storage.postgresql.stale_reads,
         backup_directory=Path(storage.backup_directory),
         backup_retention=storage.backup_retention,
         durability=persistence.durability,

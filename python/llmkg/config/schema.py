@@ -250,6 +250,10 @@ class PostgresqlSettings(Section):
     # how long a search or get waits for this server to apply the changes the database
     # had when it arrived (read-your-writes across servers); past it 503 not_caught_up
     catch_up_timeout: Duration = Duration(5)
+    # while the database cannot be reached (no primary), a search or get is answered from
+    # this server's copy, which may miss a write another server acknowledged just before;
+    # false: 503 store_unavailable instead
+    stale_reads: bool = True
 
 
 class StorageSettings(Section):

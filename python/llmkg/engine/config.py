@@ -28,6 +28,9 @@ class EngineConfig:
     # seconds a read (or a write, for its own change) waits for this process to apply
     # the store's changes up to the store's last sequence (then NotCaughtUpError: 503)
     catch_up_timeout: float = 5.0
+    # while the database cannot be reached, answer reads from what this process has
+    # applied (follow.py) instead of failing them
+    stale_reads: bool = True
     backup_directory: Path | None = None  # default: <data_directory>-backups, beside it
     backup_retention: int = 7  # backups kept in backup_directory (the newest); 0: all
     durability: str = "fsync"  # or "interval": fsync every `sync_interval` seconds

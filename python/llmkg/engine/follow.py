@@ -35,6 +35,13 @@ Readers ask ``catch_up`` first: the store's last sequence (one query), and, if t
 follower is behind it, a wait until it has applied that far, at most ``timeout`` seconds
 (then ``NotCaughtUpError``). So whatever any process acknowledged before a request is
 found by it.
+
+While the database cannot be reached (its primary lost, before a standby is promoted),
+no write can be acknowledged, and with ``stale_reads`` readers are answered from what
+this process has applied instead of failing: everything it acknowledged itself, though
+perhaps not a write another process acknowledged just before the database went away.
+Once the follower's last pass failed for that reason, readers do not ask the database
+at all (each would wait out its connect timeout); they ask again once a pass succeeds.
 """
 
 from __future__ import annotations
@@ -46,6 +53,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from llmkg.engine.records import record_size
+from llmkg.store.errors import StoreUnavailableError
 
 if TYPE_CHECKING:
     from llmkg._core import HnswIndex
@@ -84,6 +92,7 @@ def follower_of(engine: AllocationEngine, applied: int) -> Follower | None:
         engine.precision,
         applied=applied,
         interval=c.follow_interval,
+        stale_reads=c.stale_reads,
         on_change=engine._logged,
     )
 
@@ -100,6 +109,7 @@ class Follower:
         *,
         applied: int,
         interval: float,
+        stale_reads: bool = False,
         on_change: Callable[[int], None] = lambda nbytes: None,
     ) -> None:
         self.store = store
@@ -109,6 +119,7 @@ class Follower:
         self.records = records
         self.precision = precision
         self.interval = interval
+        self.stale_reads = stale_reads
         self.on_change = on_change
         self._cond = threading.Condition()
         self._wake = threading.Event()
@@ -120,6 +131,8 @@ class Follower:
         self.changes = 0  # changes applied (for the stats)
         self.failures = 0  # failed passes in a row
         self.last_error: str | None = None
+        self.unreachable = False  # the last pass could not reach the database
+        self.stale = 0  # reads answered without catching up (the database unreachable)
         self._thread = threading.Thread(target=self._run, name="llmkg-follower", daemon=True)
         self._thread.start()
 
@@ -150,13 +163,24 @@ class Follower:
             if self.applied < seq:
                 raise NotCaughtUpError("the follower has stopped")
 
-    def catch_up(self, timeout: float) -> None:
+    def catch_up(self, timeout: float) -> bool:
         """Return once this process has applied every change the store had committed when
-        called (read-your-writes across processes)."""
-        seq = self.store.last_seq
+        called (read-your-writes across processes): True. With ``stale_reads``, while the
+        database cannot be reached: False at once, for an answer from this process's copy."""
+        if self.stale_reads and self.unreachable:
+            self.stale += 1
+            return False
+        try:
+            seq = self.store.last_seq
+        except StoreUnavailableError:
+            if not self.stale_reads:
+                raise
+            self.stale += 1
+            return False
         with self._cond:
             self.seen = max(self.seen, seq)
         self.wait_applied(seq, timeout)
+        return True
 
     def health(self) -> tuple[bool, str]:
         """Ready once the changes the store had at start are applied, while passes succeed."""
@@ -164,7 +188,11 @@ class Follower:
         if self.applied < self.start_target:
             return False, f"catching up to sequence {self.start_target}: {detail}"
         if self.failures >= FAILING_AFTER:
-            return False, f"{self.failures} passes failed in a row ({self.last_error}); {detail}"
+            failing = f"{self.failures} passes failed in a row ({self.last_error}); {detail}"
+            # Reads are still answered: out of rotation, every server would be, at once.
+            if self.unreachable and self.stale_reads:
+                return True, f"{failing}; answering reads from this copy"
+            return False, failing
         return True, detail
 
     def stats(self) -> dict[str, object]:
@@ -173,6 +201,7 @@ class Follower:
             "lag": self.lag,
             "changes": self.changes,
             "failing": self.failures >= FAILING_AFTER,
+            "stale_reads": self.stale,
             "last_error": self.last_error,
         }
 
@@ -197,6 +226,7 @@ class Follower:
             try:
                 self.poll()
             except Exception as e:
+                self.unreachable = isinstance(e, StoreUnavailableError)
                 self.failures += 1
                 self.last_error = f"{type(e).__name__}: {e}"
                 # Every failure of a flapping database would be a traceback: the first
@@ -213,6 +243,7 @@ class Follower:
                 log.info("following the store again after %d failed passes", self.failures)
             self.failures = 0
             self.last_error = None
+            self.unreachable = False
             delay = self.interval
 
     def poll(self) -> int:

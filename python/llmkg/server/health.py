@@ -8,7 +8,12 @@ The ``checkpoint`` check reports failing index snapshots (e.g. a full disk) but 
 make the server unready: every answer is still right (the store is the truth; the snapshot
 only shortens the next start's replay), and taking replicas out of rotation for it would
 turn a full disk into an outage of reads too. The alert on the checkpoint metrics is
-what calls an operator."""
+what calls an operator.
+
+On a shared PostgreSQL store with ``stale_reads``, a database that cannot be reached
+does not make a server unready either, once it has caught up at start: the database is
+down for every server alike, and the reads each answers from its copy are all that is
+left to serve until a primary is back (writes answer 503 meanwhile)."""
 
 from __future__ import annotations
 
@@ -19,6 +24,7 @@ import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
 
+from llmkg.engine import AllocationEngine
 from llmkg.engine.quantization import resident_bytes
 from llmkg.server.models import Check, HealthResponse
 from llmkg.server.state import ServerState
@@ -62,7 +68,7 @@ class Health:
         checks["checkpoint"] = Check(True, engine.checkpoints.status().describe())
         # Always checked: a server whose store cannot commit, or whose linker keeps
         # failing, answers writes with 503 and should get no traffic until it recovers.
-        checks["store"] = Check(*engine.store.health())
+        checks["store"] = self._store_check(engine)
         checks["linker"] = Check(*engine.inserts.health())
         if engine.follower is not None:
             # Ready = caught up: until the changes the database had at start are applied,
@@ -94,6 +100,14 @@ class Health:
             )
         self._cached = (now, checks)
         return checks
+
+    def _store_check(self, engine: AllocationEngine) -> Check:
+        ok, detail = engine.store.health()
+        if not ok and engine.follower is not None and engine.follower.stale_reads:
+            # A shared database that is down is down for every server: out of rotation,
+            # all of them would be, and the reads they can still answer with it.
+            return Check(True, f"{detail}; reads answered from this server's copy, writes 503")
+        return Check(ok, detail)
 
     async def live(self, request: Request) -> Response:
         return _json(HealthResponse("ok"), 200)

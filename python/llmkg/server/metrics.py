@@ -114,6 +114,12 @@ class EngineCollector(Collector):
             )
             lag.add_metric([], float(follow["lag"]))
             yield lag
+            stale = CounterMetricFamily(
+                "llmkg_stale_reads",
+                "Reads answered from this server's copy while the database was unreachable",
+            )
+            stale.add_metric([], float(follow["stale_reads"]))
+            yield stale
         failed_writes = CounterMetricFamily(
             "llmkg_store_failed_writes", "Writes refused because the store could not commit"
         )
