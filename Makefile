@@ -9,7 +9,7 @@ export VIRTUAL_ENV := $(abspath $(VENV))
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 CARGO ?= cargo
 
-.PHONY: help venv develop run test test-rs test-py test-fast system-packages test-ops lint lint-ops docs k8s-render loadtest fmt bench wheel clean
+.PHONY: help venv develop run cluster cluster-down test test-rs test-py test-fast system-packages test-ops lint lint-ops docs k8s-render loadtest fmt bench wheel clean
 
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -27,6 +27,12 @@ develop: $(VENV)/.stamp ## build the extension (release) into .venv
 
 run: develop ## build and start the server on embedded defaults (127.0.0.1:8080, data in ./data)
 	$(VENV)/bin/llmkg-server
+
+cluster: develop system-packages ## PostgreSQL and 3 servers following it, on loopback, in ./cluster
+	$(VENV)/bin/llmkg-server cluster up --dir cluster --replicas 3
+
+cluster-down: ## stop the local cluster and remove ./cluster
+	$(VENV)/bin/llmkg-server cluster down --dir cluster --clean
 
 test: test-rs test-py ## run the Rust and Python test suites
 

@@ -1,5 +1,5 @@
-"""``llmkg-server``: serve, check the config, probe a running server, and the operator
-commands (checkpoint, backup, restore, migrate, token)."""
+"""``llmkg-server``: serve, check the config, probe a running server, the operator
+commands (checkpoint, backup, restore, migrate, token), and a local cluster."""
 
 from __future__ import annotations
 
@@ -71,6 +71,9 @@ def parser() -> argparse.ArgumentParser:
         metavar="N",
         help="log the copy's progress every N rows (default 100000)",
     )
+    from llmkg.cluster.command import add_parser as add_cluster_parser
+
+    add_cluster_parser(sub)
     t = sub.add_parser("token", help="mint an access and a refresh token")
     t.add_argument("--subject", required=True)
     t.add_argument("--scope", required=True, help="comma-separated: read, write, admin")
@@ -247,6 +250,11 @@ def token(settings: Settings, args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    if args.command == "cluster":
+        # Its servers read their own config; the cluster's is its arguments.
+        from llmkg.cluster.command import run
+
+        return run(args)
     try:
         settings = load_settings(args.config, args.environment)
     except ConfigError as e:
