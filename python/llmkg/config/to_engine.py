@@ -1,4 +1,5 @@
-"""The engine's settings from the config's sections."""
+"""The server's config (``Settings``) turned into the engine's settings (``EngineConfig``,
+defined in ``llmkg/engine/config.py``): which key sets which field."""
 
 from __future__ import annotations
 
