@@ -11,17 +11,28 @@ configuration reference (``python -m llmkg.config.docs``) is generated from them
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 import msgspec
 
+from llmkg import _core
 from llmkg.config.units import ByteSize, Duration, parse_size
+
+if TYPE_CHECKING:
+    from llmkg._core import _CachePolicyName as CachePolicy
+    from llmkg._core import _MetricName as Metric
+    from llmkg._core import _PrecisionName as Precision
+else:
+    # The names the Rust core accepts, taken from it rather than copied (its stub,
+    # _core.pyi, spells them out for type checkers; a test holds the two equal).
+    Precision = Literal[_core.PRECISIONS]  # from most to least memory per node
+    CachePolicy = Literal[_core.CACHE_POLICIES]
+    Metric = Literal[_core.METRICS]
 
 Port = Annotated[int, msgspec.Meta(ge=1, le=65535)]
 Positive = Annotated[int, msgspec.Meta(ge=1)]
 NonNegative = Annotated[int, msgspec.Meta(ge=0)]
 Fraction = Annotated[float, msgspec.Meta(ge=0.0, le=1.0)]
-Precision = Literal["full", "q8", "q4", "binary"]
 
 
 class Section(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, frozen=True):
@@ -68,7 +79,7 @@ class HnswSettings(Section):
     # the highest level a node may get
     max_layer: Annotated[int, msgspec.Meta(ge=0, le=15)] = 5
     # llmkg: the similarity: cosine, inner product or negative squared L2
-    metric: Literal["cosine", "ip", "l2"] = "cosine"
+    metric: Metric = "cosine"
     # llmkg: longest wait of a checkpoint, delete or allocation for the index linker
     link_timeout: Duration = Duration(30)
     link_attempts: Positive = 5  # llmkg: failed links in a row that make readiness false
@@ -104,7 +115,7 @@ class CacheSettings(Section):
     # load the most-read nodes (warmup_count) into the caches at start
     cache_warmup_on_startup: bool = True
     # W-TinyLFU admission (scans do not flush the hot set) or exact LRU
-    eviction_policy: Literal["lru", "lru-with-frequency"] = "lru-with-frequency"
+    eviction_policy: CachePolicy = "lru-with-frequency"
     warmup_count: NonNegative = 10_000  # llmkg: most-read nodes loaded at start
     l1: CacheL1Settings = msgspec.field(default_factory=CacheL1Settings)
     l2: CacheL2Settings = msgspec.field(default_factory=CacheL2Settings)

@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from llmkg._core import CACHE_POLICIES
+
 
 @dataclass
 class EngineConfig:
@@ -110,10 +112,9 @@ class EngineConfig:
             raise ValueError("similarity_threshold must be between -1 and 1 for cosine")
         if not 0 < self.memory_pressure_threshold <= 1:
             raise ValueError("memory_pressure_threshold must be in (0, 1]")
-        if self.eviction_policy not in ("lru", "lru-with-frequency"):
+        if self.eviction_policy not in CACHE_POLICIES:
             raise ValueError(
-                "eviction_policy must be 'lru' or 'lru-with-frequency', "
-                f"got {self.eviction_policy!r}"
+                f"eviction_policy must be one of {CACHE_POLICIES}, got {self.eviction_policy!r}"
             )
         if self.prefetch_distance < 0:
             raise ValueError("prefetch_distance must not be negative")

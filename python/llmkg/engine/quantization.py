@@ -29,9 +29,12 @@ from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+from llmkg._core import PRECISIONS
+from llmkg.config.schema import Precision
 
 if TYPE_CHECKING:
     from llmkg._core import HnswIndex
@@ -41,8 +44,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("llmkg.engine")
 
 BANDS = ("high", "medium", "low", "very_low")
-Precision = Literal["full", "q8", "q4", "binary"]
-ORDER: tuple[Precision, ...] = ("full", "q8", "q4", "binary")  # most to least memory
+ORDER: tuple[Precision, ...] = PRECISIONS  # from most to least memory per node
 
 
 @dataclass(frozen=True)
