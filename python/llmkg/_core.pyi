@@ -153,7 +153,7 @@ class ShardedCache:
         shards: int = 16,
         ttl: float | None = None,
         max_memory: int | None = None,
-        policy: str = "lru-with-frequency",
+        policy: _CachePolicyName = "lru-with-frequency",
         clock: ManualClock | None = None,
     ) -> ShardedCache: ...
     def put(
@@ -180,7 +180,7 @@ class ShardedCache:
     @property
     def shards(self) -> int: ...
     @property
-    def policy(self) -> str: ...
+    def policy(self) -> _CachePolicyName: ...
     @property
     def ttl(self) -> float | None: ...
     @property
