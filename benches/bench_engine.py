@@ -37,7 +37,7 @@ import numpy as np
 import pytest
 from ann_data import REPO, missing_reason
 from engine_data import Facts, exact_top, load_queries, make_facts, recall
-from engine_peers import PEERS
+from engine_peers import EF_CONSTRUCTION, PEERS, M
 
 from llmkg.engine import AllocationEngine, EngineConfig
 
@@ -100,10 +100,13 @@ def truth(facts: Facts, queries: np.ndarray) -> np.ndarray:
 
 def engine_config(path: Path, durability: str, dim: int) -> EngineConfig:
     # No timed checkpoints: a snapshot written in the middle of a timing would be noise;
-    # close() still writes one, and the restart part needs exactly that.
+    # close() still writes one, and the restart part needs exactly that. The graph is
+    # built as the peers build theirs (the production default is M 32, ef_construction 400).
     return EngineConfig(
         data_directory=path,
         dim=dim,
+        m=M,
+        ef_construction=EF_CONSTRUCTION,
         durability=durability,
         sync_interval=1.0,
         checkpoint_interval=0,

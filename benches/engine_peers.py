@@ -4,8 +4,8 @@ Each peer is driven the way its API is meant to be used: a bulk insert in batche
 to set beside llmkg's one-fact-per-call `allocate`, single-point inserts from 8 threads.
 Both are opened on a temporary directory, closed and opened again to time a restart.
 
-Settings match llmkg's engine defaults where the peer has them: cosine, HNSW m=16,
-ef_construction=200, search ef=100.
+Both peers and llmkg's engine (bench_engine.py sets it) are built with the same settings:
+cosine, HNSW m=16, ef_construction=200, search ef=100.
 """
 
 from __future__ import annotations

@@ -9,6 +9,19 @@ import numpy.typing as npt
 
 __version__: str
 
+# --- names the core accepts ---
+
+_PrecisionName: TypeAlias = Literal["full", "q8", "q4", "binary"]
+_CachePolicyName: TypeAlias = Literal["lru", "lru-with-frequency"]
+_MetricName: TypeAlias = Literal["cosine", "ip", "l2"]
+
+PRECISIONS: tuple[_PrecisionName, ...]
+"""Every precision of a node, from most to least memory per node."""
+CACHE_POLICIES: tuple[_CachePolicyName, ...]
+"""Every eviction policy of a ``ShardedCache``."""
+METRICS: tuple[_MetricName, ...]
+"""Every similarity of an ``HnswIndex``."""
+
 # --- index ---
 
 MISSING_ID: int
@@ -20,7 +33,6 @@ class CorruptIndexError(ValueError):
 class IndexBusyError(RuntimeError):
     """A search asked not to wait (wait=False) found the index held by a writer."""
 
-_PrecisionName: TypeAlias = Literal["full", "q8", "q4", "binary"]
 _IdsLike: TypeAlias = npt.ArrayLike | int
 
 @final
@@ -38,7 +50,7 @@ class HnswIndex:
     def __new__(
         cls,
         dim: int,
-        metric: Literal["cosine", "ip", "l2"] = "cosine",
+        metric: _MetricName = "cosine",
         m: int = 16,
         ef_construction: int = 200,
         ef_search: int = 100,
@@ -86,7 +98,7 @@ class HnswIndex:
     @property
     def dim(self) -> int: ...
     @property
-    def metric(self) -> str: ...
+    def metric(self) -> _MetricName: ...
     @property
     def keep_full(self) -> bool: ...
     @property
@@ -114,7 +126,7 @@ def embed_facts(
 def score_rows(
     query: npt.NDArray[np.float32],
     rows: npt.NDArray[np.float32],
-    metric: Literal["cosine", "ip", "l2"] = "cosine",
+    metric: _MetricName = "cosine",
 ) -> npt.NDArray[np.float32]: ...
 
 # --- cache ---
@@ -141,7 +153,7 @@ class ShardedCache:
         shards: int = 16,
         ttl: float | None = None,
         max_memory: int | None = None,
-        policy: str = "lru-with-frequency",
+        policy: _CachePolicyName = "lru-with-frequency",
         clock: ManualClock | None = None,
     ) -> ShardedCache: ...
     def put(
@@ -168,7 +180,7 @@ class ShardedCache:
     @property
     def shards(self) -> int: ...
     @property
-    def policy(self) -> str: ...
+    def policy(self) -> _CachePolicyName: ...
     @property
     def ttl(self) -> float | None: ...
     @property

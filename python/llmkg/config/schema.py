@@ -7,21 +7,50 @@ listed as not yet active in ``INACTIVE`` and the configuration reference.
 
 What a key does is said by the comment lines above it or the comment at its end: the
 configuration reference (``python -m llmkg.config.docs``) is generated from them.
+
+These defaults are also the defaults of the embedded engine's ``EngineConfig``
+(``llmkg/engine/config.py`` reads them from here), and the named types below are the
+bounds both check: a default or a bound is written once, here.
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 import msgspec
 
+from llmkg import _core
 from llmkg.config.units import ByteSize, Duration, parse_size
+
+if TYPE_CHECKING:
+    from llmkg._core import _CachePolicyName as CachePolicy
+    from llmkg._core import _MetricName as Metric
+    from llmkg._core import _PrecisionName as Precision
+else:
+    # The names the Rust core accepts, taken from it rather than copied (its stub,
+    # _core.pyi, spells them out for type checkers; a test holds the two equal).
+    Precision = Literal[_core.PRECISIONS]  # from most to least memory per node
+    CachePolicy = Literal[_core.CACHE_POLICIES]
+    Metric = Literal[_core.METRICS]
 
 Port = Annotated[int, msgspec.Meta(ge=1, le=65535)]
 Positive = Annotated[int, msgspec.Meta(ge=1)]
 NonNegative = Annotated[int, msgspec.Meta(ge=0)]
 Fraction = Annotated[float, msgspec.Meta(ge=0.0, le=1.0)]
-Precision = Literal["full", "q8", "q4", "binary"]
+# Bounds of keys that the engine's settings (EngineConfig) check too.
+Dimension = Annotated[int, msgspec.Meta(ge=1, le=65_536)]
+LinksPerNode = Annotated[int, msgspec.Meta(ge=2, le=256)]  # HNSW's M
+SearchBeam = Annotated[int, msgspec.Meta(ge=1, le=10_000)]  # ef of a search
+MaxLayer = Annotated[int, msgspec.Meta(ge=0, le=15)]
+Neighbors = Annotated[int, msgspec.Meta(ge=0, le=1000)]
+TextLength = Annotated[int, msgspec.Meta(ge=1, le=1_000_000)]
+BatchSize = Annotated[int, msgspec.Meta(ge=1, le=100_000)]
+CacheShards = Annotated[int, msgspec.Meta(ge=1, le=4096)]
+PoolSize = Annotated[int, msgspec.Meta(ge=1, le=1000)]
+CompressionLevel = Annotated[int, msgspec.Meta(ge=1, le=22)]
+PressureThreshold = Annotated[float, msgspec.Meta(gt=0.0, le=1.0)]
+StoreBackend = Literal["sqlite", "postgresql"]
+Durability = Literal["fsync", "interval"]
 
 
 class Section(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, frozen=True):
@@ -59,16 +88,16 @@ class LoggingSettings(Section):
 
 class HnswSettings(Section):
     # the length of every embedding vector
-    dimension: Annotated[int, msgspec.Meta(ge=1, le=65_536)] = 768
-    max_connections: Annotated[int, msgspec.Meta(ge=2, le=256)] = 32  # M: links per node
+    dimension: Dimension = 768
+    max_connections: LinksPerNode = 32  # M: links per node
     # the beam width of the search that links a new node
     ef_construction: Positive = 400
     # the beam width of a search (a request's ef overrides it)
-    ef_search: Annotated[int, msgspec.Meta(ge=1, le=10_000)] = 100
+    ef_search: SearchBeam = 100
     # the highest level a node may get
-    max_layer: Annotated[int, msgspec.Meta(ge=0, le=15)] = 5
+    max_layer: MaxLayer = 5
     # llmkg: the similarity: cosine, inner product or negative squared L2
-    metric: Literal["cosine", "ip", "l2"] = "cosine"
+    metric: Metric = "cosine"
     # llmkg: longest wait of a checkpoint, delete or allocation for the index linker
     link_timeout: Duration = Duration(30)
     link_attempts: Positive = 5  # llmkg: failed links in a row that make readiness false
@@ -91,7 +120,7 @@ class CacheL2Settings(Section):
     # the weight bound of the tier; 0: none
     max_memory: ByteSize = parse_size("8GB")
     # shards of a concurrent-lru tier, each with its own lock
-    shards: Annotated[int, msgspec.Meta(ge=1, le=4096)] = 16
+    shards: CacheShards = 16
 
 
 class CacheSettings(Section):
@@ -104,10 +133,19 @@ class CacheSettings(Section):
     # load the most-read nodes (warmup_count) into the caches at start
     cache_warmup_on_startup: bool = True
     # W-TinyLFU admission (scans do not flush the hot set) or exact LRU
-    eviction_policy: Literal["lru", "lru-with-frequency"] = "lru-with-frequency"
+    eviction_policy: CachePolicy = "lru-with-frequency"
     warmup_count: NonNegative = 10_000  # llmkg: most-read nodes loaded at start
     l1: CacheL1Settings = msgspec.field(default_factory=CacheL1Settings)
     l2: CacheL2Settings = msgspec.field(default_factory=CacheL2Settings)
+
+    @property
+    def l1_shards(self) -> int:
+        """A "lru" tier is one shard under one lock; a "concurrent-lru" L1 has L2's shards."""
+        return 1 if self.l1.type == "lru" else self.l2.shards
+
+    @property
+    def l2_shards(self) -> int:
+        return 1 if self.l2.type == "lru" else self.l2.shards
 
 
 class DiscoverySettings(Section):
@@ -149,6 +187,15 @@ class PrecisionLevels(Section):
     # precision of nodes below the third edge
     very_low_importance: Precision = "binary"
 
+    def by_band(self) -> dict[str, Precision]:
+        """The precision of each importance band, as the engine names the bands."""
+        return {
+            "high": self.high_importance,
+            "medium": self.medium_importance,
+            "low": self.low_importance,
+            "very_low": self.very_low_importance,
+        }
+
 
 class QuantizationSettings(Section):
     # precision from importance = min(1, confidence + 0.1 * log2(1 + reads))
@@ -158,7 +205,7 @@ class QuantizationSettings(Section):
     importance_threshold: Fraction = 0.7
     # share of the memory budget past which new nodes go one level cheaper and a background pass
     # demotes the least important
-    memory_pressure_threshold: Annotated[float, msgspec.Meta(gt=0.0, le=1.0)] = 0.85
+    memory_pressure_threshold: PressureThreshold = 0.85
     # llmkg: the three descending importance edges of the high/medium/low bands; empty:
     # derived from importance_threshold t as [t, t/2, t/4]
     precision_bands: list[Fraction] = msgspec.field(default_factory=list)
@@ -225,7 +272,7 @@ class PersistenceSettings(Section):
     # when false, index snapshots are written uncompressed
     enable_compression: bool = True
     # llmkg: "fsync": a 200 means on disk; "interval": fsync every sync_interval
-    durability: Literal["fsync", "interval"] = "fsync"
+    durability: Durability = "fsync"
     # llmkg: longest wait of a write for its commit (then 503); more than 0
     write_timeout: Duration = Duration(30)
 
@@ -239,7 +286,7 @@ class PostgresqlSettings(Section):
     # a file holding the DSN (a mounted Kubernetes Secret), read at start; instead of dsn
     dsn_file: str = ""
     # connections to the database
-    pool_size: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 10
+    pool_size: PoolSize = 10
     # the wait to connect, and for a free pooled connection
     connect_timeout: Duration = Duration(5)
     # a statement running longer is cancelled; 0: no limit
@@ -261,7 +308,7 @@ class StorageSettings(Section):
     type: Literal["persistent"] = "persistent"
     # llmkg: where the facts are: "sqlite" (a file in data_directory) or "postgresql" (a
     # database several processes share; data_directory keeps the index snapshots)
-    backend: Literal["sqlite", "postgresql"] = "sqlite"
+    backend: StoreBackend = "sqlite"
     # llmkg: whether the server upgrades an older store format or schema when it starts;
     # false: it refuses to start (exit 2) until `llmkg-server migrate` has run
     auto_migrate: bool = True
@@ -274,9 +321,15 @@ class StorageSettings(Section):
     # index snapshots zstd-compressed, or "none"
     compression: Literal["zstd", "none"] = "zstd"
     # the zstd level of index snapshots
-    compression_level: Annotated[int, msgspec.Meta(ge=1, le=22)] = 3
+    compression_level: CompressionLevel = 3
     persistence: PersistenceSettings = msgspec.field(default_factory=PersistenceSettings)
     postgresql: PostgresqlSettings = msgspec.field(default_factory=PostgresqlSettings)  # llmkg
+
+    @property
+    def snapshot_compression_level(self) -> int | None:
+        """The zstd level of index snapshots; None: written uncompressed."""
+        compressed = self.compression == "zstd" and self.persistence.enable_compression
+        return self.compression_level if compressed else None
 
 
 class MemorySettings(Section):
@@ -387,11 +440,11 @@ class AllocationSettings(Section):
     # the best candidate at or above it becomes a new node's parent
     similarity_threshold: Annotated[float, msgspec.Meta(ge=-1.0, le=1.0)] = 0.7
     # neighbours listed in an allocation's answer
-    neighbors: Annotated[int, msgspec.Meta(ge=0, le=1000)] = 5
+    neighbors: Neighbors = 5
     # the longest subject, predicate, object or search text, in characters
-    max_text_length: Annotated[int, msgspec.Meta(ge=1, le=1_000_000)] = 4096
+    max_text_length: TextLength = 4096
     # facts in one /api/v1/allocate/batch request at most
-    max_batch: Annotated[int, msgspec.Meta(ge=1, le=100_000)] = 1000
+    max_batch: BatchSize = 1000
 
 
 class Settings(Section):

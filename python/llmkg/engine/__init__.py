@@ -1,7 +1,7 @@
 """The allocation engine: where a fact belongs, kept durably."""
 
 from llmkg.engine.backup import BackupError, restore
-from llmkg.engine.config import EngineConfig
+from llmkg.engine.config import EngineConfig, EngineConfigError
 from llmkg.engine.engine import AllocationEngine
 from llmkg.engine.exclusion import DataDirectoryInUseError, EngineClosedError
 from llmkg.engine.facts import Fact, FactError
@@ -16,6 +16,7 @@ __all__ = [
     "DataDirectoryInUseError",
     "EngineClosedError",
     "EngineConfig",
+    "EngineConfigError",
     "Fact",
     "FactError",
     "LinkerError",

@@ -12,10 +12,10 @@ from ``importance_threshold`` t as ``(t, t/2, t/4)``:
     otherwise          -> "very_low"  (binary)
 
 ``precision_bands`` sets the three edges directly; ``precision_levels`` maps bands to
-precisions. With ``enable_adaptive`` off, importance is ignored: every node gets
-``default_precision``. Under memory pressure a new node is stored one level cheaper, and the
-engine's background pass demotes the least important nodes until memory falls below the
-threshold.
+precisions (``EngineConfig`` has checked both). With ``enable_adaptive`` off, importance is
+ignored: every node gets ``default_precision``. Under memory pressure a new node is stored
+one level cheaper, and the engine's background pass demotes the least important nodes until
+memory falls below the threshold.
 """
 
 from __future__ import annotations
@@ -27,11 +27,14 @@ import threading
 import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+from llmkg._core import PRECISIONS
+from llmkg.config.schema import Precision
 
 if TYPE_CHECKING:
     from llmkg._core import HnswIndex
@@ -41,30 +44,17 @@ if TYPE_CHECKING:
 log = logging.getLogger("llmkg.engine")
 
 BANDS = ("high", "medium", "low", "very_low")
-Precision = Literal["full", "q8", "q4", "binary"]
-ORDER: tuple[Precision, ...] = ("full", "q8", "q4", "binary")  # most to least memory
+ORDER: tuple[Precision, ...] = PRECISIONS  # from most to least memory per node
 
 
 @dataclass(frozen=True)
 class PrecisionPolicy:
-    importance_threshold: float = 0.8
-    precision_bands: tuple[float, float, float] | None = None
-    precision_levels: dict[str, str] = field(
-        default_factory=lambda: {"high": "full", "medium": "q8", "low": "q4", "very_low": "binary"}
-    )
-    read_weight: float = 0.1
+    """The rules above, with settings ``EngineConfig`` has validated."""
 
-    def __post_init__(self) -> None:
-        edges = self.edges
-        if not all(0 <= e <= 1 for e in edges) or list(edges) != sorted(edges, reverse=True):
-            raise ValueError(f"precision bands must be descending values in [0, 1], got {edges}")
-        for band in BANDS:
-            level = self.precision_levels.get(band)
-            if level not in ORDER:
-                raise ValueError(f"precision_levels.{band} must be one of {ORDER}, got {level!r}")
-        for band in self.precision_levels:
-            if band not in BANDS:
-                raise ValueError(f"precision_levels: unknown band {band!r}; expected {BANDS}")
+    importance_threshold: float
+    precision_bands: tuple[float, float, float] | None
+    precision_levels: dict[str, Precision]
+    read_weight: float = 0.1
 
     @property
     def edges(self) -> tuple[float, float, float]:
@@ -117,18 +107,12 @@ class AdaptivePrecision:
     def __init__(self, config: EngineConfig) -> None:
         self.enabled = config.enable_quantization
         self.adaptive = config.enable_adaptive
-        if config.default_precision not in ORDER:
-            raise ValueError(
-                f"default_precision must be one of {ORDER}, got {config.default_precision!r}"
-            )
-        self.default_precision = next(p for p in ORDER if p == config.default_precision)
+        self.default_precision = config.default_precision
         self.threshold = config.memory_pressure_threshold
-        levels = config.precision_levels
-        given: dict[str, Any] = {"precision_levels": dict(levels)} if levels else {}
         self.policy = PrecisionPolicy(
             importance_threshold=config.importance_threshold,
             precision_bands=config.precision_bands,
-            **given,
+            precision_levels=dict(config.precision_levels),
         )
         self.budget = memory_budget(config.memory_budget)
         self.under_pressure = False

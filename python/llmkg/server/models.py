@@ -8,6 +8,8 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
+from llmkg.config.schema import Precision
+
 Confidence = Annotated[float, msgspec.Meta(ge=0.0, le=1.0)]
 NodeId = Annotated[int, msgspec.Meta(ge=1, lt=2**53)]
 
@@ -69,7 +71,7 @@ class Allocation(msgspec.Struct):
     parent: Neighbor | None
     neighbors: list[Neighbor]
     strategy: Literal["direct", "hierarchical"]
-    precision: Literal["full", "q8", "q4", "binary"]
+    precision: Precision
     confidence: Confidence
     created: bool
     processing_time_ms: float

@@ -2,7 +2,11 @@
 //! Rust values while attached, release the GIL for work longer than winning it back costs
 //! (`gil`), map errors. No logic lives here.
 
+use llmkg_core::cache::Policy;
+use llmkg_core::hnsw::Metric;
+use llmkg_core::quant::Precision;
 use pyo3::prelude::*;
+use pyo3::types::PyTuple;
 
 mod cache;
 mod convert;
@@ -22,6 +26,23 @@ fn reset_log_levels() {
     }
 }
 
+/// The names the core accepts, as module-level tuples, so that Python validates and
+/// documents them without copies of its own: `PRECISIONS` (from most to least memory per
+/// node), `CACHE_POLICIES` (eviction policies of a cache) and `METRICS` (similarities).
+fn add_names(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    let py = m.py();
+    m.add(
+        "PRECISIONS",
+        PyTuple::new(py, Precision::ALL.map(Precision::name))?,
+    )?;
+    m.add(
+        "CACHE_POLICIES",
+        PyTuple::new(py, Policy::ALL.map(Policy::name))?,
+    )?;
+    m.add("METRICS", PyTuple::new(py, Metric::ALL.map(Metric::name))?)?;
+    Ok(())
+}
+
 #[pymodule]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
@@ -31,6 +52,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
         LOG_RESET.get_or_init(|| handle);
     }
     m.add_function(wrap_pyfunction!(reset_log_levels, m)?)?;
+    add_names(m)?;
     hnsw::register(m)?;
     embed::register(m)?;
     cache::register(m)?;

@@ -15,6 +15,8 @@ pub enum Policy {
 }
 
 impl Policy {
+    /// Every policy.
+    pub const ALL: [Policy; 2] = [Policy::Lru, Policy::LruWithFrequency];
     pub const NAMES: &'static str = "\"lru\", \"lru-with-frequency\"";
 
     /// Parses the names used by the configuration and the Python API.

@@ -16,6 +16,9 @@ pub enum Metric {
 }
 
 impl Metric {
+    /// Every metric, in the order of its `repr(u8)` value (what a saved index records).
+    pub const ALL: [Metric; 3] = [Metric::Cosine, Metric::Ip, Metric::L2];
+
     pub fn parse(value: &str) -> Result<Metric> {
         match value {
             "cosine" => Ok(Metric::Cosine),
@@ -38,9 +41,7 @@ impl Metric {
     }
 
     pub(crate) fn from_u8(v: u8) -> Option<Metric> {
-        [Metric::Cosine, Metric::Ip, Metric::L2]
-            .get(v as usize)
-            .copied()
+        Metric::ALL.get(v as usize).copied()
     }
 }
 

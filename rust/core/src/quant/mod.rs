@@ -27,6 +27,7 @@ pub enum Precision {
 }
 
 impl Precision {
+    /// Every precision, from most to least memory per node (the order of its `repr(u8)`).
     pub const ALL: [Precision; 4] = [
         Precision::Full,
         Precision::Q8,

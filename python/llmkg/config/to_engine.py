@@ -1,4 +1,8 @@
-"""The engine's settings from the config's sections."""
+"""The server's config (``Settings``) turned into the engine's settings (``EngineConfig``,
+defined in ``llmkg/engine/config.py``): the one place that says which key sets which
+field. ``EngineConfig()``'s own defaults are read from the same schema, so
+``engine_config(Settings())`` differs from ``EngineConfig()`` only where the embedded
+engine must (``EMBEDDED_DIFFERENCES``); a test holds the two to that."""
 
 from __future__ import annotations
 
@@ -28,8 +32,6 @@ def engine_config(settings: Settings) -> EngineConfig:
     scale, storage = settings.scalability, settings.storage
     hnsw, cache, quant = scale.hnsw, scale.cache, scale.quantization
     persistence, allocation = storage.persistence, settings.allocation
-    levels = quant.precision_levels
-    compressed = storage.compression == "zstd" and persistence.enable_compression
     return EngineConfig(
         data_directory=Path(storage.data_directory),
         store_backend=storage.backend,
@@ -48,7 +50,7 @@ def engine_config(settings: Settings) -> EngineConfig:
         write_timeout=persistence.write_timeout,
         checkpoint_interval=persistence.checkpoint_interval,
         max_wal_size=persistence.max_wal_size,
-        compression_level=storage.compression_level if compressed else None,
+        compression_level=storage.snapshot_compression_level,
         dim=hnsw.dimension,
         metric=hnsw.metric,
         enable_hnsw=scale.enable_hnsw,
@@ -66,13 +68,12 @@ def engine_config(settings: Settings) -> EngineConfig:
         partition=scale.distribution.partition_id,
         enable_caching=scale.enable_caching,
         eviction_policy=cache.eviction_policy,
-        # "lru": one lock around one list; "concurrent-lru": sharded (L1 as many as L2)
         cache_l1_capacity=cache.l1_size,
-        cache_l1_shards=1 if cache.l1.type == "lru" else cache.l2.shards,
+        cache_l1_shards=cache.l1_shards,
         cache_l1_ttl=cache.l1.ttl or None,
         cache_l1_max_memory=cache.l1.max_memory or None,
         cache_l2_capacity=cache.l2_size,
-        cache_l2_shards=1 if cache.l2.type == "lru" else cache.l2.shards,
+        cache_l2_shards=cache.l2_shards,
         cache_l2_ttl=cache.l2.ttl or None,
         cache_l2_max_memory=cache.l2.max_memory or None,
         prefetch_distance=cache.prefetch_distance,
@@ -82,13 +83,9 @@ def engine_config(settings: Settings) -> EngineConfig:
         enable_adaptive=quant.enable_adaptive,
         default_precision=quant.default_precision,
         importance_threshold=quant.importance_threshold,
+        # Three values (the schema's rules checked that); EngineConfig wants a tuple.
         precision_bands=tuple(quant.precision_bands) if quant.precision_bands else None,  # type: ignore[arg-type]
-        precision_levels={
-            "high": levels.high_importance,
-            "medium": levels.medium_importance,
-            "low": levels.low_importance,
-            "very_low": levels.very_low_importance,
-        },
+        precision_levels=quant.precision_levels.by_band(),
         memory_pressure_threshold=quant.memory_pressure_threshold,
         memory_budget=settings.performance.memory.budget or None,
     )
