@@ -190,7 +190,7 @@ QUERY_PARAMETERS: dict[str, list[dict[str, Any]]] = {
 
 DESCRIPTIONS = {
     400: "The body is not JSON",
-    401: "Missing or invalid bearer token",
+    401: "Missing or invalid bearer token (code token_expired: refresh it)",
     403: "The token lacks the scope",
     404: "No such node, entity or route",
     413: "The body is larger than server.max_body_size",

@@ -95,6 +95,9 @@ class Security:
             try:
                 claims = tokens.verify(body.refresh_token, "refresh")
                 scopes = parse_scopes(claims.get("scope", ""))
+            except jwt.ExpiredSignatureError as e:
+                error = expired(f"invalid refresh token: {e}")
+                raise self.failed(client, error) from None
             except (jwt.InvalidTokenError, ValueError) as e:
                 raise self.failed(client, unauthorized(f"invalid refresh token: {e}")) from None
             access = tokens.mint(claims["sub"], scopes, "access", tokens.auth.token_expiry)
@@ -106,10 +109,18 @@ class Security:
         return SecurityMiddleware(app, self, guards)
 
 
-def unauthorized(message: str, error: str | None = "invalid_token") -> ApiError:
+def unauthorized(
+    message: str, error: str | None = "invalid_token", code: str | None = None
+) -> ApiError:
     """401 with the RFC 6750 challenge (no error code when no token was sent at all)."""
     challenge = 'Bearer realm="llmkg"' + (f', error="{error}"' if error else "")
-    return ApiError(401, message, headers={"WWW-Authenticate": challenge})
+    return ApiError(401, message, code=code, headers={"WWW-Authenticate": challenge})
+
+
+def expired(message: str) -> ApiError:
+    """401 for a token of ours that is past its ``exp`` (its signature checked first):
+    the code ``token_expired`` tells a client that a refresh, not a new login, helps."""
+    return unauthorized(message, code="token_expired")
 
 
 def forbidden(needed: str) -> ApiError:
@@ -167,6 +178,8 @@ class SecurityMiddleware:
         self.security.check_failures(client)
         try:
             claims = tokens.verify(bearer_token(scope), "access")
+        except jwt.ExpiredSignatureError as e:
+            raise self.security.failed(client, expired(f"invalid token: {e}")) from None
         except jwt.InvalidTokenError as e:
             raise self.security.failed(client, unauthorized(f"invalid token: {e}")) from None
         except ApiError as e:

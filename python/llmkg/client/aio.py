@@ -1,0 +1,285 @@
+"""``llmkg.AsyncClient``: ``llmkg.Client`` for asyncio (or trio), method for method."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from types import TracebackType
+
+import anyio
+import httpx
+
+from llmkg.client import calls
+from llmkg.client.base import (
+    DEFAULT_TIMEOUT,
+    Cert,
+    ClientBase,
+    Verify,
+    read_answer,
+    tls,
+    translated,
+)
+from llmkg.client.calls import Call, Page
+from llmkg.client.errors import ApiError, error_from_answer
+from llmkg.client.retry import Attempts, RetryPolicy
+from llmkg.client.types import (
+    AccessToken,
+    Backup,
+    Entity,
+    FactInput,
+    Health,
+    SearchFilter,
+    Vector,
+)
+from llmkg.engine.facts import Fact
+from llmkg.engine.results import AllocationResult, Node, SearchHit
+
+
+class AsyncClient(ClientBase):
+    """A client of one llmkg server for async code; safe to share between tasks.
+
+    ``token``: the access token (JWT) sent as ``Authorization: Bearer``; with
+    ``refresh_token``, a 401 ``token_expired`` refreshes it once and sends the call again.
+    ``timeout``: seconds for a whole call, its retries and their waits included.
+    ``retry``: when 429/503 answers to safe calls are retried (``RetryPolicy``).
+    ``verify``: a CA file, True (public CAs) or False; ``cert``: a client certificate.
+    ``clock`` and ``sleep``: a monotonic clock and its sleep (tests pass their own).
+    See ``Client`` for the methods; here each is awaited, and the iterators are async."""
+
+    def __init__(
+        self,
+        url: str,
+        token: str | None = None,
+        refresh_token: str | None = None,
+        *,
+        timeout: float = DEFAULT_TIMEOUT,
+        retry: RetryPolicy | None = None,
+        verify: Verify = True,
+        cert: Cert | None = None,
+        headers: Mapping[str, str] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
+    ) -> None:
+        super().__init__(url, token, refresh_token, timeout, retry, clock)
+        self._sleep = sleep
+        self._lock = anyio.Lock()
+        self._http = httpx.AsyncClient(
+            base_url=self.url,
+            verify=tls(verify, cert),
+            headers=self._default_headers(headers),
+            timeout=timeout,
+        )
+
+    # ---- the engine's calls ----------------------------------------------------------------
+
+    async def allocate(self, fact: FactInput | Fact) -> AllocationResult:
+        """Place one fact; the same triple again keeps its node (``created=False``)."""
+        return await self._send(calls.allocate(fact))
+
+    async def allocate_many(self, facts: Iterable[FactInput | Fact]) -> list[AllocationResult]:
+        """Allocate each fact in order (``POST /api/v1/allocate/batch``)."""
+        return await self._send(calls.allocate_many(facts))
+
+    async def search(
+        self,
+        embedding: Vector | None = None,
+        text: str | None = None,
+        k: int = 10,
+        ef: int | None = None,
+        filter: SearchFilter | None = None,
+    ) -> list[SearchHit]:
+        """The ``k`` nodes closest to ``embedding`` or to ``text``, best first. A hit's
+        ``node.parent`` is None: the search answer does not carry it."""
+        return await self._send(calls.search(embedding, text, k, ef, filter))
+
+    async def get(self, node_id: int) -> Node | None:
+        """The live node ``node_id``, or None."""
+        return await self._send(calls.get(node_id))
+
+    async def delete(self, node_id: int) -> bool:
+        """Delete a node (its children take its parent); False if there was none."""
+        return await self._send(calls.delete(node_id))
+
+    async def facts_matching(
+        self,
+        subject: str | None = None,
+        predicate: str | None = None,
+        object: str | None = None,
+        min_confidence: float | None = None,
+        limit: int | None = None,
+        after: str | None = None,
+    ) -> Page[Node]:
+        """A page of the live facts matching the pattern, by node id, and the cursor to
+        pass as ``after`` for the next page (None at the end)."""
+        return await self._send(
+            calls.facts_matching(subject, predicate, object, min_confidence, limit, after)
+        )
+
+    def iter_facts(
+        self,
+        subject: str | None = None,
+        predicate: str | None = None,
+        object: str | None = None,
+        min_confidence: float | None = None,
+        *,
+        page_size: int | None = None,
+    ) -> AsyncIterator[Node]:
+        """Every live fact matching the pattern, a page at a time."""
+        return self._walk(
+            lambda after: calls.facts_matching(
+                subject, predicate, object, min_confidence, page_size, after
+            )
+        )
+
+    async def entity(
+        self,
+        name: str,
+        limit: int | None = None,
+        subject_after: str | None = None,
+        object_after: str | None = None,
+    ) -> Entity | None:
+        """The facts that mention ``name``, a page per role, or None when none does.
+        (All of one role: ``iter_facts(subject=name)`` or ``iter_facts(object=name)``.)"""
+        return await self._send(calls.entity(name, limit, subject_after, object_after))
+
+    async def entities(
+        self, prefix: str = "", limit: int | None = None, after: str | None = None
+    ) -> Page[str]:
+        """A page of the subjects and objects starting with ``prefix``, in code point
+        order, and the cursor of the next page."""
+        return await self._send(calls.entities(prefix, limit, after))
+
+    def iter_entities(
+        self, prefix: str = "", *, page_size: int | None = None
+    ) -> AsyncIterator[str]:
+        return self._walk(lambda after: calls.entities(prefix, page_size, after))
+
+    async def children(
+        self, node_id: int, limit: int | None = None, after: str | None = None
+    ) -> Page[Node] | None:
+        """A page of the node's children and the next cursor; None if it is not live."""
+        return await self._send(calls.children(node_id, limit, after))
+
+    def iter_children(self, node_id: int, *, page_size: int | None = None) -> AsyncIterator[Node]:
+        """Every child of ``node_id``; ``NotFoundError`` if it is not live."""
+        return self._walk(lambda after: calls.children_pages(node_id, page_size, after))
+
+    async def ancestors(self, node_id: int, max_depth: int | None = None) -> list[Node] | None:
+        """The node's parent, its parent and so on, nearest first; None if not live."""
+        return await self._send(calls.ancestors(node_id, max_depth))
+
+    # ---- probes, tokens, administration ----------------------------------------------------
+
+    async def live(self) -> Health:
+        return await self._send(calls.live())
+
+    async def ready(self) -> Health:
+        """The readiness probe; not ready is an answer (``health.ok`` False), not an error."""
+        return await self._send(calls.ready())
+
+    async def refresh(self) -> AccessToken:
+        """A new access token for the refresh token, sent from now on."""
+        async with self._lock:
+            return await self._refresh_locked()
+
+    async def stats(self) -> dict[str, object]:
+        """The engine's statistics (scope ``admin``)."""
+        return await self._send(calls.stats())
+
+    async def checkpoint(self) -> int:
+        """Write an index snapshot now (scope ``admin``); its store sequence."""
+        return await self._send(calls.checkpoint())
+
+    async def backup(self) -> Backup:
+        """Write a backup on the server (scope ``admin``)."""
+        return await self._send(calls.backup())
+
+    # ---- the connection --------------------------------------------------------------------
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def __aenter__(self) -> AsyncClient:
+        return self
+
+    async def __aexit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    # ---- sending ---------------------------------------------------------------------------
+
+    async def _refresh_locked(self) -> AccessToken:
+        answer = await self._send(calls.refresh(self._refreshing()))
+        self._token = answer.access_token
+        return answer
+
+    async def _refresh_after(self, used: str | None) -> None:
+        async with self._lock:
+            if self._token == used:  # else another task has refreshed it meanwhile
+                await self._refresh_locked()
+
+    async def _recover(self, attempts: Attempts, error: ApiError, used: str | None) -> None:
+        """Refresh the token or wait before the next attempt; raises ``error`` if none."""
+        step = self._step(attempts, error)
+        if step == "refresh":
+            await self._refresh_after(used)
+        else:
+            await self._sleep(step)
+
+    async def _send(self, call: Call[calls.T]) -> calls.T:
+        attempts = self._attempts(call)
+        while True:
+            token = self._token
+            with translated(self.url):
+                response = await self._http.request(
+                    call.method,
+                    call.path,
+                    params=call.params,
+                    content=call.body,
+                    headers=self._headers(call, token),
+                    timeout=attempts.remaining(),
+                )
+            try:
+                return read_answer(call, response.status_code, response.content, response.headers)
+            except ApiError as error:
+                await self._recover(attempts, error, token)
+
+    async def _stream(self, call: Call[calls.T]) -> AsyncIterator[calls.T]:
+        """``call``'s answer read as lines (NDJSON), each decoded on its own. Retries and
+        refreshes happen before the first line only."""
+        attempts = self._attempts(call)
+        while True:
+            token = self._token
+            with translated(self.url):
+                async with self._http.stream(
+                    call.method,
+                    call.path,
+                    params=call.params,
+                    content=call.body,
+                    headers=self._headers(call, token),
+                    timeout=attempts.remaining(),
+                ) as response:
+                    status, headers = response.status_code, response.headers
+                    if status in call.answers:
+                        async for line in response.aiter_lines():
+                            if line.strip():
+                                yield read_answer(call, status, line.encode(), headers)
+                        return
+                    body = await response.aread()
+            error = error_from_answer(status, body, headers)
+            await self._recover(attempts, error, token)
+
+    async def _walk(
+        self, page: Callable[[str | None], Call[Page[calls.T]]]
+    ) -> AsyncIterator[calls.T]:
+        after: str | None = None
+        while True:
+            items, after = await self._send(page(after))
+            for item in items:
+                yield item
+            if after is None:
+                return
