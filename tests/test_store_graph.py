@@ -106,6 +106,32 @@ def test_entities_and_predicate_counts(store: Store) -> None:
         assert store.predicate_counts(name) == counts
 
 
+def test_windows_around_names_match_a_model(store: Store) -> None:
+    model = build(store, 200, seed=5)
+    rng = random.Random(6)
+    for victim in rng.sample(sorted(model), 30):  # deleted facts are in no window
+        for kid in store.detach(victim) or []:
+            model[kid] = model[kid]._replace(parent=model[victim].parent)
+        del model[victim]
+    names = ["Bob", "Cy", "Ed", "Al", "nobody", "Éva"]
+    for role, predicates, width in itertools.product(
+        ("subject", "object"), (None, ["likes"], ["knows", "is_a"], []), (1, 3, 8, 1000)
+    ):
+        want_rows: list[FactRow] = []
+        want_ends: dict[str, int] = {}
+        for name in names:
+            window = sorted(r for r in model.values() if getattr(r, role) == name)[:width]
+            if len(window) == width:
+                want_ends[name] = window[-1].node_id
+            want_rows += [r for r in window if predicates is None or r.predicate in predicates]
+        rows, ends = store.facts_around(names, role, predicates, width)
+        assert rows == sorted(want_rows), (role, predicates, width)
+        assert ends == want_ends, (role, predicates, width)
+    assert store.facts_around([], "subject", None, 5) == ([], {})
+    with pytest.raises(ValueError):
+        store.facts_around(["Bob"], "predicate", None, 5)
+
+
 def test_prefix_end_bounds_the_prefix() -> None:
     assert prefix_end("") is None
     assert prefix_end("ab") == "ac"

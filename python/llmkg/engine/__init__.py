@@ -7,7 +7,16 @@ from llmkg.engine.exclusion import DataDirectoryInUseError, EngineClosedError
 from llmkg.engine.facts import Fact, FactError
 from llmkg.engine.follow import NotCaughtUpError
 from llmkg.engine.inserts import LinkerError, LinkerTimeoutError
-from llmkg.engine.results import AllocationResult, Neighbor, Node, SearchHit
+from llmkg.engine.results import (
+    AllocationResult,
+    ExpandedFact,
+    ExpandedSearch,
+    Neighbor,
+    Node,
+    Reached,
+    SearchHit,
+    Traversal,
+)
 
 __all__ = [
     "AllocationEngine",
@@ -16,6 +25,8 @@ __all__ = [
     "DataDirectoryInUseError",
     "EngineClosedError",
     "EngineConfig",
+    "ExpandedFact",
+    "ExpandedSearch",
     "Fact",
     "FactError",
     "LinkerError",
@@ -23,6 +34,8 @@ __all__ = [
     "Neighbor",
     "Node",
     "NotCaughtUpError",
+    "Reached",
     "SearchHit",
+    "Traversal",
     "restore",
 ]

@@ -3,10 +3,12 @@ entities, over the partial indexes of the live rows (``schema.py``, format 2).""
 
 from __future__ import annotations
 
+import json
 import sqlite3
+from collections.abc import Sequence
 from typing import Any
 
-from llmkg.store.records import FACT_COLUMNS, FactRow, prefix_end
+from llmkg.store.records import FACT_COLUMNS, NO_END, ROLES, FactRow, prefix_end
 
 ANCESTORS = f"""WITH RECURSIVE up(id, depth) AS (
     SELECT parent, 1 FROM nodes WHERE id = ? AND deleted = 0 AND parent IS NOT NULL
@@ -15,6 +17,22 @@ ANCESTORS = f"""WITH RECURSIVE up(id, depth) AS (
     WHERE n.parent IS NOT NULL AND up.depth < ?)
 SELECT {", ".join("n." + c for c in FACT_COLUMNS.split(", "))}
 FROM up JOIN nodes n ON n.id = up.id AND n.deleted = 0 ORDER BY up.depth"""
+
+# The windows of ``facts_around``: each name's last id when it has more than the window's
+# width (the id at OFFSET width - 1, read from the partial index alone), then the facts
+# up to it through the same index (``{role}=? AND rowid<=?``, a range of its entries).
+# Names with a full window come first (kind 0, the last id in ``id``), then the facts by
+# id: one statement, so one snapshot of the database. MATERIALIZED: each window's end is
+# computed once, not once per use.
+AROUND = """WITH f(name) AS (SELECT value FROM json_each(?)),
+w(name, last) AS MATERIALIZED (SELECT name, (SELECT id FROM nodes
+    WHERE deleted = 0 AND {role} = f.name ORDER BY id LIMIT 1 OFFSET ?) FROM f)
+SELECT 0, last, name, NULL, NULL, NULL, NULL FROM w WHERE last IS NOT NULL
+UNION ALL
+SELECT 1, n.id, n.subject, n.predicate, n.object, n.confidence, n.parent
+FROM w JOIN nodes n ON n.{role} = w.name AND n.deleted = 0
+    AND n.id <= coalesce(w.last, {no_end}){predicates}
+ORDER BY 1, 2"""
 
 
 class GraphReads:
@@ -94,3 +112,26 @@ class GraphReads:
             (name, name),
         )
         return {p: n for p, n in rows}
+
+    def facts_around(
+        self, names: Sequence[str], role: str, predicates: Sequence[str] | None, width: int
+    ) -> tuple[list[FactRow], dict[str, int]]:
+        if role not in ROLES:
+            raise ValueError(f"role must be one of {ROLES}, got {role!r}")
+        if not names:
+            return [], {}
+        params: list[Any] = [json.dumps(list(names), ensure_ascii=False), width - 1]
+        only = ""
+        if predicates is not None:
+            # `+`: the predicate filters the window's rows; its index would read them all.
+            only = " AND +n.predicate IN (SELECT value FROM json_each(?))"
+            params.append(json.dumps(list(predicates), ensure_ascii=False))
+        query = AROUND.format(role=role, no_end=NO_END, predicates=only)
+        rows: list[FactRow] = []
+        ends: dict[str, int] = {}
+        for kind, *row in self._reader().execute(query, params):
+            if kind == 0:
+                ends[row[1]] = row[0]
+            else:
+                rows.append(FactRow(*row))
+        return rows, ends
