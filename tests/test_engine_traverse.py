@@ -10,25 +10,17 @@ from __future__ import annotations
 import itertools
 import random
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from graphmodel import Row, bfs, expected_expansion
 
-from llmkg.engine import AllocationEngine, EngineConfig, FactError, SearchHit
+from llmkg.engine import AllocationEngine, EngineConfig, FactError
 from llmkg.engine import traversal as tr
 
 DIM = 8
 PREDICATES = ["knows", "likes", "near"]
 SEEDS = [11, 12, 13, 14]
-
-
-@dataclass(frozen=True)
-class Row:
-    node_id: int
-    subject: str
-    predicate: str
-    object: str
 
 
 def open_engine(tmp_path: Path, backend: str, dsn: str | None = None) -> AllocationEngine:
@@ -72,39 +64,6 @@ def build(engine: AllocationEngine, seed: int, n: int = 120) -> dict[int, Row]:
     return model
 
 
-def bfs(
-    model: dict[int, Row],
-    entities: list[str] | None,
-    nodes: list[int] | None,
-    hops: int,
-    direction: str,
-    predicates: list[str] | None,
-) -> list[tuple[int, int]]:
-    """Every fact within ``hops``, as ``(hop, node id)`` in answer order: a plain BFS."""
-    near = {"out": ("subject",), "in": ("object",), "both": ("subject", "object")}[direction]
-    far = {"out": ("object",), "in": ("subject",), "both": ("subject", "object")}[direction]
-    level: dict[int, int] = {}
-    if nodes is not None:
-        starts = [model[i] for i in nodes if i in model]
-        level.update((r.node_id, 0) for r in starts)
-        frontier = {getattr(r, end) for r in starts for end in far}
-    else:
-        frontier = set(entities or [])
-    visited = set(frontier)
-    for hop in range(1, hops + 1):
-        new = [
-            r
-            for r in model.values()
-            if r.node_id not in level
-            and (predicates is None or r.predicate in predicates)
-            and any(getattr(r, role) in frontier for role in near)
-        ]
-        level.update((r.node_id, hop) for r in new)
-        frontier = {getattr(r, end) for r in new for end in far} - visited
-        visited |= frontier
-    return sorted((hop, i) for i, hop in level.items())
-
-
 def test_traversals_match_a_breadth_first_model(engine: AllocationEngine) -> None:
     for seed in SEEDS:
         model = build(engine, seed)
@@ -139,24 +98,6 @@ def test_traversals_match_a_breadth_first_model(engine: AllocationEngine) -> Non
         assert spaced == engine.traverse([name], direction="both", hops=2)
 
 
-def expected_expansion(
-    model: dict[int, Row],
-    hits: list[SearchHit],
-    hops: int,
-    max_facts: int,
-    predicates: list[str] | None,
-) -> tuple[list[tuple[int, int, int]], bool]:
-    """``(source, hop, node id)`` of every fact connected to the hits, by the hits' rank,
-    then hop, then id, without the hits and repeats; whether max_facts cut it."""
-    hit_ids = {h.node_id for h in hits}
-    out: list[tuple[int, int, int]] = []
-    for h in hits:
-        for hop, node_id in bfs(model, None, [h.node_id], hops, "both", predicates):
-            if hop > 0 and node_id not in hit_ids and node_id not in {o[2] for o in out}:
-                out.append((h.node_id, hop, node_id))
-    return out[:max_facts], len(out) > max_facts
-
-
 def test_search_expansion_matches_the_model(engine: AllocationEngine) -> None:
     models = [build(engine, seed, n=60) for seed in SEEDS]
     model = {k: v for m in models for k, v in m.items()}
@@ -173,14 +114,15 @@ def test_search_expansion_matches_the_model(engine: AllocationEngine) -> None:
             expand["predicates"] = predicates  # type: ignore[assignment]
         found = engine.search(text=text, k=k, expand=expand)
         assert found.hits == plain, "expand leaves the hits as they are"
-        want, truncated = expected_expansion(model, found.hits, hops, max_facts, predicates)
+        hits = [h.node_id for h in found.hits]
+        want, truncated = expected_expansion(model, hits, hops, max_facts, predicates)
         got = [(e.source, e.hop, e.node.node_id) for e in found.expanded]
         assert got == want, (text, k, hops, max_facts, predicates)
         assert found.truncated == truncated and not found.capped
         assert len(got) == len({g[2] for g in got}), "each fact once"
     # Defaults: one hop, at most 50 facts.
     found = engine.search(text="g11:e1", k=3, expand={})
-    want, truncated = expected_expansion(model, found.hits, 1, 50, None)
+    want, truncated = expected_expansion(model, [h.node_id for h in found.hits], 1, 50, None)
     assert [(e.source, e.hop, e.node.node_id) for e in found.expanded] == want
 
 
