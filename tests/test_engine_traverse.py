@@ -148,6 +148,20 @@ def test_a_hub_costs_a_window_and_says_when_it_was_capped(
     everything = engine.traverse(["hub"], max_facts=1000)
     assert [f.node.node_id for f in everything.facts] == ids[:10]
     assert everything.capped and not everything.truncated
+    # Beside small entities the hub's window is widened with what they left unread (a
+    # second read), within the same allowance of rows.
+    small = [
+        {"subject": f"small{i}", "predicate": "has", "object": f"y{i}", "confidence": 0.5}
+        for i in range(9)
+    ]
+    small_ids = [r.node_id for r in engine.allocate_many(small)]
+    monkeypatch.setattr(tr, "ROWS_PER_HOP", 100)
+    start = ["hub", *(f["subject"] for f in small)]
+    widened = engine.traverse(start, max_facts=1000)
+    assert [f.node.node_id for f in widened.facts] == ids + small_ids
+    assert not widened.capped and not widened.truncated
+    monkeypatch.setattr(tr, "TOP_UPS", 0)
+    assert engine.traverse(start, max_facts=1000).capped
 
 
 @pytest.mark.parametrize(

@@ -8,15 +8,17 @@ and takes their far ends (``out``: the objects, ``in``: the subjects, ``both``: 
 end) that it has not visited as the next frontier. Each fact is reached once, at its
 least hop; each entity is expanded once.
 
-Bounded work: a hop of a walk reads at most ``rows_per_hop`` rows. The store reads, for
-each frontier entity and role, a *window*: its facts of lowest ids, up to one width for
-every entity of the hop. A fact past a full window is unread; it could change the answer
-only if the window ends below the hop's cut (the id of the first fact the budget left
-out, or past every id when nothing was left out), and then the walk is marked
-``capped``. Without a predicate filter a window of ``budget + reached + 1`` facts always
-holds every fact the hop keeps (at most ``reached`` of them were reached before), so a
-hub entity costs what a small one does and the answer stays exact; the width is capped at
-that.
+Bounded work: a hop of a walk examines at most ``rows_per_hop`` rows (or one a window,
+should a frontier hold more windows than that). The store reads, for each frontier
+entity and role, a *window*: its facts of lowest ids, at first one width for every
+entity of the hop (the allowance shared evenly). A fact past a full window is unread; it
+could change the answer only if the window ends below the hop's cut (the id of the first
+fact the budget left out, or past every id when nothing was left out). Such windows are
+read again, wider, with what the other entities left of the allowance (at most
+``TOP_UPS`` times); if one still hides facts the walk is marked ``capped``. Without a
+predicate filter a window of ``budget + reached + 1`` facts always holds every fact the
+hop keeps (at most ``reached`` of them were reached before), so no window is read wider
+than that: a hub entity costs what a small one does, and the answer stays exact.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from llmkg.engine.facts import FactError, text_field
-from llmkg.store.records import NO_END, FactRow
+from llmkg.store.records import NO_END, ROLES, FactRow
 
 if TYPE_CHECKING:
     from llmkg.store import Store
@@ -36,6 +38,7 @@ DEFAULT_FACTS = 100
 MAX_START = 100  # start entities or nodes
 MAX_PREDICATES = 100
 ROWS_PER_HOP = 20_000  # rows a walk reads at most in one hop (every window together)
+TOP_UPS = 2  # reads again of the windows that hide facts, in one hop
 MAX_NODE_ID = 2**53 - 1
 # The expansion of search hits: each hit a walk of its own (direction "both"), a batch of
 # walks reading together, each with a smaller allowance than a traversal's.
@@ -69,6 +72,52 @@ class Walk:
         return bool(self.frontier) and not self.truncated
 
 
+class _Windows:
+    """The windows one hop read: each name's facts by role, where a full window ends, how
+    wide each was read, and how many rows the reads may have examined (``spent``)."""
+
+    def __init__(self, store: Store, predicates: Sequence[str] | None) -> None:
+        self.store = store
+        self.predicates = predicates
+        self.rows: dict[str, dict[str, list[FactRow]]] = {role: {} for role in ROLES}
+        self.ends: dict[str, dict[str, int]] = {role: {} for role in ROLES}
+        self.width: dict[tuple[str, str], int] = {}
+        self.spent = 0
+
+    def read(self, role: str, names: Sequence[str], width: int) -> None:
+        rows, ends = self.store.facts_around(names, role, self.predicates, width)
+        by_name: dict[str, list[FactRow]] = {name: [] for name in names}
+        for r in rows:
+            by_name[getattr(r, role)].append(r)
+        self.rows[role].update(by_name)
+        for name in names:
+            self.ends[role].pop(name, None)
+            self.width[role, name] = width
+            # A window that is not full examined its rows; with a filter, the rows that
+            # did not match are not counted: charge the window's width then.
+            full = name in ends
+            self.spent += width if full or self.predicates else len(by_name[name])
+        self.ends[role].update(ends)
+
+    def found(self, w: Walk, direction: str) -> tuple[list[FactRow], set[tuple[str, str]]]:
+        """The walk's new facts by id, and the full windows of its frontier that may hide
+        facts from its answer: those that end below its cut."""
+        found: dict[int, FactRow] = {}
+        full: list[tuple[str, str, int]] = []
+        for role in NEAR[direction]:
+            rows, ends = self.rows[role], self.ends[role]
+            for name in w.frontier:
+                for r in rows.get(name, ()):
+                    if r.node_id not in w.seen:
+                        found[r.node_id] = r
+                end = ends.get(name)
+                if end is not None:
+                    full.append((role, name, end))
+        ordered = [found[i] for i in sorted(found)]
+        cut = ordered[w.budget].node_id if len(ordered) > w.budget else NO_END
+        return ordered, {(role, name) for role, name, end in full if end < cut}
+
+
 def step(
     store: Store,
     walks: Sequence[Walk],
@@ -77,54 +126,45 @@ def step(
     predicates: Sequence[str] | None,
     rows_per_hop: int | None = None,
 ) -> None:
-    """Advance every active walk by one hop: one store query per role for all of them.
+    """Advance every active walk by one hop: one store query per role for all of them,
+    and up to ``TOP_UPS`` more for the windows that hide facts while the allowance lasts.
     ``rows_per_hop``: each walk's allowance (``ROWS_PER_HOP`` by default)."""
     active = [w for w in walks if w.active]
     if not active:
         return
-    rows_per_hop = ROWS_PER_HOP if rows_per_hop is None else rows_per_hop
+    allowance = (ROWS_PER_HOP if rows_per_hop is None else rows_per_hop) * len(active)
     roles = NEAR[direction]
     names = sorted(set().union(*(w.frontier for w in active)))
-    # The walks' allowances shared evenly over the windows they read together.
-    width = max(1, rows_per_hop * len(active) // (len(names) * len(roles)))
-    if predicates is None:
-        width = min(width, max(w.budget + len(w.seen) + 1 for w in active))
-    windows: dict[str, dict[str, list[FactRow]]] = {}
-    ends: dict[str, dict[str, int]] = {}
+    # The walks' allowances shared evenly over the windows they read together, at first.
+    width = max(1, allowance // (len(names) * len(roles)))
+    widest = allowance if predicates else max(w.budget + len(w.seen) + 1 for w in active)
+    width = min(width, widest)
+    windows = _Windows(store, predicates)
     for role in roles:
-        rows, ends[role] = store.facts_around(names, role, predicates, width)
-        by_name: dict[str, list[FactRow]] = {}
-        for r in rows:
-            by_name.setdefault(getattr(r, role), []).append(r)
-        windows[role] = by_name
+        windows.read(role, names, width)
+    # Most entities use little of their share: what is left widens the full windows that
+    # may hide facts (a hub's), read again from their start (a window has no cursor).
+    for _ in range(TOP_UPS):
+        hiding = sorted(set().union(*(windows.found(w, direction)[1] for w in active)))
+        again = sum(windows.width[key] for key in hiding)
+        extra = (allowance - windows.spent - again) // max(1, len(hiding))
+        if not hiding or extra < 1:
+            break
+        groups: dict[tuple[str, int], list[str]] = {}
+        for role, name in hiding:
+            groups.setdefault((role, windows.width[role, name]), []).append(name)
+        for (role, wide), group in groups.items():
+            windows.read(role, group, min(wide + extra, widest))
     for w in active:
-        _advance(w, hop, direction, windows, ends)
+        _advance(w, hop, direction, *windows.found(w, direction))
 
 
 def _advance(
-    w: Walk,
-    hop: int,
-    direction: str,
-    windows: dict[str, dict[str, list[FactRow]]],
-    ends: dict[str, dict[str, int]],
+    w: Walk, hop: int, direction: str, ordered: list[FactRow], hiding: set[tuple[str, str]]
 ) -> None:
-    found: dict[int, FactRow] = {}
-    window_ends: list[int] = []
-    for role in NEAR[direction]:
-        for name in w.frontier:
-            for r in windows[role].get(name, ()):
-                if r.node_id not in w.seen:
-                    found[r.node_id] = r
-            if name in ends[role]:
-                window_ends.append(ends[role][name])
-    ordered = [found[i] for i in sorted(found)]
     kept = ordered[: w.budget]
-    cut = NO_END
-    if len(ordered) > w.budget:
-        w.truncated = True
-        cut = ordered[w.budget].node_id
-    if any(end < cut for end in window_ends):
-        w.capped = True
+    w.truncated = len(ordered) > w.budget
+    w.capped = w.capped or bool(hiding)
     w.reached += [(hop, r) for r in kept]
     w.seen.update(r.node_id for r in kept)
     w.budget -= len(kept)
