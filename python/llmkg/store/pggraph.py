@@ -130,13 +130,18 @@ class GraphReads:
     ) -> tuple[list[FactRow], dict[str, int]]:
         if role not in ROLES:
             raise ValueError(f"role must be one of {ROLES}, got {role!r}")
+        # PostgreSQL's text holds no NUL: no stored fact has such a name, and the driver
+        # would refuse to send it.
+        names = [n for n in names if "\x00" not in n]
+        if predicates is not None:
+            predicates = [p for p in predicates if "\x00" not in p]
         if not names:
             return [], {}
-        params: dict[str, Any] = {"p": self.partition, "names": list(names), "skip": width - 1}
+        params: dict[str, Any] = {"p": self.partition, "names": names, "skip": width - 1}
         only = ""
         if predicates is not None:
             only = " AND n.predicate = ANY(%(predicates)s::text[])"
-            params["predicates"] = list(predicates)
+            params["predicates"] = predicates
         query = AROUND.format(role=role, no_end=NO_END, predicates=only)
         found = self._read(lambda conn: conn.execute(query, params).fetchall())
         rows: list[FactRow] = []

@@ -3,7 +3,6 @@ entities, over the partial indexes of the live rows (``schema.py``, format 2).""
 
 from __future__ import annotations
 
-import json
 import sqlite3
 from collections.abc import Sequence
 from typing import Any
@@ -22,9 +21,9 @@ FROM up JOIN nodes n ON n.id = up.id AND n.deleted = 0 ORDER BY up.depth"""
 # width (the id at OFFSET width - 1, read from the partial index alone), then the facts
 # up to it through the same index (``{role}=? AND rowid<=?``, a range of its entries).
 # Names with a full window come first (kind 0, the last id in ``id``), then the facts by
-# id: one statement, so one snapshot of the database. MATERIALIZED: each window's end is
-# computed once, not once per use.
-AROUND = """WITH f(name) AS (SELECT value FROM json_each(?)),
+# id. MATERIALIZED: each window's end is computed once, not once per use. The names and
+# predicates are bound one a parameter: SQLite's JSON functions would cut a text at a NUL.
+AROUND = """WITH f(name) AS (VALUES {names}),
 w(name, last) AS MATERIALIZED (SELECT name, (SELECT id FROM nodes
     WHERE deleted = 0 AND {role} = f.name ORDER BY id LIMIT 1 OFFSET ?) FROM f)
 SELECT 0, last, name, NULL, NULL, NULL, NULL FROM w WHERE last IS NOT NULL
@@ -33,6 +32,8 @@ SELECT 1, n.id, n.subject, n.predicate, n.object, n.confidence, n.parent
 FROM w JOIN nodes n ON n.{role} = w.name AND n.deleted = 0
     AND n.id <= coalesce(w.last, {no_end}){predicates}
 ORDER BY 1, 2"""
+# Names a statement (SQLite takes 32,766 parameters; the predicates are 100 at most).
+AROUND_CHUNK = 1000
 
 
 class GraphReads:
@@ -120,18 +121,24 @@ class GraphReads:
             raise ValueError(f"role must be one of {ROLES}, got {role!r}")
         if not names:
             return [], {}
-        params: list[Any] = [json.dumps(list(names), ensure_ascii=False), width - 1]
         only = ""
         if predicates is not None:
             # `+`: the predicate filters the window's rows; its index would read them all.
-            only = " AND +n.predicate IN (SELECT value FROM json_each(?))"
-            params.append(json.dumps(list(predicates), ensure_ascii=False))
-        query = AROUND.format(role=role, no_end=NO_END, predicates=only)
+            only = f" AND +n.predicate IN ({', '.join(['?'] * len(predicates))})"
         rows: list[FactRow] = []
         ends: dict[str, int] = {}
-        for kind, *row in self._reader().execute(query, params):
-            if kind == 0:
-                ends[row[1]] = row[0]
-            else:
-                rows.append(FactRow(*row))
+        conn = self._reader()
+        for first in range(0, len(names), AROUND_CHUNK):
+            chunk = names[first : first + AROUND_CHUNK]
+            query = AROUND.format(
+                names=", ".join(["(?)"] * len(chunk)), role=role, no_end=NO_END, predicates=only
+            )
+            params = [*chunk, width - 1, *(predicates or ())]
+            for kind, *row in conn.execute(query, params):
+                if kind == 0:
+                    ends[row[1]] = row[0]
+                else:
+                    rows.append(FactRow(*row))
+        if len(names) > AROUND_CHUNK:
+            rows.sort()
         return rows, ends
