@@ -1,12 +1,16 @@
-"""Latency of the graph's reads on an SQLite store of 100,000 facts.
+"""Latency of the graph's reads on SQLite stores of 100,000 facts.
 
-Run: ``python benches/bench_graph.py [directory]`` (the store is built there the first
-time, in a temporary folder without an argument). The facts come from a seeded
-vocabulary of 1,000 subjects, 20 predicates and 1,000 objects (about 100 facts per
-subject and 5,000 per predicate). Each query kind runs a few hundred times with varied
-values, through ``Graph.facts_matching`` and friends (validation, then the store's
-query; no HTTP, no index), and the median and 99th percentile are printed in
-milliseconds.
+Run: ``python benches/bench_graph.py [directory]`` (the stores are built there the first
+time, in a temporary folder without an argument). The pattern reads' facts come from a
+seeded vocabulary of 1,000 subjects, 20 predicates and 1,000 objects (about 100 facts per
+subject and 5,000 per predicate). Subjects and objects never meet there, so traversals
+get a store of their own (``traverse/``): 10,000 entities that are subjects and objects
+both, each the subject of about 10 facts, objects drawn with a skew (the cube of a
+uniform draw: entity 0 is the object of about 4,600 facts, entity 2 of 900, the median
+entity of 5), so that walks run into hubs. Each query kind runs a few hundred times with
+varied values, through ``Graph.facts_matching``, ``Graph.traverse`` and friends
+(validation, then the store's queries; no HTTP, no index), and the median and 99th
+percentile are printed in milliseconds, with the mean number of facts a traversal answers.
 """
 
 from __future__ import annotations
@@ -24,10 +28,12 @@ import numpy as np
 
 from llmkg.engine.config import EngineConfig
 from llmkg.engine.graph import Graph
+from llmkg.engine.results import Traversal
 from llmkg.store import SqliteStore, Store
 
 FACTS = 100_000
 QUERIES = 300
+ENTITIES = 10_000
 
 
 class Reads(Graph):
@@ -45,6 +51,18 @@ def build(store: SqliteStore, rng: random.Random) -> None:
         parent = rng.randrange(1, stored + 1) if stored else None
         _, created = store.insert(
             f"subject {s}", f"predicate {p}", f"object {o}", rng.random(), vec, parent
+        )
+        stored += created
+
+
+def build_walkable(store: SqliteStore, rng: random.Random) -> None:
+    vec = np.ones(4, dtype=np.float32)
+    stored = store.count()
+    while stored < FACTS:
+        s = rng.randrange(ENTITIES)
+        o = int(ENTITIES * rng.random() ** 3)
+        _, created = store.insert(
+            f"entity {s}", f"predicate {rng.randrange(20)}", f"entity {o}", rng.random(), vec
         )
         stored += created
 
@@ -85,10 +103,55 @@ def main(directory: Path) -> None:
         }
         print(f"{store.count()} facts in {directory}")
         for name, fn in kinds.items():
-            fn()  # warm the page cache
-            ms = sorted(timed(fn) for _ in range(QUERIES))
-            p99 = ms[int(len(ms) * 0.99) - 1]
-            print(f"{name:32} median {statistics.median(ms):7.3f} ms   p99 {p99:7.3f} ms")
+            report(name, fn)
+    finally:
+        store.close()
+    traverse(directory / "traverse", rng)
+
+
+def report(name: str, fn: Callable[[], Any]) -> None:
+    fn()  # warm the page cache
+    answers: list[Any] = []
+    ms = sorted(timed(lambda: answers.append(fn())) for _ in range(QUERIES))
+    p99 = ms[int(len(ms) * 0.99) - 1]
+    line = f"{name:32} median {statistics.median(ms):7.3f} ms   p99 {p99:7.3f} ms"
+    if isinstance(answers[0], Traversal):
+        facts = statistics.mean(len(a.facts) for a in answers)
+        capped = sum(a.capped for a in answers)
+        line += f"   {facts:6.0f} facts, {capped} capped"
+    print(line)
+
+
+def traverse(directory: Path, rng: random.Random) -> None:
+    store = SqliteStore(directory, durability="interval")
+    try:
+        if store.count() < FACTS:
+            build_walkable(store, rng)
+        g = Reads(store)
+
+        def entity() -> list[str]:
+            return [f"entity {rng.randrange(ENTITIES)}"]
+
+        kinds: dict[str, Callable[[], Any]] = {}
+        for direction in ("out", "both"):
+            for hops in (1, 2, 3):
+                kinds[f"traverse {direction}, {hops} hop{'s' * (hops > 1)}"] = (
+                    lambda d=direction, h=hops: g.traverse(
+                        entity(), hops=h, direction=d, max_facts=1000
+                    )
+                )
+        kinds["traverse out, 3 hops, 2 preds"] = lambda: g.traverse(
+            entity(), hops=3, predicates=["predicate 1", "predicate 2"], max_facts=1000
+        )
+        kinds["traverse in, 1 hop, hub"] = lambda: g.traverse(
+            [f"entity {rng.randrange(3)}"], direction="in", max_facts=1000
+        )
+        kinds["traverse from 10 nodes, 2 hops"] = lambda: g.traverse(
+            nodes=rng.sample(range(1, FACTS), 10), hops=2, max_facts=1000
+        )
+        print(f"{store.count()} facts over {ENTITIES} entities in {directory}; max_facts 1000")
+        for name, fn in kinds.items():
+            report(name, fn)
     finally:
         store.close()
 

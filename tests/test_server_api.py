@@ -161,6 +161,7 @@ def test_probes_and_openapi_describe_every_route(server: Server, openapi: dict[s
         ("GET", "/api/v1/facts"),
         ("GET", "/api/v1/entities"),
         ("GET", "/api/v1/entities/{name}"),
+        ("POST", "/api/v1/traverse"),
         ("GET", "/api/v1/stats"),
         ("GET", "/health/live"),
         ("GET", "/health/ready"),

@@ -106,6 +106,57 @@ def test_entities_and_predicate_counts(store: Store) -> None:
         assert store.predicate_counts(name) == counts
 
 
+def test_windows_around_names_match_a_model(store: Store) -> None:
+    model = build(store, 200, seed=5)
+    rng = random.Random(6)
+    for victim in rng.sample(sorted(model), 30):  # deleted facts are in no window
+        for kid in store.detach(victim) or []:
+            model[kid] = model[kid]._replace(parent=model[victim].parent)
+        del model[victim]
+    names = ["Bob", "Cy", "Ed", "Al", "nobody", "Éva"]
+    for role, predicates, width in itertools.product(
+        ("subject", "object"), (None, ["likes"], ["knows", "is_a"], []), (1, 3, 8, 1000)
+    ):
+        want_rows: list[FactRow] = []
+        want_ends: dict[str, int] = {}
+        for name in names:
+            window = sorted(r for r in model.values() if getattr(r, role) == name)[:width]
+            if len(window) == width:
+                want_ends[name] = window[-1].node_id
+            want_rows += [r for r in window if predicates is None or r.predicate in predicates]
+        rows, ends = store.facts_around(names, role, predicates, width)
+        assert rows == sorted(want_rows), (role, predicates, width)
+        assert ends == want_ends, (role, predicates, width)
+    assert store.facts_around([], "subject", None, 5) == ([], {})
+    # A name or predicate with a NUL matches nothing (PostgreSQL could not even store it).
+    rows, ends = store.facts_around(["Bob", "B\x00b"], "subject", ["likes", "x\x00"], 1000)
+    assert rows == sorted(r for r in model.values() if (r.subject, r.predicate) == ("Bob", "likes"))
+    with pytest.raises(ValueError):
+        store.facts_around(["Bob"], "predicate", None, 5)
+
+
+def test_windows_take_any_name_and_many_names(tmp_path: Path) -> None:
+    # SQLite only: PostgreSQL's text holds no NUL. A name is matched whole, whatever its
+    # characters, and a frontier of thousands of names is read whole.
+    store = SqliteStore(tmp_path)
+    try:
+        odd = ["a\x00b", "a", 'q"uote', "\U0001f600", "é"]
+        for i, name in enumerate(odd):
+            store.insert(name, "p\x00", f"o{i}", 0.5, VEC)
+        for i in range(3000):
+            store.insert(f"n{i}", "p", f"o{i}", 0.5, VEC)
+        rows, ends = store.facts_around(odd, "subject", ["p\x00"], 2)
+        assert [r.subject for r in rows] == odd and ends == {}
+        assert store.facts_around(["a\x00b"], "subject", ["p"], 2) == ([], {})
+        names = [f"n{i}" for i in range(3000)]
+        rows, ends = store.facts_around(names, "subject", None, 1)
+        assert [r.subject for r in rows] == names and ends == {
+            n: r.node_id for n, r in zip(names, rows, strict=True)
+        }
+    finally:
+        store.close()
+
+
 def test_prefix_end_bounds_the_prefix() -> None:
     assert prefix_end("") is None
     assert prefix_end("ab") == "ac"

@@ -7,7 +7,16 @@ from llmkg.engine.exclusion import DataDirectoryInUseError, EngineClosedError
 from llmkg.engine.facts import Fact, FactError
 from llmkg.engine.follow import NotCaughtUpError
 from llmkg.engine.inserts import LinkerError, LinkerTimeoutError
-from llmkg.engine.results import AllocationResult, Neighbor, Node, SearchHit
+from llmkg.engine.results import (
+    AllocationResult,
+    ExpandedFact,
+    ExpandedSearch,
+    Neighbor,
+    Node,
+    Reached,
+    SearchHit,
+    Traversal,
+)
 
 __all__ = [
     "AllocationEngine",
@@ -17,6 +26,8 @@ __all__ = [
     "EngineClosedError",
     "EngineConfig",
     "EngineConfigError",
+    "ExpandedFact",
+    "ExpandedSearch",
     "Fact",
     "FactError",
     "LinkerError",
@@ -24,6 +35,8 @@ __all__ = [
     "Neighbor",
     "Node",
     "NotCaughtUpError",
+    "Reached",
     "SearchHit",
+    "Traversal",
     "restore",
 ]

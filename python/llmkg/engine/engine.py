@@ -18,7 +18,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Mapping
-from typing import Any, cast
+from typing import Any, cast, overload
 
 import numpy as np
 
@@ -35,7 +35,7 @@ from llmkg.engine.graph import Graph
 from llmkg.engine.inserts import BackgroundInserts
 from llmkg.engine.quantization import AdaptivePrecision, resident_bytes
 from llmkg.engine.records import RecordCache
-from llmkg.engine.results import Node, SearchHit
+from llmkg.engine.results import ExpandedSearch, Node, SearchHit
 from llmkg.engine.snapshots import load_newest, reconcile, replay
 from llmkg.store import NodeRecord, Store, StoreUnavailableError, open_store
 
@@ -237,6 +237,7 @@ class AllocationEngine(Allocation, Durability, Graph):
 
     # ---- reads -------------------------------------------------------------------------
 
+    @overload
     def search(
         self,
         embedding: Any = None,
@@ -245,12 +246,41 @@ class AllocationEngine(Allocation, Durability, Graph):
         ef: int | None = None,
         filter: Mapping[str, Any] | None = None,
         wait: bool = True,
-    ) -> list[SearchHit]:
+        expand: None = None,
+    ) -> list[SearchHit]: ...
+
+    @overload
+    def search(
+        self,
+        embedding: Any = None,
+        text: str | None = None,
+        k: int = 10,
+        ef: int | None = None,
+        filter: Mapping[str, Any] | None = None,
+        wait: bool = True,
+        *,
+        expand: Mapping[str, Any],
+    ) -> ExpandedSearch: ...
+
+    def search(
+        self,
+        embedding: Any = None,
+        text: str | None = None,
+        k: int = 10,
+        ef: int | None = None,
+        filter: Mapping[str, Any] | None = None,
+        wait: bool = True,
+        expand: Mapping[str, Any] | None = None,
+    ) -> list[SearchHit] | ExpandedSearch:
         """Nodes closest to ``embedding`` (or to ``text``, embedded), best first, scored at
         full precision. ``filter``: exact ``subject``/``predicate``/``object`` and
         ``min_confidence``. ``wait=False`` (a caller on an event loop): raise
         ``IndexBusyError``, having changed nothing, instead of waiting for a writer of the
-        index (an insert's slot allocation, the end of a compaction, a precision change)."""
+        index (an insert's slot allocation, the end of a compaction, a precision change).
+
+        ``expand`` (``{"hops": 1..2, "max_facts": 1..200, "predicates": [...]}``, each
+        optional): an ``ExpandedSearch``, the hits and the facts connected to their
+        subjects and objects (``Graph._expand``), read from the store."""
         c = self.config
         if (embedding is None) == (text is None):
             raise FactError("query", "give exactly one of embedding and text")
@@ -260,17 +290,23 @@ class AllocationEngine(Allocation, Durability, Graph):
             isinstance(ef, bool) or not isinstance(ef, int) or not 1 <= ef <= 10_000
         ):
             raise FactError("query.ef", "must be an integer from 1 to 10000")
+        expansion = None if expand is None else self._expansion(expand)
         if text is not None:
             query = embed_text(text_field(text, "query.text", c.max_text_length), c.dim)
         else:
             query = embedding_field(embedding, "query.embedding", c.dim)
         self._catch_up()
         allowed = self.facts.allowed(filter) if filter else None
-        if (allowed is not None and len(allowed) == 0) or self._node_count() == 0:
-            return []
-        ranked = self._nearest(query, k, ef=ef, allowed=allowed, exact=not c.enable_hnsw, wait=wait)
-        self.precision.count_reads(r.node_id for r, _ in ranked)
-        return [SearchHit(r.node_id, score, _node(r)) for r, score in ranked]
+        hits: list[SearchHit] = []
+        if not ((allowed is not None and len(allowed) == 0) or self._node_count() == 0):
+            ranked = self._nearest(
+                query, k, ef=ef, allowed=allowed, exact=not c.enable_hnsw, wait=wait
+            )
+            self.precision.count_reads(r.node_id for r, _ in ranked)
+            hits = [SearchHit(r.node_id, score, _node(r)) for r, score in ranked]
+        if expansion is None:
+            return hits
+        return ExpandedSearch(hits, *self._expand(hits, *expansion))
 
     def _catch_up(self) -> None:
         if self.follower is not None:

@@ -13,10 +13,12 @@ later one if its key sorts after the cursor.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from llmkg.engine import traversal as tr
 from llmkg.engine.facts import FactError, text_field
-from llmkg.engine.results import Entity, Node
+from llmkg.engine.results import Entity, ExpandedFact, Node, Reached, SearchHit, Traversal
 from llmkg.store.records import MAX_DEPTH, FactRow
 
 if TYPE_CHECKING:
@@ -29,6 +31,10 @@ MAX_LIMIT = 1000
 
 def _node(r: FactRow) -> Node:
     return Node(r.node_id, r.subject, r.predicate, r.object, r.confidence, r.parent)
+
+
+def _row(n: Node) -> FactRow:
+    return FactRow(n.node_id, n.subject, n.predicate, n.object, n.confidence, n.parent)
 
 
 def check_limit(limit: Any, field: str = "limit", top: int = MAX_LIMIT) -> int:
@@ -149,3 +155,100 @@ class Graph:
         if self.store.get(node_id) is None:
             return None
         return [_node(r) for r in self.store.ancestors(node_id, max_depth)]
+
+    def traverse(
+        self,
+        entities: Sequence[str] | None = None,
+        nodes: Sequence[int] | None = None,
+        hops: int = 1,
+        direction: str = "out",
+        predicates: Sequence[str] | None = None,
+        max_facts: int = tr.DEFAULT_FACTS,
+    ) -> Traversal:
+        """The live facts within ``hops`` (1 to 3) of the start, breadth first, ordered by
+        hop, then node id; at most ``max_facts`` (1 to 1000) of them: the first in that
+        order.
+
+        From ``entities`` (names, canonicalized), hop 1 is their facts in the
+        ``direction``: ``"out"`` as subject, ``"in"`` as object, ``"both"`` either; the
+        far ends of the facts of a hop (objects, subjects, either) not visited before
+        are where the next hop starts. From ``nodes`` (ids; one of no live node
+        reaches nothing), hop 0 is their own facts and their far ends are the first
+        frontier. ``predicates``: only facts of these predicates are followed (hop 0 is
+        answered whatever its predicate). A fact is answered once, at its least hop.
+        At most 100 entities or nodes. ``truncated``: ``max_facts`` left reachable facts
+        out; ``capped``: a hop read its cap of rows before it saw every fact (see
+        ``traversal.py``), and facts within reach may be missing."""
+        c = self.config
+        names, ids = tr.check_start(entities, nodes, c.max_text_length)
+        hops = tr.check_hops(hops, "hops", tr.MAX_HOPS)
+        direction = tr.check_direction(direction)
+        followed = tr.check_predicates(predicates, "predicates", c.max_text_length)
+        max_facts = check_limit(max_facts, "max_facts", tr.MAX_FACTS)
+        if ids:
+            records = self.store.get_many(ids)
+            rows = [
+                FactRow(r.node_id, r.subject, r.predicate, r.object, r.confidence, r.parent)
+                for r in records.values()
+            ]
+            walk = tr.start_walk(rows, direction, max_facts)
+        else:
+            walk = tr.Walk(names, (), max_facts)
+        for hop in range(1, hops + 1):
+            tr.step(self.store, [walk], hop, direction, followed)
+        facts = [Reached(hop, _node(r)) for hop, r in walk.reached]
+        return Traversal(facts, walk.truncated, walk.capped)
+
+    def _expansion(self, expand: Any) -> tuple[int, int, list[str] | None]:
+        """``hops``, ``max_facts`` and ``predicates`` of a search's ``expand``."""
+        if not isinstance(expand, Mapping):
+            raise FactError("query.expand", "must be an object")
+        for key in expand:
+            if key not in ("hops", "max_facts", "predicates"):
+                raise FactError(f"query.expand.{key}", "unknown field")
+        hops = tr.check_hops(expand.get("hops", 1), "query.expand.hops", tr.EXPAND_MAX_HOPS)
+        max_facts = check_limit(
+            expand.get("max_facts", tr.EXPAND_DEFAULT_FACTS),
+            "query.expand.max_facts",
+            tr.EXPAND_MAX_FACTS,
+        )
+        predicates = tr.check_predicates(
+            expand.get("predicates"), "query.expand.predicates", self.config.max_text_length
+        )
+        return hops, max_facts, predicates
+
+    def _expand(
+        self, hits: Sequence[SearchHit], hops: int, max_facts: int, predicates: list[str] | None
+    ) -> tuple[list[ExpandedFact], bool, bool]:
+        """The facts within ``hops`` of each hit's subject and object (a walk from the hit
+        in direction "both"), by the hit's rank, then hop, then id; without the hits and
+        without repeats (a fact is answered from the best-ranked hit that reaches it).
+
+        Walks run a batch of hits at a time, in rank order, until ``max_facts + 1`` facts
+        are found (the last one only says that the answer is truncated). A walk keeps
+        ``max_facts + 1 + len(hits)`` facts at most: of its first ones, at most
+        ``len(hits)`` are hits and at most ``max_facts`` were answered from better hits,
+        so a walk cut short by its budget still fills the answer."""
+        hit_ids = {h.node_id for h in hits}
+        wanted = max_facts + 1
+        out: list[ExpandedFact] = []
+        answered: set[int] = set()
+        capped = False
+        for first in range(0, len(hits), tr.EXPAND_BATCH):
+            batch = hits[first : first + tr.EXPAND_BATCH]
+            walks = [
+                tr.Walk((h.node.subject, h.node.object), [_row(h.node)], wanted + len(hits))
+                for h in batch
+            ]
+            for hop in range(1, hops + 1):
+                tr.step(self.store, walks, hop, "both", predicates, tr.EXPAND_ROWS_PER_HOP)
+            for hit, walk in zip(batch, walks, strict=True):
+                capped = capped or walk.capped
+                for hop, r in walk.reached:
+                    if r.node_id in hit_ids or r.node_id in answered:
+                        continue
+                    answered.add(r.node_id)
+                    out.append(ExpandedFact(hit.node_id, hop, _node(r)))
+                    if len(out) == wanted:
+                        return out[:max_facts], True, capped
+        return out, False, capped

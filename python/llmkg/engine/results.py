@@ -67,3 +67,40 @@ class Entity(msgspec.Struct, frozen=True):
     as_object: list[Node]
     as_object_next: int | None
     predicates: dict[str, int]
+
+
+class Reached(msgspec.Struct, frozen=True):
+    """A fact a traversal reached, ``hop`` steps from its start (0: a start node)."""
+
+    hop: int
+    node: Node
+
+
+class Traversal(msgspec.Struct, frozen=True):
+    """The facts a traversal reached, by hop, then node id. ``truncated``: ``max_facts``
+    left reachable facts out; ``capped``: a hop read its cap of rows, and facts within
+    reach may be missing (see ``Graph.traverse``)."""
+
+    facts: list[Reached]
+    truncated: bool
+    capped: bool
+
+
+class ExpandedFact(msgspec.Struct, frozen=True):
+    """A fact connected to a search hit: ``hop`` steps from the hit ``source`` (its node
+    id), the best-ranked hit that reaches it."""
+
+    source: int
+    hop: int
+    node: Node
+
+
+class ExpandedSearch(msgspec.Struct, frozen=True):
+    """The hits of a search, best first, and the facts connected to them: by the rank of
+    their source, then hop, then node id. ``truncated`` and ``capped`` as in
+    ``Traversal``."""
+
+    hits: list[SearchHit]
+    expanded: list[ExpandedFact]
+    truncated: bool
+    capped: bool

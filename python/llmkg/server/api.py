@@ -13,7 +13,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from llmkg._core import IndexBusyError
-from llmkg.engine import AllocationResult, Node
+from llmkg.engine import AllocationResult, ExpandedFact, Node, SearchHit
 from llmkg.server import models as m
 from llmkg.server.errors import ApiError
 from llmkg.server.state import ServerState
@@ -69,6 +69,14 @@ def _fact(fact: m.FactIn) -> dict[str, Any]:
 
 def _fact_out(node: Node) -> m.FactOut:
     return m.FactOut(node.subject, node.predicate, node.object, node.confidence)
+
+
+def _hit(h: SearchHit) -> m.SearchHit:
+    return m.SearchHit(h.node_id, h.score, _fact_out(h.node))
+
+
+def _expanded(e: ExpandedFact) -> m.ExpandedFact:
+    return m.ExpandedFact(e.node.node_id, _fact_out(e.node), e.node.parent, e.hop, e.source)
 
 
 def _allocation(r: AllocationResult) -> m.Allocation:
@@ -146,7 +154,19 @@ class Api:
             "ef": q.ef,
             "filter": flt or None,
         }
-        hits = None
+        if q.expand is not None:
+            # Never on the event loop: the expansion reads the store.
+            expand = {k: v for k, v in msgspec.structs.asdict(q.expand).items() if v is not None}
+            found = await self.state.run(lambda: engine.search(**args, expand=expand))
+            return json_response(
+                m.SearchResponse(
+                    [_hit(h) for h in found.hits],
+                    [_expanded(e) for e in found.expanded],
+                    found.truncated,
+                    found.capped,
+                )
+            )
+        hits: list[SearchHit] | None = None
         # Not when following a shared store: the catch-up reads the database first.
         if q.k <= INLINE_MAX_K and (q.ef or 0) <= INLINE_MAX_EF and engine.follower is None:
             # A bounded search costs less than the hop to a worker thread and back (and
@@ -160,9 +180,7 @@ class Api:
                 self.state.metrics.searches_deferred.inc()
         if hits is None:
             hits = await self.state.run(engine.search, **args)
-        return json_response(
-            m.SearchResponse([m.SearchHit(h.node_id, h.score, _fact_out(h.node)) for h in hits])
-        )
+        return json_response(m.SearchResponse([_hit(h) for h in hits]))
 
     async def get_node(self, request: Request) -> Response:
         node_id = node_id_param(request)

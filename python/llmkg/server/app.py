@@ -76,6 +76,7 @@ def endpoints(state: ServerState, health: Health, security: Security) -> list[En
         Endpoint("GET", "/api/v1/entities", graph.entities, "read", "entities"),
         # `:path`: a name may hold a slash (sent as %2F, which arrives decoded).
         Endpoint("GET", "/api/v1/entities/{name:path}", graph.entity, "read", "entity"),
+        Endpoint("POST", "/api/v1/traverse", graph.traverse, "read", "traverse"),
         Endpoint("GET", "/api/v1/stats", api.stats, "admin", "stats"),
         Endpoint("POST", "/api/v1/admin/checkpoint", api.checkpoint, "admin", "checkpoint"),
         Endpoint("POST", "/api/v1/admin/backup", api.backup, "admin", "backup"),

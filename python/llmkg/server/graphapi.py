@@ -1,6 +1,7 @@
-"""The handlers of the graph's reads: triple patterns, entities, children and ancestors.
+"""The handlers of the graph's reads: triple patterns, entities, children and ancestors,
+and traversals.
 
-Their input is the query string: each parameter at most once, an unknown one refused
+The input of the listings is the query string: each parameter at most once, an unknown one refused
 (422 naming it), as a body's unknown field is. Cursors are opaque to clients: URL-safe
 base64 of a tag and the last key of the page (``n`` and a node id, ``e`` and a name), so
 that a cursor of one listing is refused by another instead of being misread."""
@@ -17,7 +18,7 @@ from starlette.responses import Response
 
 from llmkg.engine import Node
 from llmkg.server import models as m
-from llmkg.server.api import MAX_NODE_ID, _fact_out, json_response, node_id_param
+from llmkg.server.api import MAX_NODE_ID, _fact_out, json_response, node_id_param, read_json
 from llmkg.server.errors import ApiError
 from llmkg.server.state import ServerState
 
@@ -177,3 +178,21 @@ class GraphApi:
         if nodes is None:
             raise ApiError(404, f"no node {node_id}", field="node_id")
         return json_response(m.AncestorsResponse(node_id, _nodes(nodes)))
+
+    async def traverse(self, request: Request) -> Response:
+        body = await read_json(request, m.TraverseRequest, self.state.settings.server.max_body_size)
+        engine = self.state.ready_engine()
+        found = await self.state.run(
+            engine.traverse,
+            body.start.entities,
+            body.start.nodes,
+            body.hops,
+            body.direction,
+            body.predicates,
+            body.max_facts,
+        )
+        facts = [
+            m.ReachedFact(r.node.node_id, _fact_out(r.node), r.node.parent, r.hop)
+            for r in found.facts
+        ]
+        return json_response(m.TraverseResponse(facts, found.truncated, found.capped))

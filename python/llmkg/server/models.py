@@ -9,6 +9,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 
 from llmkg.config.schema import Precision
+from llmkg.engine import traversal as tr
 
 Confidence = Annotated[float, msgspec.Meta(ge=0.0, le=1.0)]
 NodeId = Annotated[int, msgspec.Meta(ge=1, lt=2**53)]
@@ -41,16 +42,42 @@ class SearchFilter(Strict):
     min_confidence: Confidence | None = None
 
 
+Predicates = Annotated[list[str], msgspec.Meta(min_length=1, max_length=tr.MAX_PREDICATES)]
+
+
+class SearchExpand(Strict):
+    hops: Annotated[int, msgspec.Meta(ge=1, le=tr.EXPAND_MAX_HOPS)] = 1
+    max_facts: Annotated[int, msgspec.Meta(ge=1, le=tr.EXPAND_MAX_FACTS)] = tr.EXPAND_DEFAULT_FACTS
+    predicates: Predicates | None = None
+
+
 class SearchQuery(Strict):
     embedding: list[float] | None = None
     text: str | None = None
     k: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 10
     ef: Annotated[int, msgspec.Meta(ge=1, le=10_000)] | None = None
     filter: SearchFilter | None = None
+    expand: SearchExpand | None = None
 
 
 class SearchRequest(Strict):
     query: SearchQuery
+
+
+StartList = msgspec.Meta(min_length=1, max_length=tr.MAX_START)
+
+
+class TraverseStart(Strict):
+    entities: Annotated[list[str], StartList] | None = None
+    nodes: Annotated[list[NodeId], StartList] | None = None
+
+
+class TraverseRequest(Strict):
+    start: TraverseStart
+    hops: Annotated[int, msgspec.Meta(ge=1, le=tr.MAX_HOPS)] = 1
+    direction: Literal["out", "in", "both"] = "out"
+    predicates: Predicates | None = None
+    max_facts: Annotated[int, msgspec.Meta(ge=1, le=tr.MAX_FACTS)] = tr.DEFAULT_FACTS
 
 
 class RefreshRequest(Strict):
@@ -94,8 +121,20 @@ class SearchHit(msgspec.Struct):
     fact: FactOut
 
 
-class SearchResponse(msgspec.Struct):
+class ExpandedFact(msgspec.Struct):
+    node_id: NodeId
+    fact: FactOut
+    parent: NodeId | None
+    hop: int
+    source: NodeId  # the hit it was reached from: the best-ranked one that reaches it
+
+
+class SearchResponse(msgspec.Struct, omit_defaults=True):
     results: list[SearchHit]
+    # With "expand" only: a search without it answers {"results": [...]} alone.
+    expanded: list[ExpandedFact] | None = None
+    truncated: bool | None = None
+    capped: bool | None = None
 
 
 class NodeResponse(msgspec.Struct):
@@ -132,6 +171,19 @@ class ChildrenPage(msgspec.Struct):
 class AncestorsResponse(msgspec.Struct):
     node_id: NodeId
     ancestors: list[NodeResponse]  # nearest first
+
+
+class ReachedFact(msgspec.Struct):
+    node_id: NodeId
+    fact: FactOut
+    parent: NodeId | None
+    hop: int  # 0: a start node
+
+
+class TraverseResponse(msgspec.Struct):
+    facts: list[ReachedFact]  # by hop, then node id
+    truncated: bool  # max_facts left reachable facts out
+    capped: bool  # a hop read its cap of rows: facts within reach may be missing
 
 
 class DeleteResponse(msgspec.Struct):

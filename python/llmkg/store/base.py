@@ -4,7 +4,7 @@ every store raises alike."""
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Protocol
 
 import numpy as np
@@ -150,6 +150,17 @@ class Store(Protocol):
     def predicate_counts(self, name: str) -> dict[str, int]:
         """How many live facts of each predicate have ``name`` as subject or object (a
         fact with it as both counts once)."""
+        ...
+
+    def facts_around(
+        self, names: Sequence[str], role: str, predicates: Sequence[str] | None, width: int
+    ) -> tuple[list[FactRow], dict[str, int]]:
+        """For each of ``names``, a window of its ``width`` live facts of lowest ids that
+        have it as ``role`` (``"subject"`` or ``"object"``): the facts of every window
+        that have a predicate in ``predicates`` (all of them when None), by id; and, for
+        each name whose window is full (it may have more facts), the id of the window's
+        last fact. One query for every name, reading at most ``width`` index entries of
+        each: a name with a million facts costs what one with ``width`` does."""
         ...
 
     def count(self) -> int: ...

@@ -3,12 +3,12 @@ entities, over the live rows of its partition (indexes: ``pgschema.py``)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 import psycopg
 
-from llmkg.store.records import FACT_COLUMNS, FactRow, prefix_end
+from llmkg.store.records import FACT_COLUMNS, NO_END, ROLES, FactRow, prefix_end
 
 T = TypeVar("T")
 
@@ -21,6 +21,23 @@ ANCESTORS = f"""WITH RECURSIVE up(id, depth) AS (
     WHERE n.parent IS NOT NULL AND up.depth < %(depth)s)
 SELECT {", ".join("n." + c for c in FACT_COLUMNS.split(", "))} FROM up JOIN llmkg_nodes n
     ON n.partition = %(p)s AND n.id = up.id AND NOT n.deleted ORDER BY up.depth"""
+
+# The windows of ``facts_around`` (as in the SQLite store's ``sqlitegraph.py``): each
+# name's last id when it has more than the window's width, through the (partition,
+# md5(role), id) index in id order, then the facts up to it through the same index.
+AROUND = """WITH w AS MATERIALIZED (
+    SELECT f.name, (SELECT id FROM llmkg_nodes
+        WHERE partition = %(p)s AND NOT deleted AND md5({role}) = md5(f.name)
+            AND {role} = f.name
+        ORDER BY id OFFSET %(skip)s LIMIT 1) AS last
+    FROM unnest(%(names)s::text[]) AS f(name))
+SELECT 0, last, name, NULL, NULL, NULL::float8, NULL::bigint FROM w WHERE last IS NOT NULL
+UNION ALL
+SELECT 1, n.id, n.subject, n.predicate, n.object, n.confidence, n.parent
+FROM w JOIN llmkg_nodes n ON n.partition = %(p)s AND NOT n.deleted
+    AND md5(n.{role}) = md5(w.name) AND n.{role} = w.name
+    AND n.id <= coalesce(w.last, {no_end}){predicates}
+ORDER BY 1, 2"""
 
 
 class GraphReads:
@@ -107,3 +124,31 @@ class GraphReads:
             (p, name, name, p, name, name),
         )
         return {r[0]: int(r[1]) for r in rows}
+
+    def facts_around(
+        self, names: Sequence[str], role: str, predicates: Sequence[str] | None, width: int
+    ) -> tuple[list[FactRow], dict[str, int]]:
+        if role not in ROLES:
+            raise ValueError(f"role must be one of {ROLES}, got {role!r}")
+        # PostgreSQL's text holds no NUL: no stored fact has such a name, and the driver
+        # would refuse to send it.
+        names = [n for n in names if "\x00" not in n]
+        if predicates is not None:
+            predicates = [p for p in predicates if "\x00" not in p]
+        if not names:
+            return [], {}
+        params: dict[str, Any] = {"p": self.partition, "names": names, "skip": width - 1}
+        only = ""
+        if predicates is not None:
+            only = " AND n.predicate = ANY(%(predicates)s::text[])"
+            params["predicates"] = predicates
+        query = AROUND.format(role=role, no_end=NO_END, predicates=only)
+        found = self._read(lambda conn: conn.execute(query, params).fetchall())
+        rows: list[FactRow] = []
+        ends: dict[str, int] = {}
+        for kind, *row in found:
+            if kind == 0:
+                ends[row[1]] = row[0]
+            else:
+                rows.append(FactRow(*row))
+        return rows, ends

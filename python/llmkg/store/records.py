@@ -38,6 +38,10 @@ class FactRow(NamedTuple):
 
 # The columns of a FactRow, in its order.
 FACT_COLUMNS = "id, subject, predicate, object, confidence, parent"
+# The columns of a fact as the subject or the object of a traversal's step.
+ROLES = ("subject", "object")
+# An id above every node id (a window that is not full ends nowhere).
+NO_END = 2**63 - 1
 # How far up a parent chain a store walks (ancestors; the live parent of a new node).
 MAX_DEPTH = 1000
 

@@ -12,7 +12,8 @@ writers share one fsync. A write returns only after its transaction committed:
   the OS), but a power loss may drop the writes of the last ``sync_interval`` seconds.
 
 Reads use one connection per thread and run beside the writer (WAL readers never block).
-The writer thread and what it does when the database fails: ``writer.py``.
+The writer thread and what it does when the database fails: ``writer.py``; the graph's
+reads: ``sqlitegraph.py``.
 """
 
 from __future__ import annotations
@@ -30,16 +31,9 @@ import numpy as np
 
 from llmkg.store.errors import StoreClosedError
 from llmkg.store.failures import storage_failure
-from llmkg.store.records import (
-    FACT_COLUMNS,
-    MAX_DEPTH,
-    Change,
-    FactRow,
-    NodeRecord,
-    prefix_end,
-    record_from_row,
-)
+from llmkg.store.records import MAX_DEPTH, Change, NodeRecord, record_from_row
 from llmkg.store.schema import StoreCorruptError, is_corruption, open_format
+from llmkg.store.sqlitegraph import GraphReads
 from llmkg.store.writer import STOP, GroupCommit
 
 DB_FILE = "llmkg.sqlite3"
@@ -48,15 +42,6 @@ JOURNAL_SIZE_LIMIT = 16 * 2**20
 COLUMNS = "id, subject, predicate, object, confidence, embedding, parent, seq, reads, deleted"
 SELECT_LIVE = f"SELECT {COLUMNS} FROM nodes WHERE deleted=0"
 BY_TRIPLE = f"{SELECT_LIVE} AND subject=? AND predicate=? AND object=?"
-ANCESTORS = f"""WITH RECURSIVE up(id, depth) AS (
-    SELECT parent, 1 FROM nodes WHERE id = ? AND deleted = 0 AND parent IS NOT NULL
-    UNION ALL
-    SELECT n.parent, up.depth + 1 FROM up JOIN nodes n ON n.id = up.id
-    WHERE n.parent IS NOT NULL AND up.depth < ?)
-SELECT {", ".join("n." + c for c in FACT_COLUMNS.split(", "))}
-FROM up JOIN nodes n ON n.id = up.id AND n.deleted = 0 ORDER BY up.depth"""
-
-
 # The last sequence number given out: the ``last_seq`` row, written by every transaction
 # of several operations, or the seq of the newest row, which an operation committed alone
 # (without that row) carries.
@@ -65,7 +50,7 @@ LAST_SEQ = """SELECT max(
     coalesce((SELECT max(seq) FROM nodes), 0))"""
 
 
-class SqliteStore(GroupCommit):
+class SqliteStore(GraphReads, GroupCommit):
     """Facts, full vectors and parent links in ``directory/llmkg.sqlite3``. ``migrate``:
     whether opening may upgrade an older format (``schema.py``)."""
 
@@ -356,80 +341,6 @@ class SqliteStore(GroupCommit):
             "SELECT id FROM nodes WHERE deleted=0 ORDER BY reads DESC LIMIT ?", (n,)
         )
         return [r[0] for r in rows]
-
-    # ---- the graph's reads ---------------------------------------------------------------
-
-    def match(
-        self,
-        subject: str | None,
-        predicate: str | None,
-        object: str | None,
-        min_confidence: float | None,
-        after: int,
-        limit: int,
-    ) -> list[FactRow]:
-        where = ["deleted=0", "id>?"]
-        params: list[Any] = [after]
-        # With a subject or an object given, `+predicate` keeps SQLite off the predicate
-        # index: predicates are few, so each matches far more rows than a subject does.
-        pred = "+predicate" if subject is not None or object is not None else "predicate"
-        for column, value in (("subject", subject), (pred, predicate), ("object", object)):
-            if value is not None:
-                where.append(f"{column}=?")
-                params.append(value)
-        if min_confidence is not None:
-            where.append("confidence>=?")
-            params.append(min_confidence)
-        rows = self._reader().execute(
-            f"SELECT {FACT_COLUMNS} FROM nodes WHERE {' AND '.join(where)} ORDER BY id LIMIT ?",
-            (*params, limit),
-        )
-        return [FactRow(*r) for r in rows]
-
-    def children(self, node_id: int, after: int, limit: int) -> list[FactRow]:
-        rows = self._reader().execute(
-            f"SELECT {FACT_COLUMNS} FROM nodes WHERE deleted=0 AND parent=? AND id>? "
-            "ORDER BY id LIMIT ?",
-            (node_id, after, limit),
-        )
-        return [FactRow(*r) for r in rows]
-
-    def ancestors(self, node_id: int, max_depth: int) -> list[FactRow]:
-        rows = self._reader().execute(ANCESTORS, (node_id, max_depth))
-        return [FactRow(*r) for r in rows]
-
-    def entities(self, prefix: str, after: str | None, limit: int) -> list[str]:
-        # Two ordered scans of the subject and object indexes, merged by the compound
-        # SELECT (UNION drops the duplicates): a page reads about `limit` entries of each.
-        # SQLite compares TEXT by its UTF-8 bytes, which is code point order.
-        end = prefix_end(prefix)
-        arms = []
-        params: list[Any] = []
-        for column in ("subject", "object"):
-            where = [f"{column} >= ?"]
-            params.append(prefix)
-            if after is not None:
-                where.append(f"{column} > ?")
-                params.append(after)
-            if end is not None:
-                where.append(f"{column} < ?")
-                params.append(end)
-            arms.append(f"SELECT {column} FROM nodes WHERE deleted=0 AND {' AND '.join(where)}")
-        rows = self._reader().execute(
-            f"{arms[0]} UNION {arms[1]} ORDER BY 1 LIMIT ?", (*params, limit)
-        )
-        return [r[0] for r in rows]
-
-    def predicate_counts(self, name: str) -> dict[str, int]:
-        rows = self._reader().execute(
-            # Two index searches; UNION over (id, predicate) counts a fact with the name
-            # as subject and object once.
-            "SELECT predicate, count(*) FROM (SELECT id, predicate FROM nodes "
-            "WHERE deleted=0 AND subject=? UNION SELECT id, predicate FROM nodes "
-            "WHERE deleted=0 AND object=?) GROUP BY predicate",
-            (name, name),
-        )
-        return {p: n for p, n in rows}
 
     def count(self) -> int:
         return self._reader().execute("SELECT COUNT(*) FROM nodes WHERE deleted=0").fetchone()[0]
