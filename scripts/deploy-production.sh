@@ -7,7 +7,7 @@
 #                    schemas (kubernetes-validate); needs no cluster and changes nothing
 #
 # Environment:
-#   ENVIRONMENT      staging | production (default: production)
+#   ENVIRONMENT      staging | production | production-postgresql (default: production)
 #   IMAGE_TAG        tag of llmkg/scalable-allocation to deploy (default: the overlay's)
 #   KUBE_VERSION     Kubernetes version to validate against (default: 1.30.0, the oldest
 #                    the manifests support: the pod-index label needs 1.28+)
@@ -29,7 +29,6 @@ readonly ROOT
 readonly STS=llmkg-scalable-allocation
 readonly SELECTOR=app=llmkg,component=scalable-allocation
 readonly IMAGE=llmkg/scalable-allocation
-readonly SECRETS=(llmkg-tls llmkg-jwt)
 
 ENVIRONMENT=${ENVIRONMENT:-production}
 IMAGE_TAG=${IMAGE_TAG:-}
@@ -51,8 +50,8 @@ for arg in "$@"; do
 done
 
 case $ENVIRONMENT in
-    staging | production) ;;
-    *) die "ENVIRONMENT must be staging or production, not '$ENVIRONMENT'" ;;
+    staging | production | production-postgresql) ;;
+    *) die "ENVIRONMENT must be staging, production or production-postgresql, not '$ENVIRONMENT'" ;;
 esac
 readonly OVERLAY=$ROOT/k8s/overlays/$ENVIRONMENT
 [[ -f $OVERLAY/kustomization.yaml ]] || die "no overlay at $OVERLAY"
@@ -140,6 +139,9 @@ fi
 
 # The namespace first, so that the Secrets can be created in it if they are missing.
 "$KUBECTL" create namespace "$NAMESPACE" --dry-run=client -o yaml | "$KUBECTL" apply -f - >/dev/null
+# The Secrets the pods mount, as the overlay names them (production-postgresql adds one).
+mapfile -t SECRETS < <(grep -o 'secretName: [a-z0-9.-]*' "$WORK/manifests.yaml" | awk '{print $2}' | sort -u)
+[[ ${#SECRETS[@]} -gt 0 ]] || die "the overlay mounts no Secret: TLS and JWT keys need them"
 for secret in "${SECRETS[@]}"; do
     # -o name prints only "secret/<name>": the data never reaches the terminal.
     "$KUBECTL" -n "$NAMESPACE" get secret "$secret" -o name >/dev/null 2>&1 ||

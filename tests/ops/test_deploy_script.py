@@ -154,3 +154,12 @@ def test_deploy_refuses_without_the_secrets(tmp_path: Path) -> None:
     rc, output, calls = deploy(tmp_path, FAKE_MISSING_SECRET="llmkg-jwt")
     assert rc != 0 and "Secret llmkg-jwt is missing" in output
     assert not [c for c in calls if c.startswith("apply -f") and not c.endswith("-")]
+
+
+def test_deploy_on_postgresql_needs_the_database_secret(tmp_path: Path) -> None:
+    # The Secrets checked are those the overlay mounts: this one adds the DSN's.
+    rc, output, calls = deploy(
+        tmp_path, ENVIRONMENT="production-postgresql", FAKE_MISSING_SECRET="llmkg-postgresql"
+    )
+    assert rc != 0 and "Secret llmkg-postgresql is missing" in output
+    assert not [c for c in calls if c.startswith("apply -f") and not c.endswith("-")]

@@ -17,7 +17,9 @@ from .helpers import OVERLAYS, one, rendered, run
 pytest.importorskip("llmkg.server.cli", reason="the package is not built (make develop)")
 
 
-def pod_config(overlay: str, root: Path, ordinal: int) -> dict[str, Any]:
+def pod_config(
+    overlay: str, root: Path, ordinal: int, extra: dict[str, str] | None = None
+) -> dict[str, Any]:
     docs = rendered(overlay)
     sts = one(docs, "StatefulSet", "llmkg-scalable-allocation")
     spec = sts["spec"]["template"]["spec"]
@@ -34,7 +36,9 @@ def pod_config(overlay: str, root: Path, ordinal: int) -> dict[str, Any]:
         if "value" in var:
             env[var["name"]] = var["value"]
     env["LLMKG_CONFIG_PATH"] = str(root / env["LLMKG_CONFIG_PATH"].lstrip("/"))
-    env["LLMKG_PARTITION_ID"] = str(ordinal)  # what the pod-index label holds
+    if any(var["name"] == "LLMKG_PARTITION_ID" for var in container["env"]):
+        env["LLMKG_PARTITION_ID"] = str(ordinal)  # what the pod-index label holds
+    env.update(extra or {})
     out = run(sys.executable, "-m", "llmkg.server.cli", "--check-config", env=env)
     assert out.returncode == 0, out.stdout + out.stderr
     return json.loads(out.stdout)
