@@ -40,6 +40,7 @@ from llmkg.store.records import (
     record_from_row,
 )
 from llmkg.store.schema import StoreCorruptError, is_corruption, open_format
+from llmkg.store.sqlitebulk import BulkWrites
 from llmkg.store.writer import STOP, GroupCommit
 
 DB_FILE = "llmkg.sqlite3"
@@ -65,7 +66,7 @@ LAST_SEQ = """SELECT max(
     coalesce((SELECT max(seq) FROM nodes), 0))"""
 
 
-class SqliteStore(GroupCommit):
+class SqliteStore(BulkWrites, GroupCommit):
     """Facts, full vectors and parent links in ``directory/llmkg.sqlite3``. ``migrate``:
     whether opening may upgrade an older format (``schema.py``)."""
 
@@ -462,14 +463,6 @@ class SqliteStore(GroupCommit):
 
     def check_backup(self) -> None:
         """An SQLite store can always be copied by ``backup_to``."""
-
-    def backup_to(self, dest: str | os.PathLike[str]) -> None:
-        """A consistent copy of the database (SQLite's online backup) at ``dest``."""
-        target = sqlite3.connect(dest)
-        try:
-            self._reader().backup(target)
-        finally:
-            target.close()
 
     def close(self) -> None:
         """Finish the queued writes, then close every connection."""
