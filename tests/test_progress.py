@@ -119,4 +119,4 @@ def test_a_stream_that_is_not_a_terminal_gets_nothing(caplog: pytest.LogCaptureF
         progress.advance(3)
         progress.done()
     assert piped.getvalue() == ""
-    assert [r.getMessage() for r in caplog.records][0] == "copying: 3 so far (3/s)"
+    assert caplog.records[0].getMessage() == "copying: 3 so far (3/s)"

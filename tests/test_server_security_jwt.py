@@ -185,6 +185,7 @@ def test_each_scope_allows_exactly_its_routes(api: Server) -> None:
         ("DELETE", f"/api/v1/nodes/{drop}", None): "write",
         ("POST", "/api/v1/search", json.dumps({"query": {"text": "s1", "k": 1}})): "read",
         ("GET", f"/api/v1/nodes/{keep}", None): "read",
+        ("GET", "/api/v1/export", None): "read",
         ("GET", "/api/v1/stats", None): "admin",
         ("POST", "/api/v1/admin/checkpoint", None): "admin",
         ("POST", "/api/v1/admin/backup", None): "admin",
