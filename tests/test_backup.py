@@ -4,6 +4,10 @@ directory without llmkg files and without an engine on it; retention keeps the n
 from __future__ import annotations
 
 import json
+import logging
+import sqlite3
+import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +21,8 @@ from llmkg.engine import (
     restore,
 )
 from llmkg.engine.backup import MANIFEST, sha256
+from llmkg.progress import Progress
+from llmkg.store import SqliteStore, sqlitebulk
 
 DIM = 8
 
@@ -111,3 +117,94 @@ def test_a_restored_backup_opens_with_its_facts(backup: Path, tmp_path: Path) ->
         assert engine.startup["source"] == "snapshot"
         assert engine.store.store_id == manifest["store_id"]
         assert engine.store.count() == len(engine.index) == 10
+
+
+class Reports:
+    """Progress reporters that keep what they were told: (what, total, unit) -> counts."""
+
+    def __init__(self) -> None:
+        self.made: dict[str, Progress] = {}
+
+    def __call__(self, what: str, total: int | None, unit: str) -> Progress:
+        self.made[what] = Progress(logging.getLogger("llmkg.test"), what, total=total, unit=unit)
+        return self.made[what]
+
+    def final(self) -> dict[str, tuple[int, int | None]]:
+        return {what: (p.count, p.total) for what, p in self.made.items()}
+
+
+def test_a_backup_and_its_restore_report_their_progress(
+    config: EngineConfig, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sqlitebulk, "BACKUP_STEP", 2)  # a report every two pages
+    with AllocationEngine(config) as engine:
+        for i in range(300):
+            engine.allocate(fact(i))
+        copied: list[int] = []
+        reports = Reports()
+        real = Progress.update
+
+        def seen(self: Progress, count: int) -> None:
+            if self.what == "copying the store":
+                copied.append(count)
+            real(self, count)
+
+        monkeypatch.setattr(Progress, "update", seen)
+        folder = engine.backup(progress=reports)
+    db = (folder / "llmkg.sqlite3").stat().st_size
+    files = db + next((folder / "snapshots").iterdir()).stat().st_size
+    assert reports.final() == {
+        "copying the store": (db, db),
+        "checksumming the backup": (files, files),
+    }
+    assert len(copied) > 3 and copied == sorted(copied), "the copy reports as it goes"
+    reports = Reports()
+    restore(folder, tmp_path / "restored", progress=reports)
+    assert reports.final() == {"checking the backup": (files, files), "restoring": (files, files)}
+
+
+def test_a_backup_in_steps_finishes_while_writes_go_on(tmp_path: Path) -> None:
+    """Each step of SQLite's online backup starts over if another connection committed
+    since the last one, unless the copy holds one snapshot throughout: without it, steady
+    writes would keep a backup from ever finishing."""
+    store = SqliteStore(tmp_path / "data")
+    for i in range(200):
+        store.insert(f"s{i}", "p", "o", 0.5, np.full(DIM, i + 1, dtype=np.float32))
+    stop = threading.Event()
+
+    def write() -> None:
+        i = 0
+        while not stop.is_set():
+            i += 1
+            store.insert(f"w{i}", "p", "o", 0.5, np.full(DIM, i, dtype=np.float32))
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    steps: list[int] = []
+
+    def copied(done: int, total: int, page_size: int) -> None:
+        steps.append(done)
+        time.sleep(0.002)  # a step takes a while, as on a large store: writes commit between
+
+    try:
+        copier = threading.Thread(
+            target=store.backup_to, args=(tmp_path / "copy.sqlite3", copied), daemon=True
+        )
+        original = sqlitebulk.BACKUP_STEP
+        sqlitebulk.BACKUP_STEP = 1  # a step per page: many chances to start over
+        try:
+            copier.start()
+            copier.join(60)
+        finally:
+            sqlitebulk.BACKUP_STEP = original
+        assert not copier.is_alive(), "the backup did not finish while writes went on"
+    finally:
+        stop.set()
+        writer.join()
+        copier.join()
+        store.close()
+    copy = sqlite3.connect(tmp_path / "copy.sqlite3")
+    assert copy.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+    assert copy.execute("SELECT count(*) FROM nodes").fetchone()[0] >= 200
+    copy.close()
+    assert steps == sorted(steps) and len(steps) > 1

@@ -189,6 +189,7 @@ def test_each_scope_allows_exactly_its_routes(api: Server) -> None:
         ("POST", "/api/v1/search", json.dumps({"query": {"text": "s1", "k": 1}})): "read",
         ("GET", f"/api/v1/nodes/{keep}", None): "read",
         ("POST", "/api/v1/traverse", json.dumps({"start": {"nodes": [keep]}})): "read",
+        ("GET", "/api/v1/export", None): "read",
         ("GET", "/api/v1/stats", None): "admin",
         ("POST", "/api/v1/admin/checkpoint", None): "admin",
         ("POST", "/api/v1/admin/backup", None): "admin",

@@ -26,9 +26,11 @@ from typing import Any
 
 from llmkg.engine.exclusion import lock_directory
 from llmkg.engine.snapshots import PATTERN as SNAPSHOT_NAME
+from llmkg.progress import Progress, ProgressFactory, log_lines
 from llmkg.store.sqlite import DB_FILE, LAST_SEQ
 
 log = logging.getLogger("llmkg.engine")
+log_progress = log_lines(log)
 
 MANIFEST = "manifest.json"
 FORMAT = 1
@@ -42,12 +44,25 @@ class BackupError(ValueError):
     """A backup that cannot be restored: missing files, or checksums that do not match."""
 
 
-def sha256(path: Path) -> str:
+BLOCK = 1 << 20  # bytes read at a time by checksums and copies
+
+
+def sha256(path: Path, progress: Progress | None = None) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
+        for block in iter(lambda: f.read(BLOCK), b""):
             digest.update(block)
+            if progress is not None:
+                progress.advance(len(block))
     return digest.hexdigest()
+
+
+def _copy(src: Path, dest: Path, progress: Progress) -> None:
+    """``shutil.copyfile`` a block at a time, so that a large store reports its copy."""
+    with open(src, "rb") as fin, open(dest, "wb") as fout:
+        for block in iter(lambda: fin.read(BLOCK), b""):
+            fout.write(block)
+            progress.advance(len(block))
 
 
 def timestamped(root: Path) -> Path:
@@ -83,7 +98,13 @@ def _allowed_name(name: object) -> bool:
 
 
 def write_manifest(
-    dest: Path, snapshot: Path, snapshot_seq: int, dim: int, metric: str, store_id: str
+    dest: Path,
+    snapshot: Path,
+    snapshot_seq: int,
+    dim: int,
+    metric: str,
+    store_id: str,
+    progress: ProgressFactory = log_progress,
 ) -> dict[str, Any]:
     db = dest / DB_FILE
     conn = sqlite3.connect(db)
@@ -93,6 +114,9 @@ def write_manifest(
     finally:
         conn.close()
     files = [db, snapshot]
+    checking = progress("checksumming the backup", sum(p.stat().st_size for p in files), "bytes")
+    checksums = {p: sha256(p, checking) for p in files}
+    checking.done()
     manifest = {
         "format": FORMAT,
         "created_at": datetime.now(timezone.utc).isoformat(),
@@ -103,7 +127,7 @@ def write_manifest(
         "dim": dim,
         "metric": metric,
         "files": {
-            str(p.relative_to(dest)): {"bytes": p.stat().st_size, "sha256": sha256(p)}
+            str(p.relative_to(dest)): {"bytes": p.stat().st_size, "sha256": checksums[p]}
             for p in files
         },
     }
@@ -111,7 +135,7 @@ def write_manifest(
     return manifest
 
 
-def verify(backup: Path) -> dict[str, Any]:
+def verify(backup: Path, progress: ProgressFactory = log_progress) -> dict[str, Any]:
     """The manifest of ``backup``, after checking every file against it."""
     try:
         manifest = json.loads((backup / MANIFEST).read_text())
@@ -120,6 +144,7 @@ def verify(backup: Path) -> dict[str, Any]:
         raise BackupError(f"{backup}: no readable {MANIFEST} ({e})") from None
     if not isinstance(files, dict) or DB_FILE not in files:
         raise BackupError(f"{backup}: the manifest lists no {DB_FILE}")
+    checked: list[tuple[Path, Any]] = []
     for name, expected in files.items():
         if not _allowed_name(name):
             raise BackupError(
@@ -131,19 +156,30 @@ def verify(backup: Path) -> dict[str, Any]:
         path = backup / name
         if not path.is_file():
             raise BackupError(f"{backup}: {name} is missing")
-        if sha256(path) != expected.get("sha256"):
-            raise BackupError(f"{backup}: {name} does not match its checksum; refusing to restore")
+        checked.append((path, expected))
+    # Every file is there before any is read: a missing one is told at once.
+    reporter = progress("checking the backup", sum(p.stat().st_size for p, _ in checked), "bytes")
+    for path, expected in checked:
+        if sha256(path, reporter) != expected.get("sha256"):
+            raise BackupError(
+                f"{backup}: {path.relative_to(backup)} does not match its checksum; refusing "
+                "to restore"
+            )
+    reporter.done()
     return manifest
 
 
 def restore(
-    backup: str | os.PathLike[str], data_directory: str | os.PathLike[str]
+    backup: str | os.PathLike[str],
+    data_directory: str | os.PathLike[str],
+    progress: ProgressFactory = log_progress,
 ) -> dict[str, Any]:
     """Restore ``backup`` into ``data_directory`` (which must hold no llmkg files yet) after
     verifying every checksum; returns the manifest. Open an engine on the folder then.
-    Raises ``DataDirectoryInUseError`` while an engine has the folder open."""
+    Raises ``DataDirectoryInUseError`` while an engine has the folder open. ``progress``:
+    where the checks and the copies report how far they are."""
     src, dest = Path(backup), Path(data_directory)
-    manifest = verify(src)
+    manifest = verify(src, progress)
     dest.mkdir(parents=True, exist_ok=True)
     lock = lock_directory(dest)
     try:
@@ -156,14 +192,17 @@ def restore(
                 f"{dest} already holds llmkg files ({', '.join(present)}); restore into an "
                 "empty data directory"
             )
+        sizes = sum((src / name).stat().st_size for name in manifest["files"])
+        copying = progress("restoring", sizes, "bytes")
         for name in manifest["files"]:
             target = dest / name
             target.parent.mkdir(parents=True, exist_ok=True)
             tmp = target.with_name(f".{target.name}.restoring")
-            shutil.copyfile(src / name, tmp)
+            _copy(src / name, tmp, copying)
             with open(tmp, "rb") as f:
                 os.fsync(f.fileno())
             os.replace(tmp, target)
+        copying.done()
     finally:
         os.close(lock)
     return manifest

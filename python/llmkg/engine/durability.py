@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 from llmkg.engine import backup as backups
 from llmkg.engine.checkpointing import CheckpointTracker
 from llmkg.engine.snapshots import write_snapshot
+from llmkg.progress import ProgressFactory
 
 if TYPE_CHECKING:
     from llmkg._core import HnswIndex
@@ -104,9 +105,15 @@ class Durability:
             log.info("checkpoint at sequence %d", seq)
             return seq
 
-    def backup(self, dest: str | os.PathLike[str] | None = None) -> Path:
+    def backup(
+        self,
+        dest: str | os.PathLike[str] | None = None,
+        progress: ProgressFactory = backups.log_progress,
+    ) -> Path:
         """Write a consistent backup (store copy, index snapshot, manifest) into ``dest``,
-        by default a new ``<backup_directory>/<UTC timestamp>/``; returns the folder."""
+        by default a new ``<backup_directory>/<UTC timestamp>/``; returns the folder.
+        ``progress``: where the copy and the checksums report how far they are (log lines
+        by default)."""
         c = self.config
         # Before any file is written: a store that its database backs up refuses here.
         self.store.check_backup()
@@ -130,9 +137,16 @@ class Durability:
                 self.store.store_id,
                 before_publish=self.store.sync,
             )
-        self.store.backup_to(folder / backups.DB_FILE)
+        copying = progress("copying the store", None, "bytes")
+
+        def copied(pages: int, total: int, page_size: int) -> None:
+            copying.total = total * page_size
+            copying.update(pages * page_size)
+
+        self.store.backup_to(folder / backups.DB_FILE, copied)
+        copying.done()
         manifest = backups.write_manifest(
-            folder, snapshot, seq, c.dim, c.metric, self.store.store_id
+            folder, snapshot, seq, c.dim, c.metric, self.store.store_id, progress
         )
         log.info("backup of %d nodes written to %s", manifest["nodes"], folder)
         if root is not None:

@@ -33,10 +33,12 @@ from llmkg.engine.filters import FactIndex
 from llmkg.engine.follow import Follower, follower_of
 from llmkg.engine.graph import Graph
 from llmkg.engine.inserts import BackgroundInserts
+from llmkg.engine.placing import Placing
 from llmkg.engine.quantization import AdaptivePrecision, resident_bytes
 from llmkg.engine.records import RecordCache
 from llmkg.engine.results import ExpandedSearch, Node, SearchHit
 from llmkg.engine.snapshots import load_newest, reconcile, replay
+from llmkg.progress import Progress, ProgressFactory
 from llmkg.store import NodeRecord, Store, StoreUnavailableError, open_store
 
 log = logging.getLogger("llmkg.engine")
@@ -46,11 +48,16 @@ def _node(r: NodeRecord) -> Node:
     return Node(r.node_id, r.subject, r.predicate, r.object, r.confidence, r.parent)
 
 
-class AllocationEngine(Allocation, Durability, Graph):
+class AllocationEngine(Allocation, Durability, Graph, Placing):
     """Places facts in the graph and finds them again; durable through its store."""
 
-    def __init__(self, config: EngineConfig | None = None) -> None:
+    def __init__(
+        self, config: EngineConfig | None = None, progress: ProgressFactory | None = None
+    ) -> None:
+        """``progress``: where a long start-up replay or rebuild reports how far it is (by
+        default, log lines)."""
         self.config = config or EngineConfig()
+        self._progress = progress
         c = self.config
         started = time.perf_counter()
         c.data_directory.mkdir(parents=True, exist_ok=True)
@@ -93,7 +100,9 @@ class AllocationEngine(Allocation, Durability, Graph):
             self.index = self._new_index()
             self.snapshot_seq = 0
             source = "rebuild"
-        replayed = replay(self.index, self.store, self.precision, after=self.snapshot_seq)
+        replayed = replay(
+            self.index, self.store, self.precision, self.snapshot_seq, self._replay_progress()
+        )
         for node_id, s, p, o, confidence, reads in self.store.iter_live():
             self.facts.add(node_id, s, p, o, confidence)
             self.precision.total_reads[node_id] = reads
@@ -102,7 +111,7 @@ class AllocationEngine(Allocation, Durability, Graph):
         ):
             self.index = self._new_index()
             self.snapshot_seq = 0
-            replayed = replay(self.index, self.store, self.precision, after=0)
+            replayed = replay(self.index, self.store, self.precision, 0, self._replay_progress())
             source = "rebuild"
         self.records = RecordCache(c, self.store, self.index)
         self.inserts = BackgroundInserts(
@@ -137,6 +146,12 @@ class AllocationEngine(Allocation, Durability, Graph):
             target=self._maintain, name="llmkg-checkpointer", daemon=True
         )
         self._background.start()
+
+    def _replay_progress(self) -> Progress | None:
+        if self._progress is None:
+            return None  # replay's own: log lines
+        what = "replaying the store" if self.snapshot_seq else "rebuilding the index"
+        return self._progress(what, None, "changes")
 
     def _new_index(self) -> HnswIndex:
         c = self.config

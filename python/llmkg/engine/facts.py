@@ -76,26 +76,70 @@ def parse_fact(
             "embedding": raw.embedding,
         }
     if not isinstance(raw, Mapping):
-        raise FactError(prefix, f"must be an object, got {type(raw).__name__}")
+        raise FactError(prefix or "fact", f"must be an object, got {type(raw).__name__}")
     allowed = {"subject", "predicate", "object", "confidence", "embedding"}
     for key in raw:
         if key not in allowed:
-            raise FactError(f"{prefix}.{key}", "unknown field")
+            raise FactError(_at(prefix, key), "unknown field")
     for key in ("subject", "predicate", "object", "confidence"):
         if key not in raw:
-            raise FactError(f"{prefix}.{key}", "is required")
+            raise FactError(_at(prefix, key), "is required")
     confidence = raw["confidence"]
     if isinstance(confidence, bool) or not isinstance(confidence, (int, float)):
-        raise FactError(f"{prefix}.confidence", "must be a number")
+        raise FactError(_at(prefix, "confidence"), "must be a number")
     if not (math.isfinite(confidence) and 0.0 <= confidence <= 1.0):
-        raise FactError(f"{prefix}.confidence", f"must be between 0 and 1, got {confidence}")
+        raise FactError(_at(prefix, "confidence"), f"must be between 0 and 1, got {confidence}")
     embedding = raw.get("embedding")
     return Fact(
-        subject=text_field(raw["subject"], f"{prefix}.subject", max_text_length),
-        predicate=text_field(raw["predicate"], f"{prefix}.predicate", max_text_length),
-        object=text_field(raw["object"], f"{prefix}.object", max_text_length),
+        subject=text_field(raw["subject"], _at(prefix, "subject"), max_text_length),
+        predicate=text_field(raw["predicate"], _at(prefix, "predicate"), max_text_length),
+        object=text_field(raw["object"], _at(prefix, "object"), max_text_length),
         confidence=float(confidence),
         embedding=None
         if embedding is None
-        else embedding_field(embedding, f"{prefix}.embedding", dim),
+        else embedding_field(embedding, _at(prefix, "embedding"), dim),
     )
+
+
+def _at(prefix: str, key: str) -> str:
+    """The name of ``key`` in the object at ``prefix`` (empty: the top level)."""
+    return f"{prefix}.{key}" if prefix else key
+
+
+@dataclass(frozen=True)
+class PlacedFact:
+    """A fact with the parent it names by triple (None: a root), as an import places it."""
+
+    fact: Fact
+    parent: tuple[str, str, str] | None = None
+
+
+def parse_placed(
+    raw: Any, dim: int, max_text_length: int = MAX_TEXT_LENGTH, prefix: str = "fact"
+) -> PlacedFact:
+    """Validate a fact given as a mapping with the fields of ``parse_fact`` and ``parent``:
+    null, or an object with the parent's ``subject``, ``predicate`` and ``object`` (in
+    canonical form, as the fact's own; a fact cannot be its own parent)."""
+    if isinstance(raw, PlacedFact):
+        return PlacedFact(parse_fact(raw.fact, dim, max_text_length, prefix), raw.parent)
+    if not isinstance(raw, Mapping):
+        raise FactError(prefix or "fact", f"must be an object, got {type(raw).__name__}")
+    fact = parse_fact({k: v for k, v in raw.items() if k != "parent"}, dim, max_text_length, prefix)
+    given = raw.get("parent")
+    if given is None:
+        return PlacedFact(fact)
+    where = _at(prefix, "parent")
+    if not isinstance(given, Mapping):
+        raise FactError(where, "must be null or an object with subject, predicate and object")
+    for key in given:
+        if key not in ("subject", "predicate", "object"):
+            raise FactError(f"{where}.{key}", "unknown field")
+    parts = []
+    for key in ("subject", "predicate", "object"):
+        if key not in given:
+            raise FactError(f"{where}.{key}", "is required")
+        parts.append(text_field(given[key], f"{where}.{key}", max_text_length))
+    parent = (parts[0], parts[1], parts[2])
+    if parent == (fact.subject, fact.predicate, fact.object):
+        raise FactError(where, "a fact cannot be its own parent")
+    return PlacedFact(fact, parent)

@@ -32,6 +32,7 @@ from llmkg.server.errors import (
     storage_answer,
     storage_error,
 )
+from llmkg.server.exportapi import ExportApi
 from llmkg.server.graphapi import GraphApi
 from llmkg.server.health import Health
 from llmkg.server.openapi import openapi_document
@@ -58,6 +59,7 @@ class Endpoint:
 def endpoints(state: ServerState, health: Health, security: Security) -> list[Endpoint]:
     api = Api(state)
     graph = GraphApi(state)
+    exports = ExportApi(state)
 
     async def openapi(request: Request) -> Response:
         return json_response(openapi_document(state.settings))
@@ -77,6 +79,7 @@ def endpoints(state: ServerState, health: Health, security: Security) -> list[En
         # `:path`: a name may hold a slash (sent as %2F, which arrives decoded).
         Endpoint("GET", "/api/v1/entities/{name:path}", graph.entity, "read", "entity"),
         Endpoint("POST", "/api/v1/traverse", graph.traverse, "read", "traverse"),
+        Endpoint("GET", "/api/v1/export", exports.export, "read", "export"),
         Endpoint("GET", "/api/v1/stats", api.stats, "admin", "stats"),
         Endpoint("POST", "/api/v1/admin/checkpoint", api.checkpoint, "admin", "checkpoint"),
         Endpoint("POST", "/api/v1/admin/backup", api.backup, "admin", "backup"),

@@ -1,5 +1,6 @@
 """``llmkg-server``: serve, check the config, probe a running server, the operator
-commands (checkpoint, backup, restore, migrate, token), and a local cluster."""
+commands (checkpoint, backup, restore, migrate, token; export and import: ``datacli``),
+and a local cluster (``llmkg.cluster``)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,14 @@ from typing import Any
 
 from llmkg.config import ConfigError, Settings, load_settings, masked, to_builtins
 from llmkg.config.units import parse_duration
+from llmkg.server.datacli import (
+    add_commands,
+    add_progress_option,
+    export_command,
+    import_command,
+    progress_to_stderr,
+    setup_logging,
+)
 
 EXIT_CONFIG = 2
 
@@ -51,8 +60,12 @@ def parser() -> argparse.ArgumentParser:
     ):
         c = sub.add_parser(name, help=text + " (through the running server, else offline)")
         c.add_argument("--token", default=os.environ.get("LLMKG_TOKEN"), help="admin token")
+        if name == "backup":
+            add_progress_option(c)
     r = sub.add_parser("restore", help="restore a backup into storage.data_directory (offline)")
     r.add_argument("backup", help="the backup folder (with its manifest.json)")
+    add_progress_option(r)
+    add_commands(sub)
     m = sub.add_parser(
         "migrate",
         help="upgrade the configured store's schema (offline), or copy an SQLite store "
@@ -120,22 +133,25 @@ def health_check(settings: Settings) -> int:
     return 0 if status == 200 else 1
 
 
-def operate(settings: Settings, command: str, token: str | None) -> int:
-    """checkpoint / backup through the running server; offline when none answers."""
+def operate(settings: Settings, args: argparse.Namespace) -> int:
+    """checkpoint / backup through the running server (which logs a backup's progress);
+    offline when none answers."""
+    command = args.command
     path = {"checkpoint": "/api/v1/admin/checkpoint", "backup": "/api/v1/admin/backup"}[command]
     try:
-        status, body = request(settings, "POST", path, token)
+        status, body = request(settings, "POST", path, args.token)
     except (urllib.error.URLError, ConnectionError):
-        return offline(settings, command)
+        return offline(settings, args)
     print(json.dumps(body))
     return 0 if status == 200 else 1
 
 
-def offline(settings: Settings, command: str) -> int:
+def offline(settings: Settings, args: argparse.Namespace) -> int:
     from llmkg.config import engine_config
     from llmkg.engine import AllocationEngine
     from llmkg.store import BackupUnsupportedError, StoreOpenError
 
+    command = args.command
     try:
         engine = AllocationEngine(engine_config(settings))
     except StoreOpenError as e:
@@ -148,7 +164,7 @@ def offline(settings: Settings, command: str) -> int:
             print(json.dumps({"sequence": engine.checkpoint()}))
         else:
             try:
-                folder = engine.backup()
+                folder = engine.backup(progress=progress_to_stderr(args))
             except BackupUnsupportedError as e:
                 print(f"llmkg-server backup: {e}", file=sys.stderr)
                 return 1
@@ -156,7 +172,7 @@ def offline(settings: Settings, command: str) -> int:
     return 0
 
 
-def restore(settings: Settings, backup: str) -> int:
+def restore(settings: Settings, args: argparse.Namespace) -> int:
     from llmkg.engine import BackupError, DataDirectoryInUseError
     from llmkg.engine import restore as restore_backup
 
@@ -168,8 +184,11 @@ def restore(settings: Settings, backup: str) -> int:
             file=sys.stderr,
         )
         return 1
+    backup = args.backup
     try:
-        manifest = restore_backup(backup, settings.storage.data_directory)
+        manifest = restore_backup(
+            backup, settings.storage.data_directory, progress=progress_to_stderr(args)
+        )
     except (BackupError, DataDirectoryInUseError) as e:
         print(f"llmkg-server restore: {e}", file=sys.stderr)
         return 1
@@ -265,10 +284,16 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.health_check:
         return health_check(settings)
+    if args.command in ("backup", "restore", "export", "import"):
+        setup_logging()
     if args.command in ("checkpoint", "backup"):
-        return operate(settings, args.command, args.token)
+        return operate(settings, args)
     if args.command == "restore":
-        return restore(settings, args.backup)
+        return restore(settings, args)
+    if args.command == "export":
+        return export_command(settings, args)
+    if args.command == "import":
+        return import_command(settings, args)
     if args.command == "migrate":
         return migrate(settings, args)
     if args.command == "token":

@@ -10,6 +10,8 @@ import msgspec
 
 from llmkg import __version__
 from llmkg.config import Settings
+from llmkg.engine.exchange import MEDIA_TYPE as NDJSON
+from llmkg.engine.exchange import ExportedFact
 from llmkg.server import models as m
 from llmkg.server.errors import ErrorResponse
 
@@ -108,6 +110,15 @@ OPERATIONS: list[tuple[str, str, str, type | None, type | None, tuple[int, ...],
         (400, 413, 415, 422, 503, 504),
         True,
     ),
+    (
+        "get",
+        "/api/v1/export",
+        "Every live fact as NDJSON (one ExportedFact a line), by node id, streamed",
+        None,
+        ExportedFact,
+        (422, 503, 504),
+        True,
+    ),
     ("get", "/api/v1/stats", "Engine statistics", None, dict, (503,), True),
     (
         "post",
@@ -187,6 +198,13 @@ QUERY_PARAMETERS: dict[str, list[dict[str, Any]]] = {
         _query("subject_cursor", _TEXT, "as_subject_next_cursor of the previous page"),
         _query("object_cursor", _TEXT, "as_object_next_cursor of the previous page"),
     ],
+    "/api/v1/export": [
+        _query(
+            "embedding",
+            {"type": "boolean", "default": False},
+            "Each fact's stored vector too (for a store whose vectors came from clients)",
+        )
+    ],
     "/api/v1/nodes/{node_id}/children": [_LIMIT, _CURSOR],
     "/api/v1/nodes/{node_id}/ancestors": [
         _query(
@@ -222,8 +240,12 @@ def _components() -> tuple[dict[str, Any], dict[type, Any]]:
     return components, dict(zip([*kinds, ErrorResponse], schemas, strict=True))
 
 
-def _content(schema: Any) -> dict[str, Any]:
-    return {"application/json": {"schema": schema}}
+# Routes whose 200 answer is not one JSON document; the schema is that of a line.
+MEDIA_TYPES = {"/api/v1/export": NDJSON}
+
+
+def _content(schema: Any, media_type: str = "application/json") -> dict[str, Any]:
+    return {media_type: {"schema": schema}}
 
 
 def openapi_document(settings: Settings) -> dict[str, Any]:
@@ -254,7 +276,8 @@ def openapi_document(settings: Settings) -> dict[str, Any]:
                     "content": _content(
                         {"type": "object"}
                         if response is None or response is dict
-                        else refs[response]
+                        else refs[response],
+                        MEDIA_TYPES.get(path, "application/json"),
                     ),
                 },
                 **{

@@ -9,7 +9,10 @@ from typing import Protocol
 
 import numpy as np
 
-from llmkg.store.records import Change, FactRow, NodeRecord
+from llmkg.store.records import Change, ExportRow, FactRow, NodeRecord, Placement
+
+# Called as a copy goes: (pages copied so far, pages in all, bytes of a page).
+CopyProgress = Callable[[int, int, int], None]
 
 
 class BackupUnsupportedError(RuntimeError):
@@ -96,6 +99,20 @@ class Store(Protocol):
         while its child was being placed: the child gets the first live ancestor."""
         ...
 
+    def place_many(self, facts: Sequence[Placement]) -> list[tuple[NodeRecord, bool]]:
+        """Store each fact with the parent it names, in order and in one transaction (all
+        or none): ``(record, created)`` each. The parent is the live node of that triple,
+        stored before or placed earlier in the same call; None if there is none (yet). A
+        triple that is live already keeps its node, parent and vector; its confidence
+        becomes the larger of the two (``created`` false)."""
+        ...
+
+    def relink(self, node_id: int, parent: int) -> NodeRecord | None:
+        """Make the live node ``parent`` the parent of the live node ``node_id``, under a
+        new sequence: the node as it now is, or None (nothing written) if either is not
+        live or if ``node_id`` is ``parent`` or one of its ancestors (a cycle)."""
+        ...
+
     def add_reads(self, counts: dict[int, int]) -> None:
         """Add to the read counters of nodes."""
         ...
@@ -116,6 +133,12 @@ class Store(Protocol):
         ...
 
     def most_read(self, n: int) -> list[int]: ...
+
+    def export_page(self, after: int, limit: int, embeddings: bool) -> list[ExportRow]:
+        """Up to ``limit`` live facts of ids above ``after``, by id, each with its parent's
+        id and triple (and its vector if ``embeddings``). One read: a page is consistent
+        in itself; pages read apart see the writes committed between them."""
+        ...
 
     # ---- the graph's reads: live facts only, pages in key order --------------------------
 
@@ -178,8 +201,8 @@ class Store(Protocol):
         that a backup fails before it writes anything."""
         ...
 
-    def backup_to(self, dest: str | os.PathLike[str]) -> None:
-        """A consistent copy of the store at ``dest``."""
+    def backup_to(self, dest: str | os.PathLike[str], progress: CopyProgress | None = None) -> None:
+        """A consistent copy of the store at ``dest``; ``progress`` is told how far it is."""
         ...
 
     def close(self) -> None: ...

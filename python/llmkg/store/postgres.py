@@ -40,6 +40,7 @@ from psycopg_pool import ConnectionPool, PoolClosed, PoolTimeout
 
 from llmkg.store.base import BackupUnsupportedError
 from llmkg.store.errors import StoreClosedError, StoreUnavailableError
+from llmkg.store.pgbulk import BulkWrites
 from llmkg.store.pggraph import GraphReads
 from llmkg.store.pgschema import open_schema
 from llmkg.store.records import MAX_DEPTH, Change, NodeRecord, record_from_row
@@ -124,7 +125,7 @@ def _change(row: tuple[Any, ...]) -> Change:
     return Change(row[7], row[0], record_from_row(row))
 
 
-class PostgresStore(GraphReads):
+class PostgresStore(BulkWrites, GraphReads):
     """Facts of one partition in a PostgreSQL database, through a pool of connections.
 
     ``connect_timeout`` (seconds) bounds connecting and waiting for a pooled connection:
@@ -551,7 +552,7 @@ class PostgresStore(GraphReads):
             "CloudNativePG's backups); llmkg's backup copies SQLite stores only"
         )
 
-    def backup_to(self, dest: object) -> None:
+    def backup_to(self, dest: object, progress: object = None) -> None:
         self.check_backup()
 
     def close(self) -> None:

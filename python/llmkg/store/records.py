@@ -36,6 +36,33 @@ class FactRow(NamedTuple):
     parent: int | None
 
 
+class ExportRow(NamedTuple):
+    """A live fact as an export writes it: its parent by id and by triple (so that an
+    import into another store, where ids differ, can link it again), and its vector
+    (float32 little-endian bytes) when asked for."""
+
+    node_id: int
+    subject: str
+    predicate: str
+    object: str
+    confidence: float
+    parent: int | None
+    parent_triple: tuple[str, str, str] | None
+    embedding: bytes | None
+
+
+class Placement(NamedTuple):
+    """A fact to store with the parent it names (by triple), not one the engine picks: what
+    an import writes. The texts are canonical and the vector checked already."""
+
+    subject: str
+    predicate: str
+    object: str
+    confidence: float
+    embedding: np.ndarray
+    parent: tuple[str, str, str] | None
+
+
 # The columns of a FactRow, in its order.
 FACT_COLUMNS = "id, subject, predicate, object, confidence, parent"
 # The columns of a fact as the subject or the object of a traversal's step.
@@ -73,6 +100,25 @@ def record_from_row(row: tuple[Any, ...]) -> NodeRecord:
         parent=parent,
         seq=seq,
         reads=reads,
+    )
+
+
+def export_row(row: tuple[Any, ...], embeddings: bool) -> ExportRow:
+    """An export's row from the stores' query of it: ``id, subject, predicate, object,
+    confidence, parent``, the parent's ``subject, predicate, object`` (NULL when it is not
+    live), and the vector when asked for."""
+    node_id, s, p, o, confidence, parent, ps, pp, po = row[:9]
+    # A parent that is not live (never so: a delete moves the children) is no parent.
+    parent_triple = (ps, pp, po) if ps is not None else None
+    return ExportRow(
+        node_id,
+        s,
+        p,
+        o,
+        confidence,
+        parent if parent_triple else None,
+        parent_triple,
+        row[9] if embeddings else None,
     )
 
 

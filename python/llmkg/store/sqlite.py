@@ -33,6 +33,7 @@ from llmkg.store.errors import StoreClosedError
 from llmkg.store.failures import storage_failure
 from llmkg.store.records import MAX_DEPTH, Change, NodeRecord, record_from_row
 from llmkg.store.schema import StoreCorruptError, is_corruption, open_format
+from llmkg.store.sqlitebulk import BulkWrites
 from llmkg.store.sqlitegraph import GraphReads
 from llmkg.store.writer import STOP, GroupCommit
 
@@ -50,7 +51,7 @@ LAST_SEQ = """SELECT max(
     coalesce((SELECT max(seq) FROM nodes), 0))"""
 
 
-class SqliteStore(GraphReads, GroupCommit):
+class SqliteStore(GraphReads, BulkWrites, GroupCommit):
     """Facts, full vectors and parent links in ``directory/llmkg.sqlite3``. ``migrate``:
     whether opening may upgrade an older format (``schema.py``)."""
 
@@ -373,14 +374,6 @@ class SqliteStore(GraphReads, GroupCommit):
 
     def check_backup(self) -> None:
         """An SQLite store can always be copied by ``backup_to``."""
-
-    def backup_to(self, dest: str | os.PathLike[str]) -> None:
-        """A consistent copy of the database (SQLite's online backup) at ``dest``."""
-        target = sqlite3.connect(dest)
-        try:
-            self._reader().backup(target)
-        finally:
-            target.close()
 
     def close(self) -> None:
         """Finish the queued writes, then close every connection."""
