@@ -2,8 +2,8 @@
 
 - a bare psycopg writer: 8 threads, one INSERT per commit, on the same primary with the
   same synchronous standby: what the database alone acknowledges per second;
-- acknowledged allocations per second through 3 replicas (``--replicas``) from 8 clients (HTTP), and from
-  8 clients to one embedded server (SQLite, fsync);
+- acknowledged allocations per second through 3 replicas (``--replicas``) from 8 clients
+  (HTTP), and from 8 clients to one embedded server (SQLite, fsync);
 - search latency through a replica against the embedded server, queries interleaved.
 
     PYTHONPATH=python python benches/bench_cluster.py [--seconds 10] [--searches 500]
