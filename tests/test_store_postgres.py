@@ -19,11 +19,13 @@ from serverlib import free_port
 from llmkg.store import (
     BackupUnsupportedError,
     StoreOpenError,
+    StorePartitionsError,
     StoreUnavailableError,
     StoreVersionError,
 )
 from llmkg.store.pgschema import MAX_NODE_ID, SCHEMA_VERSION
-from llmkg.store.postgres import PostgresStore, describe, triple_key
+from llmkg.store.placement import triple_key
+from llmkg.store.postgres import PostgresStore, describe
 
 T = TypeVar("T")
 DEADLINE = 60.0  # seconds: far past every configured timeout; reached only by a hang
@@ -199,13 +201,50 @@ def test_every_table_is_keyed_by_partition_and_ids_fit_a_double(
 
 
 def test_partitions_keep_their_own_sequences_and_share_ids(pg_dsn: str) -> None:
-    with PostgresStore(pg_dsn) as p0, PostgresStore(pg_dsn, partition=1) as p1:
+    with (
+        PostgresStore(pg_dsn, partition_count=2) as p0,
+        PostgresStore(pg_dsn, partition=1, partition_count=2) as p1,
+    ):
         a, _ = p0.insert("s", "p", "o", 0.5, vec(1))
         b, created = p1.insert("s", "p", "o", 0.5, vec(1))
         assert created and b.node_id != a.node_id, "ids are global, triples per partition"
         assert a.seq == b.seq == 1 and p0.last_seq == p1.last_seq == 1
         assert p0.get(b.node_id) is None and p1.count() == 1
         assert [c.node_id for c in p1.changes_after(0)] == [b.node_id]
+        # Any partition's store finds which partition holds a node, deleted or not.
+        assert p1.delete(b.node_id)
+        assert (p0.partition_of(a.node_id), p0.partition_of(b.node_id)) == (0, 1)
+        assert p0.partition_of(b.node_id + 1000) is None
+
+
+def test_the_partition_count_is_fixed_per_database(pg_dsn: str) -> None:
+    """The count a database was created with is the only one it opens with: a fact's
+    partition is its hash modulo the count."""
+    PostgresStore(pg_dsn, partition_count=4).close()
+    with pytest.raises(StorePartitionsError, match=r"split into 4 partitions.*configured for 8"):
+        PostgresStore(pg_dsn, partition_count=8)
+    with pytest.raises(StorePartitionsError, match="partition 4 is not one of the 4"):
+        PostgresStore(pg_dsn, partition=4, partition_count=4)
+    with PostgresStore(pg_dsn, partition=3, partition_count=4) as p3:
+        assert p3.count() == 0
+
+
+def test_a_database_of_schema_2_gets_the_count_its_partitions_fit(pg_dsn: str) -> None:
+    with PostgresStore(pg_dsn, partition=2, partition_count=3) as s:
+        s.insert("s", "p", "o", 0.5, vec(1))
+    with psycopg.connect(pg_dsn, autocommit=True) as conn:
+        conn.execute("DELETE FROM llmkg_meta WHERE key = 'partition_count'")
+        conn.execute("UPDATE llmkg_meta SET value = '2' WHERE key = 'schema_version'")
+        conn.execute("DROP INDEX llmkg_nodes_id")
+    with pytest.raises(StorePartitionsError, match="holds partition 2, beyond the 2"):
+        PostgresStore(pg_dsn, partition_count=2)
+    with PostgresStore(pg_dsn, partition=2, partition_count=3) as s:
+        assert s.count() == 1
+    with psycopg.connect(pg_dsn) as conn:
+        meta = dict(conn.execute("SELECT key, value FROM llmkg_meta").fetchall())
+        indexed = conn.execute("SELECT to_regclass('llmkg_nodes_id') IS NOT NULL").fetchone()
+    assert meta["partition_count"] == "3" and meta["schema_version"] == str(SCHEMA_VERSION)
+    assert indexed == (True,)
 
 
 def test_long_texts_fit_the_unique_index(store: PostgresStore) -> None:

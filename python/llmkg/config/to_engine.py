@@ -66,6 +66,8 @@ def engine_config(settings: Settings) -> EngineConfig:
         max_text_length=allocation.max_text_length,
         max_batch=allocation.max_batch,
         partition=scale.distribution.partition_id,
+        # One partition until the partition layer routes between them.
+        partition_count=1,
         enable_caching=scale.enable_caching,
         eviction_policy=cache.eviction_policy,
         cache_l1_capacity=cache.l1_size,

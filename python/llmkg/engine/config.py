@@ -146,6 +146,10 @@ class EngineConfig:
     max_k: Positive = MAX_K
     max_batch: BatchSize = _allocation.max_batch  # facts in one allocate_many
     partition: NonNegative = _scale.distribution.partition_id
+    # partitions the PostgreSQL database's facts are split into, fixed per database (a
+    # store opened with another count is refused): 1, every server a replica of the whole
+    # graph, until partitioned serving splits it by scalability.distribution
+    partition_count: Positive = 1
     # --- node-record caches in front of the store ([scalability.cache]; records.py) ---
     enable_caching: bool = _scale.enable_caching
     eviction_policy: CachePolicy = _cache.eviction_policy

@@ -22,6 +22,7 @@ from llmkg.store.schema import (
     StoreCorruptError,
     StoreOpenError,
     StoreOutdatedError,
+    StorePartitionsError,
     StoreVersionError,
 )
 from llmkg.store.sqlite import SqliteStore
@@ -40,6 +41,7 @@ __all__ = [
     "StoreError",
     "StoreOpenError",
     "StoreOutdatedError",
+    "StorePartitionsError",
     "StoreTimeoutError",
     "StoreUnavailableError",
     "StoreVersionError",
@@ -56,6 +58,7 @@ def open_store(config: EngineConfig) -> Store:
         return PostgresStore(
             config.postgres_dsn,
             partition=config.partition,
+            partition_count=config.partition_count,
             pool_size=config.postgres_pool_size,
             connect_timeout=config.postgres_connect_timeout,
             statement_timeout=config.postgres_statement_timeout,

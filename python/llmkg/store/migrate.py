@@ -40,7 +40,8 @@ from typing import TYPE_CHECKING, Any
 import psycopg
 
 from llmkg.store.errors import StoreUnavailableError
-from llmkg.store.postgres import describe, triple_key
+from llmkg.store.placement import triple_key
+from llmkg.store.postgres import describe
 from llmkg.store.schema import (
     FORMAT_VERSION,
     StoreOpenError,
@@ -108,7 +109,7 @@ def upgrade(config: EngineConfig) -> dict[str, Any]:
 
         with connect(config.postgres_dsn, config.postgres_connect_timeout) as (conn, target):
             before = read_version(conn)
-            open_schema(conn, target, config.partition, migrate=True)
+            open_schema(conn, target, config.partition, True, config.partition_count)
         return {"backend": "postgresql", "from_version": before, "to_version": SCHEMA_VERSION}
     from llmkg.store.sqlite import DB_FILE, SqliteStore
 

@@ -68,7 +68,7 @@ class BulkWrites:
         its first statement to its commit, so no other writer stores one of its triples
         meanwhile; its sequence numbers are given out once its outcome is known, without
         gaps (a follower waits for the counter's last number to appear)."""
-        from llmkg.store.postgres import triple_key
+        from llmkg.store.placement import triple_key
 
         if not facts:
             return []
@@ -173,7 +173,7 @@ def _plan(
 
 
 def _write(conn: psycopg.Connection[Any], partition: int, slots: list[_Slot]) -> None:
-    from llmkg.store.postgres import triple_key
+    from llmkg.store.placement import triple_key
 
     new = [s for s in slots if s.new]
     with conn.cursor() as cur:

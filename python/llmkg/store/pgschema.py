@@ -4,13 +4,22 @@
 over the live rows for the graph's reads: ``subject``, ``predicate`` and ``object`` by
 their MD5 (a B-tree entry cannot hold a text of up to 4096 characters; a query names the
 hash and the text), each followed by ``id`` so that a pattern's matches come in id order,
-and ``parent`` (children, and the re-parenting of a deleted node's children). A newer version than
-``SCHEMA_VERSION`` is refused (``StoreVersionError``) rather than guessed at; an older one
-is migrated in the opening transaction, as SQLite stores are, unless opening was told not
-to (``StoreOutdatedError``: ``llmkg-server migrate`` upgrades). Tables without a version
-row count as version 0. Every change so far is in ``SCHEMA``'s idempotent statements, so
-that running them upgrades any earlier version; a change that cannot be written that way
-will get its own step here.
+and ``parent`` (children, and the re-parenting of a deleted node's children); 3 adds a
+unique index on ``id`` alone (a node found by its id whatever its partition) and the
+``partition_count`` meta row.
+
+``partition_count`` is how many partitions the database's facts are split into; it is
+fixed when the database is created, and a store opened with another count, or with a
+partition beyond it, is refused (``StorePartitionsError``): a fact's home partition is a
+hash of its triple modulo the count, so two counts would place the same fact twice. A
+database of an earlier version gets the count it is opened with, if its partitions fit.
+
+A newer version than ``SCHEMA_VERSION`` is refused (``StoreVersionError``) rather than
+guessed at; an older one is migrated in the opening transaction, as SQLite stores are,
+unless opening was told not to (``StoreOutdatedError``: ``llmkg-server migrate``
+upgrades). Tables without a version row count as version 0. Every change so far is in
+``SCHEMA``'s idempotent statements, so that running them upgrades any earlier version; a
+change that cannot be written that way will get its own step here.
 """
 
 from __future__ import annotations
@@ -20,9 +29,9 @@ from typing import Any
 
 import psycopg
 
-from llmkg.store.schema import StoreVersionError, outdated
+from llmkg.store.schema import StorePartitionsError, StoreVersionError, outdated
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 MAX_NODE_ID = 2**53 - 1
 # pg_advisory_xact_lock key taken while the schema is created or checked ("llmkg" in hex).
 SCHEMA_LOCK = 0x6C6C6D6B67
@@ -59,6 +68,7 @@ CREATE INDEX IF NOT EXISTS llmkg_nodes_object
     ON llmkg_nodes (partition, md5(object), id) WHERE NOT deleted;
 CREATE INDEX IF NOT EXISTS llmkg_nodes_parent
     ON llmkg_nodes (partition, parent, id) WHERE NOT deleted;
+CREATE UNIQUE INDEX IF NOT EXISTS llmkg_nodes_id ON llmkg_nodes (id);
 """
 
 
@@ -72,13 +82,21 @@ def read_version(conn: psycopg.Connection[Any]) -> int | None:
 
 
 def open_schema(
-    conn: psycopg.Connection[Any], target: str, partition: int, migrate: bool = True
+    conn: psycopg.Connection[Any],
+    target: str,
+    partition: int,
+    migrate: bool = True,
+    partition_count: int = 1,
 ) -> str:
-    """Create the tables (or check their version) and ``partition``'s counter row, on a
-    connection to the store named ``target`` in messages; returns the store's id. With
-    ``migrate`` false, tables of an older version raise ``StoreOutdatedError``, untouched.
-    Under an advisory lock, so that processes starting together on a new database do not
-    race to create the same tables."""
+    """Create the tables (or check their version and partition count) and ``partition``'s
+    counter row, on a connection to the store named ``target`` in messages; returns the
+    store's id. With ``migrate`` false, tables of an older version raise
+    ``StoreOutdatedError``, untouched. Under an advisory lock, so that processes starting
+    together on a new database do not race to create the same tables."""
+    if not 0 <= partition < partition_count:
+        raise StorePartitionsError(
+            f"partition {partition} is not one of the {partition_count} partitions configured"
+        )
     with conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(%s)", (SCHEMA_LOCK,))
         version = read_version(conn)
@@ -99,6 +117,7 @@ def open_schema(
             "INSERT INTO llmkg_meta VALUES ('store_id', %s) ON CONFLICT DO NOTHING",
             (uuid.uuid4().hex,),
         )
+        _check_partitions(conn, target, partition_count)
         conn.execute(
             "INSERT INTO llmkg_partitions (partition) VALUES (%s) ON CONFLICT DO NOTHING",
             (partition,),
@@ -106,3 +125,23 @@ def open_schema(
         row = conn.execute("SELECT value FROM llmkg_meta WHERE key = 'store_id'").fetchone()
         assert row is not None
         return str(row[0])
+
+
+def _check_partitions(conn: psycopg.Connection[Any], target: str, count: int) -> None:
+    row = conn.execute("SELECT value FROM llmkg_meta WHERE key = 'partition_count'").fetchone()
+    if row is None:
+        # A new database, or one of an earlier version: its partitions must fit the count.
+        top = conn.execute("SELECT coalesce(max(partition), -1) FROM llmkg_partitions")
+        highest = int(top.fetchone()[0])  # type: ignore[index]
+        if highest >= count:
+            raise StorePartitionsError(
+                f"{target} holds partition {highest}, beyond the {count} partitions configured"
+            )
+        conn.execute("INSERT INTO llmkg_meta VALUES ('partition_count', %s)", (str(count),))
+        return
+    stored = int(row[0])
+    if stored != count:
+        raise StorePartitionsError(
+            f"{target} is split into {stored} partitions; this server is configured for "
+            f"{count} (a fact's partition depends on the count: it cannot change in place)"
+        )

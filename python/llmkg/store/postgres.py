@@ -26,7 +26,6 @@ never skips a write that commits later with a smaller number.
 
 from __future__ import annotations
 
-import hashlib
 import math
 import threading
 from collections.abc import Callable, Iterable, Iterator
@@ -43,6 +42,7 @@ from llmkg.store.errors import StoreClosedError, StoreUnavailableError
 from llmkg.store.pgbulk import BulkWrites
 from llmkg.store.pggraph import GraphReads
 from llmkg.store.pgschema import open_schema
+from llmkg.store.placement import triple_key
 from llmkg.store.records import MAX_DEPTH, Change, NodeRecord, record_from_row
 from llmkg.store.schema import StoreOpenError
 
@@ -89,17 +89,6 @@ class _ConnectionLostError(StoreUnavailableError):
     """A connection broke under a statement; the pool replaces it, so a read may retry."""
 
 
-def triple_key(subject: str, predicate: str, object: str) -> bytes:
-    """SHA-256 of the triple, each part prefixed by its length so that no two triples
-    share an encoding."""
-    h = hashlib.sha256()
-    for part in (subject, predicate, object):
-        data = part.encode()
-        h.update(len(data).to_bytes(4, "big"))
-        h.update(data)
-    return h.digest()
-
-
 def describe(dsn: str) -> str:
     """``user@host:port/dbname`` of a connection string: what messages may show of it
     (never the password). Raises StoreOpenError, without the text, if it does not parse."""
@@ -131,13 +120,15 @@ class PostgresStore(BulkWrites, GraphReads):
     ``connect_timeout`` (seconds) bounds connecting and waiting for a pooled connection:
     past it an operation raises ``StoreUnavailableError``. ``statement_timeout`` (seconds,
     0: none) bounds each statement on the server. ``migrate``: whether opening may upgrade
-    an older schema (``pgschema.py``)."""
+    an older schema (``pgschema.py``). ``partition_count``: the partitions the database
+    is split into, fixed when it is created (``StorePartitionsError`` otherwise)."""
 
     def __init__(
         self,
         dsn: str,
         *,
         partition: int = 0,
+        partition_count: int = 1,
         pool_size: int = 10,
         connect_timeout: float = 5.0,
         statement_timeout: float = 30.0,
@@ -190,7 +181,9 @@ class PostgresStore(BulkWrites, GraphReads):
                     f"connections (the log says why): none within {connect_timeout:g}s"
                 ) from None
             with self._connection() as conn:
-                self.store_id = open_schema(conn, self.target, self.partition, migrate)
+                self.store_id = open_schema(
+                    conn, self.target, self.partition, migrate, partition_count
+                )
                 self.committed_seq = self._read_last_seq(conn)
         except BaseException:
             self._pool.close()
@@ -480,6 +473,12 @@ class PostgresStore(BulkWrites, GraphReads):
             ):
                 out[row[0]] = record_from_row(row)
         return out
+
+    def partition_of(self, node_id: int) -> int | None:
+        """The partition of node ``node_id`` (live or deleted), whichever it is; None if
+        the database never held it."""
+        rows = self._rows("SELECT partition FROM llmkg_nodes WHERE id = %s", (node_id,))
+        return int(rows[0][0]) if rows else None
 
     def find(self, subject: str, predicate: str, object: str) -> NodeRecord | None:
         key = triple_key(subject, predicate, object)

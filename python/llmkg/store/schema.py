@@ -65,6 +65,11 @@ class StoreOpenError(RuntimeError):
     """The store's file cannot be used; the message names it and says why."""
 
 
+class StorePartitionsError(StoreOpenError):
+    """The database is split into another number of partitions than the store was opened
+    with, or the store's partition is not one of them."""
+
+
 class StoreVersionError(StoreOpenError):
     """The file was written by a newer llmkg, in a format this one does not know."""
 
