@@ -23,9 +23,10 @@ from llmkg.store import (
     StoreUnavailableError,
     StoreVersionError,
 )
+from llmkg.store.pgconn import describe
 from llmkg.store.pgschema import MAX_NODE_ID, SCHEMA_VERSION
 from llmkg.store.placement import triple_key
-from llmkg.store.postgres import PostgresStore, describe
+from llmkg.store.postgres import PostgresStore
 
 T = TypeVar("T")
 DEADLINE = 60.0  # seconds: far past every configured timeout; reached only by a hang

@@ -40,8 +40,8 @@ from typing import TYPE_CHECKING, Any
 import psycopg
 
 from llmkg.store.errors import StoreUnavailableError
+from llmkg.store.pgconn import describe
 from llmkg.store.placement import triple_key
-from llmkg.store.postgres import describe
 from llmkg.store.schema import (
     FORMAT_VERSION,
     StoreOpenError,

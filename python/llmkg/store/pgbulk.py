@@ -6,12 +6,12 @@ a few statements whatever its size), and a parent set afterwards. Mixed into
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import AbstractContextManager
 from typing import Any
 
 import numpy as np
 import psycopg
 
+from llmkg.store.pgconn import Connections
 from llmkg.store.records import (
     MAX_DEPTH,
     ExportRow,
@@ -50,12 +50,10 @@ class _Slot:
         self.parent_slot: _Slot | None = None  # a parent placed earlier in the same batch
 
 
-class BulkWrites:
-    """Expects the store's ``partition``, ``_rows``, ``_connection`` and ``_committed``."""
+class BulkWrites(Connections):
+    """Expects the store's ``partition`` and ``_committed``."""
 
     partition: int
-    _rows: Callable[[str, tuple[Any, ...]], list[tuple[Any, ...]]]
-    _connection: Callable[[], AbstractContextManager[psycopg.Connection[Any]]]
     _committed: Callable[[int | None], None]
 
     def export_page(self, after: int, limit: int, embeddings: bool) -> list[ExportRow]:

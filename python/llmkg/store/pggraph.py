@@ -3,11 +3,10 @@ entities, over the live rows of its partition (indexes: ``pgschema.py``)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any, TypeVar
 
-import psycopg
-
+from llmkg.store.pgconn import Connections
 from llmkg.store.records import FACT_COLUMNS, NO_END, ROLES, FactRow, prefix_end
 
 T = TypeVar("T")
@@ -40,14 +39,10 @@ FROM w JOIN llmkg_nodes n ON n.partition = %(p)s AND NOT n.deleted
 ORDER BY 1, 2"""
 
 
-class GraphReads:
+class GraphReads(Connections):
     """Mixed into ``PostgresStore``, whose pooled reads it uses."""
 
     partition: int
-    _rows: Callable[[str, tuple[Any, ...]], list[tuple[Any, ...]]]
-
-    def _read(self, fn: Callable[[psycopg.Connection[Any]], T]) -> T:
-        raise NotImplementedError
 
     def match(
         self,

@@ -26,27 +26,21 @@ never skips a write that commits later with a smaller number.
 
 from __future__ import annotations
 
-import math
-import threading
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
-from typing import Any, TypeVar
+from typing import Any
 
 import numpy as np
 import psycopg
-from psycopg.conninfo import conninfo_to_dict
-from psycopg_pool import ConnectionPool, PoolClosed, PoolTimeout
 
 from llmkg.store.base import BackupUnsupportedError
 from llmkg.store.errors import StoreClosedError, StoreUnavailableError
 from llmkg.store.pgbulk import BulkWrites
+from llmkg.store.pgconn import Connections
 from llmkg.store.pggraph import GraphReads
 from llmkg.store.pgschema import open_schema
 from llmkg.store.placement import triple_key
 from llmkg.store.records import MAX_DEPTH, Change, NodeRecord, record_from_row
 from llmkg.store.schema import StoreOpenError
-
-T = TypeVar("T")
 
 PAGE = 1000  # rows per query of the long reads (changes_after, iter_live, get_many)
 
@@ -79,34 +73,6 @@ INSERT_NEW = f"""INSERT INTO llmkg_nodes (partition, triple_key, subject, predic
         (SELECT last_seq FROM llmkg_partitions WHERE partition = %(p)s))
     RETURNING {COLUMNS}"""
 
-# Errors after which the connection is gone: the server is unreachable, shut down, or
-# dropped it (SQLSTATE class 08, and 57P01-57P03); psycopg gives no SQLSTATE to a
-# connection that broke on the client side.
-LOST_STATES = ("57P01", "57P02", "57P03")
-
-
-class _ConnectionLostError(StoreUnavailableError):
-    """A connection broke under a statement; the pool replaces it, so a read may retry."""
-
-
-def describe(dsn: str) -> str:
-    """``user@host:port/dbname`` of a connection string: what messages may show of it
-    (never the password). Raises StoreOpenError, without the text, if it does not parse."""
-    try:
-        parts = conninfo_to_dict(dsn)
-    except psycopg.ProgrammingError:
-        # The parser's message quotes the text around the error, which may be the password.
-        raise StoreOpenError("the PostgreSQL connection string does not parse") from None
-    host = str(parts.get("host") or parts.get("hostaddr") or "localhost")
-    user = f"{parts['user']}@" if parts.get("user") else ""
-    port = f":{parts['port']}" if parts.get("port") else ""
-    return f"postgresql://{user}{host}{port}/{parts.get('dbname') or ''}"
-
-
-def _lost(e: psycopg.OperationalError) -> bool:
-    state = e.sqlstate
-    return state is None or state.startswith("08") or state in LOST_STATES
-
 
 def _change(row: tuple[Any, ...]) -> Change:
     if row[9]:  # a tombstone keeps its triple (not its vector): followers unindex it by it
@@ -134,52 +100,11 @@ class PostgresStore(BulkWrites, GraphReads):
         statement_timeout: float = 30.0,
         migrate: bool = True,
     ) -> None:
-        if pool_size < 1 or connect_timeout <= 0 or statement_timeout < 0:
-            raise ValueError("pool_size >= 1, connect_timeout > 0 and statement_timeout >= 0")
-        self.target = describe(dsn)
+        Connections.__init__(self, dsn, pool_size, connect_timeout, statement_timeout)
         self.partition = partition
-        self.timeout = connect_timeout
-        self._statement_ms = int(statement_timeout * 1000)
-        self._lock = threading.Lock()
-        self._closed = False
         self.commits = 0
         self.writes = 0
-        # Operations refused because the database could not be reached, and the last reason.
-        self.failed_writes = 0
-        self.last_error: str | None = None
-        seconds = max(1, math.ceil(connect_timeout))
-        self._pool = ConnectionPool(
-            dsn,
-            min_size=1,
-            max_size=pool_size,
-            timeout=connect_timeout,
-            # The pool retries a lost connection with a doubling delay: after a minute
-            # without a primary its next try could be a minute away, long after a standby
-            # was promoted. Given up after this, the next request starts a fresh try.
-            reconnect_timeout=connect_timeout,
-            name="llmkg-store",
-            open=False,
-            configure=self._configure,
-            kwargs={
-                "autocommit": True,  # reads are single statements; writes open transactions
-                "connect_timeout": seconds,
-                # A server that vanishes without closing its sockets (a dead machine) is
-                # noticed by TCP within a few timeouts, not after the kernel's 2 hours.
-                "keepalives": 1,
-                "keepalives_idle": seconds,
-                "keepalives_interval": seconds,
-                "keepalives_count": 3,
-                "tcp_user_timeout": seconds * 3000,
-            },
-        )
         try:
-            try:
-                self._pool.open(wait=True, timeout=connect_timeout)
-            except PoolTimeout:
-                raise StoreUnavailableError(
-                    f"the PostgreSQL store at {self.target} is unreachable or refuses "
-                    f"connections (the log says why): none within {connect_timeout:g}s"
-                ) from None
             with self._connection() as conn:
                 self.store_id = open_schema(
                     conn, self.target, self.partition, migrate, partition_count
@@ -189,41 +114,6 @@ class PostgresStore(BulkWrites, GraphReads):
             self._pool.close()
             raise
 
-    def _configure(self, conn: psycopg.Connection[Any]) -> None:
-        conn.execute(
-            "SELECT set_config('statement_timeout', %s, false)", (str(self._statement_ms),)
-        )
-
-    # ---- connections -------------------------------------------------------------------
-
-    @contextmanager
-    def _connection(self) -> Iterator[psycopg.Connection[Any]]:
-        if self._closed:
-            raise StoreClosedError("the store is closed")
-        try:
-            with self._pool.connection(timeout=self.timeout) as conn:
-                yield conn
-        except PoolTimeout:
-            self._unavailable(f"no connection within {self.timeout:g}s")
-            raise StoreUnavailableError(
-                f"the PostgreSQL store at {self.target} is unavailable: no connection "
-                f"within {self.timeout:g}s"
-            ) from None
-        except PoolClosed:
-            raise StoreClosedError("the store is closed") from None
-        except psycopg.OperationalError as e:
-            if not _lost(e):
-                raise
-            self._unavailable(str(e))
-            raise _ConnectionLostError(
-                f"the PostgreSQL store at {self.target} is unavailable: {e}"
-            ) from None
-
-    def _unavailable(self, reason: str) -> None:
-        with self._lock:
-            self.failed_writes += 1
-            self.last_error = reason
-
     def health(self) -> tuple[bool, str]:
         """Whether the database answers a query, with a line saying why not."""
         try:
@@ -231,20 +121,6 @@ class PostgresStore(BulkWrites, GraphReads):
         except (StoreUnavailableError, StoreClosedError) as e:
             return False, str(e)
         return True, f"sequence {self.committed_seq}, {self.failed_writes} operations failed"
-
-    def _read(self, fn: Callable[[psycopg.Connection[Any]], T]) -> T:
-        # Once: a connection the server dropped (a restart, a failover) fails its next
-        # statement, and the pool replaces it. A write is not retried: it may have
-        # committed before the connection broke.
-        try:
-            with self._connection() as conn:
-                return fn(conn)
-        except _ConnectionLostError:
-            with self._connection() as conn:
-                return fn(conn)
-
-    def _rows(self, query: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]]:
-        return self._read(lambda conn: conn.execute(query, params).fetchall())
 
     def _next_seq(self, conn: psycopg.Connection[Any]) -> int:
         """The partition's next sequence number. From here to the end of the transaction
