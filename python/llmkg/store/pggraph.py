@@ -4,12 +4,10 @@ entities, over the live rows of its partition (indexes: ``pgschema.py``)."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, TypeVar
+from typing import Any
 
 from llmkg.store.pgconn import Connections
 from llmkg.store.records import FACT_COLUMNS, NO_END, ROLES, FactRow, prefix_end
-
-T = TypeVar("T")
 
 ANCESTORS = f"""WITH RECURSIVE up(id, depth) AS (
     SELECT parent, 1 FROM llmkg_nodes
