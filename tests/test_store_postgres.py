@@ -218,6 +218,28 @@ def test_partitions_keep_their_own_sequences_and_share_ids(pg_dsn: str) -> None:
         assert p0.partition_of(b.node_id + 1000) is None
 
 
+def test_a_parent_may_live_in_another_partition(pg_dsn: str) -> None:
+    """Children, ancestors and a delete's re-parenting cross partitions; the moved child
+    takes its own partition's next sequence, so that the followers of that partition
+    see the move."""
+    with (
+        PostgresStore(pg_dsn, partition_count=2) as a,
+        PostgresStore(pg_dsn, partition=1, partition_count=2) as b,
+    ):
+        root, _ = a.insert("root", "p", "o", 0.5, vec(1))
+        mid, _ = a.insert("mid", "p", "o", 0.5, vec(2), parent=root.node_id)
+        child, _ = b.insert("child", "p", "o", 0.5, vec(3), parent=mid.node_id)
+        assert child.parent == mid.node_id
+        assert [r.node_id for r in a.children(mid.node_id, 0, 10)] == [child.node_id]
+        assert [r.node_id for r in b.ancestors(child.node_id, 10)] == [mid.node_id, root.node_id]
+        before = b.last_seq
+        assert a.detach(mid.node_id) == [child.node_id]
+        moved = [(c.node_id, c.record.parent) for c in b.changes_after(before) if c.record]
+        assert moved == [(child.node_id, root.node_id)] and b.last_seq == before + 1
+        late, _ = b.insert("late", "p", "o", 0.5, vec(4), parent=mid.node_id)
+        assert late.parent == root.node_id, "a deleted parent hands on to its live parent"
+
+
 def test_the_partition_count_is_fixed_per_database(pg_dsn: str) -> None:
     """The count a database was created with is the only one it opens with: a fact's
     partition is its hash modulo the count."""

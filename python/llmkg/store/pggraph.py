@@ -9,15 +9,15 @@ from typing import Any
 from llmkg.store.pgconn import Connections
 from llmkg.store.records import FACT_COLUMNS, NO_END, ROLES, FactRow, prefix_end
 
+# Up from a node of this partition, by id: a parent may live in another partition.
 ANCESTORS = f"""WITH RECURSIVE up(id, depth) AS (
     SELECT parent, 1 FROM llmkg_nodes
     WHERE partition = %(p)s AND id = %(id)s AND NOT deleted AND parent IS NOT NULL
     UNION ALL
-    SELECT n.parent, up.depth + 1 FROM up JOIN llmkg_nodes n
-        ON n.partition = %(p)s AND n.id = up.id
+    SELECT n.parent, up.depth + 1 FROM up JOIN llmkg_nodes n ON n.id = up.id
     WHERE n.parent IS NOT NULL AND up.depth < %(depth)s)
 SELECT {", ".join("n." + c for c in FACT_COLUMNS.split(", "))} FROM up JOIN llmkg_nodes n
-    ON n.partition = %(p)s AND n.id = up.id AND NOT n.deleted ORDER BY up.depth"""
+    ON n.id = up.id AND NOT n.deleted ORDER BY up.depth"""
 
 # The windows of ``facts_around`` (as in the SQLite store's ``sqlitegraph.py``): each
 # name's last id when it has more than the window's width, through the (partition,
@@ -69,10 +69,11 @@ class GraphReads(Connections):
         return [FactRow(*r) for r in rows]
 
     def children(self, node_id: int, after: int, limit: int) -> list[FactRow]:
+        # In every partition: a child's home is its own triple's, not its parent's.
         rows = self._rows(
-            f"SELECT {FACT_COLUMNS} FROM llmkg_nodes WHERE partition = %s AND parent = %s "
+            f"SELECT {FACT_COLUMNS} FROM llmkg_nodes WHERE parent = %s "
             "AND NOT deleted AND id > %s ORDER BY id LIMIT %s",
-            (self.partition, node_id, after, limit),
+            (node_id, after, limit),
         )
         return [FactRow(*r) for r in rows]
 

@@ -5,7 +5,9 @@ over the live rows for the graph's reads: ``subject``, ``predicate`` and ``objec
 their MD5 (a B-tree entry cannot hold a text of up to 4096 characters; a query names the
 hash and the text), each followed by ``id`` so that a pattern's matches come in id order,
 and ``parent`` (children, and the re-parenting of a deleted node's children); 3 adds a
-unique index on ``id`` alone (a node found by its id whatever its partition) and the
+unique index on ``id`` alone (a node found by its id whatever its partition), one on
+``parent`` over every partition (a parent's children, in whichever partition each
+lives; it replaces version 2's ``parent`` index, which was per partition), and the
 ``partition_count`` meta row.
 
 ``partition_count`` is how many partitions the database's facts are split into; it is
@@ -66,9 +68,9 @@ CREATE INDEX IF NOT EXISTS llmkg_nodes_predicate
     ON llmkg_nodes (partition, md5(predicate), id) WHERE NOT deleted;
 CREATE INDEX IF NOT EXISTS llmkg_nodes_object
     ON llmkg_nodes (partition, md5(object), id) WHERE NOT deleted;
-CREATE INDEX IF NOT EXISTS llmkg_nodes_parent
-    ON llmkg_nodes (partition, parent, id) WHERE NOT deleted;
+DROP INDEX IF EXISTS llmkg_nodes_parent;
 CREATE UNIQUE INDEX IF NOT EXISTS llmkg_nodes_id ON llmkg_nodes (id);
+CREATE INDEX IF NOT EXISTS llmkg_nodes_children ON llmkg_nodes (parent, id) WHERE NOT deleted;
 """
 
 

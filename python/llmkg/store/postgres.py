@@ -52,12 +52,14 @@ LIVE_BY_TRIPLE = (
 )
 # The first live node up the chain from %(id)s (itself if live): a tombstone keeps the
 # parent its children were given when it was deleted.
+# In whichever partition each is: a parent may live in another partition than its child
+# (the router picks it among every partition's candidates).
 LIVE_ANCESTOR = """WITH RECURSIVE up(id, deleted, depth) AS (
-    SELECT id, deleted, 0 FROM llmkg_nodes WHERE partition = %(p)s AND id = %(id)s
+    SELECT id, deleted, 0 FROM llmkg_nodes WHERE id = %(id)s
     UNION ALL
     SELECT n.id, n.deleted, up.depth + 1 FROM up
-        JOIN llmkg_nodes t ON t.partition = %(p)s AND t.id = up.id
-        JOIN llmkg_nodes n ON n.partition = %(p)s AND n.id = t.parent
+        JOIN llmkg_nodes t ON t.id = up.id
+        JOIN llmkg_nodes n ON n.id = t.parent
     WHERE up.deleted AND up.depth < %(depth)s)
 SELECT id FROM up WHERE NOT deleted"""
 NEXT_SEQ = (
@@ -271,11 +273,20 @@ class PostgresStore(BulkWrites, GraphReads):
 
     def detach(self, node_id: int) -> list[int] | None:
         """Delete a node and give its live children its parent, in one transaction (see
-        ``Store``); the children moved, or None if the node was not live."""
+        ``Store``); the children moved, or None if the node was not live.
+
+        Children may live in other partitions: each moved child takes the next sequence
+        number of its own partition, so that its partition's followers see the move. The
+        delete holds every partition's counter (taken in partition order, so two deletes
+        cannot deadlock; a write holds only its own), so that no write in any partition
+        can give the node a child between the delete's reads and its commit."""
         p = self.partition
         children: list[int] | None = None
         with self._connection() as conn:
             with conn.transaction() as tx:
+                conn.execute(
+                    "SELECT partition FROM llmkg_partitions ORDER BY partition FOR UPDATE"
+                ).fetchall()
                 seq = self._next_seq(conn)
                 row = conn.execute(
                     "UPDATE llmkg_nodes SET deleted = true, embedding = NULL, seq = %s "
@@ -284,31 +295,33 @@ class PostgresStore(BulkWrites, GraphReads):
                 ).fetchone()
                 if row is None:
                     raise psycopg.Rollback(tx)
-                children = [
-                    r[0]
-                    for r in conn.execute(
-                        "SELECT id FROM llmkg_nodes WHERE partition = %s AND parent = %s "
-                        "AND NOT deleted ORDER BY id",
-                        (p, node_id),
-                    )
-                ]
-                if children:
-                    # A sequence each, taken at once from the counter this transaction
-                    # holds already.
+                moved = conn.execute(
+                    "SELECT partition, id FROM llmkg_nodes WHERE parent = %s AND NOT deleted "
+                    "ORDER BY partition, id",
+                    (node_id,),
+                ).fetchall()
+                children = [child for _, child in moved]
+                updates = []
+                for partition in sorted({part for part, _ in moved}):
+                    mine = [child for part, child in moved if part == partition]
+                    # A sequence each, taken at once from the counter held already.
                     last = conn.execute(
                         "UPDATE llmkg_partitions SET last_seq = last_seq + %s "
                         "WHERE partition = %s RETURNING last_seq",
-                        (len(children), p),
+                        (len(mine), partition),
                     ).fetchone()
                     assert last is not None
-                    first = int(last[0]) - len(children) + 1
+                    first = int(last[0]) - len(mine) + 1
+                    updates += [(row[0], first + i, partition, c) for i, c in enumerate(mine)]
+                    if partition == p:
+                        seq = int(last[0])
+                if updates:
                     with conn.cursor() as cur:
                         cur.executemany(
                             "UPDATE llmkg_nodes SET parent = %s, seq = %s "
                             "WHERE partition = %s AND id = %s",
-                            [(row[0], first + i, p, c) for i, c in enumerate(children)],
+                            updates,
                         )
-                    seq = int(last[0])
         if children is not None:
             self._committed(seq)
         return children
