@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import shutil
 import sqlite3
 from pathlib import Path
@@ -18,6 +19,7 @@ from serverlib import Server, cli
 
 from llmkg.config import engine_config, load_settings
 from llmkg.engine import AllocationEngine, EngineConfig
+from llmkg.progress import Progress
 from llmkg.store import SqliteStore, StoreOpenError, StoreOutdatedError, open_store
 from llmkg.store.migrate import TargetNotEmptyError, copy_sqlite
 from llmkg.store.pgschema import SCHEMA_VERSION
@@ -80,12 +82,17 @@ def test_a_copy_keeps_ids_sequences_tombstones_and_counters(tmp_path: Path, pg_d
     source = tmp_path / "sqlite"
     ids = make_sqlite_store(source)
     before = digest(source)
-    seen: list[int] = []
-    summary = copy_sqlite(
-        source, pg_dsn, progress_every=50, progress=lambda rows, _s: seen.append(rows)
-    )
+    reports: list[Progress] = []
+
+    def reporter(what: str, total: int | None, unit: str) -> Progress:
+        reports.append(Progress(logging.getLogger("test"), what, total=total, unit=unit))
+        return reports[-1]
+
+    summary = copy_sqlite(source, pg_dsn, progress=reporter)
     assert digest(source) == before, "the source is opened read-only"
-    assert seen == [50, 100, 150, 200, 250, 300]
+    assert [(r.what, r.total, r.unit, r.count) for r in reports] == [
+        ("copying rows", 300, "rows", 300)
+    ]
     deleted = len(range(0, 300, 7))
     assert (summary["nodes"], summary["deleted"]) == (300 - deleted, deleted)
     with SqliteStore(source) as lite, PostgresStore(pg_dsn) as pg:
@@ -224,14 +231,14 @@ def test_the_cli_copies_the_first_format_and_upgrades_postgresql(
     source = fixture("store-format0", tmp_path)
     before = digest(source)
     env = pg_env(pg_dsn)
-    done = cli("migrate", "--from-sqlite", str(source), "--progress-every", "5", env=env)
+    done = cli("migrate", "--from-sqlite", str(source), "--progress-interval", "0", env=env)
     out = quiet(done)
     assert done.returncode == 0, out
     # make_store_fixture.py: 12 facts, id 2 raised (seq 13), id 5 deleted (seq 14).
     summary = json.loads(done.stdout)
     assert (summary["nodes"], summary["deleted"], summary["last_seq"]) == (11, 1, 14)
     assert summary["seconds"] >= 0
-    assert "10 rows copied" in done.stderr and "rows/s" in done.stderr
+    assert "copying rows: 10 of 12 rows (83%)" in done.stderr and "rows/s" in done.stderr
     assert digest(source) == before, "format 0 is migrated in a temporary copy only"
     with PostgresStore(pg_dsn) as pg:
         assert pg.count() == 11 and pg.get(5) is None and pg.last_seq == 14

@@ -77,13 +77,7 @@ def parser() -> argparse.ArgumentParser:
         help="a data directory holding llmkg.sqlite3 (read only) to copy into the empty "
         "PostgreSQL database of storage.postgresql",
     )
-    m.add_argument(
-        "--progress-every",
-        type=int,
-        default=100_000,
-        metavar="N",
-        help="log the copy's progress every N rows (default 100000)",
-    )
+    add_progress_option(m)
     from llmkg.cluster.command import add_parser as add_cluster_parser
 
     add_cluster_parser(sub)
@@ -211,14 +205,8 @@ def migrate(settings: Settings, args: argparse.Namespace) -> int:
         print(f"llmkg-server migrate: {message}", file=sys.stderr)
         return code
 
-    def progress(rows: int, seconds: float) -> None:
-        rate = rows / seconds if seconds > 0 else 0.0
-        print(f"llmkg-server migrate: {rows} rows copied ({rate:.0f} rows/s)", file=sys.stderr)
-
     if args.from_sqlite is not None and settings.storage.backend != "postgresql":
         return fail("--from-sqlite copies into PostgreSQL: storage.backend is not it", EXIT_CONFIG)
-    if args.progress_every < 1:
-        return fail("--progress-every must be at least 1", EXIT_CONFIG)
     try:
         config = engine_config(settings)
         if args.from_sqlite is None:
@@ -229,8 +217,7 @@ def migrate(settings: Settings, args: argparse.Namespace) -> int:
                 config.postgres_dsn,
                 partition=config.partition,
                 connect_timeout=config.postgres_connect_timeout,
-                progress_every=args.progress_every,
-                progress=progress,
+                progress=progress_to_stderr(args),
             )
     except ConfigError as e:
         return fail(f"bad config: {e}", EXIT_CONFIG)
@@ -284,7 +271,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.health_check:
         return health_check(settings)
-    if args.command in ("backup", "restore", "export", "import"):
+    if args.command in ("backup", "restore", "export", "import", "migrate"):
         setup_logging()
     if args.command in ("checkpoint", "backup"):
         return operate(settings, args)

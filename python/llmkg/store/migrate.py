@@ -27,18 +27,20 @@ source's id and last sequence are recorded in ``llmkg_meta`` (``migrated_from``)
 from __future__ import annotations
 
 import fcntl
+import logging
 import math
 import os
 import shutil
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import psycopg
 
+from llmkg.progress import ProgressFactory, log_lines
 from llmkg.store.errors import StoreUnavailableError
 from llmkg.store.pgconn import describe
 from llmkg.store.placement import triple_key
@@ -77,11 +79,13 @@ COPY_TYPES = [
 ]
 
 
+log = logging.getLogger("llmkg.store")
+
+
 class TargetNotEmptyError(RuntimeError):
     """The PostgreSQL database already holds facts or sequence numbers: nothing copied."""
 
 
-Progress = Callable[[int, float], None]  # (rows copied so far, seconds since the start)
 Connection = psycopg.Connection[Any]
 
 
@@ -194,13 +198,12 @@ def copy_sqlite(
     *,
     partition: int = 0,
     connect_timeout: float = 5.0,
-    progress_every: int = 100_000,
-    progress: Progress | None = None,
+    progress: ProgressFactory | None = None,
 ) -> dict[str, Any]:
     """Copy the SQLite store in ``directory`` into the empty PostgreSQL database ``dsn``
     (see the module's docstring); ``{"nodes", "deleted", "last_seq", "seconds"}``
-    (``nodes``: the live ones; ``deleted``: the tombstones). ``progress(rows, seconds)``
-    is called every ``progress_every`` rows. Raises ``TargetNotEmptyError`` (nothing
+    (``nodes``: the live ones; ``deleted``: the tombstones). ``progress`` makes the
+    reporter of the copy's rows (by default, log lines). Raises ``TargetNotEmptyError`` (nothing
     written) if the database holds facts or sequence numbers already."""
     from llmkg.store.pgschema import open_schema
     from llmkg.store.sqlite import LAST_SEQ
@@ -223,6 +226,8 @@ def copy_sqlite(
                 "FROM sqlite_sequence WHERE name = 'nodes'), 0))"
             ).fetchone()
             max_id = int(top[0])
+            total = int(source.execute("SELECT count(*) FROM nodes").fetchone()[0])
+            report = (progress or log_lines(log))("copying rows", total, "rows")
             open_schema(pg, target, partition, migrate=True)
             with pg.transaction():
                 # No writer may add a row or a sequence number between the check and
@@ -240,8 +245,8 @@ def copy_sqlite(
                             copy.write_row((partition, node_id, key, s, p, o, *rest, bool(dead)))
                             nodes += 1
                             deleted += bool(dead)
-                            if progress is not None and nodes % progress_every == 0:
-                                progress(nodes, time.monotonic() - started)
+                            report.advance()
+                report.done()
                 pg.execute(
                     "UPDATE llmkg_partitions SET last_seq = %s WHERE partition = %s",
                     (last_seq, partition),
