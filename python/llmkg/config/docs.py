@@ -24,7 +24,7 @@ from typing import Any, Literal, get_args, get_origin
 import msgspec
 
 from llmkg.config import schema
-from llmkg.config.loader import ENV_PREFIX
+from llmkg.config.loader import ENV_PREFIX, ENV_SHORTCUTS
 from llmkg.config.units import ByteSize, Duration
 
 _ROOT = schema.Settings
@@ -191,9 +191,11 @@ def _is_section(hint: Any) -> bool:
 
 def _inactive(path: tuple[str, ...]) -> bool:
     dotted = ".".join(path)
-    if dotted in schema.ACTIVE_IN_INACTIVE:
-        return False
-    return any(dotted == key or dotted.startswith(key + ".") for key in schema.INACTIVE)
+
+    def under(keys: tuple[str, ...]) -> bool:
+        return any(dotted == key or dotted.startswith(key + ".") for key in keys)
+
+    return under(schema.INACTIVE) and not under(schema.ACTIVE_IN_INACTIVE)
 
 
 def tables(cls: type = _ROOT, path: tuple[str, ...] = ()) -> Iterator[Table]:
@@ -242,7 +244,7 @@ authentication and distribution off and data under `./data`
 
 Each key can also be set by an environment variable: its TOML path in upper case, each
 part after `LLMKG__` joined by `__` (read as a TOML value when it parses, else as text).
-`LLMKG_PARTITION_ID` sets `scalability.distribution.partition_id`, `LLMKG_CONFIG_PATH`
+{shortcuts}, `LLMKG_CONFIG_PATH`
 names the base file and `LLMKG_ENVIRONMENT` the overlay.
 
 Types: a *duration* is `"250ms"`, `"30s"`, `"5m"`, `"1h"` or `"7d"` (a bare number is
@@ -253,7 +255,8 @@ the parts they configure do not exist yet.
 
 
 def render() -> str:
-    out = [_HEADER]
+    shortcuts = ", ".join(f"`{name}` sets `{key}`" for name, key in ENV_SHORTCUTS.items())
+    out = [_HEADER.format(shortcuts=shortcuts[0].upper() + shortcuts[1:])]
     for table in tables():
         out.append(f"\n## `[{'.'.join(table.path)}]`\n")
         if table.inactive:

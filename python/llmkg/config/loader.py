@@ -16,6 +16,8 @@ import msgspec
 
 from llmkg.config.schema import Settings
 from llmkg.config.units import decode_hook, encode_hook
+from llmkg.topology.server import LayoutError
+from llmkg.topology.server import check as check_distribution
 from llmkg.validation import error_location
 
 if sys.version_info >= (3, 11):
@@ -26,6 +28,13 @@ else:  # pragma: no cover - Python 3.10
 BUILTIN = "built-in defaults"
 ENV_PREFIX = "LLMKG__"
 ENV_LAYER = "environment variables"
+# Variables that set one key each, under names of their own: what a deployment sets per
+# pod (Kubernetes: the pod-index label, a zone-pinned StatefulSet's zone).
+ENV_SHORTCUTS = {
+    "LLMKG_PARTITION_ID": "scalability.distribution.partition_id",
+    "LLMKG_POD_INDEX": "scalability.distribution.pod_index",
+    "LLMKG_ZONE": "scalability.distribution.zone",
+}
 
 # The production values with TLS, authentication and distribution off, on loopback, with
 # data under ./data: what `make run` serves.
@@ -64,17 +73,28 @@ def _env_path(name: str) -> list[str]:
     return [part.lower() for part in name[len(ENV_PREFIX) :].split("__")]
 
 
+def _env_key(name: str) -> list[str] | None:
+    """The key path a variable sets, or None for a variable that is not llmkg's."""
+    if name.startswith(ENV_PREFIX):
+        return _env_path(name)
+    if name in ENV_SHORTCUTS:
+        return ENV_SHORTCUTS[name].split(".")
+    return None
+
+
+def _env_items(environ: Mapping[str, str]) -> list[tuple[str, list[str], str]]:
+    """(variable, key path, raw text) of llmkg's variables, in the order they apply: a
+    ``LLMKG__`` variable wins over a shortcut that sets the same key."""
+    items = [(name, _env_key(name), raw) for name, raw in environ.items()]
+    found = [(name, path, raw) for name, path, raw in items if path is not None]
+    return sorted(found, key=lambda item: (item[0].startswith(ENV_PREFIX), item[0]))
+
+
 def env_layer(environ: Mapping[str, str]) -> Layer | None:
-    """``LLMKG__SECTION__KEY=value`` (any depth) and ``LLMKG_PARTITION_ID``. A value is read
+    """``LLMKG__SECTION__KEY=value`` (any depth) and the ``ENV_SHORTCUTS``. A value is read
     as TOML when it parses as one (numbers, booleans, lists, quoted strings), else as text."""
     values: dict[str, Any] = {}
-    for name, raw in sorted(environ.items()):
-        if name.startswith(ENV_PREFIX):
-            path = _env_path(name)
-        elif name == "LLMKG_PARTITION_ID":
-            path = ["scalability", "distribution", "partition_id"]
-        else:
-            continue
+    for name, path, raw in _env_items(environ):
         if not all(path):
             raise ConfigError("environment", name, "empty key segment", raw)
         try:
@@ -91,20 +111,22 @@ def env_layer(environ: Mapping[str, str]) -> Layer | None:
 
 
 def env_texts(environ: Mapping[str, str]) -> dict[str, str]:
-    """The raw text of each ``LLMKG__`` variable by dotted key."""
-    return {
-        ".".join(_env_path(name)): raw
-        for name, raw in environ.items()
-        if name.startswith(ENV_PREFIX)
-    }
+    """The raw text of each of llmkg's variables by dotted key (the one that applies)."""
+    return {".".join(path): raw for _, path, raw in _env_items(environ)}
+
+
+def env_names(environ: Mapping[str, str]) -> dict[str, str]:
+    """The variable that sets each dotted key (the one that applies)."""
+    return {".".join(path): name for name, path, _ in _env_items(environ)}
 
 
 class _Merged:
     """The layers merged key by key (later ones win), remembering which layer set what."""
 
-    def __init__(self, layers: list[Layer]) -> None:
+    def __init__(self, layers: list[Layer], env_names: Mapping[str, str] | None = None) -> None:
         self.tree: dict[str, Any] = {}
         self.sources: dict[str, str] = {}
+        self.env_names = dict(env_names or {})
         for source, values in layers:
             self._merge(self.tree, values, source, "")
 
@@ -130,24 +152,35 @@ class _Merged:
     def error(self, key: str, message: str) -> ConfigError:
         """An error about ``key``, blaming the layer that set it (or its nearest table)."""
         parts = key.split(".")
-        source = BUILTIN
+        source, set_at = BUILTIN, key
         for end in range(len(parts), 0, -1):
             if found := self.sources.get(".".join(parts[:end])):
-                source = found
+                source, set_at = found, ".".join(parts[:end])
                 break
         if source == ENV_LAYER:
-            source = f"environment variable {ENV_PREFIX}" + "__".join(p.upper() for p in parts)
+            name = self.env_names.get(set_at)
+            if name is None:
+                name = ENV_PREFIX + "__".join(p.upper() for p in set_at.split("."))
+            source = f"environment variable {name}"
         node: Any = self.tree
         for part in parts:
-            node = node.get(part) if isinstance(node, Mapping) else None
+            if isinstance(node, list) and part.isdigit() and int(part) < len(node):
+                node = node[int(part)]
+            else:
+                node = node.get(part) if isinstance(node, Mapping) else None
         return ConfigError(source, key, message, node)
 
 
-def resolve(layers: list[Layer], env_texts: Mapping[str, str] | None = None) -> Settings:
+def resolve(
+    layers: list[Layer],
+    env_texts: Mapping[str, str] | None = None,
+    env_names: Mapping[str, str] | None = None,
+) -> Settings:
     """Merge the layers and validate the result as a whole. ``env_texts``: the raw text of
     each environment variable by dotted key, used as is where a string is expected and the
-    text read as TOML gave another type (``...__MIN_TLS_VERSION=1.3`` means "1.3")."""
-    merged = _Merged(layers)
+    text read as TOML gave another type (``...__MIN_TLS_VERSION=1.3`` means "1.3");
+    ``env_names``: the variable that set each key, named in errors."""
+    merged = _Merged(layers, env_names)
     texts = dict(env_texts or {})
     while True:
         try:
@@ -169,12 +202,10 @@ def _check(settings: Settings, merged: _Merged) -> None:
     s = settings.server
     if s.metrics_port == s.http_port and settings.monitoring.enable_metrics:
         raise merged.error("server.metrics_port", "must differ from server.http_port")
-    dist = settings.scalability.distribution
-    if dist.partition_id >= dist.partition_count:
-        raise merged.error(
-            "scalability.distribution.partition_id",
-            f"must be below partition_count ({dist.partition_count})",
-        )
+    try:
+        check_distribution(settings.scalability.distribution)
+    except LayoutError as e:
+        raise merged.error(e.key, e.reason) from None
     bands = settings.scalability.quantization.precision_bands
     if bands and (len(bands) != 3 or bands != sorted(bands, reverse=True)):
         raise merged.error(
@@ -240,7 +271,7 @@ def load_settings(
     env = env_layer(environ)
     if env:
         layers.append(env)
-    return resolve(layers, env_texts(environ))
+    return resolve(layers, env_texts(environ), env_names(environ))
 
 
 def to_builtins(settings: Settings) -> dict[str, Any]:

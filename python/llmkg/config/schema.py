@@ -153,17 +153,40 @@ class DiscoverySettings(Section):
     type: Literal["kubernetes", "static"] = "kubernetes"
     # the Kubernetes namespace of the peers
     namespace: str = "llmkg-production"
-    # the Service that lists the peers
-    service_name: str = "llmkg-scalable-allocation-service"
+    # the headless Service whose DNS name lists the ready peers
+    # (service_name.namespace.svc)
+    service_name: str = "llmkg-scalable-allocation-headless"
     # the peers' partition port
     port: Port = 8081
+    # llmkg: type = "static": the peers' partition addresses, "host:port" ("[v6]:port");
+    # their zones and partitions are asked of each peer
+    peers: list[str] = msgspec.field(default_factory=list)
+    # llmkg: type = "kubernetes": how often the Service's DNS name is resolved again; more
+    # than 0
+    refresh_interval: Duration = Duration(10)
 
 
 class DistributionSettings(Section):
-    # partitions of the graph (the StatefulSet's pods)
+    # partitions of the graph (a fact's home partition: a hash of its triple)
     partition_count: Positive = 8
     # llmkg: this process's partition, also set by LLMKG_PARTITION_ID
     partition_id: NonNegative = 0
+    # llmkg: the servers that hold each partition, in different zones when there are as
+    # many zones (llmkg.topology.assign places them)
+    replication_factor: Positive = 2
+    # llmkg: the partitions this server hosts; []: this pod's share of the zones layout
+    # (zones, pods_per_zone, zone, pod_index) when zones is set, else [partition_id]
+    partitions: list[NonNegative] = msgspec.field(default_factory=list)
+    # llmkg: this server's availability zone, also set by LLMKG_ZONE; "": unknown
+    zone: str = ""
+    # llmkg: the zones layout: these zones, each with pods_per_zone servers (one
+    # StatefulSet per zone), share the replicas; []: no layout
+    zones: list[str] = msgspec.field(default_factory=list)
+    # llmkg: the servers in each zone of zones
+    pods_per_zone: Positive = 1
+    # llmkg: this server's place among the pods_per_zone of its zone (the StatefulSet
+    # ordinal), also set by LLMKG_POD_INDEX
+    pod_index: NonNegative = 0
     # deadline of a call to a peer partition
     communication_timeout: Duration = Duration(5)
     # retries of a call to a peer partition
@@ -473,5 +496,17 @@ INACTIVE = (
     "performance.memory.large_allocation_threshold",
     "performance.memory.memory_pool_sizes",
 )
-# Acted on although their section is listed in INACTIVE.
-ACTIVE_IN_INACTIVE = ("scalability.distribution.partition_id",)
+# Acted on although their section is listed in INACTIVE: the partition id (the store's
+# partition), and what llmkg.topology reads: the placement of the replicas, this server's
+# share of it, and peer discovery (which `llmkg-server topology` shows; the request path
+# uses them once the partition layer routes).
+ACTIVE_IN_INACTIVE = (
+    "scalability.distribution.partition_id",
+    "scalability.distribution.replication_factor",
+    "scalability.distribution.partitions",
+    "scalability.distribution.zone",
+    "scalability.distribution.zones",
+    "scalability.distribution.pods_per_zone",
+    "scalability.distribution.pod_index",
+    "scalability.distribution.discovery",
+)
