@@ -4,6 +4,7 @@ and the variable that set it."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -111,3 +112,32 @@ def test_a_bad_layout_in_a_file_names_the_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=f"{path}: scalability.distribution.zone = 'c'"):
         load_settings(path, environ={})
 
+
+def test_the_topology_command_shows_this_servers_share(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from llmkg.server.cli import main
+
+    for name, value in {
+        **LAYOUT,
+        "LLMKG_ZONE": "us-west-2b",
+        "LLMKG_POD_INDEX": "2",
+        f"{D}DISCOVERY__TYPE": "static",
+        f"{D}DISCOVERY__PEERS": '["127.0.0.1:18082", "127.0.0.1:18081"]',
+    }.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("LLMKG_CONFIG_PATH", str(PRODUCTION))
+    monkeypatch.delenv("LLMKG_ENVIRONMENT", raising=False)
+    assert main(["topology", "--resolve"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["zone"] == "us-west-2b" and shown["pod_index"] == 2
+    assert shown["partitions"] == [2, 6]
+    assert shown["layout"] == {
+        "us-west-2a": [[0, 4], [1, 5], [2, 6], [3, 7]],
+        "us-west-2b": [[0, 4], [1, 5], [2, 6], [3, 7]],
+    }
+    assert shown["peers"] == ["127.0.0.1:18081", "127.0.0.1:18082"]
+    # A layout that cannot be placed stops it like any bad config.
+    monkeypatch.setenv("LLMKG_ZONE", "us-east-1a")
+    assert main(["topology"]) == 2
+    assert "scalability.distribution.zone" in capsys.readouterr().err

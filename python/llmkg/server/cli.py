@@ -1,6 +1,6 @@
 """``llmkg-server``: serve, check the config, probe a running server, the operator
-commands (checkpoint, backup, restore, migrate, token; export and import: ``datacli``),
-and a local cluster (``llmkg.cluster``)."""
+commands (checkpoint, backup, restore, migrate, token, topology; export and import:
+``datacli``), and a local cluster (``llmkg.cluster``)."""
 
 from __future__ import annotations
 
@@ -81,6 +81,9 @@ def parser() -> argparse.ArgumentParser:
     from llmkg.cluster.command import add_parser as add_cluster_parser
 
     add_cluster_parser(sub)
+    from llmkg.topology.command import add_parser as add_topology_parser
+
+    add_topology_parser(sub)
     t = sub.add_parser("token", help="mint an access and a refresh token")
     t.add_argument("--subject", required=True)
     t.add_argument("--scope", required=True, help="comma-separated: read, write, admin")
@@ -285,6 +288,10 @@ def main(argv: list[str] | None = None) -> int:
         return migrate(settings, args)
     if args.command == "token":
         return token(settings, args)
+    if args.command == "topology":
+        from llmkg.topology.command import run as topology
+
+        return topology(settings, args)
     from llmkg.server.runner import serve
     from llmkg.server.startup import StartupError
 
