@@ -7,7 +7,8 @@
 #                    schemas (kubernetes-validate); needs no cluster and changes nothing
 #
 # Environment:
-#   ENVIRONMENT      staging | production | production-postgresql (default: production)
+#   ENVIRONMENT      staging | production | production-postgresql | production-partitioned
+#                    (default: production)
 #   IMAGE_TAG        tag of llmkg/scalable-allocation to deploy (default: the overlay's)
 #   KUBE_VERSION     Kubernetes version to validate against (default: 1.30.0, the oldest
 #                    the manifests support: the pod-index label needs 1.28+)
@@ -19,6 +20,9 @@
 # A real deploy: refuse while the Secrets llmkg-tls / llmkg-jwt are missing, apply the
 # rendered overlay, wait for `rollout status`, run `llmkg-server --health-check` in every
 # pod, and roll back (`kubectl rollout undo`) when the rollout or a health check fails.
+# An overlay with several StatefulSets (production-partitioned: one per zone) is rolled
+# out one StatefulSet after the other: two rolling at once could restart both replicas of
+# a partition together (a rolling update does not ask the PodDisruptionBudgets).
 # Nothing secret is printed: the Secrets are not part of the overlay (see
 # k8s/secrets.example.yaml), only their existence is checked, and the rendered manifests
 # are written to a private temporary directory, never to the terminal.
@@ -26,7 +30,6 @@ set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 readonly ROOT
-readonly STS=llmkg-scalable-allocation
 readonly SELECTOR=app=llmkg,component=scalable-allocation
 readonly IMAGE=llmkg/scalable-allocation
 
@@ -50,8 +53,8 @@ for arg in "$@"; do
 done
 
 case $ENVIRONMENT in
-    staging | production | production-postgresql) ;;
-    *) die "ENVIRONMENT must be staging, production or production-postgresql, not '$ENVIRONMENT'" ;;
+    staging | production | production-postgresql | production-partitioned) ;;
+    *) die "ENVIRONMENT must be staging, production, production-postgresql or production-partitioned, not '$ENVIRONMENT'" ;;
 esac
 readonly OVERLAY=$ROOT/k8s/overlays/$ENVIRONMENT
 [[ -f $OVERLAY/kustomization.yaml ]] || die "no overlay at $OVERLAY"
@@ -86,7 +89,7 @@ render() {
         printf 'resources:\n  - %s\n' "$(realpath --relative-to="$dir" "$OVERLAY")"
         if [[ -n $IMAGE_TAG ]]; then
             printf 'images:\n  - name: %s\n    newTag: "%s"\n' "$IMAGE" "$IMAGE_TAG"
-            printf 'patches:\n  - target: {kind: StatefulSet, name: %s}\n    patch: |-\n' "$STS"
+            printf 'patches:\n  - target: {kind: StatefulSet, labelSelector: "%s"}\n    patch: |-\n' "$SELECTOR"
             printf '      - {op: replace, path: /metadata/labels/version, value: "%s"}\n' "$IMAGE_TAG"
             printf '      - {op: replace, path: /spec/template/metadata/labels/version, value: "%s"}\n' "$IMAGE_TAG"
         fi
@@ -120,6 +123,30 @@ namespace() {
     awk '/^kind: Namespace$/ {ns=1} ns && /^  name:/ {print $2; exit}' "$WORK/manifests.yaml"
 }
 
+# The rendered documents split in two: each StatefulSet in a file of its own
+# ($WORK/statefulset-<name>.yaml, its name appended to STATEFULSETS, in rendering order),
+# every other document in $WORK/others.yaml.
+STATEFULSETS=()
+split_manifests() {
+    local dir=$WORK/split doc name
+    mkdir -p "$dir"
+    awk -v dir="$dir" '
+        BEGIN { n = 0; out = sprintf("%s/%04d.yaml", dir, n) }
+        /^---$/ { close(out); n++; out = sprintf("%s/%04d.yaml", dir, n); next }
+        { print > out }
+    ' "$WORK/manifests.yaml"
+    : >"$WORK/others.yaml"
+    for doc in "$dir"/*.yaml; do
+        if grep -q '^kind: StatefulSet$' "$doc"; then
+            name=$(awk '/^  name:/ {print $2; exit}' "$doc")
+            cp "$doc" "$WORK/statefulset-$name.yaml"
+            STATEFULSETS+=("$name")
+        else
+            { printf -- '---\n'; cat "$doc"; } >>"$WORK/others.yaml"
+        fi
+    done
+}
+
 log "rendering k8s/overlays/$ENVIRONMENT${IMAGE_TAG:+ with image tag $IMAGE_TAG}"
 render
 validate
@@ -128,6 +155,8 @@ readonly NAMESPACE
 [[ -n $NAMESPACE ]] || die "the overlay renders no Namespace"
 log "valid against Kubernetes $KUBE_VERSION: namespace $NAMESPACE"
 summary
+split_manifests
+((${#STATEFULSETS[@]} > 0)) || die "the overlay renders no StatefulSet"
 
 if $DRY_RUN; then
     log "dry run: nothing applied"
@@ -148,45 +177,65 @@ for secret in "${SECRETS[@]}"; do
         die "Secret $secret is missing in $NAMESPACE: create it first (k8s/secrets.example.yaml)"
 done
 
-# The revision to return to; none on a first deploy.
-PREVIOUS=$("$KUBECTL" -n "$NAMESPACE" get statefulset "$STS" \
-    -o jsonpath='{.status.currentRevision}' 2>/dev/null || true)
+# The revision of each StatefulSet to return to; none on a first deploy.
+declare -A PREVIOUS
+for sts in "${STATEFULSETS[@]}"; do
+    PREVIOUS[$sts]=$("$KUBECTL" -n "$NAMESPACE" get statefulset "$sts" \
+        -o jsonpath='{.status.currentRevision}' 2>/dev/null || true)
+done
+# The StatefulSets applied so far, in order: a rollback undoes them.
+APPLIED=()
 
-rollback() {
-    log "rolling back: $1"
-    if [[ -z $PREVIOUS ]]; then
-        die "first deploy of $STS in $NAMESPACE: nothing to roll back to; inspect with kubectl -n $NAMESPACE describe statefulset $STS"
+undo() {
+    local sts=$1 target pod revision generations _
+    if [[ -z ${PREVIOUS[$sts]} ]]; then
+        log "first deploy of $sts: nothing to roll back to; inspect with kubectl -n $NAMESPACE describe statefulset $sts"
+        return 1
     fi
-    "$KUBECTL" -n "$NAMESPACE" rollout undo "statefulset/$STS" >&2
+    "$KUBECTL" -n "$NAMESPACE" rollout undo "statefulset/$sts" >&2
     # A StatefulSet does not replace a pod of the bad revision that never became ready
     # (Kubernetes' "forced rollback"): delete those pods so the controller recreates them
     # from the restored template.
-    local target pod revision generations _
     # The restored revision is known once the controller has seen the undo.
     for _ in {1..30}; do
-        generations=$("$KUBECTL" -n "$NAMESPACE" get statefulset "$STS" \
+        generations=$("$KUBECTL" -n "$NAMESPACE" get statefulset "$sts" \
             -o jsonpath='{.metadata.generation} {.status.observedGeneration}')
         [[ ${generations% *} == "${generations#* }" ]] && break
         sleep 1
     done
-    target=$("$KUBECTL" -n "$NAMESPACE" get statefulset "$STS" -o jsonpath='{.status.updateRevision}')
+    target=$("$KUBECTL" -n "$NAMESPACE" get statefulset "$sts" -o jsonpath='{.status.updateRevision}')
     while read -r pod revision; do
-        if [[ -n $pod && $revision != "$target" ]]; then
+        # This StatefulSet's pods only: <name>-<ordinal>.
+        if [[ $pod =~ ^$sts-[0-9]+$ && $revision != "$target" ]]; then
             "$KUBECTL" -n "$NAMESPACE" delete pod "$pod" --wait=false >&2
         fi
     done < <("$KUBECTL" -n "$NAMESPACE" get pods -l "$SELECTOR" \
         -o jsonpath='{range .items[*]}{.metadata.name} {.metadata.labels.controller-revision-hash}{"\n"}{end}')
-    "$KUBECTL" -n "$NAMESPACE" rollout status "statefulset/$STS" --timeout="$ROLLOUT_TIMEOUT" >&2 ||
-        log "the rollback has not settled either: inspect the pods by hand"
-    die "deploy of $ENVIRONMENT failed and was rolled back to $PREVIOUS"
+    "$KUBECTL" -n "$NAMESPACE" rollout status "statefulset/$sts" --timeout="$ROLLOUT_TIMEOUT" >&2 ||
+        log "the rollback of $sts has not settled either: inspect its pods by hand"
+    log "statefulset/$sts rolled back to ${PREVIOUS[$sts]}"
+}
+
+# Undo the StatefulSets applied, the last first and one at a time (as they rolled out).
+rollback() {
+    log "rolling back: $1"
+    local i complete=true
+    for ((i = ${#APPLIED[@]} - 1; i >= 0; i--)); do
+        undo "${APPLIED[i]}" || complete=false
+    done
+    $complete || die "deploy of $ENVIRONMENT failed and could not be rolled back entirely"
+    die "deploy of $ENVIRONMENT failed and was rolled back"
 }
 
 log "applying to $NAMESPACE"
-"$KUBECTL" apply -f "$WORK/manifests.yaml" >&2
-
-log "waiting for statefulset/$STS (timeout $ROLLOUT_TIMEOUT)"
-"$KUBECTL" -n "$NAMESPACE" rollout status "statefulset/$STS" --timeout="$ROLLOUT_TIMEOUT" >&2 ||
-    rollback "the rollout did not complete"
+"$KUBECTL" apply -f "$WORK/others.yaml" >&2
+for sts in "${STATEFULSETS[@]}"; do
+    APPLIED+=("$sts")
+    "$KUBECTL" apply -f "$WORK/statefulset-$sts.yaml" >&2
+    log "waiting for statefulset/$sts (timeout $ROLLOUT_TIMEOUT)"
+    "$KUBECTL" -n "$NAMESPACE" rollout status "statefulset/$sts" --timeout="$ROLLOUT_TIMEOUT" >&2 ||
+        rollback "statefulset/$sts did not complete its rollout"
+done
 
 log "health checks"
 healthy() {

@@ -25,6 +25,8 @@ except ModuleNotFoundError:  # Python 3.10
 
 REPO = Path(__file__).resolve().parents[2]
 OVERLAYS = ("staging", "production")
+# Beside OVERLAYS, which share their checks, the overlays that have tests of their own.
+PRODUCTION_OVERLAYS = ("production-postgresql", "production-partitioned")
 
 
 def tool(name: str) -> str:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from .helpers import OVERLAYS, REPO, run, tool
+from .helpers import OVERLAYS, PRODUCTION_OVERLAYS, REPO, run, tool
 
 SCRIPT = REPO / "scripts/deploy-production.sh"
 
@@ -41,6 +41,14 @@ def test_dry_run_renders_and_validates(overlay: str) -> None:
     assert "StatefulSet/llmkg-scalable-allocation" in out.stderr
     assert "dry run: nothing applied" in out.stderr
     assert out.stdout == ""  # no manifest, so no config or secret, reaches the terminal
+
+
+@pytest.mark.parametrize("overlay", PRODUCTION_OVERLAYS)
+def test_dry_run_of_the_production_variants(overlay: str) -> None:
+    out = run(str(SCRIPT), "--dry-run", env=script_env(ENVIRONMENT=overlay))
+    assert out.returncode == 0, out.stderr
+    assert "valid against Kubernetes 1.30.0: namespace llmkg-production" in out.stderr
+    assert "dry run: nothing applied" in out.stderr and out.stdout == ""
 
 
 def test_dry_run_refuses_bad_arguments() -> None:
@@ -90,6 +98,7 @@ case "$*" in
     *"get statefulset"*updateRevision*) printf 'rev-good' ;;
     *"rollout status"*)
         if [[ -f $FAKE_LOG.undone ]]; then exit 0; fi
+        if [[ -n ${FAKE_ROLLOUT_FAIL:-} && $* == *"$FAKE_ROLLOUT_FAIL"* ]]; then exit 1; fi
         exit "${FAKE_ROLLOUT_RC:-0}" ;;
     *"rollout undo"*) touch "$FAKE_LOG.undone" ;;
     *"get pods"*"-o name"*) printf 'pod/%s\n' "$STS-0" "$STS-1" ;;
@@ -163,3 +172,27 @@ def test_deploy_on_postgresql_needs_the_database_secret(tmp_path: Path) -> None:
     )
     assert rc != 0 and "Secret llmkg-postgresql is missing" in output
     assert not [c for c in calls if c.startswith("apply -f") and not c.endswith("-")]
+
+
+PARTITIONED_SETS = [f"llmkg-scalable-allocation-{zone}" for zone in ("us-west-2a", "us-west-2b")]
+
+
+def test_zone_statefulsets_roll_out_one_after_the_other(tmp_path: Path) -> None:
+    rc, output, calls = deploy(tmp_path, ENVIRONMENT="production-partitioned")
+    assert rc == 0, output
+    waits = [i for i, c in enumerate(calls) if "rollout status statefulset/" in c]
+    assert [calls[i].split()[4] for i in waits] == [f"statefulset/{s}" for s in PARTITIONED_SETS]
+    applies = [i for i, c in enumerate(calls) if c.startswith("apply -f") and c[-1] != "-"]
+    # Everything else, then each zone's StatefulSet once the one before has rolled out.
+    assert len(applies) == 3 and applies[0] < applies[1] < waits[0] < applies[2] < waits[1]
+
+
+def test_a_failed_zone_rolls_back_every_zone_applied_the_last_first(tmp_path: Path) -> None:
+    rc, output, calls = deploy(
+        tmp_path, ENVIRONMENT="production-partitioned", FAKE_ROLLOUT_FAIL="us-west-2b"
+    )
+    assert rc != 0
+    undone = [c.split()[-1] for c in calls if "rollout undo" in c]
+    assert undone == [f"statefulset/{s}" for s in reversed(PARTITIONED_SETS)]
+    assert not [c for c in calls if " exec " in f" {c} "]
+    assert "failed and was rolled back" in output

@@ -6,6 +6,8 @@ the StatefulSet sets it (the partition id of the pod with the highest ordinal), 
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -16,12 +18,21 @@ from .helpers import OVERLAYS, one, rendered, run
 
 pytest.importorskip("llmkg.server.cli", reason="the package is not built (make develop)")
 
+POD_INDEX = "metadata.labels['apps.kubernetes.io/pod-index']"
 
-def pod_config(
-    overlay: str, root: Path, ordinal: int, extra: dict[str, str] | None = None
-) -> dict[str, Any]:
+
+def pod_run(
+    overlay: str,
+    root: Path,
+    ordinal: int,
+    args: tuple[str, ...],
+    extra: dict[str, str] | None = None,
+    statefulset: str = "llmkg-scalable-allocation",
+) -> subprocess.CompletedProcess[str]:
+    """``llmkg-server ARGS`` as pod ``ordinal`` of ``statefulset`` would run it: its
+    ConfigMap written under ``root`` as the volume lays it, its environment set."""
     docs = rendered(overlay)
-    sts = one(docs, "StatefulSet", "llmkg-scalable-allocation")
+    sts = one(docs, "StatefulSet", statefulset)
     spec = sts["spec"]["template"]["spec"]
     (container,) = spec["containers"]
     (volume,) = [v for v in spec["volumes"] if v["name"] == "config"]
@@ -32,14 +43,22 @@ def pod_config(
         (etc / item["path"]).parent.mkdir(parents=True, exist_ok=True)
         (etc / item["path"]).write_text(configmap["data"][item["key"]])
     env = {"PATH": "/usr/bin:/bin"}
+    if "PYTHONPATH" in os.environ:  # the package from a source tree, not the venv's
+        env["PYTHONPATH"] = os.environ["PYTHONPATH"]
     for var in container["env"]:
         if "value" in var:
             env[var["name"]] = var["value"]
+        elif var["valueFrom"]["fieldRef"]["fieldPath"] == POD_INDEX:
+            env[var["name"]] = str(ordinal)  # what the pod-index label holds
     env["LLMKG_CONFIG_PATH"] = str(root / env["LLMKG_CONFIG_PATH"].lstrip("/"))
-    if any(var["name"] == "LLMKG_PARTITION_ID" for var in container["env"]):
-        env["LLMKG_PARTITION_ID"] = str(ordinal)  # what the pod-index label holds
     env.update(extra or {})
-    out = run(sys.executable, "-m", "llmkg.server.cli", "--check-config", env=env)
+    return run(sys.executable, "-m", "llmkg.server.cli", *args, env=env)
+
+
+def pod_config(
+    overlay: str, root: Path, ordinal: int, extra: dict[str, str] | None = None
+) -> dict[str, Any]:
+    out = pod_run(overlay, root, ordinal, ("--check-config",), extra)
     assert out.returncode == 0, out.stdout + out.stderr
     return json.loads(out.stdout)
 
