@@ -66,6 +66,7 @@ lint-ops: $(VENV)/.stamp ## hadolint, shellcheck, kustomize render + schema vali
 	$(VENV)/bin/shellcheck scripts/*.sh .ci/run
 	ENVIRONMENT=staging scripts/deploy-production.sh --dry-run
 	ENVIRONMENT=production scripts/deploy-production.sh --dry-run
+	ENVIRONMENT=production-partitioned scripts/deploy-production.sh --dry-run
 	@if command -v promtool >/dev/null; then \
 		promtool check rules monitoring/alerts.yaml && promtool test rules monitoring/alerts.test.yaml; \
 	else echo "promtool not installed (apt-get install prometheus): alert rules not checked"; fi
