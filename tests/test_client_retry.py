@@ -30,6 +30,7 @@ SEARCH_ANSWER = {
             "node_id": 7,
             "score": 0.5,
             "fact": {"subject": "a", "predicate": "b", "object": "c", "confidence": 0.5},
+            "parent": None,
         }
     ]
 }

@@ -88,8 +88,7 @@ class AsyncClient(ClientBase):
         ef: int | None = None,
         filter: SearchFilter | None = None,
     ) -> list[SearchHit]:
-        """The ``k`` nodes closest to ``embedding`` or to ``text``, best first. A hit's
-        ``node.parent`` is None: the search answer does not carry it."""
+        """The ``k`` nodes closest to ``embedding`` or to ``text``, best first."""
         return await self._send(calls.search(embedding, text, k, ef, filter))
 
     async def get(self, node_id: int) -> Node | None:

@@ -75,7 +75,7 @@ def _params(**given: str | int | float | None) -> Params:
     return tuple(out)
 
 
-def node(n: m.NodeResponse) -> Node:
+def node(n: m.NodeResponse | m.SearchHit) -> Node:
     f = n.fact
     return Node(n.node_id, f.subject, f.predicate, f.object, f.confidence, n.parent)
 
@@ -153,17 +153,7 @@ _SEARCH = _decoder(m.SearchResponse)
 
 
 def _hits(body: bytes) -> list[SearchHit]:
-    # The search answer carries no parent: the hit's node has parent None (``get`` has it).
-    return [
-        SearchHit(
-            h.node_id,
-            h.score,
-            Node(
-                h.node_id, h.fact.subject, h.fact.predicate, h.fact.object, h.fact.confidence, None
-            ),
-        )
-        for h in _SEARCH(body).results
-    ]
+    return [SearchHit(h.node_id, h.score, node(h)) for h in _SEARCH(body).results]
 
 
 def search(

@@ -88,8 +88,7 @@ class Client(ClientBase):
         ef: int | None = None,
         filter: SearchFilter | None = None,
     ) -> list[SearchHit]:
-        """The ``k`` nodes closest to ``embedding`` or to ``text``, best first. A hit's
-        ``node.parent`` is None: the search answer does not carry it."""
+        """The ``k`` nodes closest to ``embedding`` or to ``text``, best first."""
         return self._send(calls.search(embedding, text, k, ef, filter))
 
     def get(self, node_id: int) -> Node | None:
