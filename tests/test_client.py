@@ -120,6 +120,9 @@ def test_search_by_embedding_finds_the_fact(client: llmkg.Client) -> None:
     assert hits[0].node.subject == "s5" and hits[0].score == pytest.approx(1.0, abs=1e-3)
     assert hits[0].node_id == hits[0].node.node_id
     assert hits[0].score >= hits[1].score >= hits[2].score
+    # A hit's node is the node, its parent too (every node but the first has one here).
+    assert [client.get(h.node_id) for h in hits] == [h.node for h in hits]
+    assert any(h.node.parent is not None for h in hits)
 
 
 def test_search_by_text_with_a_filter(client: llmkg.Client) -> None:

@@ -16,6 +16,7 @@ import pytest
 
 import llmkg
 from llmkg.client import (
+    ApiConnectionError,
     ApiError,
     RetryPolicy,
     ServerError,
@@ -23,6 +24,7 @@ from llmkg.client import (
     calls,
 )
 from llmkg.client.errors import retry_after_seconds
+from llmkg.engine.exchange import ExportedFact
 
 SEARCH_ANSWER = {
     "results": [
@@ -30,6 +32,7 @@ SEARCH_ANSWER = {
             "node_id": 7,
             "score": 0.5,
             "fact": {"subject": "a", "predicate": "b", "object": "c", "confidence": 0.5},
+            "parent": None,
         }
     ]
 }
@@ -41,6 +44,12 @@ class Answer:
     status: int
     body: bytes = b""
     headers: dict[str, str] = field(default_factory=dict)
+    length: int | None = None  # the Content-Length sent, if not the body's: a cut answer
+    # Sends the body's first line, then the rest once this is set (or after GATE seconds).
+    gate: threading.Event | None = None
+
+
+GATE = 30.0
 
 
 def json_answer(status: int, body: object, **headers: str) -> Answer:
@@ -61,6 +70,7 @@ class Stub:
     def __init__(self) -> None:
         self.script: list[Answer] = []
         self.seen: list[tuple[str, str]] = []
+        self.gate_timed_out = False
         stub = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -72,9 +82,16 @@ class Stub:
                 self.send_response(answer.status)
                 for key, value in answer.headers.items():
                     self.send_header(key, value)
-                self.send_header("Content-Length", str(len(answer.body)))
+                length = len(answer.body) if answer.length is None else answer.length
+                self.send_header("Content-Length", str(length))
                 self.end_headers()
-                self.wfile.write(answer.body)
+                body = answer.body
+                if answer.gate is not None:
+                    first = body.index(b"\n") + 1
+                    self.wfile.write(body[:first])
+                    stub.gate_timed_out = not answer.gate.wait(GATE)
+                    body = body[first:]
+                self.wfile.write(body)
 
             do_GET = do_POST = do_DELETE = answer  # noqa: N815
 
@@ -88,6 +105,7 @@ class Stub:
     def play(self, *answers: Answer) -> None:
         self.script[:] = answers
         self.seen.clear()
+        self.gate_timed_out = False
 
 
 @pytest.fixture(scope="module")
@@ -230,6 +248,14 @@ def test_answers_that_are_not_the_apis(stub: Stub) -> None:
     assert unavailable_error.value.message == "Service Unavailable"
 
 
+def test_an_expanded_search_answered_without_its_expansion(stub: Stub) -> None:
+    stub.play(json_answer(200, SEARCH_ANSWER))  # a plain search's answer
+    with client(stub, FakeTime()) as c, pytest.raises(ApiError) as raised:
+        c.search(text="x", expand={"hops": 2})
+    assert (raised.value.status, raised.value.code) == (200, "invalid_response")
+    assert "expansion" in raised.value.message
+
+
 def test_a_not_ready_probe_is_an_answer(stub: Stub) -> None:
     time = FakeTime()
     body = {"status": "not_ready", "checks": {"store": {"ok": False, "detail": "down"}}}
@@ -260,6 +286,47 @@ def test_a_stream_is_retried_before_its_first_line(stub: Stub) -> None:
     with client(stub, time) as c, pytest.raises(ApiError) as raised:
         list(c._stream(ndjson_call()))
     assert raised.value.code == "invalid_response"
+
+
+EXPORTED = b"".join(
+    json.dumps(
+        {
+            "id": i,
+            "subject": "a",
+            "predicate": "b",
+            "object": "c",
+            "confidence": 0.5,
+            "parent": None,
+        }
+    ).encode()
+    + b"\n"
+    for i in (1, 2, 3)
+)
+
+
+def test_an_export_is_read_as_it_arrives(stub: Stub) -> None:
+    gate = threading.Event()
+    stub.play(Answer(200, EXPORTED, gate=gate))
+    with client(stub, FakeTime()) as c:
+        facts = c.export()
+        first = next(facts)  # while the server holds the rest back
+        gate.set()
+        rest = list(facts)
+    assert isinstance(first, ExportedFact) and first.id == 1 and first.embedding is None
+    assert [f.id for f in rest] == [2, 3]
+    assert not stub.gate_timed_out, "the client waited for the whole answer"
+
+
+def test_an_export_is_retried_before_its_first_fact_only(stub: Stub) -> None:
+    time = FakeTime()
+    cut = Answer(200, EXPORTED, length=len(EXPORTED) + 100)  # the connection ends early
+    stub.play(unavailable(**{"Retry-After": "2"}), cut, Answer(200, EXPORTED))
+    got: list[int] = []
+    with client(stub, time) as c, pytest.raises(ApiConnectionError):
+        for f in c.export(embedding=True):
+            got.append(f.id)
+    assert got == [1, 2, 3] and time.waits == [2.0]
+    assert stub.seen == [("GET", "/api/v1/export?embedding=true")] * 2
 
 
 @pytest.mark.anyio

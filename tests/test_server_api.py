@@ -68,6 +68,7 @@ def test_allocate_then_get_search_delete(server: Server, openapi: dict[str, Any]
     check_against_openapi(openapi, "post", "/api/v1/search", search)
     top = search.json()["results"][0]
     assert top["node_id"] == node_id and top["score"] == pytest.approx(1.0, abs=1e-5)
+    assert top["fact"] == got.json()["fact"] and top["parent"] == got.json()["parent"]
 
     deleted = server.client.delete(f"/api/v1/nodes/{node_id}")
     check_against_openapi(openapi, "delete", "/api/v1/nodes/{node_id}", deleted)

@@ -1,7 +1,8 @@
 """A client of the llmkg HTTP API: ``Client`` (blocking) and ``AsyncClient``, with the
 engine's method names and result types (``llmkg.engine.Node``, ``SearchHit``,
-``AllocationResult``), errors by kind (``ApiError`` and its subclasses), retries of
-safe calls on 429/503 and the refresh of an expired access token.
+``AllocationResult``, ``Traversal``, ``ExpandedSearch``), errors by kind (``ApiError``
+and its subclasses), retries of safe calls on 429/503 and the refresh of an expired
+access token.
 
 The clients (and httpx under them) are imported when first used, so that importing the
 errors or the types costs no HTTP stack.
@@ -33,6 +34,7 @@ from llmkg.client.types import (
     FactInput,
     Health,
     HealthCheck,
+    SearchExpand,
     SearchFilter,
     Vector,
 )
@@ -59,6 +61,7 @@ __all__ = [
     "NotFoundError",
     "RateLimitedError",
     "RetryPolicy",
+    "SearchExpand",
     "SearchFilter",
     "ServerError",
     "UnauthorizedError",

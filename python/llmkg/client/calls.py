@@ -11,7 +11,7 @@ into the engine's result types.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 from urllib.parse import quote
@@ -25,11 +25,21 @@ from llmkg.client.types import (
     Entity,
     FactInput,
     Health,
+    SearchExpand,
     SearchFilter,
     Vector,
 )
+from llmkg.engine.exchange import ExportedFact
 from llmkg.engine.facts import Fact
-from llmkg.engine.results import AllocationResult, Node, SearchHit
+from llmkg.engine.results import (
+    AllocationResult,
+    ExpandedFact,
+    ExpandedSearch,
+    Node,
+    Reached,
+    SearchHit,
+    Traversal,
+)
 from llmkg.server import models as m
 
 T = TypeVar("T")
@@ -75,9 +85,18 @@ def _params(**given: str | int | float | None) -> Params:
     return tuple(out)
 
 
-def node(n: m.NodeResponse) -> Node:
+def node(n: m.NodeResponse | m.SearchHit | m.ReachedFact | m.ExpandedFact) -> Node:
     f = n.fact
     return Node(n.node_id, f.subject, f.predicate, f.object, f.confidence, n.parent)
+
+
+def _list(values: object) -> object:
+    """A sequence as a JSON array (msgspec encodes no ``range`` or other ``Sequence``). A
+    str, a number... go as they are, for the server to refuse (422 naming the field),
+    as the engine does: ``list("Pho")`` would walk from "P", "h" and "o"."""
+    if isinstance(values, (str, bytes)) or not isinstance(values, Iterable):
+        return values
+    return list(values)
 
 
 def _vector(v: Vector) -> list[float]:
@@ -152,27 +171,26 @@ def delete(node_id: int) -> Call[bool]:
 _SEARCH = _decoder(m.SearchResponse)
 
 
-def _hits(body: bytes) -> list[SearchHit]:
-    # The search answer carries no parent: the hit's node has parent None (``get`` has it).
-    return [
-        SearchHit(
-            h.node_id,
-            h.score,
-            Node(
-                h.node_id, h.fact.subject, h.fact.predicate, h.fact.object, h.fact.confidence, None
-            ),
-        )
-        for h in _SEARCH(body).results
-    ]
+def _hits(answer: m.SearchResponse) -> list[SearchHit]:
+    return [SearchHit(h.node_id, h.score, node(h)) for h in answer.results]
 
 
-def search(
+def _expanded(body: bytes) -> ExpandedSearch:
+    answer = _SEARCH(body)
+    if answer.expanded is None or answer.truncated is None or answer.capped is None:
+        # Not what the API answers to an expanded search (read_answer reports it).
+        raise msgspec.DecodeError("a search with expand answered no expansion")
+    expanded = [ExpandedFact(e.source, e.hop, node(e)) for e in answer.expanded]
+    return ExpandedSearch(_hits(answer), expanded, answer.truncated, answer.capped)
+
+
+def _query(
     embedding: Vector | None,
     text: str | None,
     k: int,
     ef: int | None,
     filter: SearchFilter | Mapping[str, str | float] | None,
-) -> Call[list[SearchHit]]:
+) -> dict[str, object]:
     query: dict[str, object] = {"k": k}
     if embedding is not None:
         query["embedding"] = _vector(embedding)
@@ -182,8 +200,37 @@ def search(
         query["ef"] = ef
     if filter:
         query["filter"] = dict(filter)
+    return query
+
+
+def search(
+    embedding: Vector | None,
+    text: str | None,
+    k: int,
+    ef: int | None,
+    filter: SearchFilter | Mapping[str, str | float] | None,
+) -> Call[list[SearchHit]]:
     # A read, sent as POST for its body: safe to send twice.
-    return Call("POST", "/api/v1/search", _hits, body=_json({"query": query}))
+    body = _json({"query": _query(embedding, text, k, ef, filter)})
+    return Call("POST", "/api/v1/search", lambda b: _hits(_SEARCH(b)), body=body)
+
+
+def search_expanded(
+    embedding: Vector | None,
+    text: str | None,
+    k: int,
+    ef: int | None,
+    filter: SearchFilter | Mapping[str, str | float] | None,
+    expand: SearchExpand | Mapping[str, object],
+) -> Call[ExpandedSearch]:
+    """``search`` with ``expand``: an empty one expands with the server's defaults, as
+    the engine's ``expand={}`` does. Its keys go through as given (the server names an
+    unknown one, 422 ``query.expand.<key>``)."""
+    expansion = {
+        key: _list(value) if key == "predicates" else value for key, value in expand.items()
+    }
+    query = {**_query(embedding, text, k, ef, filter), "expand": expansion}
+    return Call("POST", "/api/v1/search", _expanded, body=_json({"query": query}))
 
 
 _NODE = _decoder(m.NodeResponse)
@@ -284,6 +331,53 @@ def ancestors(node_id: int, max_depth: int | None) -> Call[list[Node] | None]:
 
     params = _params(max_depth=max_depth)
     return Call("GET", f"/api/v1/nodes/{node_id}/ancestors", decode, params, absent=lambda: None)
+
+
+_TRAVERSAL = _decoder(m.TraverseResponse)
+
+
+def _traversal(body: bytes) -> Traversal:
+    answer = _TRAVERSAL(body)
+    return Traversal(
+        [Reached(r.hop, node(r)) for r in answer.facts], answer.truncated, answer.capped
+    )
+
+
+def traverse(
+    entities: Sequence[str] | None,
+    nodes: Sequence[int] | None,
+    hops: int,
+    direction: str,
+    predicates: Sequence[str] | None,
+    max_facts: int,
+) -> Call[Traversal]:
+    # Neither or both starts go as given: the server refuses them (422 "start"), as the
+    # engine does, rather than the client guessing.
+    start: dict[str, object] = {}
+    if entities is not None:
+        start["entities"] = _list(entities)
+    if nodes is not None:
+        start["nodes"] = _list(nodes)
+    body: dict[str, object] = {
+        "start": start,
+        "hops": hops,
+        "direction": direction,
+        "max_facts": max_facts,
+    }
+    if predicates is not None:
+        body["predicates"] = _list(predicates)
+    # A read, sent as POST for its body: safe to send twice.
+    return Call("POST", "/api/v1/traverse", _traversal, body=_json(body))
+
+
+_EXPORTED = _decoder(ExportedFact)
+
+
+def export(embedding: bool) -> Call[ExportedFact]:
+    """One line of the NDJSON export (the clients' ``_stream`` reads it line by line)."""
+    # "true" only: the server takes true/false, not Python's True.
+    params: Params = (("embedding", "true"),) if embedding else ()
+    return Call("GET", "/api/v1/export", _EXPORTED, params)
 
 
 # ---- probes, tokens, administration --------------------------------------------------------

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from types import TracebackType
+from typing import overload
 
 import httpx
 
@@ -29,11 +30,14 @@ from llmkg.client.types import (
     Entity,
     FactInput,
     Health,
+    SearchExpand,
     SearchFilter,
     Vector,
 )
+from llmkg.engine.exchange import ExportedFact
 from llmkg.engine.facts import Fact
-from llmkg.engine.results import AllocationResult, Node, SearchHit
+from llmkg.engine.results import AllocationResult, ExpandedSearch, Node, SearchHit, Traversal
+from llmkg.engine.traversal import DEFAULT_FACTS
 
 
 class Client(ClientBase):
@@ -80,6 +84,7 @@ class Client(ClientBase):
         """Allocate each fact in order (``POST /api/v1/allocate/batch``)."""
         return self._send(calls.allocate_many(facts))
 
+    @overload
     def search(
         self,
         embedding: Vector | None = None,
@@ -87,10 +92,36 @@ class Client(ClientBase):
         k: int = 10,
         ef: int | None = None,
         filter: SearchFilter | None = None,
-    ) -> list[SearchHit]:
-        """The ``k`` nodes closest to ``embedding`` or to ``text``, best first. A hit's
-        ``node.parent`` is None: the search answer does not carry it."""
-        return self._send(calls.search(embedding, text, k, ef, filter))
+        expand: None = None,
+    ) -> list[SearchHit]: ...
+
+    @overload
+    def search(
+        self,
+        embedding: Vector | None = None,
+        text: str | None = None,
+        k: int = 10,
+        ef: int | None = None,
+        filter: SearchFilter | None = None,
+        *,
+        expand: SearchExpand,
+    ) -> ExpandedSearch: ...
+
+    def search(
+        self,
+        embedding: Vector | None = None,
+        text: str | None = None,
+        k: int = 10,
+        ef: int | None = None,
+        filter: SearchFilter | None = None,
+        expand: SearchExpand | None = None,
+    ) -> list[SearchHit] | ExpandedSearch:
+        """The ``k`` nodes closest to ``embedding`` or to ``text``, best first. With
+        ``expand`` (``{"hops", "max_facts", "predicates"}``, each optional): an
+        ``ExpandedSearch``, the hits and the facts connected to them."""
+        if expand is None:
+            return self._send(calls.search(embedding, text, k, ef, filter))
+        return self._send(calls.search_expanded(embedding, text, k, ef, filter, expand))
 
     def get(self, node_id: int) -> Node | None:
         """The live node ``node_id``, or None."""
@@ -165,6 +196,28 @@ class Client(ClientBase):
     def ancestors(self, node_id: int, max_depth: int | None = None) -> list[Node] | None:
         """The node's parent, its parent and so on, nearest first; None if not live."""
         return self._send(calls.ancestors(node_id, max_depth))
+
+    def traverse(
+        self,
+        entities: Sequence[str] | None = None,
+        nodes: Sequence[int] | None = None,
+        hops: int = 1,
+        direction: str = "out",
+        predicates: Sequence[str] | None = None,
+        max_facts: int = DEFAULT_FACTS,
+    ) -> Traversal:
+        """The live facts within ``hops`` (1 to 3) of ``entities`` or of ``nodes`` (one of
+        the two), breadth first in the ``direction`` (``"out"``, ``"in"``, ``"both"``),
+        following only ``predicates`` if given; by hop, then node id, at most
+        ``max_facts`` (1 to 1000). As ``AllocationEngine.traverse``."""
+        return self._send(calls.traverse(entities, nodes, hops, direction, predicates, max_facts))
+
+    def export(self, embedding: bool = False) -> Iterator[ExportedFact]:
+        """Every live fact, by node id, as the server streams it (``GET /api/v1/export``),
+        read a line at a time; ``embedding=True`` adds each stored vector. Retried (429,
+        503, an expired token) only before the first fact; a connection lost after it
+        raises ``ApiConnectionError``. Exhaust it or close it: it holds a connection."""
+        return self._stream(calls.export(embedding))
 
     # ---- probes, tokens, administration ----------------------------------------------------
 

@@ -1,7 +1,8 @@
 """What the client takes and answers beyond the engine's own result types.
 
 The client answers ``llmkg.engine`` structs where the HTTP API carries the same thing
-(``Node``, ``SearchHit``, ``AllocationResult``, ``Neighbor``), so that code written
+(``Node``, ``SearchHit``, ``AllocationResult``, ``Neighbor``, ``Traversal``,
+``ExpandedSearch``, the export's ``exchange.ExportedFact``), so that code written
 against the engine reads the same against a server. The types here are those with no
 engine twin (health, tokens, backups) and ``Entity``, whose page cursors over HTTP are
 opaque strings where the engine's are node ids.
@@ -47,6 +48,15 @@ class SearchFilter(TypedDict, total=False):
     predicate: str
     object: str
     min_confidence: float
+
+
+class SearchExpand(TypedDict, total=False):
+    """The ``expand`` of a search, as ``AllocationEngine.search`` takes it: ``hops`` 1 or
+    2 (default 1), ``max_facts`` 1 to 200 (default 50), ``predicates`` to follow."""
+
+    hops: int
+    max_facts: int
+    predicates: Sequence[str]
 
 
 class Entity(msgspec.Struct, frozen=True):

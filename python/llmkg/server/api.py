@@ -72,7 +72,7 @@ def _fact_out(node: Node) -> m.FactOut:
 
 
 def _hit(h: SearchHit) -> m.SearchHit:
-    return m.SearchHit(h.node_id, h.score, _fact_out(h.node))
+    return m.SearchHit(h.node_id, h.score, _fact_out(h.node), h.node.parent)
 
 
 def _expanded(e: ExpandedFact) -> m.ExpandedFact:

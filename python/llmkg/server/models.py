@@ -119,6 +119,7 @@ class SearchHit(msgspec.Struct):
     node_id: NodeId
     score: float
     fact: FactOut
+    parent: NodeId | None  # as GET /api/v1/nodes/{id} answers it
 
 
 class ExpandedFact(msgspec.Struct):
