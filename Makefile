@@ -80,7 +80,8 @@ OVERLAY ?= production
 k8s-render: $(VENV)/.stamp ## print the manifests of k8s/overlays/$(OVERLAY)
 	@$(VENV)/bin/kubectl kustomize k8s/overlays/$(OVERLAY)
 
-# k6 against TARGET_URL if given, else against a server started here on embedded defaults.
+# k6 against TARGET_URL if given, else against a server started here on embedded defaults;
+# K6_SUMMARY=path saves k6's summary there (benches/results/k6-summary.json: bench-report).
 LOADTEST_PORT ?= 18080
 loadtest: $(VENV)/.stamp ## k6 short profile (TARGET_URL=... to aim at a running server)
 	@if [ -n "$(TARGET_URL)" ]; then \
@@ -88,7 +89,7 @@ loadtest: $(VENV)/.stamp ## k6 short profile (TARGET_URL=... to aim at a running
 	else \
 		$(MAKE) develop && \
 		LLMKG_SERVER=$(VENV)/bin/llmkg-server K6=$(VENV)/bin/k6 PORT=$(LOADTEST_PORT) \
-			scripts/loadtest-local.sh; \
+			K6_SUMMARY="$(K6_SUMMARY)" scripts/loadtest-local.sh; \
 	fi
 
 fmt: $(VENV)/.stamp ## format Rust and Python sources
@@ -96,9 +97,10 @@ fmt: $(VENV)/.stamp ## format Rust and Python sources
 	$(VENV)/bin/ruff format python tests benches
 	$(VENV)/bin/ruff check --fix python tests benches
 
-bench: develop ## benchmarks against the peers (not run by CI)
+bench: develop ## benchmarks against the peers (not run by CI); results in benches/results/
 	$(PIP) install --quiet -r requirements/bench.txt
-	$(PY) -m pytest benches -s -q --benchmark-columns=min,median,ops
+	$(PY) -m pytest benches -s -q --benchmark-columns=min,median,ops \
+		--benchmark-json=benches/results/pytest-benchmark.json
 
 # manylinux2014 = glibc >= 2.17, checked by maturin's auditwheel pass; zig makes it reachable
 # from a new host (see requirements/wheel.txt). The zig-linked build has its own target dir
