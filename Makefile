@@ -9,7 +9,7 @@ export VIRTUAL_ENV := $(abspath $(VENV))
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 CARGO ?= cargo
 
-.PHONY: help venv develop run cluster cluster-down test test-rs test-py test-fast system-packages test-ops lint lint-ops docs k8s-render loadtest fmt bench wheel clean
+.PHONY: help venv develop run cluster cluster-down test test-rs test-py test-fast system-packages test-ops lint lint-ops docs k8s-render loadtest fmt bench bench-report wheel clean
 
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -101,6 +101,11 @@ bench: develop ## benchmarks against the peers (not run by CI); results in bench
 	$(PIP) install --quiet -r requirements/bench.txt
 	$(PY) -m pytest benches -s -q --benchmark-columns=min,median,ops \
 		--benchmark-json=benches/results/pytest-benchmark.json
+
+# matplotlib comes with the dev tools (a test draws the figures); RUN=1 needs the peers.
+bench-report: $(VENV)/.stamp ## figures of benches/results/ into docs/benchmarks/ (RUN=1: run missing ones)
+	$(if $(RUN),$(MAKE) develop && $(PIP) install --quiet -r requirements/bench.txt)
+	$(PY) benches/report.py $(if $(RUN),--run)
 
 # manylinux2014 = glibc >= 2.17, checked by maturin's auditwheel pass; zig makes it reachable
 # from a new host (see requirements/wheel.txt). The zig-linked build has its own target dir
