@@ -73,7 +73,8 @@ lint-ops: $(VENV)/.stamp ## hadolint, shellcheck, kustomize render + schema vali
 
 # Offline and strict: a broken link or anchor fails the build; Material's web fonts are off.
 DOCS_BUILD = NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --quiet --site-dir site
-docs: $(VENV)/.stamp ## build the documentation site into site/ (mkdocs build --strict)
+# develop: the Python API reference reads the extension module's docstrings (mkdocs.yml).
+docs: develop ## build the documentation site into site/ (mkdocs build --strict)
 	$(DOCS_BUILD)
 
 OVERLAY ?= production
