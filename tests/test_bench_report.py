@@ -76,3 +76,14 @@ def test_the_footer_says_which_run_it_is() -> None:
     assert "full run" in footer({**run, "quick": False})
     assert "not recorded" in footer(None)
 
+
+def test_the_committed_figures_are_shown_in_the_docs() -> None:
+    """Each figure in docs/benchmarks/ is on the Performance page, and its results
+    are committed beside the benchmarks, so the figure can be redrawn."""
+    figures = sorted(p.name for p in (REPO / "docs" / "benchmarks").glob("*.png"))
+    assert figures, "no figure in docs/benchmarks/"
+    page = (REPO / "docs" / "performance.md").read_text()
+    assert [f for f in figures if f"benchmarks/{f}" not in page] == []
+    for result, names in EXPECTED.items():
+        if any(n in figures for n in names):
+            assert (REPO / "benches" / "results" / result).is_file(), result
