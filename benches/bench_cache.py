@@ -1,9 +1,10 @@
 """llmkg.ShardedCache against the Python caching libraries, measured side by side.
 
-Run: ``pytest benches/bench_cache.py -s`` (or ``python benches/bench_cache.py``) after
-``make develop`` and ``pip install -r requirements/bench.txt``; nothing is installed here.
-Peers that are not installed are skipped. ``LLMKG_BENCH_SEED`` replays a run's traces;
-``LLMKG_BENCH_QUICK=1`` shrinks every size tenfold (a smoke run, not for the numbers).
+Run: ``pytest benches/bench_cache.py -s`` (or ``python benches/bench_cache.py [--json
+PATH]``) after ``make develop`` and ``pip install -r requirements/bench.txt``; nothing is
+installed here. Peers that are not installed are skipped. ``LLMKG_BENCH_SEED`` replays a
+run's traces; ``LLMKG_BENCH_QUICK=1`` shrinks every size tenfold (a smoke run, not for
+the numbers). The numbers are saved to benches/results/cache.json (or PATH).
 
 Three tables:
 
@@ -21,6 +22,7 @@ Three tables:
 
 from __future__ import annotations
 
+import argparse
 import gc
 import json
 import os
@@ -32,6 +34,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -43,6 +46,7 @@ from cache_traces import (
     zipf,
     zipf_with_scans,
 )
+from record import run_info, save
 
 QUICK = os.environ.get("LLMKG_BENCH_QUICK") == "1"
 SCALE = 10 if QUICK else 1
@@ -308,20 +312,43 @@ def run_memory(ps: list[Peer]) -> dict[str, float]:
     return out
 
 
-def main() -> None:
+def main(argv: list[str], json_path: Path | None = None) -> None:
     print(f"\nllmkg cache benchmark: seed {SEED} (LLMKG_BENCH_SEED={SEED} replays it)")
     ps = peers()
     print("peers:", ", ".join(p.name for p in ps))
     t0 = time.time()
-    run_hit_ratios(ps)
-    run_throughput(ps)
-    run_memory(ps)
+    hit_ratios = run_hit_ratios(ps)
+    throughput = run_throughput(ps)
+    bytes_per_entry = run_memory(ps)
     print(f"\nbenchmark wall time {time.time() - t0:.0f} s")
+    sizes = {
+        "throughput": {"keys": TP_KEYS, "capacity": TP_CAPACITY, "ops": TP_OPS},
+        "hit_ratio": {"capacity": HR_CAPACITY, "accesses": HR_LENGTH},
+        "memory_entries": MEM_ENTRIES,
+    }
+    results = {
+        "seed": SEED,
+        "sizes": sizes,
+        "baseline": BASELINE,
+        "hit_ratio": hit_ratios,
+        # M operations per CPU-second, by peer, threads and operation.
+        "throughput_mops": [
+            {"library": name, "threads": threads, **ops}
+            for (name, threads), ops in throughput.items()
+        ],
+        "bytes_per_entry": bytes_per_entry,
+    }
+    dataset = f"synthetic traces (seed {SEED})"
+    path = save("cache", results, run_info(argv, dataset, QUICK), json_path)
+    print(f"(raw numbers: {path})")
 
 
-def test_cache_benchmark() -> None:
-    main()
+def test_cache_benchmark(request: pytest.FixtureRequest) -> None:
+    main(["pytest", *request.config.invocation_params.args])
 
 
 if __name__ == "__main__":
-    main()
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--json", type=Path, help="where to save the numbers")
+    args = parser.parse_args()
+    main(["python", *sys.argv], args.json)

@@ -6,11 +6,13 @@
   (HTTP), and from 8 clients to one embedded server (SQLite, fsync);
 - search latency through a replica against the embedded server, queries interleaved.
 
-    PYTHONPATH=python python benches/bench_cluster.py [--seconds 10] [--searches 500]
+    PYTHONPATH=python python benches/bench_cluster.py [--seconds 10] [--searches 500] [--json PATH]
 
 Facts and queries are the real 384-dim embeddings of ../shared/data/pypi-minilm-dev when
 present (random unit vectors otherwise). The PostgreSQL servers run with the machine's
-defaults (fsync and synchronous_commit on); everything shares the machine's cores.
+defaults (fsync and synchronous_commit on); everything shares the machine's cores. The
+summary's last line is the numbers as JSON; ``--json`` saves them, with the run's machine
+and command, for ``make bench-report``.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ import psycopg
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
+from record import run_info, save
 from serverlib import Server
 
 from llmkg.cluster import down, up
@@ -161,6 +164,7 @@ def main() -> None:
     p.add_argument("--searches", type=int, default=500, help="searches of each server")
     p.add_argument("--facts", type=int, default=20_000, help="facts available to allocate")
     p.add_argument("--replicas", type=int, default=3, help="servers of the cluster")
+    p.add_argument("--json", type=Path, help="save the numbers and the run's details here")
     args = p.parse_args()
     base, queries = vectors(args.facts, 200)
     quiet = {"LLMKG__LOGGING__LEVEL": "warning", "LLMKG__SERVER__DRAIN_DELAY": "0s"}
@@ -186,6 +190,9 @@ def main() -> None:
         "date": time.strftime("%Y-%m-%d"),
         "facts": upto,
         "dim": DIM,
+        "replicas": args.replicas,
+        "clients": CLIENTS,
+        "seconds": args.seconds,
         "bare_psycopg_commits_per_s": round(anchor, 1),
         "cluster_allocations_per_s": round(cluster_rate, 1),
         "embedded_allocations_per_s": round(embedded_rate, 1),
@@ -211,6 +218,15 @@ def main() -> None:
     )
     print(f"  search k=10, embedded: p50 {e['p50']:.2f} ms  p95 {e['p95']:.2f} ms")
     print(json.dumps(result))
+    if args.json:
+        real = (DATA / "base.f16.npy").exists()
+        dataset = f"{upto:,} facts of {DIM} dims, " + (
+            "pypi-minilm-dev embeddings" if real else "random unit vectors"
+        )
+        defaults = p.parse_args([])
+        quick = args.seconds < defaults.seconds or args.searches < defaults.searches
+        run = run_info(["python", *sys.argv], dataset, quick)
+        print(f"(saved: {save('cluster', result, run, args.json)})")
 
 
 if __name__ == "__main__":

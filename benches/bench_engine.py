@@ -17,13 +17,12 @@ which row is which kind of insert; ratios are against llmkg.
     .venv/bin/python -m pytest benches/bench_engine.py -s -q                      # ~10 min
     LLMKG_BENCH_QUICK=1 .venv/bin/python -m pytest benches/bench_engine.py -s -q  # ~2 min
 
-Raw numbers also go to target/bench/engine.json.
+Raw numbers also go to benches/results/engine.json (see record.py).
 """
 
 from __future__ import annotations
 
 import importlib
-import json
 import shutil
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -35,9 +34,10 @@ from typing import Any
 
 import numpy as np
 import pytest
-from ann_data import REPO, missing_reason
+from ann_data import missing_reason
 from engine_data import Facts, exact_top, load_queries, make_facts, recall
 from engine_peers import EF_CONSTRUCTION, PEERS, M
+from record import run_info, save
 
 from llmkg.engine import AllocationEngine, EngineConfig
 
@@ -465,10 +465,10 @@ def _lines(r: Results) -> list[str]:
     return out
 
 
-def test_report() -> None:
+def test_report(request: pytest.FixtureRequest, quick: bool) -> None:
     lines = _lines(RESULTS)
     print("\n".join(lines))
-    path = REPO / "target" / "bench" / "engine.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(RESULTS.__dict__, indent=1, default=str))
+    argv = ["pytest", *request.config.invocation_params.args]
+    dataset = str(RESULTS.meta.get("facts", "pypi-minilm-dev facts"))
+    path = save("engine", RESULTS.__dict__, run_info(argv, dataset, quick))
     print(f"(raw numbers: {path})")

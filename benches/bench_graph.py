@@ -1,7 +1,8 @@
 """Latency of the graph's reads on SQLite stores of 100,000 facts.
 
-Run: ``python benches/bench_graph.py [directory]`` (the stores are built there the first
-time, in a temporary folder without an argument). The pattern reads' facts come from a
+Run: ``python benches/bench_graph.py [directory] [--json PATH]`` (the stores are built
+there the first time, in a temporary folder without an argument; ``--json`` saves the
+numbers). The pattern reads' facts come from a
 seeded vocabulary of 1,000 subjects, 20 predicates and 1,000 objects (about 100 facts per
 subject and 5,000 per predicate). Subjects and objects never meet there, so traversals
 get a store of their own (``traverse/``): 10,000 entities that are subjects and objects
@@ -15,6 +16,7 @@ percentile are printed in milliseconds, with the mean number of facts a traversa
 
 from __future__ import annotations
 
+import argparse
 import random
 import statistics
 import sys
@@ -25,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from record import run_info, save
 
 from llmkg.engine.config import EngineConfig
 from llmkg.engine.graph import Graph
@@ -34,6 +37,8 @@ from llmkg.store import SqliteStore, Store
 FACTS = 100_000
 QUERIES = 300
 ENTITIES = 10_000
+# One row per query kind, for --json.
+ROWS: list[dict[str, Any]] = []
 
 
 class Reads(Graph):
@@ -115,10 +120,13 @@ def report(name: str, fn: Callable[[], Any]) -> None:
     ms = sorted(timed(lambda: answers.append(fn())) for _ in range(QUERIES))
     p99 = ms[int(len(ms) * 0.99) - 1]
     line = f"{name:32} median {statistics.median(ms):7.3f} ms   p99 {p99:7.3f} ms"
+    row: dict[str, Any] = {"query": name, "median_ms": statistics.median(ms), "p99_ms": p99}
     if isinstance(answers[0], Traversal):
         facts = statistics.mean(len(a.facts) for a in answers)
         capped = sum(a.capped for a in answers)
         line += f"   {facts:6.0f} facts, {capped} capped"
+        row.update(mean_facts=facts, capped=capped)
+    ROWS.append(row)
     print(line)
 
 
@@ -157,8 +165,16 @@ def traverse(directory: Path, rng: random.Random) -> None:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) > 1:
-        main(Path(sys.argv[1]))
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("directory", nargs="?", type=Path, help="where the stores are kept")
+    parser.add_argument("--json", type=Path, help="save the numbers and the run's details here")
+    args = parser.parse_args()
+    if args.directory:
+        main(args.directory)
     else:
         with tempfile.TemporaryDirectory() as tmp:
             main(Path(tmp))
+    if args.json:
+        dataset = f"seeded SQLite stores of {FACTS:,} facts ({ENTITIES:,} entities to traverse)"
+        run = run_info(["python", *sys.argv], dataset, quick=False)
+        print(f"(saved: {save('graph', {'queries': QUERIES, 'rows': ROWS}, run, args.json)})")

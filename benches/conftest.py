@@ -1,4 +1,5 @@
-"""Benchmark plumbing: collect bench_*.py, the --quick switch, the data set, the report.
+"""Benchmark plumbing: collect bench_*.py, the --quick switch, the data set, the report
+(printed at the end, saved to benches/results/hnsw.json).
 
 `make bench` runs `pytest benches`; pytest only collects test_*.py by itself, and the
 benchmarks are named bench_*.py so that the test suite never picks them up.
@@ -6,12 +7,13 @@ benchmarks are named bench_*.py so that the test suite never picks them up.
 
 from __future__ import annotations
 
-import os
+from dataclasses import asdict
 from pathlib import Path
 
 import pytest
-from ann_data import REPO, AnnData, load, missing_reason
+from ann_data import AnnData, load, missing_reason
 from ann_report import Report
+from record import quick_env, run_info, save
 
 _REPORT = Report()
 
@@ -35,9 +37,7 @@ def pytest_collect_file(parent: pytest.Collector, file_path: Path) -> pytest.Mod
 
 @pytest.fixture(scope="session")
 def quick(request: pytest.FixtureRequest) -> bool:
-    return bool(request.config.getoption("--quick")) or os.environ.get(
-        "LLMKG_BENCH_QUICK", ""
-    ) not in ("", "0")
+    return bool(request.config.getoption("--quick")) or quick_env()
 
 
 @pytest.fixture(scope="session")
@@ -62,6 +62,8 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     terminalreporter.write_line("")
     for line in lines:
         terminalreporter.write_line(line)
-    path = REPO / "target" / "bench" / "hnsw.json"
-    _REPORT.save(path)
+    config = terminalreporter.config
+    quick = bool(config.getoption("--quick")) or quick_env()
+    argv = ["pytest", *config.invocation_params.args]
+    path = save("hnsw", asdict(_REPORT), run_info(argv, f"{_REPORT.dataset}, 384 dims", quick))
     terminalreporter.write_line(f"(raw numbers: {path})")

@@ -2,13 +2,15 @@
 ``AllocationEngine.search`` with and without the catch-up check (one query of the
 database's last sequence) on a small engine, against a throwaway local PostgreSQL server.
 
-    PYTHONPATH=python python benches/follow_catch_up.py [facts] [searches]
+    PYTHONPATH=python python benches/follow_catch_up.py [facts] [searches] [--json PATH]
 
-Searches alternate between the two ways, so that both see the same machine load.
+Searches alternate between the two ways, so that both see the same machine load;
+``--json`` saves the medians with the run's details.
 """
 
 from __future__ import annotations
 
+import argparse
 import statistics
 import sys
 import tempfile
@@ -20,13 +22,14 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 from pglib import cluster
+from record import run_info, save
 
 from llmkg.engine import AllocationEngine, EngineConfig
 
 DIM = 64
 
 
-def main(facts: int = 1000, searches: int = 300) -> None:
+def main(facts: int = 1000, searches: int = 300, json_path: Path | None = None) -> None:
     rng = np.random.default_rng(0)
     vectors = rng.normal(size=(facts, DIM)).astype(np.float32)
     with cluster() as pg, tempfile.TemporaryDirectory() as tmp:
@@ -58,7 +61,17 @@ def main(facts: int = 1000, searches: int = 300) -> None:
     print(f"{facts} facts, dim {DIM}, {searches} searches each, medians:")
     print(f"  without the catch-up check: {without:.3f} ms")
     print(f"  with the catch-up check:    {with_check:.3f} ms (+{with_check - without:.3f} ms)")
+    if json_path:
+        numbers = {"facts": facts, "searches": searches, "median_ms": {}}
+        numbers["median_ms"] = {"without_check": without, "with_check": with_check}
+        run = run_info(["python", *sys.argv], f"{facts:,} random vectors, dim {DIM}", False)
+        print(f"(saved: {save('follow_catch_up', numbers, run, json_path)})")
 
 
 if __name__ == "__main__":
-    main(*(int(a) for a in sys.argv[1:3]))
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("facts", nargs="?", type=int, default=1000)
+    parser.add_argument("searches", nargs="?", type=int, default=300)
+    parser.add_argument("--json", type=Path, help="save the medians and the run's details here")
+    args = parser.parse_args()
+    main(args.facts, args.searches, args.json)

@@ -4,7 +4,8 @@
 # script (PROFILE=short unless set), stops the server, and exits with k6's status.
 #
 # Environment: LLMKG_SERVER (default llmkg-server), K6 (default k6), PORT (default 18080;
-# gRPC and metrics take PORT+1 and PORT+2), PROFILE, EMBEDDING_DIM.
+# gRPC and metrics take PORT+1 and PORT+2), PROFILE, EMBEDDING_DIM, K6_SUMMARY (a path:
+# k6's end-of-test summary is saved there as JSON, with p(99), for `make bench-report`).
 set -euo pipefail
 
 LLMKG_SERVER=${LLMKG_SERVER:-llmkg-server}
@@ -50,8 +51,12 @@ done
 ready || { tail -n 30 "$WORK/server.log" >&2; die "llmkg-server not ready after 60 s"; }
 
 printf 'loadtest: llmkg-server ready on 127.0.0.1:%s, k6 profile %s\n' "$PORT" "$PROFILE" >&2
+summary=()
+if [[ -n ${K6_SUMMARY:-} ]]; then
+    summary=(--summary-export "$K6_SUMMARY" --summary-trend-stats "avg,min,med,max,p(90),p(95),p(99)")
+fi
 status=0
 "$K6" run -e PROFILE="$PROFILE" -e TARGET_URL="http://127.0.0.1:$PORT" \
     ${EMBEDDING_DIM:+-e EMBEDDING_DIM="$EMBEDDING_DIM"} \
-    "$ROOT/loadtest/k6-scalability-test.js" || status=$?
+    "${summary[@]}" "$ROOT/loadtest/k6-scalability-test.js" || status=$?
 exit "$status"

@@ -121,6 +121,7 @@ def exact_top(base: np.ndarray, queries: np.ndarray, k: int, metric: str = "cosi
 # tools, the wheel build), and `integration` (the rest: the engine and the stores, with
 # PostgreSQL where they need it).
 UNIT_MODULES = {
+    "test_bench_report",
     "test_cache",
     "test_cache_threads",
     "test_config",

@@ -90,6 +90,11 @@ class EngineConfigError(ValueError):
 
 @dataclass
 class EngineConfig:
+    """The engine's settings. The defaults are the production values of the configuration
+    reference, where each field has its TOML key (the server builds its config from
+    them), but ``data_directory`` and ``backup_directory``. A config is checked when it
+    is made: a bad value raises ``EngineConfigError`` naming the field."""
+
     # --- storage ([storage], [storage.postgresql], [storage.persistence]) ---
     data_directory: Path = field(default_factory=lambda: Path("data"))  # and snapshots
     store_backend: StoreBackend = _storage.backend  # "postgresql": facts in a shared database

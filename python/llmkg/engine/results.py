@@ -14,11 +14,17 @@ import msgspec
 
 
 class Neighbor(msgspec.Struct, frozen=True):
+    """A node near an allocated fact, and its similarity to it."""
+
     node_id: int
     similarity: float
 
 
 class AllocationResult(msgspec.Struct, frozen=True):
+    """What ``allocate`` answers: the fact's node (``created`` False when the triple was
+    stored already), its parent and nearest neighbours, how the candidates were found
+    (``strategy``), the precision it is indexed at, and the confidence now stored."""
+
     node_id: int
     partition: int
     parent: Neighbor | None
@@ -34,6 +40,8 @@ class AllocationResult(msgspec.Struct, frozen=True):
 
 
 class Node(msgspec.Struct, frozen=True):
+    """A stored fact: its node id, triple, confidence and parent's node id (None: a root)."""
+
     node_id: int
     subject: str
     predicate: str
@@ -51,6 +59,8 @@ class Node(msgspec.Struct, frozen=True):
 
 
 class SearchHit(msgspec.Struct, frozen=True):
+    """A search result: the node and its full-precision score (higher is closer)."""
+
     node_id: int
     score: float
     node: Node
