@@ -86,6 +86,19 @@ def test_a_request_continues_the_callers_trace_with_the_engines_steps_below(
     assert not any(s.name.startswith("GET /health") for s in spans), "probes are not traced"
 
 
+def test_the_stop_exports_the_spans_still_queued(tmp_path: Path) -> None:
+    with OtlpReceiver() as receiver:
+        server = traced_server(tmp_path, receiver.url)
+        server.env["OTEL_BSP_SCHEDULE_DELAY"] = "600000"  # no export for ten minutes
+        server.start()
+        try:
+            response = server.client.get("/openapi.json", headers={"traceparent": SAMPLED})
+            assert response.status_code == 200
+        finally:
+            assert server.stop() == 0
+    assert [s.name for s in receiver.received()] == ["GET /openapi.json"]
+
+
 def test_sample_rate_zero_exports_nothing(tmp_path: Path) -> None:
     with OtlpReceiver() as receiver:
         server = traced_server(tmp_path, receiver.url, sample_rate="0.0").start()
