@@ -19,11 +19,12 @@ def test_production_toml_holds_exactly_the_schema_defaults() -> None:
     assert load_settings(PRODUCTION, environ={}) == Settings()
 
 
-def test_builtin_defaults_are_production_with_tls_auth_distribution_off() -> None:
+def test_builtin_defaults_are_production_with_tls_auth_distribution_tracing_off() -> None:
     s = load_settings(environ={})
     assert s.server.bind_address == "127.0.0.1"
     assert not s.security.enable_tls and s.security.authentication.type == "none"
     assert not s.scalability.enable_distributed
+    assert not s.monitoring.enable_tracing and Settings().monitoring.enable_tracing
     assert s.storage.data_directory == "./data"
     assert s.scalability.hnsw == Settings().scalability.hnsw
 
@@ -118,6 +119,8 @@ def write(path: Path, text: str) -> Path:
         ("[server]\nmetrics_port = 8080\n", "server.metrics_port", "must differ"),
         ("[storage.persistence]\nwrite_timeout = '0s'\n", "write_timeout", "more than 0"),
         ("[scalability.hnsw]\nlink_timeout = 0\n", "link_timeout", "more than 0"),
+        ("[monitoring]\notlp_timeout = 0\n", "monitoring.otlp_timeout", "more than 0"),
+        ("[monitoring]\notlp_endpoint = 'collector:4318'\n", "otlp_endpoint", "matching regex"),
         ("[server\n", "", "not valid TOML"),
     ],
 )

@@ -239,7 +239,7 @@ _HEADER = """\
 
 Every key of llmkg's configuration, its type and its default. The defaults are the values
 of `config/production.toml`; the server without `--config` uses them with TLS,
-authentication and distribution off and data under `./data`
+authentication, distribution and tracing off and data under `./data`
 (see [Configuration](../configuration.md) for the layers, units and errors).
 
 Each key can also be set by an environment variable: its TOML path in upper case, each

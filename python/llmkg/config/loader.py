@@ -36,11 +36,12 @@ ENV_SHORTCUTS = {
     "LLMKG_ZONE": "scalability.distribution.zone",
 }
 
-# The production values with TLS, authentication and distribution off, on loopback, with
-# data under ./data: what `make run` serves.
+# The production values with TLS, authentication, distribution and tracing off (no
+# collector to send spans to), on loopback, with data under ./data: what `make run` serves.
 BUILTIN_OVERRIDES: dict[str, Any] = {
     "server": {"bind_address": "127.0.0.1"},
     "scalability": {"enable_distributed": False},
+    "monitoring": {"enable_tracing": False},
     "storage": {"data_directory": "./data", "backup_directory": "./data/backup"},
     "security": {"enable_tls": False, "authentication": {"type": "none"}},
 }
@@ -228,6 +229,8 @@ def _check(settings: Settings, merged: _Merged) -> None:
     for key in ("follow_interval", "catch_up_timeout"):
         if getattr(pg, key) <= 0:
             raise merged.error(f"storage.postgresql.{key}", "must be more than 0s")
+    if settings.monitoring.otlp_timeout <= 0:
+        raise merged.error("monitoring.otlp_timeout", "must be more than 0s")
     buckets = settings.monitoring.prometheus.histogram_buckets
     if buckets != sorted(set(buckets)):
         raise merged.error("monitoring.prometheus.histogram_buckets", "must be strictly increasing")

@@ -2,7 +2,7 @@
 
 The sections mirror ``config/production.toml``. Keys marked ``llmkg:`` are llmkg's own,
 beyond the deployment's original key set. Keys of parts that do not exist yet (distribution
-between partitions, tracing, the memory arenas of a native runtime) are validated here and
+between partitions, profiling, the memory arenas of a native runtime) are validated here and
 listed as not yet active in ``INACTIVE`` and the configuration reference.
 
 What a key does is said by the comment lines above it or the comment at its end: the
@@ -262,11 +262,11 @@ class PrometheusSettings(Section):
 
 
 class JaegerSettings(Section):
-    # the Jaeger agent traces are sent to
+    # the Jaeger agent's UDP endpoint; spans go to monitoring.otlp_endpoint instead
     agent_endpoint: str = "jaeger-agent:6831"
-    # the service name on traces
+    # the service name of the agent's protocol; spans name the service "llmkg"
     service_name: str = "llmkg-scalable-allocation"
-    # tags added to every trace
+    # attributes of every span (resource attributes: Jaeger shows them as process tags)
     tags: dict[str, str] = msgspec.field(
         default_factory=lambda: {"version": "v2a.1.0", "environment": "production"}
     )
@@ -275,12 +275,21 @@ class JaegerSettings(Section):
 class MonitoringSettings(Section):
     # when false, no metrics listener
     enable_metrics: bool = True
-    # distributed tracing
+    # distributed tracing: OpenTelemetry spans of requests and of the engine's steps,
+    # exported to otlp_endpoint; when false, nothing of OpenTelemetry is loaded
     enable_tracing: bool = True
     # continuous profiling
     enable_profiling: bool = False
-    # share of requests traced
+    # share of new traces sampled (a caller's traceparent decides for its own trace)
     sample_rate: Fraction = 0.1
+    # llmkg: the OTLP/HTTP receiver of the spans (Jaeger's collector takes OTLP on port
+    # 4318); a URL without a path gets /v1/traces
+    otlp_endpoint: Annotated[str, msgspec.Meta(pattern="^https?://[^/]")] = (
+        "http://jaeger-collector:4318"
+    )
+    # llmkg: the longest one export of spans may take, connecting and retries included; a
+    # batch still unsent then is dropped (more than 0)
+    otlp_timeout: Duration = Duration(5)
     prometheus: PrometheusSettings = msgspec.field(default_factory=PrometheusSettings)
     jaeger: JaegerSettings = msgspec.field(default_factory=JaegerSettings)
 
@@ -487,9 +496,7 @@ class Settings(Section):
 INACTIVE = (
     "server.grpc_port",
     "scalability.distribution",
-    "monitoring.enable_tracing",
     "monitoring.enable_profiling",
-    "monitoring.sample_rate",
     "monitoring.jaeger",
     "performance.io_threads",
     "performance.memory.arena_size",
@@ -509,4 +516,5 @@ ACTIVE_IN_INACTIVE = (
     "scalability.distribution.pods_per_zone",
     "scalability.distribution.pod_index",
     "scalability.distribution.discovery",
+    "monitoring.jaeger.tags",
 )

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from llmkg import tracing
 from llmkg._core import embed_fact
 from llmkg.engine.facts import Fact, FactError, parse_fact
 from llmkg.engine.records import record_size
@@ -60,7 +61,8 @@ class Allocation:
         strategy = "direct" if direct else "hierarchical"
         if k == 0 or nodes == 0:
             return strategy, []
-        ranked = self._nearest(embedding, k, exact=direct)
+        with tracing.span("candidates"):
+            ranked = self._nearest(embedding, k, exact=direct)
         return strategy, [Neighbor(r.node_id, score) for r, score in ranked]
 
     def allocate(self, fact: Any) -> AllocationResult:
@@ -93,11 +95,10 @@ class Allocation:
         known = self.facts.contains(f.subject, f.predicate, f.object)
         record = self.store.find(f.subject, f.predicate, f.object) if known else None
         if record is None:
-            embedding = (
-                f.embedding
-                if f.embedding is not None
-                else embed_fact(f.subject, f.predicate, f.object, c.dim)
-            )
+            embedding = f.embedding
+            if embedding is None:
+                with tracing.span("embed"):
+                    embedding = embed_fact(f.subject, f.predicate, f.object, c.dim)
             strategy, neighbors = self._candidates(embedding, c.neighbors or 1)
             best = neighbors[0] if neighbors else None
             parent = (
@@ -106,17 +107,19 @@ class Allocation:
             # Before the commit: a linker too far behind refuses the fact, not half of it.
             self.inserts.wait_room()
             with self._gate.write():
-                record, created = self.store.insert(
-                    f.subject,
-                    f.predicate,
-                    f.object,
-                    f.confidence,
-                    embedding,
-                    parent.node_id if parent else None,
-                )
+                with tracing.span("store.commit"):
+                    record, created = self.store.insert(
+                        f.subject,
+                        f.predicate,
+                        f.object,
+                        f.confidence,
+                        embedding,
+                        parent.node_id if parent else None,
+                    )
                 precision = self.precision.for_new(f.confidence)
                 if created and self.follower is not None:
-                    self.follower.wait_applied(record.seq, c.catch_up_timeout)
+                    with tracing.span("follower.wait"):
+                        self.follower.wait_applied(record.seq, c.catch_up_timeout)
                 elif created:
                     self.inserts.add(record.node_id, embedding, precision)
             if created:
@@ -151,7 +154,8 @@ class Allocation:
             record = raised
         if self.follower is not None:
             # Applied by the follower, in sequence order with every other change of the node.
-            self.follower.wait_applied(record.seq, c.catch_up_timeout)
+            with tracing.span("follower.wait"):
+                self.follower.wait_applied(record.seq, c.catch_up_timeout)
         else:
             # Fresh from the store (a concurrent allocation may have raised the confidence).
             self.records.put(record, since=since)

@@ -22,6 +22,7 @@ from typing import Any, cast, overload
 
 import numpy as np
 
+from llmkg import tracing
 from llmkg._core import MISSING_ID, HnswIndex, embed_text, score_rows
 from llmkg.engine.allocation import Allocation
 from llmkg.engine.checkpointing import CheckpointTracker
@@ -307,25 +308,30 @@ class AllocationEngine(Allocation, Durability, Graph, Placing):
             raise FactError("query.ef", "must be an integer from 1 to 10000")
         expansion = None if expand is None else self._expansion(expand)
         if text is not None:
-            query = embed_text(text_field(text, "query.text", c.max_text_length), c.dim)
+            text = text_field(text, "query.text", c.max_text_length)
+            with tracing.span("embed"):
+                query = embed_text(text, c.dim)
         else:
             query = embedding_field(embedding, "query.embedding", c.dim)
         self._catch_up()
         allowed = self.facts.allowed(filter) if filter else None
         hits: list[SearchHit] = []
         if not ((allowed is not None and len(allowed) == 0) or self._node_count() == 0):
-            ranked = self._nearest(
-                query, k, ef=ef, allowed=allowed, exact=not c.enable_hnsw, wait=wait
-            )
+            with tracing.span("candidates"):
+                ranked = self._nearest(
+                    query, k, ef=ef, allowed=allowed, exact=not c.enable_hnsw, wait=wait
+                )
             self.precision.count_reads(r.node_id for r, _ in ranked)
             hits = [SearchHit(r.node_id, score, _node(r)) for r, score in ranked]
         if expansion is None:
             return hits
-        return ExpandedSearch(hits, *self._expand(hits, *expansion))
+        with tracing.span("expand"):
+            return ExpandedSearch(hits, *self._expand(hits, *expansion))
 
     def _catch_up(self) -> None:
         if self.follower is not None:
-            self.follower.catch_up(self.config.catch_up_timeout)
+            with tracing.span("follower.catch_up"):
+                self.follower.catch_up(self.config.catch_up_timeout)
 
     def get(self, node_id: int) -> Node | None:
         self._catch_up()

@@ -38,6 +38,7 @@ from llmkg.server.health import Health
 from llmkg.server.openapi import openapi_document
 from llmkg.server.security import ROUTE_KEY, Guards, Security
 from llmkg.server.state import ServerState
+from llmkg.server.tracing import traced
 from llmkg.store import StoreError
 
 log = logging.getLogger("llmkg.server")
@@ -203,8 +204,9 @@ class RequestMiddleware:
 
 def build_app(state: ServerState) -> ASGIApp:
     """The API app: the security layer (authentication, rate limits) sits inside the
-    request middleware, so that its refusals are logged and counted too. Raises
-    ``StartupError`` for an unusable secret."""
+    request middleware, so that its refusals are logged and counted too; a request's
+    span (when tracing is on) between the two, so that refusals are traced and the span
+    knows the request id. Raises ``StartupError`` for an unusable secret."""
     security = Security(state.settings)
     health = Health(state)
     table = endpoints(state, health, security)
@@ -247,7 +249,7 @@ def build_app(state: ServerState) -> ASGIApp:
     for e in table:
         guards.setdefault(e.path, {})[e.method] = e.scope
     templates = [(_pattern(t), t) for t in guards]
-    return RequestMiddleware(security.middleware(app, guards), state, templates)
+    return RequestMiddleware(traced(security.middleware(app, guards)), state, templates)
 
 
 def _pattern(path: str) -> re.Pattern[str]:

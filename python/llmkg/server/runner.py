@@ -25,6 +25,7 @@ from typing import Any
 import uvicorn
 import uvloop
 
+from llmkg import tracing
 from llmkg.config import Settings, masked, to_builtins
 from llmkg.server.app import build_app
 from llmkg.server.logs import setup_logging
@@ -90,6 +91,7 @@ def serve(settings: Settings) -> int:
     setup_logging(settings.logging, os.environ.get("RUST_LOG"))
     log.debug("effective config: %s", json.dumps(masked(to_builtins(settings))))
     threading.stack_size(max(settings.performance.stack_size, 256 * 1024))
+    tracing.start(settings)  # before the app is built: it adds its middleware when on
     host = settings.server.bind_address
     sockets = [listen(host, settings.server.http_port, "server.http_port")]
     if settings.monitoring.enable_metrics:
@@ -147,6 +149,9 @@ def serve(settings: Settings) -> int:
         if not api.started:
             exit_code = exit_code or 1
 
-    uvloop.run(main())
+    try:
+        uvloop.run(main())
+    finally:
+        tracing.stop()  # the spans of the last requests, exported in a bounded time
     log.info("stopped", extra={"event": "exit", "status": exit_code})
     return exit_code

@@ -4,6 +4,7 @@ worker pool that runs engine calls off the event loop, the metrics, and the phas
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import functools
 import logging
 from collections.abc import Callable
@@ -41,9 +42,12 @@ class ServerState:
         self.request_exit: Callable[[int], None] = lambda code: None
 
     async def run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        """``fn(*args)`` on the worker pool (index and store calls block)."""
+        """``fn(*args)`` on the worker pool (index and store calls block), in a copy of
+        the caller's context: the request's span and id go along (``run_in_executor``
+        alone would leave them behind, unlike ``asyncio.to_thread``)."""
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self.executor, functools.partial(fn, *args, **kwargs))
+        call = functools.partial(contextvars.copy_context().run, fn, *args, **kwargs)
+        return await loop.run_in_executor(self.executor, call)
 
     def ready_engine(self) -> AllocationEngine:
         # Draining (SIGTERM, during server.drain_delay): only readiness says no, so that
