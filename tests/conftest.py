@@ -133,6 +133,8 @@ UNIT_MODULES = {
     "test_hnsw_recall",
     "test_hnsw_threads",
     "test_package",
+    "test_partition_breaker",
+    "test_partition_proto",
     "test_progress",
 }
 SYSTEM_MODULES = {
