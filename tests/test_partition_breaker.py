@@ -51,7 +51,7 @@ def test_failures_leave_the_window_as_time_passes() -> None:
     clock = FakeClock()
     b = breaker(clock)
     calls(b, "fff")
-    clock.advance(10.0)  # those three are out of the 10 s window
+    clock.advance(12.0)  # those three are out of the 10 s window
     calls(b, "sss")
     calls(b, "f")  # 1 of 4 in the window
     assert b.state is BreakerState.CLOSED
@@ -107,15 +107,15 @@ def test_a_cancelled_trial_frees_its_slot() -> None:
 
 def test_outcomes_of_calls_from_before_a_change_are_ignored() -> None:
     clock = FakeClock()
-    b = breaker(clock)
+    b = breaker(clock, window=60.0)  # the failures before the opening still in the window
     slow = b.allow()  # let through while closed, ends after the breaker opened
     assert slow is not None
     calls(b, "ffff")
     clock.advance(30.0)
     trial = b.allow()
     assert trial is not None
-    b.record(slow, failed=False)
-    assert b.state is BreakerState.HALF_OPEN, "the late success closed nothing"
+    b.record(slow, failed=True)
+    assert b.state is BreakerState.HALF_OPEN, "the late failure counted for nothing"
     b.record(trial, failed=False)
     assert b.state is BreakerState.CLOSED
 

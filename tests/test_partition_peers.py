@@ -6,6 +6,7 @@ list changing at run time, and the metrics."""
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import Iterable
 
 import grpc
@@ -91,12 +92,20 @@ def test_a_slow_peer_is_given_up_on_at_the_smaller_deadline(
 # ---- retries -----------------------------------------------------------------------------
 
 
+# What may succeed on another replica or later (grpc/proposal A6): nothing else is retried.
+EXPECTED_RETRYABLE = {
+    grpc.StatusCode.UNAVAILABLE,
+    grpc.StatusCode.DEADLINE_EXCEEDED,
+    grpc.StatusCode.RESOURCE_EXHAUSTED,
+}
+
+
 @pytest.mark.parametrize("code", list(grpc.StatusCode)[1:], ids=lambda c: c.name)
 def test_only_the_retryable_codes_are_retried(code: grpc.StatusCode) -> None:
     async def body() -> None:
         with CodedServer([code]) as server:
             pool = PeerPool(max_retries=3, backoff=Backoff(base=0.001), peers=[spec(server)])
-            if code in RETRYABLE:
+            if code in EXPECTED_RETRYABLE:
                 node = await pool.get(0, 9)
                 assert node is not None and node.subject == "coded"
                 assert server.calls == 2
@@ -110,12 +119,8 @@ def test_only_the_retryable_codes_are_retried(code: grpc.StatusCode) -> None:
     run(body)
 
 
-def test_retryable_codes_cover_what_the_design_says() -> None:
-    assert {
-        grpc.StatusCode.UNAVAILABLE,
-        grpc.StatusCode.DEADLINE_EXCEEDED,
-        grpc.StatusCode.RESOURCE_EXHAUSTED,
-    } == RETRYABLE
+def test_retryable_codes_are_the_designs() -> None:
+    assert RETRYABLE == EXPECTED_RETRYABLE
 
 
 @pytest.mark.parametrize("max_retries", [0, 1, 3])
@@ -367,6 +372,26 @@ def test_fan_out_ends_at_the_deadline_with_the_answers_it_has() -> None:
     run(body)
 
 
+def test_fan_out_is_bounded_by_the_deadline_whatever_the_calls_do() -> None:
+    async def body() -> None:
+        pool = PeerPool(partition_count=2)
+        never = asyncio.Event()
+
+        async def call(partition: int, remaining: float) -> int:
+            assert 0 < remaining <= 0.5
+            if partition == 1:
+                await never.wait()  # a call that ignores its deadline
+            return partition
+
+        # (wait_for: should the bound be lost, this test fails instead of hanging)
+        result = await asyncio.wait_for(pool.fan_out(call, timeout=0.5), 60)
+        assert result.results == {0: 0}
+        assert result.errors[1].code is grpc.StatusCode.DEADLINE_EXCEEDED
+        assert not never.is_set()
+
+    run(body)
+
+
 def test_nudge_reaches_every_replica() -> None:
     one, two = ScriptedHandlers("pod-1", [0]), ScriptedHandlers("pod-2", [0])
 
@@ -408,6 +433,36 @@ def test_the_peer_list_changes_at_run_time_and_is_learned_from_health() -> None:
             assert [p.address for p in pool.replicas(0)] == [address(b)]
             assert (await pool.get(0, 1)).object == "pod-2"  # type: ignore[union-attr]
             assert one.calls["get"] == 1
+            await pool.close()
+
+    run(body)
+
+
+def test_discovery_may_change_the_addresses_from_its_own_thread() -> None:
+    one, two = ScriptedHandlers("pod-1", [0]), ScriptedHandlers("pod-2", [1], zone="z2")
+
+    async def body() -> None:
+        with serving(one) as a, serving(two) as b:
+            pool = PeerPool(partition_count=2, peers=[spec(a, "z1", [0])])
+            assert (await pool.get(0, 1)).object == "pod-1"  # type: ignore[union-attr]
+            # As discovery calls on_change: on its refresh thread.
+            changed = threading.Thread(
+                target=pool.update_addresses, args=((address(a), address(b)),)
+            )
+            changed.start()
+            await asyncio.to_thread(changed.join)
+            refreshing = asyncio.ensure_future(pool.keep_refreshed(0.05))
+            try:
+                for _ in range(200):  # poll: until the new peer has been asked
+                    if pool.replicas(1):
+                        break
+                    await asyncio.sleep(0.05)
+                assert [p.address for p in pool.replicas(1)] == [address(b)]
+                assert pool.peers[0].spec == spec(a, "z1", [0]), "a known peer keeps its spec"
+                assert pool.peers[1].zone == "z2"
+                assert (await pool.get(1, 1)).object == "pod-2"  # type: ignore[union-attr]
+            finally:
+                refreshing.cancel()
             await pool.close()
 
     run(body)

@@ -12,7 +12,8 @@ is ``llmkg.partition.v1``. See docs/design.md, "The partition service".
 
 from llmkg.partition.breaker import BreakerState, CircuitBreaker
 from llmkg.partition.codec import Limits, pack_vector
-from llmkg.partition.peers import BreakerSettings, FanOut, Peer, PeerPool, PeerSpec
+from llmkg.partition.peers import FanOut, PeerPool
+from llmkg.partition.registry import BreakerSettings, Peer, PeerSpec
 from llmkg.partition.retry import RETRYABLE, Backoff
 from llmkg.partition.server import PartitionServer
 from llmkg.partition.types import (

@@ -2,9 +2,10 @@
 replica's failure.
 
 ``PeerPool`` holds one gRPC channel (``grpc.aio``, on the router's event loop: a fan-out
-is eight calls waited on, not eight threads) and one circuit breaker per peer. The peer
-list is given (``update``: the static list, or discovery at run time); a peer's hosted
-partitions and their readiness can also be learned from its ``Health`` (``refresh``).
+is eight calls waited on, not eight threads) and one circuit breaker per peer
+(``registry``). The peer list is given (``update``: the static list; ``update_addresses``:
+discovery at run time); a peer's hosted partitions and their readiness can also be
+learned from its ``Health`` (``refresh``, ``keep_refreshed``).
 
 A call to a partition (``search``, ``candidates``, ``get``):
 
@@ -32,7 +33,7 @@ import asyncio
 import random as _random
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import grpc
@@ -40,13 +41,13 @@ import grpc.aio
 
 from llmkg.engine.results import Neighbor, Node, SearchHit
 from llmkg.partition import codec
-from llmkg.partition.breaker import BreakerState, CircuitBreaker, Permit
+from llmkg.partition.breaker import BreakerState, Permit
+from llmkg.partition.registry import BreakerSettings, Peer, PeerRegistry, PeerSpec
 from llmkg.partition.retry import PEER_FAILURES, RETRYABLE, Backoff
 from llmkg.partition.server import FIELD_METADATA
 from llmkg.partition.tls import channel_credentials
 from llmkg.partition.types import HealthInfo, PartitionCallError
 from llmkg.partition.v1 import partition_pb2 as pb
-from llmkg.partition.v1 import partition_pb2_grpc as pb_grpc
 
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
@@ -55,60 +56,6 @@ if TYPE_CHECKING:
     from llmkg.partition.metrics import PartitionMetrics
 
 T = TypeVar("T")
-
-# A search's answer can be large (k = 1000 facts of 4096-character fields): above gRPC's
-# default 4 MB limit on what a channel receives.
-MAX_RECEIVE_BYTES = 64 * 1024 * 1024
-CHANNEL_OPTIONS = (
-    ("grpc.max_receive_message_length", MAX_RECEIVE_BYTES),
-    # A restarted peer is connected to again within a few seconds (gRPC's default backoff
-    # grows to two minutes, past a breaker's timeout).
-    ("grpc.initial_reconnect_backoff_ms", 250),
-    ("grpc.max_reconnect_backoff_ms", 5000),
-)
-CLOSE_GRACE = 5.0  # seconds a removed peer's calls in flight get to finish
-
-
-@dataclass(frozen=True)
-class PeerSpec:
-    """A pod to call: its ``host:port``, its zone ("" if unknown) and the partitions it
-    hosts (empty: learned from its ``Health``)."""
-
-    address: str
-    zone: str = ""
-    partitions: frozenset[int] = frozenset()
-
-
-@dataclass
-class Peer:
-    spec: PeerSpec
-    breaker: CircuitBreaker
-    in_flight: int = 0
-    zone: str = ""
-    # From its last Health answer: partition -> ready (None before one).
-    learned: dict[int, bool] | None = None
-    channel: grpc.aio.Channel | None = None
-    stub: pb_grpc.PartitionStub | None = field(default=None, repr=False)
-
-    @property
-    def address(self) -> str:
-        return self.spec.address
-
-    def hosts(self, partition: int) -> bool:
-        if self.learned is not None:
-            return partition in self.learned
-        return partition in self.spec.partitions
-
-    def known_not_ready(self, partition: int) -> bool:
-        return self.learned is not None and not self.learned.get(partition, False)
-
-
-@dataclass(frozen=True)
-class BreakerSettings:
-    threshold: float = 50.0  # percent of the window's calls that failed
-    open_for: float = 30.0
-    window: float = 10.0
-    minimum_calls: int = 10
 
 
 @dataclass
@@ -123,7 +70,7 @@ class FanOut(Generic[T]):
         return not self.errors
 
 
-class PeerPool:
+class PeerPool(PeerRegistry):
     def __init__(
         self,
         *,
@@ -140,19 +87,15 @@ class PeerPool:
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         peers: Iterable[PeerSpec] = (),
     ) -> None:
+        super().__init__(breaker=breaker, credentials=credentials, clock=clock)
         self.zone = zone
         self.partition_count = partition_count
-        self.timeout = timeout
+        self.timeout = timeout  # deadlines use time.monotonic, not the breakers' clock
         self.max_retries = max_retries
         self.backoff = backoff or Backoff()
-        self.breaker_settings = breaker or BreakerSettings()
-        self.credentials = credentials
         self.metrics = metrics
-        self.clock = clock  # the breakers' clock; deadlines use time.monotonic
         self.random = random
         self.sleep = sleep
-        self._peers: dict[str, Peer] = {}
-        self._closing: set[asyncio.Future[None]] = set()
         if metrics is not None:
             metrics.watch(self.breaker_states)
         self.update(peers)
@@ -162,16 +105,18 @@ class PeerPool:
         cls,
         settings: Settings,
         *,
-        zone: str = "",
+        zone: str | None = None,
         registry: CollectorRegistry | None = None,
         peers: Iterable[PeerSpec] = (),
     ) -> PeerPool:
+        """The pool as ``[scalability.distribution]`` and ``[security]`` say, in this
+        server's zone (``distribution.zone`` unless given); its metrics in ``registry``."""
         from llmkg.partition.metrics import PartitionMetrics
 
         d = settings.scalability.distribution
         security = settings.security
         return cls(
-            zone=zone,
+            zone=d.zone if zone is None else zone,
             partition_count=d.partition_count,
             timeout=d.communication_timeout,
             max_retries=d.max_retries,
@@ -185,73 +130,6 @@ class PeerPool:
             else PartitionMetrics.from_settings(settings, registry),
             peers=peers,
         )
-
-    # ---- the peer list -----------------------------------------------------------------
-
-    def update(self, peers: Iterable[PeerSpec]) -> None:
-        """Make ``peers`` the peer list. A peer kept keeps its channel, breaker and what it
-        learned (unless its hosted partitions changed); a removed peer's channel closes
-        once its calls in flight are done (at most ``CLOSE_GRACE`` seconds)."""
-        wanted = {spec.address: spec for spec in peers}
-        for address in list(self._peers):
-            if address not in wanted:
-                self._close(self._peers.pop(address))
-        for address, spec in wanted.items():
-            peer = self._peers.get(address)
-            if peer is None:
-                s = self.breaker_settings
-                self._peers[address] = Peer(
-                    spec,
-                    CircuitBreaker(
-                        s.threshold,
-                        s.open_for,
-                        window=s.window,
-                        minimum_calls=s.minimum_calls,
-                        clock=self.clock,
-                        name=address,
-                    ),
-                    zone=spec.zone,
-                )
-            elif peer.spec != spec:
-                if peer.spec.partitions != spec.partitions:
-                    peer.learned = None
-                peer.spec, peer.zone = spec, spec.zone or peer.zone
-
-    @property
-    def peers(self) -> list[Peer]:
-        return list(self._peers.values())
-
-    def replicas(self, partition: int) -> list[Peer]:
-        return [p for p in self._peers.values() if p.hosts(partition)]
-
-    def breaker_states(self) -> list[tuple[str, BreakerState]]:
-        return [(p.address, p.breaker.state) for p in list(self._peers.values())]
-
-    def _close(self, peer: Peer) -> None:
-        if peer.channel is not None:
-            channel, peer.channel, peer.stub = peer.channel, None, None
-            closing = asyncio.ensure_future(channel.close(CLOSE_GRACE))
-            # The loop keeps only a weak reference to a task: hold it until it is done.
-            self._closing.add(closing)
-            closing.add_done_callback(self._closing.discard)
-
-    async def close(self) -> None:
-        """Close every channel (calls in flight are cancelled)."""
-        peers, self._peers = list(self._peers.values()), {}
-        await asyncio.gather(*(p.channel.close() for p in peers if p.channel is not None))
-
-    def _stub(self, peer: Peer) -> pb_grpc.PartitionStub:
-        # Made on first use, inside the running event loop (a grpc.aio channel is bound to
-        # the loop it is made in).
-        if peer.stub is None:
-            if self.credentials is None:
-                peer.channel = grpc.aio.insecure_channel(peer.address, CHANNEL_OPTIONS)
-            else:
-                peer.channel = grpc.aio.secure_channel(
-                    peer.address, self.credentials, CHANNEL_OPTIONS
-                )
-            peer.stub = pb_grpc.PartitionStub(peer.channel)
-        return peer.stub
 
     # ---- calls -------------------------------------------------------------------------
 
@@ -448,6 +326,13 @@ class PeerPool:
 
         outcomes = await asyncio.gather(*(one(p) for p in peers))
         return {p.address: o for p, o in zip(peers, outcomes, strict=True)}
+
+    async def keep_refreshed(self, interval: float) -> None:
+        """``refresh`` every ``interval`` seconds, until cancelled: new peers are learned,
+        and a partition that falls behind (or catches up) is seen within ``interval``."""
+        while True:
+            await self.refresh(timeout=interval)
+            await asyncio.sleep(interval)
 
     # ---- fan-out -----------------------------------------------------------------------
 
