@@ -301,6 +301,35 @@ def test_a_failing_peers_breaker_opens_then_a_trial_closes_it() -> None:
     run(body)
 
 
+def test_a_health_call_is_the_trial_of_a_half_open_breaker() -> None:
+    handlers = ScriptedHandlers("pod-1", [0])
+    clock = FakeClock()
+
+    async def body() -> None:
+        with serving(handlers) as server:
+            pool = PeerPool(
+                breaker=BreakerSettings(open_for=30, minimum_calls=1),
+                clock=clock,
+                peers=[spec(server)],
+            )
+            (peer,) = pool.peers
+            peer.breaker.record(peer.breaker.allow(), failed=True)  # type: ignore[arg-type]
+            await pool.refresh()
+            assert peer.breaker.state is BreakerState.OPEN, "no trial before the timeout"
+            clock.advance(30)
+            await pool.refresh()
+            assert peer.breaker.state is BreakerState.CLOSED
+            peer.breaker.record(peer.breaker.allow(), failed=True)  # type: ignore[arg-type]
+            clock.advance(30)
+            server.stop(None)
+            await pool.refresh()
+            assert peer.breaker.state is BreakerState.OPEN, "the failed trial"
+            assert not handlers.calls, "no request was risked on the peer"
+            await pool.close()
+
+    run(body)
+
+
 def test_with_every_breaker_open_the_call_fails_at_once() -> None:
     handlers = ScriptedHandlers("pod-1", [0])
 

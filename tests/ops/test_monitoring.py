@@ -18,11 +18,13 @@ from .helpers import REPO, promtool, run
 
 MON = REPO / "monitoring"
 JOB = "llmkg-scalable-allocation"
-# What the server exports (the server's and the engine's metrics): histograms and gauges.
+# What the server exports (the server's, the engine's and the partition layer's metrics):
+# histograms and gauges.
 HISTOGRAMS = (
     "llmkg_allocation_latency_seconds",
     "llmkg_hnsw_search_time_seconds",
     "llmkg_http_request_duration_seconds",
+    "llmkg_partition_request_seconds",
 )
 GAUGES_AND_COUNTERS = (
     "llmkg_cache_hit_rate",
@@ -32,6 +34,8 @@ GAUGES_AND_COUNTERS = (
     "llmkg_http_requests_total",
     "llmkg_checkpoint_failures_total",
     "llmkg_checkpoint_last_success_timestamp_seconds",
+    "llmkg_partition_requests_total",
+    "llmkg_circuit_breaker_state",
 )
 DASHBOARD_METRICS = (
     "llmkg_allocation_latency_seconds",
@@ -39,6 +43,9 @@ DASHBOARD_METRICS = (
     "llmkg_cache_hit_rate",
     "llmkg_memory_usage_bytes",
     "llmkg_hnsw_memory_bytes",
+    "llmkg_partition_requests_total",
+    "llmkg_partition_request_seconds",
+    "llmkg_circuit_breaker_state",
 )
 SEED_KEEP = (
     "(llmkg_allocation_latency|llmkg_cache_hit_rate|llmkg_memory_usage|llmkg_hnsw_search_time)"
@@ -134,6 +141,8 @@ def test_alert_rules_check() -> None:
         "LLMKGMemoryPressure",
         "LLMKGPodNotReady",
         "LLMKGCheckpointFailing",
+        "LLMKGCircuitBreakerOpen",
+        "LLMKGPartitionCallsFailing",
     } <= names
     for rule in alert_rules():
         assert rule["labels"]["severity"] in {"warning", "critical"}
@@ -156,6 +165,12 @@ def test_alert_unit_tests_pass() -> None:
         ("[15m]) > bool 0)", "[15m]) > bool 5)"),  # checkpoint failures no longer seen
         # ... or only after a day without a snapshot
         ("> bool 0)\n            > 1800", "> bool 0)\n            > 86400"),
+        (
+            'state{job="llmkg-scalable-allocation"}) == 2',
+            'state{job="llmkg-scalable-allocation"}) == 1',
+        ),
+        ("            > 0.05\n", "            > 0.15\n"),  # 10% of calls failing unseen
+        ('code=~"UNAVAILABLE|', 'code=~"INVALID_ARGUMENT|UNAVAILABLE|'),  # callers' mistakes
     ],
 )
 def test_alert_unit_tests_catch_a_changed_rule(tmp_path: Path, old: str, new: str) -> None:

@@ -296,14 +296,19 @@ class PeerPool(PeerRegistry):
         return {p.address: o for p, o in zip(replicas, outcomes, strict=True)}
 
     async def health(self, address: str, *, timeout: float | None = None) -> HealthInfo:
-        """One peer's ``Health`` (not counted in its breaker: it is how the pool learns of
-        the peer, also while its breaker is open)."""
+        """One peer's ``Health``; made whatever its breaker says (it is how the pool learns
+        of the peer). It counts in the breaker only as the trial of a half-open one: a
+        peer that has recovered is closed again by ``keep_refreshed`` without a request
+        risked on it, even while other replicas take all the traffic."""
         peer = self._peers.get(address)
         if peer is None:
             raise KeyError(f"unknown peer {address}")
+        trial = None
+        if peer.breaker.state is BreakerState.HALF_OPEN:
+            trial = peer.breaker.allow()
         remaining = self._deadline(timeout) - time.monotonic()
         try:
-            response = await self._attempt(peer, None, "Health", pb.HealthRequest(), remaining)
+            response = await self._attempt(peer, trial, "Health", pb.HealthRequest(), remaining)
         except grpc.aio.AioRpcError as e:
             raise _call_error(e, None, address, 1) from None
         return codec.health_of(response)
