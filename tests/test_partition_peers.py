@@ -421,6 +421,30 @@ def test_fan_out_is_bounded_by_the_deadline_whatever_the_calls_do() -> None:
     run(body)
 
 
+def test_a_cancelled_fan_out_cancels_its_calls() -> None:
+    slow = ScriptedHandlers("pod-1", [0])
+    slow.gated = {"search"}
+
+    async def body() -> None:
+        with serving(slow) as server:
+            pool = PeerPool(timeout=60, partition_count=1, peers=[spec(server)])
+            fan_out = asyncio.ensure_future(pool.fan_out_search(vector(), 1))
+            await wait_for(slow.entered)
+            (peer,) = pool.peers
+            assert peer.in_flight == 1
+            fan_out.cancel()
+            for _ in range(200):  # poll: the call's cancellation reaches its task
+                if peer.in_flight == 0:
+                    break
+                await asyncio.sleep(0.05)
+            assert peer.in_flight == 0, "the call was cancelled with the fan-out"
+            assert not slow.finished.is_set()
+            assert fan_out.cancelled()
+            await pool.close()
+
+    run(body)
+
+
 def test_nudge_reaches_every_replica() -> None:
     one, two = ScriptedHandlers("pod-1", [0]), ScriptedHandlers("pod-2", [0])
 

@@ -359,9 +359,13 @@ class PeerPool(PeerRegistry):
         deadline = self._deadline(timeout)
         remaining = deadline - time.monotonic()
         tasks = {p: asyncio.ensure_future(call(p, remaining)) for p in chosen}
-        _, pending = await asyncio.wait(tasks.values(), timeout=max(0.0, remaining))
-        for task in pending:
-            task.cancel()
+        try:
+            _, pending = await asyncio.wait(tasks.values(), timeout=max(0.0, remaining))
+        finally:
+            # Past the deadline, or the caller cancelled (its client went away): the calls
+            # still running are cancelled, not left to run out their deadlines.
+            for task in tasks.values():
+                task.cancel()
         if pending:
             await asyncio.wait(pending)
         results: dict[int, T] = {}
