@@ -48,6 +48,7 @@ from llmkg.partition.server import FIELD_METADATA
 from llmkg.partition.tls import channel_credentials
 from llmkg.partition.types import HealthInfo, PartitionCallError
 from llmkg.partition.v1 import partition_pb2 as pb
+from llmkg.tracing_grpc import aio_client_interceptors
 
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
@@ -85,9 +86,12 @@ class PeerPool(PeerRegistry):
         clock: Callable[[], float] = time.monotonic,
         random: Callable[[], float] = _random.random,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        interceptors: Sequence[grpc.aio.ClientInterceptor] = (),
         peers: Iterable[PeerSpec] = (),
     ) -> None:
-        super().__init__(breaker=breaker, credentials=credentials, clock=clock)
+        super().__init__(
+            breaker=breaker, credentials=credentials, clock=clock, interceptors=interceptors
+        )
         self.zone = zone
         self.partition_count = partition_count
         self.timeout = timeout  # deadlines use time.monotonic, not the breakers' clock
@@ -128,6 +132,9 @@ class PeerPool(PeerRegistry):
             metrics=None
             if registry is None
             else PartitionMetrics.from_settings(settings, registry),
+            # The trace goes with each call (none while tracing is off: make the pool
+            # after llmkg.tracing.start).
+            interceptors=aio_client_interceptors(),
             peers=peers,
         )
 

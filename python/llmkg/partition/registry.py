@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TypeVar
 
@@ -87,9 +87,11 @@ class PeerRegistry:
         breaker: BreakerSettings | None = None,
         credentials: grpc.ChannelCredentials | None = None,
         clock: Callable[[], float] = time.monotonic,
+        interceptors: Sequence[grpc.aio.ClientInterceptor] = (),
     ) -> None:
         self.breaker_settings = breaker or BreakerSettings()
         self.credentials = credentials
+        self.interceptors = list(interceptors)
         self.clock = clock  # the breakers' clock
         self._peers: dict[str, Peer] = {}
         self._closing: set[asyncio.Future[None]] = set()
@@ -180,10 +182,15 @@ class PeerRegistry:
             self._loop_thread = threading.get_ident()
         if peer.stub is None:
             if self.credentials is None:
-                peer.channel = grpc.aio.insecure_channel(peer.address, CHANNEL_OPTIONS)
+                peer.channel = grpc.aio.insecure_channel(
+                    peer.address, CHANNEL_OPTIONS, interceptors=self.interceptors
+                )
             else:
                 peer.channel = grpc.aio.secure_channel(
-                    peer.address, self.credentials, CHANNEL_OPTIONS
+                    peer.address,
+                    self.credentials,
+                    CHANNEL_OPTIONS,
+                    interceptors=self.interceptors,
                 )
             peer.stub = pb_grpc.PartitionStub(peer.channel)
         return peer.stub

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent import futures
 from typing import TYPE_CHECKING, NoReturn, TypeVar
 
@@ -40,6 +40,7 @@ from llmkg.partition.v1 import partition_pb2 as pb
 from llmkg.partition.v1 import partition_pb2_grpc as pb_grpc
 from llmkg.server.startup import StartupError
 from llmkg.store import StoreError
+from llmkg.tracing_grpc import server_interceptors
 
 if TYPE_CHECKING:
     from llmkg.config import Settings
@@ -177,7 +178,8 @@ class PartitionServer:
     while the server runs, for ``llmkg.partition.v1.Partition`` while every hosted
     partition is ready, and for ``llmkg.partition.v1.Partition/<n>`` while partition n
     is; ``refresh_health`` reads the handlers' ``health()`` (each Health call does too;
-    ``health_interval`` seconds: on a timer of its own)."""
+    ``health_interval`` seconds: on a timer of its own). ``interceptors`` wrap every
+    call (``llmkg.tracing_grpc``'s continue the caller's trace)."""
 
     def __init__(
         self,
@@ -189,6 +191,7 @@ class PartitionServer:
         workers: int = 8,
         max_concurrent_rpcs: int | None = None,
         health_interval: float | None = None,
+        interceptors: Sequence[grpc.ServerInterceptor] = (),
     ) -> None:
         self.handlers = handlers
         self.health = health.HealthServicer()
@@ -198,6 +201,7 @@ class PartitionServer:
             # gRPC sets SO_REUSEPORT by default: a second server would share the port
             # silently instead of failing to start.
             options=[("grpc.so_reuseport", 0)],
+            interceptors=list(interceptors),
         )
         pb_grpc.add_PartitionServicer_to_server(
             PartitionServicer(handlers, limits, self._mirror), self.server
@@ -226,6 +230,9 @@ class PartitionServer:
             security=settings.security,
             workers=settings.performance.worker_threads,
             health_interval=settings.health_checks.readiness_probe_interval,
+            # A call's trace continues from the caller's (none while tracing is off: build
+            # the server after llmkg.tracing.start).
+            interceptors=server_interceptors(),
         )
 
     def start(self) -> None:
