@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections import Counter
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent import futures
 from contextlib import contextmanager
 from typing import Any
@@ -17,7 +17,7 @@ import numpy as np
 
 from llmkg.config.schema import SecuritySettings
 from llmkg.engine.results import Neighbor, Node, SearchHit
-from llmkg.partition import HealthInfo, Limits, PartitionServer, PartitionStatus
+from llmkg.partition import HealthInfo, Limits, PartitionServer, PartitionStatus, PeerSpec
 from llmkg.partition.v1 import partition_pb2 as pb
 
 DIM = 4
@@ -145,6 +145,12 @@ def serving(
 
 def address(server: PartitionServer | CodedServer) -> str:
     return f"127.0.0.1:{server.port}"
+
+
+def spec(
+    server: PartitionServer | CodedServer, zone: str = "", partitions: Iterable[int] = (0,)
+) -> PeerSpec:
+    return PeerSpec(address(server), zone, frozenset(partitions))
 
 
 def run(coro_factory: Callable[[], Any]) -> Any:
