@@ -52,7 +52,9 @@ SERVICE = "llmkg.partition.v1.Partition"
 FIELD_METADATA = "llmkg-field"  # trailing metadata: the bad field of an INVALID_ARGUMENT
 # Calls queued beyond the worker threads, per thread, before gRPC refuses more with
 # RESOURCE_EXHAUSTED: a caller then tries the other replica instead of waiting here.
-QUEUED_PER_WORKER = 8
+# Room for a replica's whole share when the other is lost (then every pod's fan-out of
+# every request comes here): a queued call past its deadline is dropped unanswered.
+QUEUED_PER_WORKER = 32
 
 T = TypeVar("T")
 
