@@ -128,14 +128,23 @@ class Api:
         body = await read_json(request, m.AllocateRequest, self.limit)
         engine = self.state.ready_engine()
         started = time.perf_counter()
-        result = await self.state.run(engine.allocate, _fact(body.fact))
+        router = self.state.router
+        if router is not None:
+            result = await router.allocate(_fact(body.fact))
+        else:
+            result = await self.state.run(engine.allocate, _fact(body.fact))
         self.state.metrics.allocation_latency.observe(time.perf_counter() - started)
         return json_response(_allocation(result))
 
     async def allocate_batch(self, request: Request) -> Response:
         body = await read_json(request, m.AllocateBatchRequest, self.limit)
         engine = self.state.ready_engine()
-        results = await self.state.run(engine.allocate_many, [_fact(f) for f in body.facts])
+        facts = [_fact(f) for f in body.facts]
+        router = self.state.router
+        if router is not None:
+            results = await router.allocate_many(facts)
+        else:
+            results = await self.state.run(engine.allocate_many, facts)
         for r in results:
             self.state.metrics.allocation_latency.observe(r.processing_time_ms / 1000)
         return json_response(m.AllocateBatchResponse([_allocation(r) for r in results]))
@@ -154,6 +163,22 @@ class Api:
             "ef": q.ef,
             "filter": flt or None,
         }
+        router = self.state.router
+        if router is not None:
+            if q.expand is not None:
+                raise ApiError(
+                    422,
+                    "not available on a partitioned graph yet",
+                    code="invalid_field",
+                    field="query.expand",
+                )
+            routed = await router.search(**args, allow_partial=body.allow_partial)
+            return json_response(
+                m.SearchResponse(
+                    [_hit(h) for h in routed.hits],
+                    partitions=m.PartitionsAnswered(routed.total, routed.answered),
+                )
+            )
         if q.expand is not None:
             # Never on the event loop: the expansion reads the store.
             expand = {k: v for k, v in msgspec.structs.asdict(q.expand).items() if v is not None}
@@ -185,7 +210,11 @@ class Api:
     async def get_node(self, request: Request) -> Response:
         node_id = node_id_param(request)
         engine = self.state.ready_engine()
-        node = await self.state.run(engine.get, node_id)
+        router = self.state.router
+        if router is not None:
+            node = await router.get(node_id)
+        else:
+            node = await self.state.run(engine.get, node_id)
         if node is None:
             raise ApiError(404, f"no node {node_id}", field="node_id")
         return json_response(m.NodeResponse(node.node_id, _fact_out(node), node.parent))
@@ -193,7 +222,13 @@ class Api:
     async def delete_node(self, request: Request) -> Response:
         node_id = node_id_param(request)
         engine = self.state.ready_engine()
-        if not await self.state.run(engine.delete, node_id):
+        router = self.state.router
+        deleted = (
+            await router.delete(node_id)
+            if router is not None
+            else await self.state.run(engine.delete, node_id)
+        )
+        if not deleted:
             raise ApiError(404, f"no node {node_id}", field="node_id")
         return json_response(m.DeleteResponse(node_id, True))
 

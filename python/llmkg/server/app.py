@@ -23,6 +23,8 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from llmkg.engine import EngineClosedError, FactError, LinkerError, NotCaughtUpError
+from llmkg.partition.types import PartitionCallError
+from llmkg.router.router import PartitionsUnavailableError
 from llmkg.server import logs
 from llmkg.server.api import Api, json_response
 from llmkg.server.errors import (
@@ -126,6 +128,11 @@ def guarded(handler: Handler, timeout: float) -> Handler:
             return error_response(503, str(e), code="not_caught_up", headers=RETRY_AFTER)
         except LinkerError as e:
             return error_response(503, str(e), code="index_unavailable", headers=RETRY_AFTER)
+        except PartitionsUnavailableError as e:
+            # Never placed on partial candidates, never a silently partial search.
+            return error_response(503, str(e), code="partition_unavailable", headers=RETRY_AFTER)
+        except PartitionCallError as e:
+            return partition_call_answer(e)
         except StoreError as e:
             return storage_answer(e).response()
         except asyncio.TimeoutError:
@@ -137,6 +144,16 @@ def guarded(handler: Handler, timeout: float) -> Handler:
             return answer.response()
 
     return endpoint
+
+
+def partition_call_answer(e: PartitionCallError) -> Response:
+    """A call to one partition (a get) that failed: a field the peer refused is the
+    client's (422); anything else, the partition's (503)."""
+    import grpc
+
+    if e.code == grpc.StatusCode.INVALID_ARGUMENT:
+        return error_response(422, e.message, code="invalid_field", field=e.field)
+    return error_response(503, str(e), code="partition_unavailable", headers=RETRY_AFTER)
 
 
 class RequestMiddleware:

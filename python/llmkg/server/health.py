@@ -44,6 +44,17 @@ class Health:
     def partition(self) -> dict[str, object]:
         s = self.state.settings.scalability
         dist = s.distribution
+        node = self.state.node
+        if node is not None:
+            return {
+                "id": dist.partition_id,
+                "count": dist.partition_count,
+                "mode": "partitioned",
+                "distributed": True,
+                "hosted": sorted(node.engines),
+                "zone": dist.zone,
+                "note": "",
+            }
         return {
             "id": dist.partition_id,
             "count": dist.partition_count if s.enable_distributed else 1,
@@ -88,7 +99,22 @@ class Health:
                 rates = engine.records.stats()
                 detail = f"hit rate l1 {rates['l1_hit_rate']:.3f}, l2 {rates['l2_hit_rate']:.3f}"
                 checks["cache"] = Check(True, detail)
-        if deps.check_partition_health:
+        node = self.state.node
+        if node is not None:
+            # Ready once every hosted partition has caught up with the database.
+            hosted = node.health()
+            checks["partitions"] = Check(
+                all(ok for _, ok, _ in hosted),
+                "; ".join(f"{p}: {detail or 'ready'}" for p, _, detail in hosted),
+            )
+            # And every partition reachable: a pod that knows no ready replica of one
+            # would answer every search and allocation 503.
+            missing = node.unreachable()
+            checks["peers"] = Check(
+                not missing,
+                f"no ready replica known of partitions {missing}" if missing else "all known",
+            )
+        elif deps.check_partition_health:
             p = self.partition()
             checks["partition"] = Check(True, f"single partition {p['id']} of {p['count']}")
         if deps.check_memory_usage:

@@ -62,6 +62,8 @@ class SearchQuery(Strict):
 
 class SearchRequest(Strict):
     query: SearchQuery
+    # Partitioned: answer from the partitions that answered in time instead of 503.
+    allow_partial: bool = False
 
 
 StartList = msgspec.Meta(min_length=1, max_length=tr.MAX_START)
@@ -97,7 +99,8 @@ class Allocation(msgspec.Struct):
     partition: int
     parent: Neighbor | None
     neighbors: list[Neighbor]
-    strategy: Literal["direct", "hierarchical"]
+    # "partitioned": the candidates of every partition of a partitioned graph
+    strategy: Literal["direct", "hierarchical", "partitioned"]
     precision: Precision
     confidence: Confidence
     created: bool
@@ -130,12 +133,19 @@ class ExpandedFact(msgspec.Struct):
     source: NodeId  # the hit it was reached from: the best-ranked one that reaches it
 
 
+class PartitionsAnswered(msgspec.Struct):
+    total: int
+    answered: int
+
+
 class SearchResponse(msgspec.Struct, omit_defaults=True):
     results: list[SearchHit]
     # With "expand" only: a search without it answers {"results": [...]} alone.
     expanded: list[ExpandedFact] | None = None
     truncated: bool | None = None
     capped: bool | None = None
+    # On a partitioned graph: how many partitions there are and how many answered.
+    partitions: PartitionsAnswered | None = None
 
 
 class NodeResponse(msgspec.Struct):

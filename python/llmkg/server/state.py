@@ -13,6 +13,8 @@ from typing import Any, Literal, TypeVar
 
 from llmkg.config import ConfigError, Settings, engine_config
 from llmkg.engine import AllocationEngine
+from llmkg.router.node import PartitionedNode, partitioned
+from llmkg.router.router import Router
 from llmkg.server.errors import ApiError
 from llmkg.server.metrics import Metrics
 from llmkg.store import StoreOpenError, StoreUnavailableError
@@ -31,6 +33,10 @@ class ServerState:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.engine: AllocationEngine | None = None
+        # Partitioned serving: the pod's partitions, its peers and the router that answers
+        # allocate, search, get and delete; ``engine`` is then its first partition's.
+        self.node: PartitionedNode | None = None
+        self.router: Router | None = None
         self.phase: Phase = "starting"
         # Why the engine is not loaded yet, when it waits for its store (readiness says it).
         self.waiting_for: str | None = None
@@ -63,24 +69,52 @@ class ServerState:
             )
         return self.engine
 
+    def whole_graph_engine(self) -> AllocationEngine:
+        """The engine, for the reads that walk the store (patterns, entities, children,
+        ancestors, traversals, the export): on a partitioned graph a pod's engine reads
+        one partition only, so those routes answer 501 there until they are routed too."""
+        engine = self.ready_engine()
+        if self.router is not None:
+            raise ApiError(
+                501,
+                "not available on a partitioned graph yet: this route reads one partition",
+                code="not_partitioned",
+            )
+        return engine
+
     def open_engine(self) -> None:
-        """Load the engine (snapshot + replay, or rebuild); blocking, on the worker pool."""
+        """Load the engine (snapshot + replay, or rebuild); blocking, on the worker pool.
+        Partitioned: the engine of every hosted partition, and the partition service."""
         settings = self.settings
+        if partitioned(settings):
+            node = PartitionedNode.open(settings, self._watch)
+            self.node = node
+            self.engine = next(iter(node.engines.values()))
+            log.info("partitions %s of %d opened", sorted(node.engines), len(node.stores))
+            return
         scale = settings.scalability
         if scale.enable_distributed:
             dist = scale.distribution
             log.warning(
-                "enable_distributed is set but the partition layer does not exist yet: "
-                "serving as a single partition (id %d of %d)",
+                "enable_distributed is set without a layout (partitions or zones): serving "
+                "as a replica of the one partition (id %d of %d)",
                 dist.partition_id,
                 dist.partition_count,
             )
         engine = AllocationEngine(engine_config(settings))
-        engine.on_index_search = self.metrics.search_time.observe
+        self._watch(engine)
         self.engine = engine
+        self._ready()
+
+    def _watch(self, engine: AllocationEngine) -> None:
+        engine.on_index_search = self.metrics.search_time.observe
+
+    def _ready(self) -> None:
         if self.phase == "starting":
             self.phase = "ready"
-        log.info("ready: %d nodes, started in %.3fs", len(engine.index), engine.startup["seconds"])
+        engines = self.node.engines.values() if self.node else [self.engine]
+        nodes = sum(len(e.index) for e in engines if e is not None)
+        log.info("ready: %d nodes", nodes)
 
     async def start(self) -> None:
         delay = START_RETRY_FIRST
@@ -110,13 +144,21 @@ class ServerState:
                 self.request_exit(1)
             else:
                 self.waiting_for = None
+                if self.node is not None:
+                    self.router = await self.node.start(self.run, self.metrics.registry)
+                    self._ready()
             return
 
     async def stop(self) -> None:
         """After the listeners have drained: final checkpoint, store closed."""
         self.phase = "stopped"
         engine, self.engine = self.engine, None
-        if engine is not None:
+        node, self.node, self.router = self.node, None, None
+        if node is not None:
+            await node.stop()
+            await self.run(node.close)
+            log.info("partitions closed (final checkpoints written)")
+        elif engine is not None:
             await self.run(engine.close)
             log.info("engine closed (final checkpoint written)")
         self.executor.shutdown(wait=True)
