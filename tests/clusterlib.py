@@ -64,13 +64,27 @@ class LocalCluster:
 
 
 @contextlib.contextmanager
-def local_cluster(replicas: int, standby: bool = False) -> Iterator[LocalCluster]:
+def local_cluster(
+    replicas: int,
+    standby: bool = False,
+    partitions: int = 1,
+    nodes: int | None = None,
+    env: dict[str, str] | None = None,
+) -> Iterator[LocalCluster]:
     binaries_or_skip()
     # Under /tmp, searchable by all: as root, PostgreSQL runs as `postgres`, which must
     # reach its directories inside.
     root = Path(tempfile.mkdtemp(prefix="llmkg-cluster-"))
     root.chmod(0o755)
-    spec = up(root / "c", replicas=replicas, standby=standby, dim=16, environ=NODE_ENV)
+    spec = up(
+        root / "c",
+        replicas=replicas,
+        standby=standby,
+        dim=16,
+        environ={**NODE_ENV, **(env or {})},
+        partitions=partitions,
+        nodes=nodes,
+    )
     cluster = LocalCluster(spec, root / "c")
     try:
         yield cluster

@@ -16,7 +16,23 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     verbs = c.add_subparsers(dest="verb", metavar="VERB", required=True)
     up = verbs.add_parser("up", help="start it and write DIR/cluster.json")
     up.add_argument("--dir", required=True, type=Path, help="an absent or empty directory")
-    up.add_argument("--replicas", type=int, default=3, help="llmkg servers (default 3)")
+    up.add_argument(
+        "--replicas",
+        type=int,
+        default=None,
+        help="servers (default 3); with --partitions: the servers of each partition (default 2)",
+    )
+    up.add_argument(
+        "--partitions",
+        type=int,
+        default=1,
+        help="split the graph into this many partitions (default 1: no partitioning)",
+    )
+    up.add_argument(
+        "--nodes",
+        type=int,
+        help="with --partitions: servers, in zones a and b by turns (default 2 x --replicas)",
+    )
     up.add_argument(
         "--standby", action="store_true", help="a synchronous PostgreSQL standby as well"
     )
@@ -59,9 +75,12 @@ def run(args: argparse.Namespace) -> int:
                 raise ClusterError("--base-port must be from 1024 to 65000")
             if not 1 <= args.dim <= 4096:
                 raise ClusterError("--dim must be from 1 to 4096")
+            replicas = args.replicas or (2 if args.partitions > 1 else 3)
             spec = up(
                 args.dir,
-                replicas=args.replicas,
+                replicas=replicas,
+                partitions=args.partitions,
+                nodes=args.nodes,
                 standby=args.standby,
                 base_port=args.base_port,
                 dim=args.dim,
@@ -69,7 +88,11 @@ def run(args: argparse.Namespace) -> int:
                 say=say,
             )
             for node in spec["nodes"]:
-                say(f"{node['name']}: {node['url']}  log {node['log']}")
+                where = f"  partitions {node['partitions']} in zone {node['zone']}"
+                say(
+                    f"{node['name']}: {node['url']}  log {node['log']}"
+                    + (where if node["zone"] else "")
+                )
             say(f"PostgreSQL log: {spec['postgres']['log']}")
             say(f"ready; described in {args.dir.resolve() / 'cluster.json'}")
         elif args.verb == "down":

@@ -9,6 +9,11 @@ it holds the password), and ``nodes/<name>/`` (a server's data directory and log
 The servers' DSN names both database servers, ``target_session_attrs=read-write``: libpq
 tries them in turn and takes the one that accepts writes, so once the standby is
 promoted the servers find it by themselves.
+
+With ``partitions`` above 1 the graph is split: each server hosts the partitions
+``llmkg.topology.assign`` gives it (zones a and b by turns, each partition in both),
+serves them on its partition port, and finds its peers in a static list of every
+server's partition port.
 """
 
 from __future__ import annotations
@@ -36,10 +41,12 @@ from llmkg.cluster.postgres import (
     alive,
     wait_gone,
 )
+from llmkg.topology import TopologyError, assign
 
 DATABASE = "llmkg"
 READY_TIMEOUT = 180.0  # seconds for every server to be ready
 STOP_TIMEOUT = 30.0  # seconds a server has to drain after SIGTERM before SIGKILL
+ZONES = ("a", "b")  # a partitioned cluster's servers are in these zones by turns
 
 
 class ClusterError(RuntimeError):
@@ -160,6 +167,52 @@ def read_spec(root: Path) -> dict[str, Any]:
     return spec
 
 
+@dataclass(frozen=True)
+class Layout:
+    """What each server hosts. ``partitions`` 1: ``replicas`` servers, each a replica of
+    the whole graph. More: ``nodes`` servers in zones a and b by turns, each partition on
+    ``replicas`` of them, in both zones (``llmkg.topology.assign``)."""
+
+    replicas: int = 3
+    partitions: int = 1
+    nodes: int | None = None
+
+    def hosted(self) -> list[tuple[str | None, tuple[int, ...]]]:
+        """(zone, partitions) of each server."""
+        if self.replicas < 1:
+            raise ClusterError("--replicas must be at least 1")
+        if self.partitions < 1:
+            raise ClusterError("--partitions must be at least 1")
+        if self.partitions == 1:
+            if self.nodes is not None:
+                raise ClusterError("--nodes places partitions: give --partitions too")
+            return [(None, (0,))] * self.replicas
+        nodes = self.nodes if self.nodes is not None else 2 * self.replicas
+        if nodes < self.replicas:
+            raise ClusterError(f"--nodes must be at least --replicas ({self.replicas})")
+        zones = [ZONES[i % len(ZONES)] for i in range(nodes)]
+        try:
+            placed = assign(self.partitions, self.replicas, zones)
+        except TopologyError as e:
+            raise ClusterError(str(e)) from None
+        return list(zip(zones, placed, strict=True))
+
+
+def _partition_env(
+    layout: Layout, zone: str, hosted: tuple[int, ...], grpc: int, peers: list[str]
+) -> dict[str, str]:
+    return {
+        "LLMKG__SCALABILITY__ENABLE_DISTRIBUTED": "true",
+        "LLMKG__SCALABILITY__DISTRIBUTION__PARTITION_COUNT": str(layout.partitions),
+        "LLMKG__SCALABILITY__DISTRIBUTION__REPLICATION_FACTOR": str(layout.replicas),
+        "LLMKG__SCALABILITY__DISTRIBUTION__PARTITIONS": json.dumps(list(hosted)),
+        "LLMKG__SCALABILITY__DISTRIBUTION__DISCOVERY__TYPE": "static",
+        "LLMKG__SCALABILITY__DISTRIBUTION__DISCOVERY__PEERS": json.dumps(peers),
+        "LLMKG__SERVER__GRPC_PORT": str(grpc),
+        "LLMKG_ZONE": zone,
+    }
+
+
 def up(
     root: Path,
     replicas: int = 3,
@@ -169,12 +222,14 @@ def up(
     environ: dict[str, str] | None = None,
     server_args: list[str] | None = None,
     say: Callable[[str], None] = lambda line: None,
+    partitions: int = 1,
+    nodes: int | None = None,
 ) -> dict[str, Any]:
     """Start the cluster in ``root`` (absent or empty) and return what ``cluster.json``
     holds. ``environ`` (``LLMKG__`` variables) and ``server_args`` (e.g. ``--config``)
     go to every server. On a failure, whatever was started is stopped again."""
-    if replicas < 1:
-        raise ClusterError("--replicas must be at least 1")
+    layout = Layout(replicas, partitions, nodes)
+    hosted = layout.hosted()
     root = root.resolve()
     if root.exists() and any(root.iterdir()):
         raise ClusterError(f"{root} is not empty: `cluster down --clean` it, or pick another")
@@ -225,22 +280,26 @@ def up(
             f"postgresql://postgres:{password}@{hosts}/{DATABASE}?target_session_attrs=read-write\n"
         )
         dsn_file.chmod(0o600)
-        for i in range(replicas):
+        planned = [(zone, parts, ports.take(), ports.take()) for zone, parts in hosted]
+        grpc_ports = [ports.take() for _ in planned] if partitions > 1 else []
+        peers = [f"127.0.0.1:{port}" for port in grpc_ports]
+        for i, (zone, parts, http, metrics) in enumerate(planned):
             name = f"node{i}"
-            http, metrics = ports.take(), ports.take()
             (root / "nodes" / name).mkdir(parents=True)
+            env = _node_env(root, name, http, metrics, dim, environ or {})
+            if zone is not None:
+                env = {**env, **_partition_env(layout, zone, parts, grpc_ports[i], peers)}
             node: dict[str, Any] = {
                 "name": name,
                 "url": f"http://127.0.0.1:{http}",
                 "metrics_url": f"http://127.0.0.1:{metrics}",
-                # No partition layer yet: every server holds the one partition, and no
-                # port serves gRPC.
-                "grpc": None,
-                "partitions": [0],
-                "zone": None,
+                # One partition: every server a replica of it, and no partition service.
+                "grpc": peers[i] if peers else None,
+                "partitions": list(parts),
+                "zone": zone,
                 "pid": None,
                 "argv": [sys.executable, "-m", "llmkg.server.cli", *(server_args or [])],
-                "env": _node_env(root, name, http, metrics, dim, environ or {}),
+                "env": env,
                 "log": str(root / "nodes" / name / "server.log"),
             }
             node["pid"] = start_node(node)
