@@ -158,19 +158,49 @@ def searches(replica: str, embedded: str, queries: np.ndarray, n: int) -> dict[s
     return timings
 
 
+def recall(url: str, base: np.ndarray, queries: np.ndarray, k: int = 10) -> float:
+    """recall@k of the server's searches against the exact top k of the facts it holds
+    (cosine), told apart by their subjects."""
+    unit = base / np.linalg.norm(base, axis=1, keepdims=True)
+    found = 0
+    with httpx.Client(base_url=url, timeout=30) as client:
+        for q in queries:
+            exact = set(np.argsort(-(unit @ (q / np.linalg.norm(q))), kind="stable")[:k].tolist())
+            body = {"query": {"embedding": q.tolist(), "k": k}}
+            hits = client.post("/api/v1/search", json=body).json()["results"]
+            found += len(exact & {int(h["fact"]["subject"].split()[1]) for h in hits})
+    return found / (k * len(queries))
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--seconds", type=float, default=10.0, help="of each throughput run")
     p.add_argument("--searches", type=int, default=500, help="searches of each server")
     p.add_argument("--facts", type=int, default=20_000, help="facts available to allocate")
-    p.add_argument("--replicas", type=int, default=3, help="servers of the cluster")
+    p.add_argument(
+        "--replicas",
+        type=int,
+        help="servers of the cluster (default 3); partitioned: of each partition (default 2)",
+    )
+    p.add_argument("--partitions", type=int, default=1, help="split the graph (default 1)")
+    p.add_argument("--nodes", type=int, help="partitioned: servers (default 2 x --replicas)")
     p.add_argument("--json", type=Path, help="save the numbers and the run's details here")
     args = p.parse_args()
     base, queries = vectors(args.facts, 200)
     quiet = {"LLMKG__LOGGING__LEVEL": "warning", "LLMKG__SERVER__DRAIN_DELAY": "0s"}
     root = Path(tempfile.mkdtemp(prefix="llmkg-bench-cluster-"))
     root.chmod(0o755)
-    spec = up(root / "c", replicas=args.replicas, standby=True, dim=DIM, environ=quiet)
+    if args.replicas is None:
+        args.replicas = 2 if args.partitions > 1 else 3
+    spec = up(
+        root / "c",
+        replicas=args.replicas,
+        standby=True,
+        dim=DIM,
+        environ=quiet,
+        partitions=args.partitions,
+        nodes=args.nodes,
+    )
     embedded = Server(root / "embedded", quiet, dim=DIM).start()
     try:
         urls = [n["url"] for n in spec["nodes"]]
@@ -182,6 +212,10 @@ def main() -> None:
         fill(urls[0], base, upto)
         fill(embedded.url, base, upto)
         timings = searches(urls[-1], embedded.url, queries, args.searches)
+        recalls = {
+            "cluster": recall(urls[-1], base[:upto], queries),
+            "embedded": recall(embedded.url, base[:upto], queries),
+        }
     finally:
         embedded.stop()
         down(root / "c", clean=True)
@@ -191,6 +225,9 @@ def main() -> None:
         "facts": upto,
         "dim": DIM,
         "replicas": args.replicas,
+        "partitions": args.partitions,
+        "nodes": len(spec["nodes"]),
+        "recall_at_10": {name: round(r, 4) for name, r in recalls.items()},
         "clients": CLIENTS,
         "seconds": args.seconds,
         "bare_psycopg_commits_per_s": round(anchor, 1),
@@ -205,7 +242,7 @@ def main() -> None:
     print(f"{upto} facts of {DIM} dims; {CLIENTS} clients; {args.seconds:g} s per run")
     print(f"  bare psycopg, sync standby: {anchor:8.1f} commits/s")
     print(
-        f"  {args.replicas} replicas (PostgreSQL):    {cluster_rate:8.1f} allocations/s "
+        f"  {len(urls)} servers (PostgreSQL):     {cluster_rate:8.1f} allocations/s "
         f"({cluster_rate / anchor:.2f}x the bare writer)"
     )
     print(
@@ -217,6 +254,10 @@ def main() -> None:
         f"({r['p50'] / e['p50']:.2f}x the embedded p50)"
     )
     print(f"  search k=10, embedded: p50 {e['p50']:.2f} ms  p95 {e['p95']:.2f} ms")
+    print(
+        f"  recall@10: cluster {recalls['cluster']:.4f}, embedded {recalls['embedded']:.4f}"
+        + (f" ({args.partitions} partitions merged)" if args.partitions > 1 else "")
+    )
     print(json.dumps(result))
     if args.json:
         real = (DATA / "base.f16.npy").exists()

@@ -43,6 +43,9 @@ def test_environment_variables_follow_the_loader() -> None:
 
 def test_inactive_keys_are_marked() -> None:
     inactive = {k.dotted for t in docs.tables() for k in t.keys if k.inactive}
-    assert "server.grpc_port" in inactive
-    assert "scalability.distribution.partition_count" in inactive
-    assert "scalability.distribution.partition_id" not in inactive
+    assert "monitoring.enable_profiling" in inactive
+    assert "monitoring.jaeger.agent_endpoint" in inactive
+    # Acted on: the partition layer's keys, and one key of an inactive section.
+    assert "server.grpc_port" not in inactive
+    assert "scalability.distribution.partition_count" not in inactive
+    assert "monitoring.jaeger.tags" not in inactive

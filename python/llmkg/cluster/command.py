@@ -75,7 +75,9 @@ def run(args: argparse.Namespace) -> int:
                 raise ClusterError("--base-port must be from 1024 to 65000")
             if not 1 <= args.dim <= 4096:
                 raise ClusterError("--dim must be from 1 to 4096")
-            replicas = args.replicas or (2 if args.partitions > 1 else 3)
+            replicas = (
+                args.replicas if args.replicas is not None else (2 if args.partitions > 1 else 3)
+            )
             spec = up(
                 args.dir,
                 replicas=replicas,

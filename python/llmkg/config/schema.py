@@ -494,8 +494,6 @@ class Settings(Section):
 # Validated, not yet acted on: the parts they configure do not exist yet (the configuration
 # reference lists them).
 INACTIVE = (
-    "server.grpc_port",
-    "scalability.distribution",
     "monitoring.enable_profiling",
     "monitoring.jaeger",
     "performance.io_threads",
@@ -503,18 +501,5 @@ INACTIVE = (
     "performance.memory.large_allocation_threshold",
     "performance.memory.memory_pool_sizes",
 )
-# Acted on although their section is listed in INACTIVE: the partition id (the store's
-# partition), and what llmkg.topology reads: the placement of the replicas, this server's
-# share of it, and peer discovery (which `llmkg-server topology` shows; the request path
-# uses them once the partition layer routes).
-ACTIVE_IN_INACTIVE = (
-    "scalability.distribution.partition_id",
-    "scalability.distribution.replication_factor",
-    "scalability.distribution.partitions",
-    "scalability.distribution.zone",
-    "scalability.distribution.zones",
-    "scalability.distribution.pods_per_zone",
-    "scalability.distribution.pod_index",
-    "scalability.distribution.discovery",
-    "monitoring.jaeger.tags",
-)
+# Acted on although their section is listed in INACTIVE.
+ACTIVE_IN_INACTIVE = ("monitoring.jaeger.tags",)

@@ -60,7 +60,10 @@ class Health:
             "count": dist.partition_count if s.enable_distributed else 1,
             "mode": "single-partition",
             "distributed": s.enable_distributed,
-            "note": "the partition layer does not exist yet: serving as a single partition"
+            "note": (
+                "partitioned serving needs the PostgreSQL store and a layout (partitions "
+                "or zones): serving as a single partition"
+            )
             if s.enable_distributed
             else "",
         }

@@ -96,8 +96,9 @@ class ServerState:
         if scale.enable_distributed:
             dist = scale.distribution
             log.warning(
-                "enable_distributed is set without a layout (partitions or zones): serving "
-                "as a replica of the one partition (id %d of %d)",
+                "enable_distributed is set, but partitioned serving needs the PostgreSQL "
+                "store and a layout (partitions or zones): serving as a single partition "
+                "(id %d of %d)",
                 dist.partition_id,
                 dist.partition_count,
             )
