@@ -17,7 +17,7 @@ import httpx
 import psycopg
 from pglib import binaries_or_skip
 
-from llmkg.cluster import down, start_node, up
+from llmkg.cluster import ClusterError, down, start_node, up
 from llmkg.cluster.local import wait_ready
 
 # Small and quick: a 16-d space, no drain delay, the readiness recomputed on each probe.
@@ -43,7 +43,11 @@ class LocalCluster:
         """Start node ``i`` again from its ``argv`` and ``env``, and wait until it is ready."""
         node = self.nodes[i]
         node["pid"] = start_node(node)
-        wait_ready([node], timeout=120)
+        try:
+            wait_ready([node], timeout=120)
+        except ClusterError as e:
+            readiness = httpx.get(node["url"] + "/health/ready", timeout=5).text
+            raise AssertionError(f"{e}\n{readiness}\n{self.logs()}") from None
 
     def kill(self, i: int) -> None:
         """``kill -9`` node ``i`` and wait until it is gone."""

@@ -19,6 +19,8 @@ from typing import TYPE_CHECKING, Any
 
 from llmkg.config import Settings, engine_config
 from llmkg.engine import AllocationEngine
+from llmkg.engine.config import EngineConfig
+from llmkg.engine.graph import Graph
 from llmkg.router.handlers import EngineHandlers
 from llmkg.router.router import Router, Run
 from llmkg.topology import hosted_partitions
@@ -52,6 +54,16 @@ def partitioned(settings: Settings) -> bool:
     )
 
 
+class GraphView(Graph):
+    """The graph's reads (patterns, entities, children, ancestors, traversals, a search's
+    expansion, the export) over every partition: the database answers them, through a
+    store whose reads cover all partitions."""
+
+    def __init__(self, store: PostgresStore, config: EngineConfig) -> None:
+        self.store = store
+        self.config = config
+
+
 class PartitionedNode:
     """Built by ``open`` (blocking: the engines load their snapshots and catch up) and
     ``start`` (on the event loop: the peer pool, discovery and the router)."""
@@ -61,11 +73,13 @@ class PartitionedNode:
         settings: Settings,
         engines: dict[int, AllocationEngine],
         stores: dict[int, PostgresStore],
+        graph: GraphView,
         server: PartitionServer,
     ) -> None:
         self.settings = settings
         self.engines = engines
         self.stores = stores
+        self.graph = graph
         self.server = server
         self.peers: PeerPool | None = None
         self.discovery: Discovery | None = None
@@ -82,6 +96,7 @@ class PartitionedNode:
         hosted = hosted_partitions(dist)
         engines: dict[int, AllocationEngine] = {}
         stores: dict[int, PostgresStore] = {}
+        whole: PostgresStore | None = None
         try:
             for p in hosted:
                 config = dataclasses.replace(
@@ -100,17 +115,27 @@ class PartitionedNode:
                     statement_timeout=base.postgres_statement_timeout,
                     migrate=base.auto_migrate,
                 )
+            whole = PostgresStore(
+                base.postgres_dsn,
+                partition_count=dist.partition_count,
+                pool_size=WRITE_POOL_SIZE,
+                connect_timeout=base.postgres_connect_timeout,
+                statement_timeout=base.postgres_statement_timeout,
+                migrate=base.auto_migrate,
+                whole_graph=True,
+            )
+            graph = GraphView(whole, base)
             server = PartitionServer.from_settings(
                 settings, EngineHandlers(engines, zone=dist.zone)
             )
             server.start()
         except BaseException:
-            for store in stores.values():
+            for store in [*stores.values(), *([whole] if whole else [])]:
                 store.close()
             for engine in engines.values():
                 engine.close()
             raise
-        return cls(settings, engines, stores, server)
+        return cls(settings, engines, stores, graph, server)
 
     async def start(self, run: Run, registry: CollectorRegistry | None = None) -> Router:
         """The peers (from discovery; what each hosts, from its Health, refreshed every
@@ -172,5 +197,5 @@ class PartitionedNode:
         self.server.stop(1.0)
         for engine in self.engines.values():
             engine.close()
-        for store in self.stores.values():
+        for store in (*self.stores.values(), self.graph.store):
             store.close()

@@ -163,20 +163,30 @@ class Api:
             "ef": q.ef,
             "filter": flt or None,
         }
-        router = self.state.router
-        if router is not None:
+        router, node = self.state.router, self.state.node
+        if router is not None and node is not None:
+            graph = node.graph
+            expansion = None
             if q.expand is not None:
-                raise ApiError(
-                    422,
-                    "not available on a partitioned graph yet",
-                    code="invalid_field",
-                    field="query.expand",
-                )
+                fields = msgspec.structs.asdict(q.expand).items()
+                expansion = graph._expansion({k: v for k, v in fields if v is not None})
             routed = await router.search(**args, allow_partial=body.allow_partial)
+            answered = m.PartitionsAnswered(routed.total, routed.answered)
+            if expansion is None:
+                return json_response(
+                    m.SearchResponse([_hit(h) for h in routed.hits], partitions=answered)
+                )
+            # The hits' neighbourhoods, from the database (every partition).
+            expanded, truncated, capped = await self.state.run(
+                graph._expand, routed.hits, *expansion
+            )
             return json_response(
                 m.SearchResponse(
                     [_hit(h) for h in routed.hits],
-                    partitions=m.PartitionsAnswered(routed.total, routed.answered),
+                    [_expanded(e) for e in expanded],
+                    truncated,
+                    capped,
+                    partitions=answered,
                 )
             )
         if q.expand is not None:

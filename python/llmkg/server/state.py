@@ -13,6 +13,7 @@ from typing import Any, Literal, TypeVar
 
 from llmkg.config import ConfigError, Settings, engine_config
 from llmkg.engine import AllocationEngine
+from llmkg.engine.graph import Graph
 from llmkg.router.node import PartitionedNode, partitioned
 from llmkg.router.router import Router
 from llmkg.server.errors import ApiError
@@ -69,18 +70,12 @@ class ServerState:
             )
         return self.engine
 
-    def whole_graph_engine(self) -> AllocationEngine:
-        """The engine, for the reads that walk the store (patterns, entities, children,
-        ancestors, traversals, the export): on a partitioned graph a pod's engine reads
-        one partition only, so those routes answer 501 there until they are routed too."""
+    def whole_graph_engine(self) -> Graph:
+        """What answers the reads that walk the store (patterns, entities, children,
+        ancestors, traversals, the export): the engine, or on a partitioned graph, where an
+        engine reads one partition, the view of every partition in the database."""
         engine = self.ready_engine()
-        if self.router is not None:
-            raise ApiError(
-                501,
-                "not available on a partitioned graph yet: this route reads one partition",
-                code="not_partitioned",
-            )
-        return engine
+        return engine if self.node is None else self.node.graph
 
     def open_engine(self) -> None:
         """Load the engine (snapshot + replay, or rebuild); blocking, on the worker pool.

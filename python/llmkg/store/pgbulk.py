@@ -24,9 +24,8 @@ from llmkg.store.records import (
 COLUMNS = "id, subject, predicate, object, confidence, embedding, parent, seq, reads, deleted"
 EXPORT = """SELECT n.id, n.subject, n.predicate, n.object, n.confidence, n.parent,
     p.subject, p.predicate, p.object{embedding}
-FROM llmkg_nodes n LEFT JOIN llmkg_nodes p
-    ON p.partition = n.partition AND p.id = n.parent AND NOT p.deleted
-WHERE n.partition = %s AND NOT n.deleted AND n.id > %s ORDER BY n.id LIMIT %s"""
+FROM llmkg_nodes n LEFT JOIN llmkg_nodes p ON p.id = n.parent AND NOT p.deleted
+WHERE n.partition = ANY(%s) AND NOT n.deleted AND n.id > %s ORDER BY n.id LIMIT %s"""
 # Whether %(node)s is %(start)s or one of its ancestors, within MAX_DEPTH steps (a chain
 # deeper than that counts as one too: no link is made that the graph's reads cannot walk).
 IN_CHAIN = """WITH RECURSIVE up(id, depth) AS (
@@ -54,11 +53,12 @@ class BulkWrites(Connections):
     """Expects the store's ``partition`` and ``_committed``."""
 
     partition: int
+    scope: list[int]
     _committed: Callable[[int | None], None]
 
     def export_page(self, after: int, limit: int, embeddings: bool) -> list[ExportRow]:
         query = EXPORT.format(embedding=", n.embedding" if embeddings else "")
-        rows = self._rows(query, (self.partition, after, limit))
+        rows = self._rows(query, (self.scope, after, limit))
         return [export_row(r, embeddings) for r in rows]
 
     def place_many(self, facts: Sequence[Placement]) -> list[tuple[NodeRecord, bool]]:

@@ -1,5 +1,5 @@
 """The PostgreSQL store's reads of the graph: triple patterns, children, ancestors and
-entities, over the live rows of its partition (indexes: ``pgschema.py``)."""
+entities, over the live rows of the partitions in its ``scope`` (indexes: ``pgschema.py``)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from llmkg.store.records import FACT_COLUMNS, NO_END, ROLES, FactRow, prefix_end
 # Up from a node of this partition, by id: a parent may live in another partition.
 ANCESTORS = f"""WITH RECURSIVE up(id, depth) AS (
     SELECT parent, 1 FROM llmkg_nodes
-    WHERE partition = %(p)s AND id = %(id)s AND NOT deleted AND parent IS NOT NULL
+    WHERE partition = ANY(%(scope)s) AND id = %(id)s AND NOT deleted AND parent IS NOT NULL
     UNION ALL
     SELECT n.parent, up.depth + 1 FROM up JOIN llmkg_nodes n ON n.id = up.id
     WHERE n.parent IS NOT NULL AND up.depth < %(depth)s)
@@ -24,23 +24,25 @@ SELECT {", ".join("n." + c for c in FACT_COLUMNS.split(", "))} FROM up JOIN llmk
 # md5(role), id) index in id order, then the facts up to it through the same index.
 AROUND = """WITH w AS MATERIALIZED (
     SELECT f.name, (SELECT id FROM llmkg_nodes
-        WHERE partition = %(p)s AND NOT deleted AND md5({role}) = md5(f.name)
+        WHERE partition = ANY(%(scope)s) AND NOT deleted AND md5({role}) = md5(f.name)
             AND {role} = f.name
         ORDER BY id OFFSET %(skip)s LIMIT 1) AS last
     FROM unnest(%(names)s::text[]) AS f(name))
 SELECT 0, last, name, NULL, NULL, NULL::float8, NULL::bigint FROM w WHERE last IS NOT NULL
 UNION ALL
 SELECT 1, n.id, n.subject, n.predicate, n.object, n.confidence, n.parent
-FROM w JOIN llmkg_nodes n ON n.partition = %(p)s AND NOT n.deleted
+FROM w JOIN llmkg_nodes n ON n.partition = ANY(%(scope)s) AND NOT n.deleted
     AND md5(n.{role}) = md5(w.name) AND n.{role} = w.name
     AND n.id <= coalesce(w.last, {no_end}){predicates}
 ORDER BY 1, 2"""
 
 
 class GraphReads(Connections):
-    """Mixed into ``PostgresStore``, whose pooled reads it uses."""
+    """Mixed into ``PostgresStore``, whose pooled reads it uses. ``scope``: the partitions
+    the reads cover (the store's own, or every one for a router's view of the graph)."""
 
     partition: int
+    scope: list[int]
 
     def match(
         self,
@@ -51,8 +53,8 @@ class GraphReads(Connections):
         after: int,
         limit: int,
     ) -> list[FactRow]:
-        where = ["partition = %s", "NOT deleted", "id > %s"]
-        params: list[Any] = [self.partition, after]
+        where = ["partition = ANY(%s)", "NOT deleted", "id > %s"]
+        params: list[Any] = [self.scope, after]
         for column, value in (("subject", subject), ("predicate", predicate), ("object", object)):
             if value is not None:
                 # The hash finds the index entries; the text settles a collision.
@@ -80,7 +82,7 @@ class GraphReads(Connections):
     def ancestors(self, node_id: int, max_depth: int) -> list[FactRow]:
         rows = self._read(
             lambda conn: conn.execute(
-                ANCESTORS, {"p": self.partition, "id": node_id, "depth": max_depth}
+                ANCESTORS, {"scope": self.scope, "id": node_id, "depth": max_depth}
             ).fetchall()
         )
         return [FactRow(*r) for r in rows]
@@ -94,8 +96,8 @@ class GraphReads(Connections):
         params: list[Any] = []
         for column in ("subject", "object"):
             name = f'{column} COLLATE "C"'
-            where = ["partition = %s", "NOT deleted", f"{name} >= %s"]
-            params += [self.partition, prefix]
+            where = ["partition = ANY(%s)", "NOT deleted", f"{name} >= %s"]
+            params += [self.scope, prefix]
             if after is not None:
                 where.append(f"{name} > %s")
                 params.append(after)
@@ -107,13 +109,13 @@ class GraphReads(Connections):
         return [r[0] for r in rows]
 
     def predicate_counts(self, name: str) -> dict[str, int]:
-        p = self.partition
+        p = self.scope
         rows = self._rows(
             # UNION over (id, predicate) counts a fact with the name as subject and object
             # once.
             "SELECT predicate, count(*) FROM (SELECT id, predicate FROM llmkg_nodes "
-            "WHERE partition = %s AND NOT deleted AND md5(subject) = md5(%s) AND subject = %s "
-            "UNION SELECT id, predicate FROM llmkg_nodes WHERE partition = %s AND NOT deleted "
+            "WHERE partition = ANY(%s) AND NOT deleted AND md5(subject) = md5(%s) AND subject = %s "
+            "UNION SELECT id, predicate FROM llmkg_nodes WHERE partition = ANY(%s) AND NOT deleted "
             "AND md5(object) = md5(%s) AND object = %s) AS mentions GROUP BY predicate",
             (p, name, name, p, name, name),
         )
@@ -131,7 +133,7 @@ class GraphReads(Connections):
             predicates = [p for p in predicates if "\x00" not in p]
         if not names:
             return [], {}
-        params: dict[str, Any] = {"p": self.partition, "names": names, "skip": width - 1}
+        params: dict[str, Any] = {"scope": self.scope, "names": names, "skip": width - 1}
         only = ""
         if predicates is not None:
             only = " AND n.predicate = ANY(%(predicates)s::text[])"

@@ -46,6 +46,9 @@ PAGE = 1000  # rows per query of the long reads (changes_after, iter_live, get_m
 
 COLUMNS = "id, subject, predicate, object, confidence, embedding, parent, seq, reads, deleted"
 LIVE_BY_ID = f"SELECT {COLUMNS} FROM llmkg_nodes WHERE partition = %s AND id = %s AND NOT deleted"
+LIVE_IN_SCOPE = (
+    f"SELECT {COLUMNS} FROM llmkg_nodes WHERE partition = ANY(%s) AND id = %s AND NOT deleted"
+)
 LIVE_BY_TRIPLE = (
     f"SELECT {COLUMNS} FROM llmkg_nodes WHERE partition = %s AND triple_key = %s "
     "AND NOT deleted AND subject = %s AND predicate = %s AND object = %s"
@@ -101,9 +104,14 @@ class PostgresStore(BulkWrites, GraphReads):
         connect_timeout: float = 5.0,
         statement_timeout: float = 30.0,
         migrate: bool = True,
+        whole_graph: bool = False,
     ) -> None:
         Connections.__init__(self, dsn, pool_size, connect_timeout, statement_timeout)
         self.partition = partition
+        # What get, get_many, the graph's reads and the export cover: this partition, or
+        # (a router's view of a partitioned graph) every partition. Writes, changes and
+        # counts are the partition's own either way.
+        self.scope = list(range(partition_count)) if whole_graph else [partition]
         self.commits = 0
         self.writes = 0
         try:
@@ -348,7 +356,7 @@ class PostgresStore(BulkWrites, GraphReads):
     # ---- reads -------------------------------------------------------------------------
 
     def get(self, node_id: int) -> NodeRecord | None:
-        rows = self._rows(LIVE_BY_ID, (self.partition, node_id))
+        rows = self._rows(LIVE_IN_SCOPE, (self.scope, node_id))
         return record_from_row(rows[0]) if rows else None
 
     def get_many(self, node_ids: Iterable[int]) -> dict[int, NodeRecord]:
@@ -356,9 +364,9 @@ class PostgresStore(BulkWrites, GraphReads):
         out: dict[int, NodeRecord] = {}
         for start in range(0, len(ids), PAGE):
             for row in self._rows(
-                f"SELECT {COLUMNS} FROM llmkg_nodes WHERE partition = %s "
+                f"SELECT {COLUMNS} FROM llmkg_nodes WHERE partition = ANY(%s) "
                 "AND id = ANY(%s::bigint[]) AND NOT deleted",
-                (self.partition, ids[start : start + PAGE]),
+                (self.scope, ids[start : start + PAGE]),
             ):
                 out[row[0]] = record_from_row(row)
         return out
