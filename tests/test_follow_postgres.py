@@ -253,7 +253,7 @@ def test_not_ready_until_the_changes_at_start_are_applied(
 
 def _metric(server: Server, name: str) -> float:
     text = httpx.get(f"{server.metrics_url}/metrics", timeout=10).text
-    match = re.search(rf"^{name} (\S+)$", text, re.MULTILINE)
+    match = re.search(rf"^{re.escape(name)} (\S+)$", text, re.MULTILINE)
     assert match, f"{name} not in the metrics"
     return float(match[1])
 
@@ -281,7 +281,7 @@ def test_two_servers_on_one_database(tmp_path: Path, pg_dsn: str) -> None:
         for server in (one, two):
             ready = server.client.get("/health/ready").json()
             assert ready["checks"]["follow"]["ok"], ready
-            assert _metric(server, "llmkg_follow_lag") == 0
+            assert _metric(server, 'llmkg_follow_lag{partition="0"}') == 0
 
 
 def test_a_server_is_ready_once_caught_up(tmp_path: Path, pg_dsn: str) -> None:
@@ -311,7 +311,7 @@ def test_a_server_is_ready_once_caught_up(tmp_path: Path, pg_dsn: str) -> None:
         assert all(status == 503 for status in statuses[:-1])
         body = server.client.get("/health/ready").json()
         assert body["checks"]["follow"] == {"ok": True, "detail": f"applied {last}, lag 0"}
-        assert _metric(server, "llmkg_follow_lag") == 0
+        assert _metric(server, 'llmkg_follow_lag{partition="0"}') == 0
         query = {"query": {"embedding": unit(499).tolist(), "k": 1}}
         hit = server.post("/api/v1/search", query).json()["results"][0]
         assert hit["fact"]["subject"] == "s499"

@@ -52,6 +52,9 @@ def test_the_layout_puts_every_partition_in_both_zones(cluster: LocalCluster) ->
     ready = cluster.clients[0].get("/health/ready").json()
     assert ready["partition"]["mode"] == "partitioned"
     assert ready["partition"]["hosted"] == cluster.nodes[0]["partitions"]
+    # The follower's lag, per hosted partition.
+    for p in cluster.nodes[0]["partitions"]:
+        assert _metric(cluster.nodes[0]["metrics_url"], "llmkg_follow_lag", f'"{p}"') == 0
 
 
 def test_any_server_answers_and_facts_live_in_their_home_partition(

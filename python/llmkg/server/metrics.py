@@ -12,7 +12,7 @@ collector. Gauges are read from the engine when Prometheus scrapes, never kept t
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING
 
 from prometheus_client import (
@@ -45,10 +45,17 @@ REQUEST_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0
 
 
 class EngineCollector(Collector):
-    """Gauges read from the engine at scrape time (none before it has loaded)."""
+    """Gauges read from the engine at scrape time (none before it has loaded). On a
+    partitioned graph ``engines`` gives every hosted partition's engine: the node count
+    is their sum and the follower's lag is per partition; the rest is ``engine``'s."""
 
-    def __init__(self, engine: Callable[[], AllocationEngine | None]) -> None:
+    def __init__(
+        self,
+        engine: Callable[[], AllocationEngine | None],
+        engines: Callable[[], Mapping[int, AllocationEngine]] = dict,
+    ) -> None:
         self.engine = engine
+        self.engines = engines
 
     def collect(self) -> Iterator[Metric]:
         resident = GaugeMetricFamily(
@@ -68,8 +75,9 @@ class EngineCollector(Collector):
         )
         budget.add_metric([], float(stats["memory"]["budget_bytes"]))
         yield budget
-        nodes = GaugeMetricFamily("llmkg_nodes", "Live nodes in this partition")
-        nodes.add_metric([], float(stats["nodes"]))
+        hosted = self.engines() or {engine.config.partition: engine}
+        nodes = GaugeMetricFamily("llmkg_nodes", "Live nodes in this server's partitions")
+        nodes.add_metric([], float(sum(len(e.index) for e in hosted.values())))
         yield nodes
         hit_rate = GaugeMetricFamily(
             "llmkg_cache_hit_rate", "Hit rate of a node-record cache tier", labels=["cache_level"]
@@ -110,9 +118,13 @@ class EngineCollector(Collector):
         if follow is not None:
             lag = GaugeMetricFamily(
                 "llmkg_follow_lag",
-                "Sequence numbers this server has not applied yet behind the database's last",
+                "Sequence numbers a partition of this server has not applied yet behind "
+                "the database's last",
+                labels=["partition"],
             )
-            lag.add_metric([], float(follow["lag"]))
+            for partition, e in sorted(hosted.items()):
+                if e.follower is not None:
+                    lag.add_metric([str(partition)], float(e.follower.lag))
             yield lag
             stale = CounterMetricFamily(
                 "llmkg_stale_reads",
@@ -128,13 +140,18 @@ class EngineCollector(Collector):
 
 
 class Metrics:
-    def __init__(self, settings: Settings, engine: Callable[[], AllocationEngine | None]) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        engine: Callable[[], AllocationEngine | None],
+        engines: Callable[[], Mapping[int, AllocationEngine]] = dict,
+    ) -> None:
         prometheus = settings.monitoring.prometheus
         self.registry = CollectorRegistry(auto_describe=True)
         ProcessCollector(registry=self.registry)
         PlatformCollector(registry=self.registry)
         GCCollector(registry=self.registry)
-        self.registry.register(EngineCollector(engine))
+        self.registry.register(EngineCollector(engine, engines))
         buckets = tuple(prometheus.histogram_buckets)
 
         def latency(

@@ -44,7 +44,9 @@ class ServerState:
         self.executor = ThreadPoolExecutor(
             settings.performance.worker_threads, thread_name_prefix="llmkg-worker"
         )
-        self.metrics = Metrics(settings, lambda: self.engine)
+        self.metrics = Metrics(
+            settings, lambda: self.engine, lambda: self.node.engines if self.node else {}
+        )
         # Set by the runner: ends the process with this exit code (engine failed to load).
         self.request_exit: Callable[[int], None] = lambda code: None
 
