@@ -11,6 +11,7 @@ import signal
 import threading
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import httpx
 import numpy as np
@@ -248,3 +249,38 @@ def test_a_stopped_server_costs_no_request_past_its_deadline(cluster: LocalClust
         assert statuses[-10:] == [200] * 10, statuses
     finally:
         os.kill(pid, signal.SIGCONT)
+
+
+def test_one_search_shows_its_fan_out_as_child_spans() -> None:
+    """Tracing on: a search sent with a ``traceparent`` to one server is one trace, with a
+    client span per partition call under the request's span and the called servers'
+    spans under those."""
+    from otlplib import OtlpReceiver
+
+    trace_id = "4bf92f3577b34da6a3ce929d0e0e4736"
+    caller = "00f067aa0ba902b7"
+    with OtlpReceiver() as receiver:
+        tracing = {
+            "LLMKG__MONITORING__ENABLE_TRACING": "true",
+            "LLMKG__MONITORING__SAMPLE_RATE": "1.0",
+            "LLMKG__MONITORING__OTLP_ENDPOINT": receiver.url,
+            "OTEL_BSP_SCHEDULE_DELAY": "50",  # export every 50 ms
+        }
+        with local_cluster(replicas=2, partitions=4, nodes=2, env={**FAST, **tracing}) as c:
+            query = {"query": {"embedding": fact(1)["embedding"], "k": 3}}
+            headers = {"traceparent": f"00-{trace_id}-{caller}-01"}
+            r = c.clients[0].post("/api/v1/search", json=query, headers=headers)
+            assert r.status_code == 200, r.text
+
+            def searched(got: list[Any]) -> bool:
+                mine = [s for s in got if s.trace_id == trace_id]
+                return sum(s.name.endswith("/Search") and s.kind == "SERVER" for s in mine) >= 4
+
+            spans = [s for s in receiver.wait_for(searched) if s.trace_id == trace_id]
+    (request,) = [s for s in spans if s.name == "POST /api/v1/search"]
+    assert request.parent_span_id == caller
+    calls = [s for s in spans if s.name.endswith("/Search") and s.kind == "CLIENT"]
+    served = [s for s in spans if s.name.endswith("/Search") and s.kind == "SERVER"]
+    assert len(calls) >= 4 and len(served) >= 4, "one call per partition"
+    assert all(s.parent_span_id == request.span_id for s in calls)
+    assert {s.parent_span_id for s in served} <= {s.span_id for s in calls}
