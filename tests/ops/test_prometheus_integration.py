@@ -2,6 +2,10 @@
 job and alert rules; after some traffic, every expression of the Grafana dashboard and every
 alert rule is evaluated through Prometheus' HTTP API and must return data.
 
+The server serves a partitioned graph on PostgreSQL, as in production: two partitions of
+its own, which its router calls over its partition port, so that the series of the
+partition layer (calls, their latency, the breakers, the lag per partition) exist too.
+
 What is under test is the project's own files: the job's ``metric_relabel_configs`` exactly
 as in monitoring/prometheus-config.yaml, monitoring/alerts.yaml loaded as a rules file, and
 the dashboard's ``expr`` strings as they are (they use no Grafana variable but
@@ -31,6 +35,7 @@ from .helpers import REPO
 from .test_monitoring import JOB, alert_rules, dashboard_exprs, scrape_job, series_read_by
 
 pytest.importorskip("llmkg.server.cli", reason="the package is not built (make develop)")
+from pglib import Cluster
 from serverlib import Server, fact, free_port
 
 ALERTS = REPO / "monitoring/alerts.yaml"
@@ -166,12 +171,32 @@ def finite(result: list[dict[str, Any]]) -> list[float]:
     return [float(r["value"][1]) for r in result if math.isfinite(float(r["value"][1]))]
 
 
+def partitioned(dsn: str) -> dict[str, str]:
+    """A server alone with the two partitions of its database, called over its own
+    partition port."""
+    grpc = free_port()
+    d = "LLMKG__SCALABILITY__DISTRIBUTION__"
+    return {
+        "LLMKG__STORAGE__BACKEND": "postgresql",
+        "LLMKG__STORAGE__POSTGRESQL__DSN": dsn,
+        "LLMKG__SCALABILITY__ENABLE_DISTRIBUTED": "true",
+        "LLMKG__SERVER__GRPC_PORT": str(grpc),
+        f"{d}PARTITION_COUNT": "2",
+        f"{d}REPLICATION_FACTOR": "1",
+        f"{d}PARTITIONS": "[0, 1]",
+        f"{d}DISCOVERY__TYPE": "static",
+        f"{d}DISCOVERY__PEERS": f'["127.0.0.1:{grpc}"]',
+    }
+
+
 @pytest.fixture(scope="module")
-def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Prometheus, Server]]:
+def setup(
+    tmp_path_factory: pytest.TempPathFactory, pg_cluster: Cluster
+) -> Iterator[tuple[Prometheus, Server]]:
     if shutil.which("prometheus") is None:
         pytest.skip("prometheus not installed (apt-get install prometheus; .ci/run does it)")
     tmp = tmp_path_factory.mktemp("prometheus")
-    server = Server(tmp / "server")
+    server = Server(tmp / "server", partitioned(pg_cluster.create_database()))
     prometheus: Prometheus | None = None
     try:
         server.start()
