@@ -192,5 +192,6 @@ class PeerRegistry:
                     CHANNEL_OPTIONS,
                     interceptors=self.interceptors,
                 )
-            peer.stub = pb_grpc.PartitionStub(peer.channel)
+            # protoc's gRPC module has no annotations.
+            peer.stub = pb_grpc.PartitionStub(peer.channel)  # type: ignore[no-untyped-call]
         return peer.stub

@@ -52,4 +52,4 @@ class Backoff:
         else:
             grown = self.base
         ceiling = min(self.cap, grown)
-        return ceiling / 2 + random() * ceiling / 2
+        return float(ceiling / 2 + random() * ceiling / 2)

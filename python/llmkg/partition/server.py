@@ -205,7 +205,8 @@ class PartitionServer:
             options=[("grpc.so_reuseport", 0)],
             interceptors=list(interceptors),
         )
-        pb_grpc.add_PartitionServicer_to_server(
+        # protoc's gRPC module has no annotations.
+        pb_grpc.add_PartitionServicer_to_server(  # type: ignore[no-untyped-call]
             PartitionServicer(handlers, limits, self._mirror), self.server
         )
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
