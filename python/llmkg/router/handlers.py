@@ -48,7 +48,11 @@ class EngineHandlers:
         return self.engine(partition).search(vector, k=k, ef=ef, filter=filter)
 
     def candidates(self, partition: int, vector: np.ndarray, k: int) -> Sequence[Neighbor]:
-        _, neighbors = self.engine(partition)._candidates(vector, k)
+        engine = self.engine(partition)
+        # Caught up first, as a search is: a fact acknowledged a moment ago (by any pod)
+        # is a candidate parent of the next one.
+        engine._catch_up()
+        _, neighbors = engine._candidates(vector, k)
         return neighbors
 
     def get(self, partition: int, node_id: int) -> Node | None:
