@@ -17,11 +17,15 @@ import httpx
 import psycopg
 from pglib import binaries_or_skip
 
-from llmkg.cluster import ClusterError, down, start_node, up
+from llmkg.cluster import ClusterError, down, restart_node, up
 from llmkg.cluster.local import wait_ready
 
-# Small and quick: a 16-d space, no drain delay, the readiness recomputed on each probe.
+# Small and quick: a 16-d space, no drain delay, the readiness recomputed on each probe,
+# record caches sized for a test's few hundred facts (a partitioned server holds an
+# engine per partition, each with its caches).
 NODE_ENV = {
+    "LLMKG__SCALABILITY__CACHE__L1_SIZE": "10000",
+    "LLMKG__SCALABILITY__CACHE__L2_SIZE": "100000",
     "LLMKG__SERVER__DRAIN_DELAY": "0s",
     "LLMKG__PERFORMANCE__WORKER_THREADS": "4",
     "LLMKG__HEALTH_CHECKS__READINESS_PROBE_INTERVAL": "0s",
@@ -42,7 +46,8 @@ class LocalCluster:
     def restart(self, i: int) -> None:
         """Start node ``i`` again from its ``argv`` and ``env``, and wait until it is ready."""
         node = self.nodes[i]
-        node["pid"] = start_node(node)
+        # Recorded in cluster.json: the stop at the end finds the new process too.
+        node["pid"] = restart_node(self.root, node["name"])["pid"]
         try:
             wait_ready([node], timeout=120)
         except ClusterError as e:

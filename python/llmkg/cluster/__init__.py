@@ -1,7 +1,15 @@
 """A local llmkg cluster: PostgreSQL from the machine's own binaries (optionally with a
 synchronous standby) and N servers that follow it (``llmkg-server cluster up``)."""
 
-from llmkg.cluster.local import ClusterError, down, promote, read_spec, start_node, up
+from llmkg.cluster.local import (
+    ClusterError,
+    down,
+    promote,
+    read_spec,
+    restart_node,
+    start_node,
+    up,
+)
 from llmkg.cluster.postgres import PostgresError, PostgresServer
 
 __all__ = [
@@ -11,6 +19,7 @@ __all__ = [
     "down",
     "promote",
     "read_spec",
+    "restart_node",
     "start_node",
     "up",
 ]

@@ -47,6 +47,9 @@ DATABASE = "llmkg"
 READY_TIMEOUT = 180.0  # seconds for every server to be ready
 STOP_TIMEOUT = 30.0  # seconds a server has to drain after SIGTERM before SIGKILL
 ZONES = ("a", "b")  # a partitioned cluster's servers are in these zones by turns
+# PostgreSQL's default of 100 is short: a partitioned server holds a connection pool per
+# hosted partition's engine and per partition it writes to (about 13 idle, up to 50).
+MAX_CONNECTIONS = 400
 
 
 class ClusterError(RuntimeError):
@@ -253,7 +256,7 @@ def up(
     try:
         say(f"PostgreSQL primary on 127.0.0.1:{primary.port}")
         primary.init()
-        primary.start()
+        primary.start(f"max_connections={MAX_CONNECTIONS}")
         spec["postgres"]["pid"] = primary.pid()
         _write_spec(root, spec)
         primary.psql(f"CREATE DATABASE {DATABASE}")
@@ -264,7 +267,7 @@ def up(
             )
             say(f"PostgreSQL synchronous standby on 127.0.0.1:{second.port}")
             second.base_backup_of(primary)
-            second.start(f"cluster_name={STANDBY_NAME}")
+            second.start(f"cluster_name={STANDBY_NAME}", f"max_connections={MAX_CONNECTIONS}")
             spec["postgres"]["standby"] = {
                 "dsn": second.dsn(DATABASE),
                 "port": second.port,
@@ -354,6 +357,20 @@ def down(root: Path, clean: bool = False) -> None:
         raise ClusterError("; ".join(errors))
     if clean:
         shutil.rmtree(root)
+
+
+def restart_node(root: Path, name: str) -> dict[str, Any]:
+    """Start server ``name`` again exactly as ``cluster.json`` describes it (stopping it
+    first if it runs), and record its new pid there, so that ``down`` stops it too."""
+    root = root.resolve()
+    spec = read_spec(root)
+    node: dict[str, Any] | None = next((n for n in spec["nodes"] if n["name"] == name), None)
+    if node is None:
+        raise ClusterError(f"no server {name!r} in {root / 'cluster.json'}")
+    stop_node(node)
+    node["pid"] = start_node(node)
+    _write_spec(root, spec)
+    return node
 
 
 def promote(root: Path) -> dict[str, Any]:
