@@ -14,7 +14,7 @@ import numpy as np
 
 from llmkg import tracing
 from llmkg._core import embed_fact
-from llmkg.engine.facts import Fact, FactError, parse_fact
+from llmkg.engine.facts import Fact, check_batch, parse_fact
 from llmkg.engine.records import record_size
 from llmkg.engine.results import AllocationResult, Neighbor
 
@@ -210,11 +210,6 @@ class Allocation:
     def allocate_many(self, facts: Iterable[Any]) -> list[AllocationResult]:
         """Allocate each fact in order; results in input order. Every fact is validated
         before any is stored (``FactError`` names the index of the bad one)."""
-        facts = list(facts)
-        if len(facts) > self.config.max_batch:
-            raise FactError(
-                "facts", f"at most {self.config.max_batch} facts per batch, got {len(facts)}"
-            )
-        for i, fact in enumerate(facts):
-            parse_fact(fact, self.config.dim, self.config.max_text_length, prefix=f"facts[{i}]")
+        c = self.config
+        facts = check_batch(facts, c.dim, c.max_text_length, c.max_batch)
         return [self.allocate(fact) for fact in facts]

@@ -29,7 +29,7 @@ from llmkg.engine.checkpointing import CheckpointTracker
 from llmkg.engine.config import EngineConfig
 from llmkg.engine.durability import Durability
 from llmkg.engine.exclusion import WriteGate, lock_directory
-from llmkg.engine.facts import FactError, embedding_field, text_field
+from llmkg.engine.facts import check_search, embedding_field, text_field
 from llmkg.engine.filters import FactIndex
 from llmkg.engine.follow import Follower, follower_of
 from llmkg.engine.graph import Graph
@@ -298,14 +298,7 @@ class AllocationEngine(Allocation, Durability, Graph, Placing):
         optional): an ``ExpandedSearch``, the hits and the facts connected to their
         subjects and objects (``Graph._expand``), read from the store."""
         c = self.config
-        if (embedding is None) == (text is None):
-            raise FactError("query", "give exactly one of embedding and text")
-        if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= c.max_k:
-            raise FactError("query.k", f"must be an integer from 1 to {c.max_k}")
-        if ef is not None and (
-            isinstance(ef, bool) or not isinstance(ef, int) or not 1 <= ef <= 10_000
-        ):
-            raise FactError("query.ef", "must be an integer from 1 to 10000")
+        check_search(embedding, text, k, ef, c.max_k)
         expansion = None if expand is None else self._expansion(expand)
         if text is not None:
             text = text_field(text, "query.text", c.max_text_length)

@@ -4,7 +4,7 @@ triple that identifies a fact."""
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -99,6 +99,30 @@ def parse_fact(
         if embedding is None
         else embedding_field(embedding, _at(prefix, "embedding"), dim),
     )
+
+
+def check_batch(facts: Iterable[Any], dim: int, max_text_length: int, max_batch: int) -> list[Any]:
+    """A batch of facts as a list, every one checked before any is stored (``FactError``
+    names ``facts[i]``), at most ``max_batch`` of them."""
+    facts = list(facts)
+    if len(facts) > max_batch:
+        raise FactError("facts", f"at most {max_batch} facts per batch, got {len(facts)}")
+    for i, fact in enumerate(facts):
+        parse_fact(fact, dim, max_text_length, prefix=f"facts[{i}]")
+    return facts
+
+
+def check_search(embedding: Any, text: Any, k: Any, ef: Any, max_k: int) -> None:
+    """A search's arguments that need no embedding space: one of ``embedding`` and
+    ``text``, ``k`` from 1 to ``max_k``, ``ef`` (if given) from 1 to 10000."""
+    if (embedding is None) == (text is None):
+        raise FactError("query", "give exactly one of embedding and text")
+    if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= max_k:
+        raise FactError("query.k", f"must be an integer from 1 to {max_k}")
+    if ef is not None and (
+        isinstance(ef, bool) or not isinstance(ef, int) or not 1 <= ef <= 10_000
+    ):
+        raise FactError("query.ef", "must be an integer from 1 to 10000")
 
 
 def _at(prefix: str, key: str) -> str:

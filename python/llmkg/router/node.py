@@ -73,13 +73,14 @@ class PartitionedNode:
         settings: Settings,
         engines: dict[int, AllocationEngine],
         stores: dict[int, PostgresStore],
-        graph: GraphView,
+        whole: PostgresStore,
         server: PartitionServer,
     ) -> None:
         self.settings = settings
         self.engines = engines
         self.stores = stores
-        self.graph = graph
+        self.whole = whole
+        self.graph = GraphView(whole, next(iter(engines.values())).config)
         self.server = server
         self.peers: PeerPool | None = None
         self.discovery: Discovery | None = None
@@ -124,7 +125,6 @@ class PartitionedNode:
                 migrate=base.auto_migrate,
                 whole_graph=True,
             )
-            graph = GraphView(whole, base)
             server = PartitionServer.from_settings(
                 settings, EngineHandlers(engines, zone=dist.zone)
             )
@@ -135,7 +135,7 @@ class PartitionedNode:
             for engine in engines.values():
                 engine.close()
             raise
-        return cls(settings, engines, stores, graph, server)
+        return cls(settings, engines, stores, whole, server)
 
     async def start(self, run: Run, registry: CollectorRegistry | None = None) -> Router:
         """The peers (from discovery; what each hosts, from its Health, refreshed every
@@ -154,6 +154,7 @@ class PartitionedNode:
         self.router = Router(
             first.config,
             self.stores,
+            self.whole,
             peers,
             run,
             lambda confidence: first.precision.for_new(confidence),
@@ -197,5 +198,5 @@ class PartitionedNode:
         self.server.stop(1.0)
         for engine in self.engines.values():
             engine.close()
-        for store in (*self.stores.values(), self.graph.store):
+        for store in (*self.stores.values(), self.whole):
             store.close()

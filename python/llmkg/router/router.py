@@ -23,14 +23,18 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
-import numpy as np
-
-from llmkg._core import embed_fact, embed_text
-from llmkg.engine.facts import FactError, embedding_field, parse_fact, text_field
+from llmkg._core import embed_fact, embed_text, score_rows
+from llmkg.engine.facts import (
+    check_batch,
+    check_search,
+    embedding_field,
+    parse_fact,
+    text_field,
+)
 from llmkg.engine.results import AllocationResult, Neighbor, Node, SearchHit
 from llmkg.store.placement import home_partition
 
@@ -78,7 +82,8 @@ def merge_candidates(answers: Sequence[Sequence[Neighbor]], k: int) -> list[Neig
 
 
 class Router:
-    """``stores``: a store of every partition (the writes go through them); ``peers``:
+    """``stores``: a store of every partition (the writes go through them); ``whole``: one
+    whose reads cover every partition (where a node lives, and its record); ``peers``:
     the pool that calls the partitions' replicas (this pod's own included); ``run``: runs a
     blocking call off the event loop; ``precision_for_new``: the precision a new node
     enters its partition's index with (the pods share the policy)."""
@@ -87,6 +92,7 @@ class Router:
         self,
         config: EngineConfig,
         stores: Mapping[int, PostgresStore],
+        whole: PostgresStore,
         peers: PeerPool,
         run: Run,
         precision_for_new: Callable[[float], str],
@@ -95,6 +101,7 @@ class Router:
         self.config = config
         self.count = config.partition_count
         self.stores = stores
+        self.whole = whole
         self.peers = peers
         self.run = run
         self.precision_for_new = precision_for_new
@@ -151,33 +158,21 @@ class Router:
         )
 
     async def _similarity(self, record: Any, other: int) -> float:
-        partition = await self.run(self.stores[0].partition_of, other)
-        found = None if partition is None else await self.run(self.stores[partition].get, other)
+        found = await self.run(self.whole.get, other)
         if found is None:
             return 0.0
-        a, b = record.embedding, found.embedding
-        if self.config.metric == "l2":
-            return -float(np.sum((a - b) ** 2))
-        dot = float(a @ b)
-        if self.config.metric == "ip":
-            return dot
-        norms = float(np.linalg.norm(a) * np.linalg.norm(b))
-        return dot / norms if norms else 0.0
+        # The engine's similarity (its candidates' and parents' measure).
+        return float(score_rows(record.embedding, found.embedding[None, :], self.config.metric)[0])
 
-    async def allocate_many(self, facts: Sequence[Any]) -> list[AllocationResult]:
+    async def allocate_many(self, facts: Iterable[Any]) -> list[AllocationResult]:
         """In order, each placed among the ones before it; every fact is checked before
         any is stored."""
         c = self.config
-        if not isinstance(facts, Sequence) or isinstance(facts, (str, bytes)):
-            raise FactError("facts", "must be a list of facts")
-        if len(facts) > c.max_batch:
-            raise FactError("facts", f"at most {c.max_batch} facts in one batch")
-        for i, raw in enumerate(facts):
-            parse_fact(raw, c.dim, c.max_text_length, f"facts[{i}]")
+        facts = check_batch(facts, c.dim, c.max_text_length, c.max_batch)
         return [await self.allocate(raw, f"facts[{i}]") for i, raw in enumerate(facts)]
 
     async def delete(self, node_id: int) -> bool:
-        partition = await self.run(self.stores[0].partition_of, node_id)
+        partition = await self.run(self.whole.partition_of, node_id)
         if partition is None:
             return False
         moved = await self.run(self.stores[partition].detach, node_id)
@@ -206,10 +201,7 @@ class Router:
         allow_partial: bool = False,
     ) -> RoutedSearch:
         c = self.config
-        if (embedding is None) == (text is None):
-            raise FactError("query", "give exactly one of embedding and text")
-        if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= c.max_k:
-            raise FactError("query.k", f"must be an integer from 1 to {c.max_k}")
+        check_search(embedding, text, k, ef, c.max_k)
         if text is not None:
             query = embed_text(text_field(text, "query.text", c.max_text_length), c.dim)
         else:
@@ -221,7 +213,7 @@ class Router:
         return RoutedSearch(hits, self.count, len(fan.results))
 
     async def get(self, node_id: int) -> Node | None:
-        partition = await self.run(self.stores[0].partition_of, node_id)
+        partition = await self.run(self.whole.partition_of, node_id)
         if partition is None:
             return None
         node: Node | None = await self.peers.get(partition, node_id, timeout=self.timeout)
