@@ -124,7 +124,8 @@ class PostgresServer:
         self._own(path)
         return path
 
-    def init(self) -> None:
+    def init(self, *options: str) -> None:
+        """``initdb`` with the superuser's password; ``options``: more of its flags."""
         self.prepare()
         # Kept: `cluster down` and `promote` read it back to describe the servers.
         pwfile = self._secret_file("password", self.password + "\n")
@@ -141,6 +142,7 @@ class PostgresServer:
             "-E",
             "UTF8",
             "--locale=C.UTF-8",
+            *options,
         )
 
     def base_backup_of(self, primary: PostgresServer) -> None:
