@@ -111,7 +111,7 @@ def test_the_route_reads_a_page_only_when_the_client_took_the_last(
     spy = Spy(small.store)
 
     class State:
-        def whole_graph_engine(self) -> Any:
+        def graph_reads(self) -> Any:
             return type("Engine", (), {"store": spy})()
 
         async def run(self, fn: Callable[..., Any], *args: Any) -> Any:

@@ -163,24 +163,24 @@ class Follower:
             if self.applied < seq:
                 raise NotCaughtUpError("the follower has stopped")
 
-    def catch_up(self, timeout: float) -> bool:
+    def catch_up(self, timeout: float) -> None:
         """Return once this process has applied every change the store had committed when
-        called (read-your-writes across processes): True. With ``stale_reads``, while the
-        database cannot be reached: False at once, for an answer from this process's copy."""
+        called (read-your-writes across processes). With ``stale_reads``, while the
+        database cannot be reached: at once, for an answer from this process's copy
+        (counted in ``stale``)."""
         if self.stale_reads and self.unreachable:
             self.stale += 1
-            return False
+            return
         try:
             seq = self.store.last_seq
         except StoreUnavailableError:
             if not self.stale_reads:
                 raise
             self.stale += 1
-            return False
+            return
         with self._cond:
             self.seen = max(self.seen, seq)
         self.wait_applied(seq, timeout)
-        return True
 
     def health(self) -> tuple[bool, str]:
         """Ready once the changes the store had at start are applied, while passes succeed."""

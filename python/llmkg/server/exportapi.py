@@ -47,7 +47,7 @@ class ExportApi:
     async def export(self, request: Request) -> Response:
         params = query(request, PARAMETERS)
         embeddings = _flag(params, "embedding")
-        store = self.state.whole_graph_engine().store
+        store = self.state.graph_reads().store
         first = await self.state.run(export_page, store, 0, embeddings)
         return StreamingResponse(
             self._pages(store, first, embeddings),

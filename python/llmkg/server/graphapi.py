@@ -117,7 +117,7 @@ class GraphApi:
         limit = int_param(params, "limit", DEFAULT_LIMIT, MAX_LIMIT)
         min_confidence = confidence_param(params, "min_confidence")
         after = id_cursor(params)
-        engine = self.state.whole_graph_engine()
+        engine = self.state.graph_reads()
         nodes, last = await self.state.run(
             engine.facts_matching,
             params.get("subject"),
@@ -135,7 +135,7 @@ class GraphApi:
         subject_after = id_cursor(params, "subject_cursor")
         object_after = id_cursor(params, "object_cursor")
         name = request.path_params["name"]
-        engine = self.state.whole_graph_engine()
+        engine = self.state.graph_reads()
         found = await self.state.run(engine.entity, name, limit, subject_after, object_after)
         if found is None:
             raise ApiError(404, "no live fact mentions this entity", field="name")
@@ -154,7 +154,7 @@ class GraphApi:
         params = query(request, ENTITIES)
         limit = int_param(params, "limit", DEFAULT_LIMIT, MAX_LIMIT)
         after = _decode(params, "cursor", "e")
-        engine = self.state.whole_graph_engine()
+        engine = self.state.graph_reads()
         names, last = await self.state.run(engine.entities, params.get("prefix", ""), limit, after)
         return json_response(m.EntitiesPage(names, encode_cursor("e", last)))
 
@@ -163,7 +163,7 @@ class GraphApi:
         params = query(request, CHILDREN)
         limit = int_param(params, "limit", DEFAULT_LIMIT, MAX_LIMIT)
         after = id_cursor(params)
-        engine = self.state.whole_graph_engine()
+        engine = self.state.graph_reads()
         page = await self.state.run(engine.children, node_id, limit, after)
         if page is None:
             raise ApiError(404, f"no node {node_id}", field="node_id")
@@ -173,7 +173,7 @@ class GraphApi:
         node_id = node_id_param(request)
         params = query(request, ANCESTORS)
         max_depth = int_param(params, "max_depth", MAX_DEPTH, MAX_DEPTH)
-        engine = self.state.whole_graph_engine()
+        engine = self.state.graph_reads()
         nodes = await self.state.run(engine.ancestors, node_id, max_depth)
         if nodes is None:
             raise ApiError(404, f"no node {node_id}", field="node_id")
@@ -181,7 +181,7 @@ class GraphApi:
 
     async def traverse(self, request: Request) -> Response:
         body = await read_json(request, m.TraverseRequest, self.state.settings.server.max_body_size)
-        engine = self.state.whole_graph_engine()
+        engine = self.state.graph_reads()
         found = await self.state.run(
             engine.traverse,
             body.start.entities,

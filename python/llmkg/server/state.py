@@ -72,7 +72,7 @@ class ServerState:
             )
         return self.engine
 
-    def whole_graph_engine(self) -> Graph:
+    def graph_reads(self) -> Graph:
         """What answers the reads that walk the store (patterns, entities, children,
         ancestors, traversals, the export): the engine, or on a partitioned graph, where an
         engine reads one partition, the view of every partition in the database."""
