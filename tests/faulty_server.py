@@ -17,7 +17,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from llmkg.engine import inserts
+from llmkg._core import Linker
+from llmkg.engine import engine
 from llmkg.server.cli import main
 from llmkg.store import sqlite
 
@@ -48,28 +49,23 @@ class FaultyConnection:
         return getattr(self._conn, name)
 
 
-class FaultyLinks:
-    def __init__(self, index: Any) -> None:
-        self._index = index
-
-    def add(self, *args: Any, **kwargs: Any) -> None:
-        if (FAULTS / "link").exists():
-            raise OSError("link refused")
-        self._index.add(*args, **kwargs)
+def faulty_link(ids: list[int]) -> None:
+    """The linker's ``before_link`` hook: the link fails while the file exists."""
+    if (FAULTS / "link").exists():
+        raise OSError("link refused")
 
 
 def install() -> None:
     writer_connection = sqlite.SqliteStore._writer_connection
-    linker_init = inserts.BackgroundInserts.__init__
 
     def faulty_writer(self: sqlite.SqliteStore) -> sqlite3.Connection:
         return FaultyConnection(writer_connection(self))  # type: ignore[return-value]
 
-    def faulty_linker(self: inserts.BackgroundInserts, index: Any, **kw: Any) -> None:
-        linker_init(self, FaultyLinks(index), **kw)
+    def faulty_linker(index: Any, **kw: Any) -> Linker:
+        return Linker(index, before_link=faulty_link, **kw)
 
     sqlite.SqliteStore._writer_connection = faulty_writer  # type: ignore[method-assign]
-    inserts.BackgroundInserts.__init__ = faulty_linker  # type: ignore[method-assign]
+    engine.Linker = faulty_linker  # type: ignore[assignment,misc]
 
 
 if __name__ == "__main__":

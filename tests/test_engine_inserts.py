@@ -1,160 +1,154 @@
-"""BackgroundInserts: a queued node is pending until the index has it, nodes queued during
-a link go in as one batch, a failed link is retried with its nodes still pending, and
-``wait_for``/``wait_idle``/``close`` wait for the linker. Through the engine: a node is
-found, read and placed beside from the moment its allocation returns, while its link is
-held back; checkpoints and deletes wait for it."""
+"""The core's index linker through Python: a queued node is pending, and found by
+``Linker.search``, until the index has it; nodes queued during a link go in as one batch;
+a failed link is retried with its nodes still pending; ``wait_room`` holds writers back
+beyond ``max_pending``. Through the engine: a node is found, read and placed beside from
+the moment its allocation returns, while its link is held back; checkpoints and deletes
+wait for it. (The linker's own unit tests are in rust/core/src/linker.)"""
 
 from __future__ import annotations
 
 import contextlib
-import sys
+import functools
 import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 import numpy as np
 import pytest
 
 from llmkg import HnswIndex
-from llmkg.engine import AllocationEngine, EngineConfig
-from llmkg.engine import inserts as inserts_module
-from llmkg.engine.inserts import BackgroundInserts, LinkerTimeoutError
+from llmkg._core import Linker
+from llmkg.engine import AllocationEngine, EngineConfig, LinkerTimeoutError
+from llmkg.engine import engine as engine_module
 
 
-class GatedIndex:
-    """Records each add; every add waits for ``gate``; the first ``failures`` raise."""
+class Gate:
+    """A ``before_link`` hook: records each batch, holds it until ``opened`` is set, and
+    fails the first ``failures`` links."""
 
     def __init__(self, failures: int = 0) -> None:
         self.calls: list[list[int]] = []
-        self.gate = threading.Event()
+        self.opened = threading.Event()
         self.entered = threading.Event()
         self.failures = failures
 
-    def add(
-        self, ids: np.ndarray, vectors: np.ndarray, precision: list[str], background: bool
-    ) -> None:
-        assert vectors.shape == (len(ids), 4) and len(precision) == len(ids) and background
+    def __call__(self, ids: list[int]) -> None:
         self.entered.set()
-        assert self.gate.wait(30)
-        self.calls.append(ids.tolist())
+        if not self.opened.wait(30):
+            raise TimeoutError("the test never opened the gate")
+        self.calls.append(ids)
         if self.failures:
             self.failures -= 1
             raise ValueError("boom")
 
 
-def _stack(frame: FrameType | None) -> list[FrameType]:
-    frames = []
-    while frame is not None:
-        frames.append(frame)
-        frame = frame.f_back
-    return frames
-
-
-def blocked_in(thread: threading.Thread, method: Callable[..., Any], timeout: float = 30) -> bool:
-    """Whether ``thread`` comes to wait on a ``threading.Condition`` from within ``method``
-    (a condition it waits on because its predicate was false). Polled until ``timeout``;
-    False as soon as the thread has ended, which it would if it did not wait."""
+def eventually(check: Callable[[], bool], timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
-    while thread.is_alive() and time.monotonic() < deadline:
-        frames = _stack(sys._current_frames().get(thread.ident or -1))
-        if (
-            frames
-            and frames[0].f_code is threading.Condition.wait.__code__
-            and any(f.f_code is method.__code__ for f in frames)
-        ):
-            return True
+    while not check():
+        assert time.monotonic() < deadline, "condition not reached in time"
         time.sleep(0.001)
-    return False
 
 
 def vector(i: int) -> np.ndarray:
-    return np.full(4, i, dtype=np.float32)
+    return np.array([1.0, i, 0.5, -i], dtype=np.float32)
 
 
-@pytest.fixture
-def index() -> GatedIndex:
-    return GatedIndex()
+def test_a_node_is_pending_and_found_until_the_index_has_it() -> None:
+    gate = Gate()
+    index = HnswIndex(4)
+    linker = Linker(index, before_link=gate)
+    linker.add(7, vector(7), "q8")
+    assert gate.entered.wait(30)  # the link has started and is held at the gate
+    assert linker.pending() == [7] and 7 in linker and len(linker) == 1
+    assert linker.precision_of(7) == "q8" and 7 not in index
+    ids, scores = linker.search(vector(7), k=2)
+    assert ids[0] == 7 and scores[0] == pytest.approx(1.0, abs=1e-6), "scored exactly"
+    gate.opened.set()
+    linker.wait_for(7)
+    assert gate.calls == [[7]] and 7 in index
+    assert linker.pending() == [] and 7 not in linker and linker.precision_of(7) is None
+    assert linker.search(vector(7), k=1)[0][0] == 7
+    linker.close()
 
 
-def test_a_node_is_pending_until_the_index_has_it(index: GatedIndex) -> None:
-    inserts = BackgroundInserts(index)  # type: ignore[arg-type]
-    inserts.add(7, vector(7), "q8")
-    assert index.entered.wait(30)  # the link has started and is held at the gate
-    ids, vectors = inserts.pending()
-    assert ids == [7] and np.array_equal(vectors[0], vector(7))
-    assert 7 in inserts and len(inserts) == 1 and inserts.precision_of(7) == "q8"
-    index.gate.set()
-    inserts.wait_for(7)
-    assert index.calls == [[7]]
-    assert inserts.pending() == ([], []) and 7 not in inserts and inserts.precision_of(7) is None
-    inserts.close()
-
-
-def test_nodes_queued_during_a_link_go_in_as_one_batch(index: GatedIndex) -> None:
-    inserts = BackgroundInserts(index)  # type: ignore[arg-type]
-    inserts.add(0, vector(0), "full")
-    assert index.entered.wait(30)
+def test_nodes_queued_during_a_link_go_in_as_one_batch() -> None:
+    gate = Gate()
+    linker = Linker(HnswIndex(4), before_link=gate)
+    linker.add(0, vector(0), "full")
+    assert gate.entered.wait(30)
     for i in range(1, 6):
-        inserts.add(i, vector(i), "q8")
-    assert inserts.pending()[0] == [0, 1, 2, 3, 4, 5]
-    index.gate.set()
-    inserts.wait_idle()
-    assert index.calls == [[0], [1, 2, 3, 4, 5]]
-    assert (inserts.batches, inserts.inserted) == (2, 6)
-    inserts.close()
+        linker.add(i, vector(i), "q8")
+    assert linker.pending() == [0, 1, 2, 3, 4, 5]
+    gate.opened.set()
+    linker.wait_idle()
+    assert gate.calls == [[0], [1, 2, 3, 4, 5]]
+    assert (linker.batches, linker.inserted) == (2, 6)
+    linker.close()
 
 
 def test_a_failed_link_keeps_its_nodes_pending_and_is_retried() -> None:
-    index = GatedIndex(failures=2)
-    inserts = BackgroundInserts(index, retry_delay=0.001)  # type: ignore[arg-type]
-    inserts.add(1, vector(1), "q8")
-    inserts.add(2, vector(2), "q8")
-    index.gate.set()
-    inserts.wait_idle()
+    gate = Gate(failures=2)
+    linker = Linker(HnswIndex(4), retry_delay=0.001, before_link=gate)
+    linker.add(1, vector(1), "q8")
+    linker.add(2, vector(2), "q8")
+    gate.opened.set()
+    linker.wait_idle()
     # Two failures, then the same nodes again: nothing was dropped on the way.
-    assert len(index.calls) == 3 and index.calls[-1] == [1, 2]
-    assert inserts.inserted == 2 and inserts.pending() == ([], [])
-    inserts.close()
+    assert len(gate.calls) == 3 and gate.calls[-1] == [1, 2]
+    assert linker.inserted == 2 and linker.pending() == [] and linker.failed_links == 2
+    assert "boom" in (linker.last_error or "")
+    linker.close()
 
 
-def test_allocations_wait_once_max_pending_nodes_wait(
-    index: GatedIndex, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(inserts_module, "MAX_PENDING", 2)
-    inserts = BackgroundInserts(index)  # type: ignore[arg-type]
-    inserts.add(1, vector(1), "q8")
-    inserts.add(2, vector(2), "q8")
+def test_allocations_wait_once_max_pending_nodes_wait() -> None:
+    gate = Gate()
+    linker = Linker(HnswIndex(4), max_pending=2, before_link=gate)
+    linker.add(1, vector(1), "q8")
+    linker.add(2, vector(2), "q8")
     with pytest.raises(LinkerTimeoutError, match="make room"):
-        inserts.wait_room(timeout=0.05)
+        linker.wait_room(timeout=0.05)
 
     def third() -> None:
-        inserts.wait_room()
-        inserts.add(3, vector(3), "q8")
+        linker.wait_room()
+        linker.add(3, vector(3), "q8")
 
     waiting = threading.Thread(target=third)
     waiting.start()
-    assert blocked_in(waiting, BackgroundInserts.wait_room), "a third node waits for the linker"
-    assert len(inserts) == 2
-    index.gate.set()
+    eventually(lambda: linker.waiting == 1)  # a third node waits for the linker
+    assert len(linker) == 2
+    gate.opened.set()
     waiting.join(30)
     assert not waiting.is_alive()
-    inserts.wait_idle()
-    assert sorted(i for call in index.calls for i in call) == [1, 2, 3]
-    inserts.close()
+    linker.wait_idle()
+    assert sorted(i for call in gate.calls for i in call) == [1, 2, 3]
+    linker.close()
 
 
-def test_close_links_what_is_queued_and_refuses_more(index: GatedIndex) -> None:
-    inserts = BackgroundInserts(index)  # type: ignore[arg-type]
+def test_close_links_what_is_queued_and_refuses_more() -> None:
+    index = HnswIndex(4)
+    linker = Linker(index)
     for i in range(3):
-        inserts.add(i, vector(i), "q8")
-    index.gate.set()
-    inserts.close()
-    assert sorted(i for call in index.calls for i in call) == [0, 1, 2]
-    with pytest.raises(RuntimeError, match="closed"):
-        inserts.add(9, vector(9), "q8")
+        linker.add(i, vector(i), "q8")
+    linker.close()
+    assert len(index) == 3
+    with pytest.raises(ValueError, match="closed"):
+        linker.add(9, vector(9), "q8")
+
+
+def test_bad_arguments_are_refused() -> None:
+    linker = Linker(HnswIndex(4))
+    with pytest.raises(ValueError, match="4"):
+        linker.add(1, np.ones(3, dtype=np.float32))
+    with pytest.raises(ValueError, match="finite"):
+        linker.add(1, np.array([1, np.nan, 0, 0], dtype=np.float32))
+    with pytest.raises(ValueError, match="precision"):
+        linker.add(1, vector(1), "q3")
+    with pytest.raises(ValueError, match="timeout"):
+        linker.wait_idle(timeout=-1)
+    assert len(linker) == 0
+    linker.close()
 
 
 # ---- through the engine: read-your-writes while the linker is held ---------------------
@@ -177,26 +171,14 @@ def fact(i: int, embedding: np.ndarray, confidence: float = 0.5) -> dict[str, An
     }
 
 
-class HeldLinks:
-    """Stands in for the engine's index in its linker: links wait for ``gate``."""
-
-    def __init__(self, index: HnswIndex) -> None:
-        self.index = index
-        self.gate = threading.Event()
-        self.entered = threading.Event()
-
-    def add(self, *args: Any, **kwargs: Any) -> None:
-        self.entered.set()
-        assert self.gate.wait(30)
-        self.index.add(*args, **kwargs)
-
-
 @contextlib.contextmanager
 def held_engine(
-    tmp_path: Path, direct_threshold: int = 50
-) -> Iterator[tuple[AllocationEngine, HeldLinks]]:
-    """An engine whose links wait for ``held.gate``, opened at the end however the test
-    went (closing waits for the links)."""
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, direct_threshold: int = 50
+) -> Iterator[tuple[AllocationEngine, Gate]]:
+    """An engine whose links wait for the gate, opened at the end however the test went
+    (closing waits for the links)."""
+    gate = Gate()
+    monkeypatch.setattr(engine_module, "Linker", functools.partial(Linker, before_link=gate))
     config = EngineConfig(
         data_directory=tmp_path / "data",
         dim=DIM,
@@ -204,27 +186,25 @@ def held_engine(
         checkpoint_interval=0,
     )
     with AllocationEngine(config) as engine:
-        held = HeldLinks(engine.index)
-        engine.inserts.index = held  # type: ignore[assignment]
         try:
-            yield engine, held
+            yield engine, gate
         finally:
-            held.gate.set()
+            gate.opened.set()
 
 
 @pytest.mark.parametrize("direct_threshold", [0, 1000], ids=["hierarchical", "direct"])
 def test_a_node_is_found_from_the_moment_its_allocation_returns(
-    tmp_path: Path, direct_threshold: int
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, direct_threshold: int
 ) -> None:
-    with held_engine(tmp_path, direct_threshold) as (engine, held):
-        held.gate.set()
+    with held_engine(tmp_path, monkeypatch, direct_threshold) as (engine, gate):
+        gate.opened.set()
         for i in range(30):
             engine.allocate(fact(i, unit(i)))
         engine.sync_index()
-        held.gate.clear()
+        gate.opened.clear()
 
         new = engine.allocate(fact(99, unit(99), confidence=0.95))
-        assert new.node_id in engine.inserts and new.node_id not in engine.index
+        assert new.node_id in engine.linker and new.node_id not in engine.index
         best = engine.search(embedding=unit(99), k=3)[0]
         assert best.node_id == new.node_id and best.score == pytest.approx(1.0, abs=1e-5)
         only = engine.search(embedding=unit(99), k=1, filter={"subject": "s99"})
@@ -238,35 +218,37 @@ def test_a_node_is_found_from_the_moment_its_allocation_returns(
         near = unit(99) + 0.05 * unit(100)
         beside = engine.allocate(fact(100, near / np.linalg.norm(near)))
         assert beside.neighbors[0].node_id == new.node_id
-        held.gate.set()
+        gate.opened.set()
         assert engine.stats()["nodes"] == 32
         engine.sync_index()
-        assert new.node_id in engine.index and new.node_id not in engine.inserts
+        assert new.node_id in engine.index and new.node_id not in engine.linker
 
 
-def test_checkpoints_and_deletes_wait_for_a_pending_node(tmp_path: Path) -> None:
-    with held_engine(tmp_path) as (engine, held):
+def test_checkpoints_and_deletes_wait_for_a_pending_node(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with held_engine(tmp_path, monkeypatch) as (engine, gate):
         node = engine.allocate(fact(1, unit(1))).node_id
         checkpoint = threading.Thread(target=engine.checkpoint)
         checkpoint.start()
-        waits = blocked_in(checkpoint, BackgroundInserts.wait_idle)
-        assert waits, "a snapshot must hold every committed node: it waits for the link"
-        assert node not in engine.index
-        held.gate.set()
+        # A snapshot must hold every committed node: it waits for the link.
+        eventually(lambda: engine.linker.waiting == 1 or not checkpoint.is_alive())
+        assert checkpoint.is_alive() and node not in engine.index
+        gate.opened.set()
         checkpoint.join(30)
         assert not checkpoint.is_alive()
         assert node in engine.index
 
-        held.gate.clear()
-        held.entered.clear()
+        gate.opened.clear()
+        gate.entered.clear()
         gone = engine.allocate(fact(2, unit(2))).node_id
-        assert held.entered.wait(30)  # its link is under way: the delete must wait for it
+        assert gate.entered.wait(30)  # its link is under way: the delete must wait for it
         delete = threading.Thread(target=engine.delete, args=(gone,))
         delete.start()
-        waits = blocked_in(delete, BackgroundInserts.discard)
-        assert waits, "a delete waits for the link, or the link would undo it"
-        assert gone in engine.inserts
-        held.gate.set()
+        # A delete waits for the link, or the link would undo it.
+        eventually(lambda: engine.linker.waiting == 1 or not delete.is_alive())
+        assert delete.is_alive() and gone in engine.linker
+        gate.opened.set()
         delete.join(30)
         assert not delete.is_alive()
         assert gone not in engine.index and engine.get(gone) is None

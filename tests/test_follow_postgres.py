@@ -233,7 +233,7 @@ def test_not_ready_until_the_changes_at_start_are_applied(
         late = Follower(
             engine.store,
             engine.index,
-            engine.inserts,
+            engine.linker,
             engine.facts,
             engine.records,
             engine.precision,

@@ -1,6 +1,6 @@
 """Type stubs of the Rust extension module ``llmkg._core``."""
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from os import PathLike
 from typing import Any, Literal, TypeAlias, final
 
@@ -109,6 +109,63 @@ class HnswIndex:
     def max_level(self) -> int: ...
     @max_level.setter
     def max_level(self, value: int) -> None: ...
+
+class LinkerError(RuntimeError):
+    """The index linker cannot link now (it keeps failing, or it stopped): the nodes stay
+    searchable, but what needs them in the index (a checkpoint) cannot proceed."""
+
+class LinkerTimeoutError(LinkerError):
+    """A wait on the index linker lasted longer than its deadline."""
+
+@final
+class Linker:
+    """Links committed nodes into an ``HnswIndex`` on a thread of its own; ``search``
+    finds the nodes not yet linked too (scored exactly)."""
+
+    def __new__(
+        cls,
+        index: HnswIndex,
+        *,
+        timeout: float = 30.0,
+        max_attempts: int = 5,
+        retry_delay: float = 1.0,
+        max_retry_delay: float = 60.0,
+        max_pending: int = 256,
+        before_link: Callable[[list[int]], object] | None = None,
+    ) -> Linker: ...
+    def add(self, id: int, vector: npt.ArrayLike, precision: _PrecisionName = "full") -> None: ...
+    def wait_room(self, timeout: float | None = None) -> None: ...
+    def wait_idle(self, timeout: float | None = None) -> None: ...
+    def wait_for(self, id: int, timeout: float | None = None) -> None: ...
+    def discard(self, id: int, timeout: float | None = None) -> None: ...
+    def close(self) -> None: ...
+    def search(
+        self,
+        queries: npt.ArrayLike,
+        k: int = 10,
+        ef: int | None = None,
+        rescore: bool = True,
+        filter: IdFilter | _IdsLike | None = None,
+        exact: bool = False,
+        wait: bool = True,
+    ) -> tuple[npt.NDArray[np.uint64], npt.NDArray[np.float32]]: ...
+    def pending(self) -> list[int]: ...
+    def precision_of(self, id: int) -> _PrecisionName | None: ...
+    def __contains__(self, key: object, /) -> bool: ...
+    def __len__(self) -> int: ...
+    def health(self) -> tuple[bool, str]: ...
+    @property
+    def waiting(self) -> int: ...
+    @property
+    def batches(self) -> int: ...
+    @property
+    def inserted(self) -> int: ...
+    @property
+    def failed_links(self) -> int: ...
+    @property
+    def last_error(self) -> str | None: ...
+    @property
+    def failing(self) -> bool: ...
 
 # --- embedder ---
 

@@ -19,12 +19,11 @@ from llmkg.engine.records import record_size
 from llmkg.engine.results import AllocationResult, Neighbor
 
 if TYPE_CHECKING:
-    from llmkg._core import HnswIndex
+    from llmkg._core import HnswIndex, Linker
     from llmkg.engine.config import EngineConfig
     from llmkg.engine.exclusion import WriteGate
     from llmkg.engine.filters import FactIndex
     from llmkg.engine.follow import Follower
-    from llmkg.engine.inserts import BackgroundInserts
     from llmkg.engine.quantization import AdaptivePrecision
     from llmkg.engine.records import RecordCache
     from llmkg.store import NodeRecord, Store
@@ -40,7 +39,7 @@ class Allocation:
     config: EngineConfig
     store: Store
     index: HnswIndex
-    inserts: BackgroundInserts
+    linker: Linker
     precision: AdaptivePrecision
     facts: FactIndex
     records: RecordCache
@@ -105,7 +104,7 @@ class Allocation:
                 best if best is not None and best.similarity >= c.similarity_threshold else None
             )
             # Before the commit: a linker too far behind refuses the fact, not half of it.
-            self.inserts.wait_room()
+            self.linker.wait_room()
             with self._gate.write():
                 with tracing.span("store.commit"):
                     record, created = self.store.insert(
@@ -121,7 +120,7 @@ class Allocation:
                     with tracing.span("follower.wait"):
                         self.follower.wait_applied(record.seq, c.catch_up_timeout)
                 elif created:
-                    self.inserts.add(record.node_id, embedding, precision)
+                    self.linker.add(record.node_id, embedding, precision)
             if created:
                 if self.follower is None:
                     self._logged(record_size(record))
@@ -190,12 +189,12 @@ class Allocation:
 
         def adopt() -> bool:
             node_id = record.node_id
-            if node_id in self.inserts or node_id in self.index:
+            if node_id in self.linker or node_id in self.index:
                 return False
             if self.store.get(node_id) is None:
                 return False
             precision = self.precision.for_new(record.confidence, record.reads)
-            self.inserts.add(node_id, record.embedding, precision)
+            self.linker.add(node_id, record.embedding, precision)
             self.facts.add(
                 node_id, record.subject, record.predicate, record.object, record.confidence
             )

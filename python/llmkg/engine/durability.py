@@ -17,12 +17,11 @@ from llmkg.engine.snapshots import write_snapshot
 from llmkg.progress import ProgressFactory
 
 if TYPE_CHECKING:
-    from llmkg._core import HnswIndex
+    from llmkg._core import HnswIndex, Linker
     from llmkg.engine.config import EngineConfig
     from llmkg.engine.exclusion import WriteGate
     from llmkg.engine.filters import FactIndex
     from llmkg.engine.follow import Follower
-    from llmkg.engine.inserts import BackgroundInserts
     from llmkg.engine.quantization import AdaptivePrecision
     from llmkg.store import Store
 
@@ -33,7 +32,7 @@ class Durability:
     config: EngineConfig
     store: Store
     index: HnswIndex
-    inserts: BackgroundInserts
+    linker: Linker
     precision: AdaptivePrecision
     facts: FactIndex
     snapshot_dir: Path
@@ -60,16 +59,16 @@ class Durability:
             # read first is in the index. The index may hold later ones too; replay from
             # the tag applies them again, harmlessly. No write has to be held back.
             seq = self.follower.applied
-            self.inserts.wait_idle()
+            self.linker.wait_idle()
             return seq
 
         def linked_seq() -> int:
-            self.inserts.wait_idle()
+            self.linker.wait_idle()
             return self.store.committed_seq
 
         # First without holding writes back: a linker that is behind (or failing) then
         # costs this caller its wait, not every allocation meanwhile.
-        self.inserts.wait_idle()
+        self.linker.wait_idle()
         return self._gate.drained(linked_seq)
 
     def checkpoint(self) -> int:
@@ -156,7 +155,7 @@ class Durability:
     def rebalance(self) -> dict[str, int]:
         """One pass of adaptive precision (the background thread runs one every 5 s): see
         `AdaptivePrecision.rebalance`."""
-        self.inserts.wait_idle()  # nodes allocated before the pass are in the index
+        self.linker.wait_idle()  # nodes allocated before the pass are in the index
         return self.precision.rebalance(self.index, self.store, self.facts.confidences)
 
     def _maintain(self) -> None:

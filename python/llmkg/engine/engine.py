@@ -23,7 +23,7 @@ from typing import Any, cast, overload
 import numpy as np
 
 from llmkg import tracing
-from llmkg._core import MISSING_ID, HnswIndex, embed_text, score_rows
+from llmkg._core import MISSING_ID, HnswIndex, Linker, embed_text, score_rows
 from llmkg.engine.allocation import Allocation
 from llmkg.engine.checkpointing import CheckpointTracker
 from llmkg.engine.config import EngineConfig
@@ -33,7 +33,6 @@ from llmkg.engine.facts import check_search, embedding_field, text_field
 from llmkg.engine.filters import FactIndex
 from llmkg.engine.follow import Follower, follower_of
 from llmkg.engine.graph import Graph
-from llmkg.engine.inserts import BackgroundInserts
 from llmkg.engine.placing import Placing
 from llmkg.engine.quantization import AdaptivePrecision, resident_bytes
 from llmkg.engine.records import RecordCache
@@ -115,9 +114,9 @@ class AllocationEngine(Allocation, Durability, Graph, Placing):
             replayed = replay(self.index, self.store, self.precision, 0, self._replay_progress())
             source = "rebuild"
         self.records = RecordCache(c, self.store, self.index)
-        self.inserts = BackgroundInserts(
-            self.index, timeout=c.link_timeout, max_attempts=c.link_attempts
-        )
+        # Links each committed node into the index off the request's path; searches
+        # through it find the nodes still waiting (scored exactly) as well.
+        self.linker = Linker(self.index, timeout=c.link_timeout, max_attempts=c.link_attempts)
         warmed = self.records.warm_up(c.cache_warmup_count) if c.cache_warmup_on_startup else 0
         self.startup = {
             "source": source,
@@ -181,26 +180,25 @@ class AllocationEngine(Allocation, Durability, Graph, Placing):
     ) -> list[tuple[NodeRecord, float]]:
         """The ``k`` nodes closest to ``query`` with their exact scores, best first.
 
-        The index proposes candidates (scored on codes when quantized); their full vectors
-        come from the store and rank them exactly. A quantized index proposes twice as
-        many candidates as asked for, so that rescoring can fix the order. ``wait=False``:
-        ``IndexBusyError`` rather than a wait for a writer of the index."""
+        One call into the core finds them, the nodes not yet linked included. Without
+        quantization its scores are exact (the index keeps every full vector). A quantized
+        index scores on codes: it proposes twice as many candidates as asked for, and their
+        full vectors, from the store, rank them exactly. ``wait=False``: ``IndexBusyError``
+        rather than a wait for a writer of the index."""
         quantized = self.config.enable_quantization
         wanted = min(2 * k + 10, 2 * self.config.max_k) if quantized else k
-        # Before the index search: a node that leaves the pending set meanwhile is in the
-        # index by then.
-        pending_ids, pending_vectors = self.inserts.pending()
         started = time.perf_counter()
-        found_ids, _ = self.index.search(
+        found_ids, found_scores = self.linker.search(
             query, k=wanted, ef=ef, filter=allowed, exact=exact, wait=wait
         )
         if self.on_index_search is not None:
             self.on_index_search(time.perf_counter() - started)
-        ids = found_ids[found_ids != MISSING_ID].tolist()
-        if pending_ids:
-            near = self._nearest_pending(query, wanted, allowed, pending_ids, pending_vectors)
-            ids = list(dict.fromkeys(ids + near))
+        hit = found_ids != MISSING_ID
+        ids = found_ids[hit].tolist()
         records = self.records.get_many(ids)
+        if not quantized:
+            scores = found_scores[hit].tolist()
+            return [(records[i], s) for i, s in zip(ids, scores, strict=True) if i in records]
         found = [records[i] for i in ids if i in records]
         if not found:
             return []
@@ -208,27 +206,9 @@ class AllocationEngine(Allocation, Durability, Graph, Placing):
         # one join copies them all, a fifth of what np.stack costs for ~100 rows.
         rows = cast("list[bytes]", [r.embedding for r in found])  # arrays are buffers too
         matrix = np.frombuffer(b"".join(rows), dtype=np.float32)
-        scores = self._scores(query, matrix.reshape(len(found), -1))
-        order = np.argsort(-scores, kind="stable")[:k]
-        return [(found[j], float(scores[j])) for j in order]
-
-    def _nearest_pending(
-        self,
-        query: np.ndarray,
-        wanted: int,
-        allowed: np.ndarray | None,
-        ids: list[int],
-        vectors: list[np.ndarray],
-    ) -> list[int]:
-        """Up to ``wanted`` of the nodes not yet linked into the index, closest first."""
-        if allowed is not None:
-            keep = np.isin(np.array(ids, dtype=np.uint64), allowed)
-            ids = [i for i, k in zip(ids, keep, strict=True) if k]
-            vectors = [v for v, k in zip(vectors, keep, strict=True) if k]
-        if len(ids) <= wanted:
-            return ids
-        scores = self._scores(query, np.stack(vectors))
-        return [ids[j] for j in np.argsort(-scores, kind="stable")[:wanted]]
+        exact_scores = self._scores(query, matrix.reshape(len(found), -1))
+        order = np.argsort(-exact_scores, kind="stable")[:k]
+        return [(found[j], float(exact_scores[j])) for j in order]
 
     def _node_count(self) -> int:
         """Live nodes, linked or pending: the fact index holds every one (the index and
@@ -236,7 +216,7 @@ class AllocationEngine(Allocation, Durability, Graph, Placing):
         return len(self.facts)
 
     def _precision_of(self, node_id: int) -> str:
-        pending = self.inserts.precision_of(node_id)
+        pending = self.linker.precision_of(node_id)
         if pending is not None:
             return pending
         return self.index.precision_of(node_id) if node_id in self.index else "full"
@@ -244,7 +224,7 @@ class AllocationEngine(Allocation, Durability, Graph, Placing):
     def sync_index(self) -> None:
         """Return once every node allocated so far is linked into the index (searches find
         a node either way; this is for code that reads the index itself)."""
-        self.inserts.wait_idle()
+        self.linker.wait_idle()
 
     def _scores(self, query: np.ndarray, vectors: np.ndarray) -> np.ndarray:
         # In the core, with the GIL kept: numpy's matrix products release it on arrays
@@ -332,7 +312,7 @@ class AllocationEngine(Allocation, Durability, Graph, Placing):
         # A reader racing a delete may have cached the record again: the index (or the
         # linker's queue), updated inside the write path, is what says the node exists.
         # The queue first: a node leaves it only once the index has it.
-        if record is None or not (node_id in self.inserts or node_id in self.index):
+        if record is None or not (node_id in self.linker or node_id in self.index):
             return None
         self.precision.count_reads([node_id])
         return _node(record)
@@ -351,7 +331,7 @@ class AllocationEngine(Allocation, Durability, Graph, Placing):
                 self.follower.wait_applied(self.store.committed_seq, self.config.catch_up_timeout)
                 return True
             if deleted:
-                self.inserts.discard(node_id)  # else linked after its removal
+                self.linker.discard(node_id)  # else linked after its removal
                 self.index.remove([node_id])
         for child in [node_id, *(moved or ())]:  # cached children name the old parent
             self.records.forget(child)
@@ -364,7 +344,7 @@ class AllocationEngine(Allocation, Durability, Graph, Placing):
         # Never waits on the linker (a scrape must answer while it is behind or failing):
         # the index's figures leave out the pending nodes, which "inserts" counts.
         index = self.index.stats()
-        linker_ok, linker_detail = self.inserts.health()
+        linker_ok, linker_detail = self.linker.health()
         nodes = self._node_count()
         return {
             "nodes": nodes,
@@ -385,12 +365,12 @@ class AllocationEngine(Allocation, Durability, Graph, Placing):
                 "last_error": self.store.last_error,
             },
             "inserts": {
-                "nodes": self.inserts.inserted,
-                "batches": self.inserts.batches,
-                "pending": len(self.inserts),
+                "nodes": self.linker.inserted,
+                "batches": self.linker.batches,
+                "pending": len(self.linker),
                 "failing": not linker_ok,
-                "failed_links": self.inserts.failed_links,
-                "last_error": self.inserts.last_error,
+                "failed_links": self.linker.failed_links,
+                "last_error": self.linker.last_error,
                 "detail": linker_detail,
             },
             "snapshot_seq": self.snapshot_seq,
@@ -417,7 +397,7 @@ class AllocationEngine(Allocation, Durability, Graph, Placing):
         if self.follower is not None:
             self.follower.close()
         self.records.close()
-        self.inserts.close()
+        self.linker.close()
         try:
             self.precision.save_reads(self.store)
         except StoreUnavailableError as e:

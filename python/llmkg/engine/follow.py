@@ -56,10 +56,9 @@ from llmkg.engine.records import record_size
 from llmkg.store.errors import StoreUnavailableError
 
 if TYPE_CHECKING:
-    from llmkg._core import HnswIndex
+    from llmkg._core import HnswIndex, Linker
     from llmkg.engine.engine import AllocationEngine
     from llmkg.engine.filters import FactIndex
-    from llmkg.engine.inserts import BackgroundInserts
     from llmkg.engine.quantization import AdaptivePrecision
     from llmkg.engine.records import RecordCache
     from llmkg.store import Change, Store
@@ -86,7 +85,7 @@ def follower_of(engine: AllocationEngine, applied: int) -> Follower | None:
     return Follower(
         engine.store,
         engine.index,
-        engine.inserts,
+        engine.linker,
         engine.facts,
         engine.records,
         engine.precision,
@@ -102,7 +101,7 @@ class Follower:
         self,
         store: Store,
         index: HnswIndex,
-        inserts: BackgroundInserts,
+        linker: Linker,
         facts: FactIndex,
         records: RecordCache,
         precision: AdaptivePrecision,
@@ -114,7 +113,7 @@ class Follower:
     ) -> None:
         self.store = store
         self.index = index
-        self.inserts = inserts
+        self.linker = linker
         self.facts = facts
         self.records = records
         self.precision = precision
@@ -275,17 +274,17 @@ class Follower:
     def _apply(self, change: Change) -> None:
         node_id, record = change.node_id, change.record
         if record is None:
-            self.inserts.discard(node_id)  # else linked after its removal
+            self.linker.discard(node_id)  # else linked after its removal
             self.index.remove([node_id])
             self.records.forget(node_id)
             if change.triple is not None:
                 self.facts.remove(node_id, *change.triple)
             self.on_change(64)
             return
-        if node_id not in self.inserts and node_id not in self.index:
+        if node_id not in self.linker and node_id not in self.index:
             # Bounded like an allocation: every search scores the pending nodes.
-            self.inserts.wait_room()
-            self.inserts.add(
+            self.linker.wait_room()
+            self.linker.add(
                 node_id, record.embedding, self.precision.for_new(record.confidence, record.reads)
             )
         self.facts.add(node_id, record.subject, record.predicate, record.object, record.confidence)

@@ -17,11 +17,11 @@ from llmkg.engine.results import Node
 from llmkg.store.records import Placement
 
 if TYPE_CHECKING:
+    from llmkg._core import Linker
     from llmkg.engine.config import EngineConfig
     from llmkg.engine.exclusion import WriteGate
     from llmkg.engine.filters import FactIndex
     from llmkg.engine.follow import Follower
-    from llmkg.engine.inserts import BackgroundInserts
     from llmkg.engine.quantization import AdaptivePrecision
     from llmkg.engine.records import RecordCache
     from llmkg.store import NodeRecord, Store
@@ -49,7 +49,7 @@ def _node(r: NodeRecord) -> Node:
 class Placing:
     config: EngineConfig
     store: Store
-    inserts: BackgroundInserts
+    linker: Linker
     precision: AdaptivePrecision
     facts: FactIndex
     records: RecordCache
@@ -85,7 +85,7 @@ class Placing:
             return []
         rows = placements(placed, c.dim)
         # Before the commit: a linker too far behind refuses the batch, not half of it.
-        self.inserts.wait_room()
+        self.linker.wait_room()
         with self._gate.write():
             results = self.store.place_many(rows)
             if self.follower is not None:
@@ -95,7 +95,7 @@ class Placing:
                 for record, created in results:
                     if created:
                         precision = self.precision.for_new(record.confidence)
-                        self.inserts.add(record.node_id, record.embedding, precision)
+                        self.linker.add(record.node_id, record.embedding, precision)
         if self.follower is None:
             for record, created in results:
                 if created:

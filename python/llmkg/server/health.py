@@ -83,7 +83,7 @@ class Health:
         # Always checked: a server whose store cannot commit, or whose linker keeps
         # failing, answers writes with 503 and should get no traffic until it recovers.
         checks["store"] = self._store_check(engine)
-        checks["linker"] = Check(*engine.inserts.health())
+        checks["linker"] = Check(*engine.linker.health())
         if engine.follower is not None:
             # Ready = caught up: until the changes the database had at start are applied,
             # this server would answer without facts the others acknowledged.

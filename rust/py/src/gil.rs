@@ -4,7 +4,6 @@
 
 use std::any::Any;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::OnceLock;
 
 use pyo3::exceptions::{PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
@@ -58,49 +57,4 @@ pub fn thread_pool(threads: Option<usize>) -> PyResult<Option<rayon::ThreadPool>
             .map(Some)
             .map_err(|e| PyRuntimeError::new_err(format!("cannot start {n} threads: {e}"))),
     }
-}
-
-/// The nice value of the background pool's threads (0 is normal, 19 the lowest).
-pub const BACKGROUND_NICE: i32 = 10;
-
-/// The shared pool, one thread per core, that background work runs on (index inserts
-/// made after the allocation answered). On Linux its threads run under `SCHED_IDLE`, so
-/// that they take the cores only when requests leave them idle and give a core up the
-/// moment a request's thread wakes; at nice [`BACKGROUND_NICE`] they kept it for the rest
-/// of their time slice, a millisecond or more. Where `SCHED_IDLE` is refused, they keep
-/// the nice value.
-pub fn background_pool() -> PyResult<&'static rayon::ThreadPool> {
-    static POOL: OnceLock<rayon::ThreadPool> = OnceLock::new();
-    if let Some(pool) = POOL.get() {
-        return Ok(pool);
-    }
-    let pool = rayon::ThreadPoolBuilder::new()
-        .thread_name(|i| format!("llmkg-bg-{i}"))
-        .start_handler(|_| lower_this_threads_priority())
-        .build()
-        .map_err(|e| PyRuntimeError::new_err(format!("cannot start the background pool: {e}")))?;
-    // A racing caller may have built one first: theirs is kept, this one is dropped.
-    Ok(POOL.get_or_init(|| pool))
-}
-
-#[cfg(target_os = "linux")]
-fn lower_this_threads_priority() {
-    // SAFETY: setpriority takes plain integers and touches no memory of ours. On Linux
-    // `who = 0` with PRIO_PROCESS names the calling thread only (each thread has its own
-    // nice value). A refusal leaves the priority unchanged, which is harmless.
-    unsafe {
-        libc::setpriority(libc::PRIO_PROCESS, 0, BACKGROUND_NICE);
-    }
-    let param = libc::sched_param { sched_priority: 0 };
-    // SAFETY: sched_setscheduler only reads the sched_param passed, which outlives the
-    // call; pid 0 is the calling thread. Any user may move a thread to SCHED_IDLE; a
-    // refusal leaves the nice value set above.
-    unsafe {
-        libc::sched_setscheduler(0, libc::SCHED_IDLE, &param);
-    }
-}
-
-#[cfg(not(target_os = "linux"))]
-fn lower_this_threads_priority() {
-    // Elsewhere PRIO_PROCESS would lower the whole process: the pool keeps its priority.
 }

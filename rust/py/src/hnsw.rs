@@ -13,7 +13,7 @@ use pyo3::types::{PyBytes, PyDict, PyString};
 
 use crate::convert;
 use crate::errors::{CoreError, IndexBusyError};
-use crate::gil::{background_pool, detached, thread_pool};
+use crate::gil::{detached, thread_pool};
 
 /// Id that fills result slots when fewer than `k` nodes match (`2**64 - 1`).
 pub const MISSING_ID: u64 = u64::MAX;
@@ -25,7 +25,7 @@ pub const MISSING_ID: u64 = u64::MAX;
 /// index is safe to share between threads.
 #[pyclass(frozen, module = "llmkg._core")]
 pub struct HnswIndex {
-    inner: Arc<Hnsw>,
+    pub(crate) inner: Arc<Hnsw>,
 }
 
 /// A reusable set of allowed ids for filtered search.
@@ -58,7 +58,7 @@ impl IdFilter {
     }
 }
 
-fn parse_precisions(obj: Option<&Bound<'_, PyAny>>) -> PyResult<Vec<Precision>> {
+pub(crate) fn parse_precisions(obj: Option<&Bound<'_, PyAny>>) -> PyResult<Vec<Precision>> {
     let Some(obj) = obj else {
         return Ok(Vec::new());
     };
@@ -78,7 +78,7 @@ fn parse_precisions(obj: Option<&Bound<'_, PyAny>>) -> PyResult<Vec<Precision>> 
         .collect()
 }
 
-fn parse_filter(obj: Option<&Bound<'_, PyAny>>) -> PyResult<Option<Arc<IdSet>>> {
+pub(crate) fn parse_filter(obj: Option<&Bound<'_, PyAny>>) -> PyResult<Option<Arc<IdSet>>> {
     match obj {
         None => Ok(None),
         Some(o) if o.is_none() => Ok(None),
@@ -89,6 +89,40 @@ fn parse_filter(obj: Option<&Bound<'_, PyAny>>) -> PyResult<Option<Arc<IdSet>>> 
             Ok(Some(Arc::new(IdSet::new(convert::ids(o, "filter")?))))
         }
     }
+}
+
+/// Search results as numpy arrays `(ids, scores)`: `(k,)` for one query (`one`), else
+/// `(rows, k)`; slots beyond the hits found hold `MISSING_ID` and `-inf`.
+pub(crate) fn hit_arrays<'py>(
+    py: Python<'py>,
+    hits: &[Vec<(u64, f32)>],
+    k: usize,
+    one: bool,
+) -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyAny>)> {
+    let rows = hits.len();
+    let mut ids = vec![MISSING_ID; rows * k];
+    let mut scores = vec![f32::NEG_INFINITY; rows * k];
+    for (r, row) in hits.iter().enumerate() {
+        for (j, &(id, score)) in row.iter().take(k).enumerate() {
+            ids[r * k + j] = id;
+            scores[r * k + j] = score;
+        }
+    }
+    if one {
+        return Ok((
+            ids.into_pyarray(py).into_any(),
+            scores.into_pyarray(py).into_any(),
+        ));
+    }
+    let shape = (rows, k);
+    // The lengths are rows * k by construction, so the shapes always fit.
+    let as_matrix = |e: numpy::ndarray::ShapeError| PyRuntimeError::new_err(e.to_string());
+    let ids = Array2::from_shape_vec(shape, ids).map_err(as_matrix)?;
+    let scores = Array2::from_shape_vec(shape, scores).map_err(as_matrix)?;
+    Ok((
+        ids.into_pyarray(py).into_any(),
+        scores.into_pyarray(py).into_any(),
+    ))
 }
 
 impl HnswIndex {
@@ -159,7 +193,7 @@ impl HnswIndex {
         let index = &self.inner;
         if background {
             // All of it on the pool, a lone node's link too (it would run on the caller).
-            let pool = background_pool()?;
+            let pool = llmkg_core::background::pool().map_err(CoreError)?;
             return detached(py, || {
                 pool.install(|| index.add(&ids, &vectors, &precisions, Some(pool)))
             });
@@ -191,7 +225,7 @@ impl HnswIndex {
         wait: bool,
     ) -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyAny>)> {
         let dim = self.inner.dim();
-        let (queries, rows, one) = convert::matrix(queries, "queries", dim, true)?;
+        let (queries, _, one) = convert::matrix(queries, "queries", dim, true)?;
         let filter = parse_filter(filter)?;
         let opts = SearchOptions {
             k,
@@ -209,29 +243,7 @@ impl HnswIndex {
             }
         })?
         .ok_or_else(|| IndexBusyError::new_err("the index is held by a writer"))?;
-        let mut ids = vec![MISSING_ID; rows * k];
-        let mut scores = vec![f32::NEG_INFINITY; rows * k];
-        for (r, row) in hits.iter().enumerate() {
-            for (j, &(id, score)) in row.iter().enumerate() {
-                ids[r * k + j] = id;
-                scores[r * k + j] = score;
-            }
-        }
-        if one {
-            return Ok((
-                ids.into_pyarray(py).into_any(),
-                scores.into_pyarray(py).into_any(),
-            ));
-        }
-        let shape = (rows, k);
-        // The lengths are rows * k by construction, so the shapes always fit.
-        let as_matrix = |e: numpy::ndarray::ShapeError| PyRuntimeError::new_err(e.to_string());
-        let ids = Array2::from_shape_vec(shape, ids).map_err(as_matrix)?;
-        let scores = Array2::from_shape_vec(shape, scores).map_err(as_matrix)?;
-        Ok((
-            ids.into_pyarray(py).into_any(),
-            scores.into_pyarray(py).into_any(),
-        ))
+        hit_arrays(py, &hits, k, one)
     }
 
     /// Remove `ids` (unknown ids are ignored); returns how many were removed.

@@ -14,6 +14,7 @@ mod embed;
 mod errors;
 mod gil;
 mod hnsw;
+mod linker;
 mod rescore;
 
 static LOG_RESET: std::sync::OnceLock<pyo3_log::ResetHandle> = std::sync::OnceLock::new();
@@ -54,6 +55,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(reset_log_levels, m)?)?;
     add_names(m)?;
     hnsw::register(m)?;
+    linker::register(m)?;
     embed::register(m)?;
     cache::register(m)?;
     rescore::register(m)?;

@@ -30,7 +30,7 @@ use rayon::prelude::*;
 pub use filter::{Filter, IdSet};
 pub use graph::MemoryBreakdown;
 pub use params::{Hit, Metric, Params, SearchOptions, Stats};
-pub use rescore::score_rows;
+pub use rescore::{score_row, score_rows};
 
 use crate::error::{Error, Result};
 use crate::quant::{kernels::kernels, Precision};

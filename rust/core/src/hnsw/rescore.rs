@@ -14,22 +14,28 @@ pub fn score_rows(metric: Metric, query: &[f32], rows: &[f32]) -> Vec<f32> {
         return Vec::new();
     }
     debug_assert_eq!(rows.len() % dim, 0);
-    let dot = kernels().dot_f32;
-    let q_sq = dot(query, query);
+    let q_sq = (kernels().dot_f32)(query, query);
     rows.chunks_exact(dim)
-        .map(|row| match metric {
-            Metric::Ip => dot(query, row),
-            Metric::Cosine => {
-                let norms = (dot(row, row) * q_sq).sqrt();
-                if norms > 0.0 {
-                    dot(query, row) / norms
-                } else {
-                    0.0
-                }
-            }
-            Metric::L2 => 2.0 * dot(query, row) - dot(row, row) - q_sq,
-        })
+        .map(|row| score_row(metric, query, q_sq, row))
         .collect()
+}
+
+/// The score of `query` (whose squared norm is `q_sq`) against one row of its length.
+#[inline]
+pub fn score_row(metric: Metric, query: &[f32], q_sq: f32, row: &[f32]) -> f32 {
+    let dot = kernels().dot_f32;
+    match metric {
+        Metric::Ip => dot(query, row),
+        Metric::Cosine => {
+            let norms = (dot(row, row) * q_sq).sqrt();
+            if norms > 0.0 {
+                dot(query, row) / norms
+            } else {
+                0.0
+            }
+        }
+        Metric::L2 => 2.0 * dot(query, row) - dot(row, row) - q_sq,
+    }
 }
 
 #[cfg(test)]
