@@ -10,6 +10,7 @@ import sqlite3
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -38,6 +39,79 @@ def test_a_lone_write_commits_alone_and_its_row_carries_the_sequence(tmp_path: P
     assert seqs == [(2,)]
     with SqliteStore(tmp_path) as reopened:
         assert reopened.last_seq == 2
+
+
+def test_a_new_fact_is_one_statement_and_a_known_one_takes_no_sequence(
+    tmp_path: Path,
+) -> None:
+    with SqliteStore(tmp_path) as store:
+        statements: list[str] = []
+        store._writer.set_trace_callback(statements.append)
+        a, created = store.insert("Pho", "is_a", "dog", 0.5, vec(1))
+        assert created and len(statements) == 1, statements
+        b, created = store.insert("Rex", "is_a", "dog", 0.5, vec(2), parent=a.node_id)
+        assert created and b.parent == a.node_id and len(statements) == 2, statements
+        # Committed when it returns (a statement left half-run would hold its write back).
+        other = sqlite3.connect(store.path)
+        assert other.execute("SELECT count(*) FROM nodes").fetchone() == (2,)
+        other.close()
+        again, created = store.insert("Pho", "is_a", "dog", 0.4, vec(1))
+        assert not created and again.node_id == a.node_id and again.seq == a.seq
+        c, _ = store.insert("Tom", "is_a", "cat", 0.5, vec(3))
+        assert c.seq == b.seq + 1, "the known triple gave its sequence back"
+        store._writer.set_trace_callback(None)
+
+
+def test_a_failing_write_in_a_batch_leaves_the_others_and_their_sequences(
+    tmp_path: Path,
+) -> None:
+    # "interval": a sync() is then a write of the batch too.
+    with SqliteStore(tmp_path, durability="interval") as store:
+        started, release = threading.Event(), threading.Event()
+
+        def hold(conn: sqlite3.Connection) -> None:
+            started.set()
+            release.wait(30)
+
+        def refuse(conn: sqlite3.Connection) -> None:
+            conn.execute("UPDATE nodes SET reads = 99")  # undone with the operation
+            raise ValueError("refused")
+
+        holder = threading.Thread(target=store._submit, args=(hold,))
+        holder.start()
+        assert started.wait(30)
+        results: dict[str, object] = {}
+        calls = {
+            "a": lambda: store.insert("a", "p", "o", 0.5, vec(1)),
+            "sync": store.sync,
+            "bad": lambda: store._submit(refuse),
+            "b": lambda: store.insert("b", "p", "o", 0.5, vec(2)),
+        }
+
+        def run(name: str) -> None:
+            try:
+                results[name] = calls[name]()
+            except Exception as e:
+                results[name] = e
+
+        threads = [threading.Thread(target=run, args=(name,)) for name in calls]
+        for t in threads:  # queued behind the held write: one batch
+            t.start()
+            deadline = time.monotonic() + 30
+            while store._queue.qsize() < threads.index(t) + 1:
+                assert time.monotonic() < deadline
+                time.sleep(0.001)
+        release.set()
+        for t in [holder, *threads]:
+            t.join(30)
+        assert isinstance(results["bad"], ValueError) and results["sync"] is None
+        (a, _), (b, _) = results["a"], results["b"]  # type: ignore[misc]
+        assert sorted([a.seq, b.seq]) == [1, 2] and store.last_seq == 2
+        assert store.writes == 5 and store.failed_writes == 0  # with the held one
+        assert store.last_error is None
+    with SqliteStore(tmp_path) as reopened:
+        assert {r.subject for r in reopened.get_many([a.node_id, b.node_id]).values()} == {"a", "b"}
+        assert reopened.last_seq == 2 and reopened.get(a.node_id).reads == 0
 
 
 def test_concurrent_writers_share_commits(tmp_path: Path) -> None:

@@ -43,6 +43,12 @@ JOURNAL_SIZE_LIMIT = 16 * 2**20
 COLUMNS = "id, subject, predicate, object, confidence, embedding, parent, seq, reads, deleted"
 SELECT_LIVE = f"SELECT {COLUMNS} FROM nodes WHERE deleted=0"
 BY_TRIPLE = f"{SELECT_LIVE} AND subject=? AND predicate=? AND object=?"
+# A new row, unless a live row holds the triple (the unique index on live triples) or
+# the parent named is not live: then none.
+INSERT_NEW = """INSERT INTO nodes (subject, predicate, object, confidence, embedding, parent, seq)
+    SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7
+    WHERE ?6 IS NULL OR EXISTS (SELECT 1 FROM nodes WHERE id = ?6 AND deleted = 0)
+    ON CONFLICT DO NOTHING RETURNING id"""
 # The last sequence number given out: the ``last_seq`` row, written by every transaction
 # of several operations, or the seq of the newest row, which an operation committed alone
 # (without that row) carries.
@@ -147,6 +153,19 @@ class SqliteStore(GraphReads, BulkWrites, GroupCommit):
         parent: int | None,
         merge: Callable[[float, float], float],
     ) -> tuple[NodeRecord, bool]:
+        # A new triple under a live parent (the usual case: the engine stores triples it
+        # does not know, under a node it just found) costs one statement: every statement
+        # releases the GIL, and under load the writer's wait to win it back costs more
+        # than the statement. fetchall: the statement must run to its end, or a write
+        # made outside a transaction would not commit yet.
+        seq = self._next_seq()
+        values = (s, p, o, confidence, blob, parent, seq)
+        inserted = conn.execute(INSERT_NEW, values).fetchall()
+        if inserted:
+            return record_from_row(
+                (inserted[0][0], s, p, o, confidence, blob, parent, seq, 0, 0)
+            ), True
+        self._seq -= 1  # not used: sequences stay without gaps
         row = conn.execute(BY_TRIPLE, (s, p, o)).fetchone()
         if row is not None:
             new_conf = merge(row[4], confidence)
@@ -157,8 +176,8 @@ class SqliteStore(GraphReads, BulkWrites, GroupCommit):
                 )
                 row = (*row[:4], new_conf, row[5], row[6], seq, *row[8:])
             return record_from_row(row), False
-        if parent is not None:
-            parent = self._live_ancestor(conn, parent)
+        # The parent was deleted after the allocation chose it.
+        parent = self._live_ancestor(conn, parent) if parent is not None else None
         seq = self._next_seq()
         cur = conn.execute(
             "INSERT INTO nodes (subject, predicate, object, confidence, embedding, parent, seq) "
