@@ -18,7 +18,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Mapping
-from typing import Any, cast, overload
+from typing import Any, overload
 
 import numpy as np
 
@@ -42,6 +42,9 @@ from llmkg.progress import Progress, ProgressFactory
 from llmkg.store import NodeRecord, Store, StoreUnavailableError, open_store
 
 log = logging.getLogger("llmkg.engine")
+
+# The index's full rows with quantization on (scratch space: rewritten at each start).
+VECTOR_FILE = "index-vectors.f32"
 
 
 def _node(r: NodeRecord) -> Node:
@@ -86,7 +89,7 @@ class AllocationEngine(Allocation, Durability, Graph, Placing):
             self.snapshot_dir,
             c.dim,
             c.metric,
-            keep_full=not c.enable_quantization,
+            keep_full=True,
             store_id=self.store.store_id,
             store_seq=store_seq,
         )
@@ -100,6 +103,7 @@ class AllocationEngine(Allocation, Durability, Graph, Placing):
             self.index = self._new_index()
             self.snapshot_seq = 0
             source = "rebuild"
+        self._map_full_rows()
         replayed = replay(
             self.index, self.store, self.precision, self.snapshot_seq, self._replay_progress()
         )
@@ -111,6 +115,7 @@ class AllocationEngine(Allocation, Durability, Graph, Placing):
         ):
             self.index = self._new_index()
             self.snapshot_seq = 0
+            self._map_full_rows()
             replayed = replay(self.index, self.store, self.precision, 0, self._replay_progress())
             source = "rebuild"
         self.records = RecordCache(c, self.store, self.index)
@@ -155,17 +160,30 @@ class AllocationEngine(Allocation, Durability, Graph, Placing):
 
     def _new_index(self) -> HnswIndex:
         c = self.config
-        # With quantization, codes only: the store keeps every full vector, and search
-        # rescores its candidates with them.
+        # Every full row is kept: a search traverses on a quantized node's code and
+        # rescores its candidates with full rows, in the core (`_map_full_rows`).
         return HnswIndex(
             c.dim,
             metric=c.metric,
             m=c.m,
             ef_construction=c.ef_construction,
             ef_search=c.ef_search,
-            keep_full=not c.enable_quantization,
+            keep_full=True,
             max_level=c.max_level,
         )
+
+    def _map_full_rows(self) -> None:
+        """With quantization, the index keeps its full rows in a mapped file rather than on
+        the heap: resident memory is the codes and the links, and the kernel pages the
+        rows that rescoring reads in and out. Where the file cannot be mapped, they stay
+        on the heap."""
+        if not self.config.enable_quantization:
+            return
+        path = self.config.data_directory / VECTOR_FILE
+        try:
+            self.index.map_full_rows(path)
+        except OSError as e:
+            log.warning("full rows kept in memory: %s cannot be mapped (%s)", path, e)
 
     # ---- allocation --------------------------------------------------------------------
 
@@ -180,35 +198,21 @@ class AllocationEngine(Allocation, Durability, Graph, Placing):
     ) -> list[tuple[NodeRecord, float]]:
         """The ``k`` nodes closest to ``query`` with their exact scores, best first.
 
-        One call into the core finds them, the nodes not yet linked included. Without
-        quantization its scores are exact (the index keeps every full vector). A quantized
-        index scores on codes: it proposes twice as many candidates as asked for, and their
-        full vectors, from the store, rank them exactly. ``wait=False``: ``IndexBusyError``
-        rather than a wait for a writer of the index."""
-        quantized = self.config.enable_quantization
-        wanted = min(2 * k + 10, 2 * self.config.max_k) if quantized else k
+        One call into the core finds them, the nodes not yet linked included, and scores
+        them exactly: the index traverses on the codes of quantized nodes and rescores its
+        candidates with the full rows it keeps. ``wait=False``: ``IndexBusyError`` rather
+        than a wait for a writer of the index."""
         started = time.perf_counter()
         found_ids, found_scores = self.linker.search(
-            query, k=wanted, ef=ef, filter=allowed, exact=exact, wait=wait
+            query, k=k, ef=ef, filter=allowed, exact=exact, wait=wait
         )
         if self.on_index_search is not None:
             self.on_index_search(time.perf_counter() - started)
         hit = found_ids != MISSING_ID
         ids = found_ids[hit].tolist()
         records = self.records.get_many(ids)
-        if not quantized:
-            scores = found_scores[hit].tolist()
-            return [(records[i], s) for i, s in zip(ids, scores, strict=True) if i in records]
-        found = [records[i] for i in ids if i in records]
-        if not found:
-            return []
-        # Every stored embedding is a contiguous float32 row (read from the store's blob):
-        # one join copies them all, a fifth of what np.stack costs for ~100 rows.
-        rows = cast("list[bytes]", [r.embedding for r in found])  # arrays are buffers too
-        matrix = np.frombuffer(b"".join(rows), dtype=np.float32)
-        exact_scores = self._scores(query, matrix.reshape(len(found), -1))
-        order = np.argsort(-exact_scores, kind="stable")[:k]
-        return [(found[j], float(exact_scores[j])) for j in order]
+        scores = found_scores[hit].tolist()
+        return [(records[i], s) for i, s in zip(ids, scores, strict=True) if i in records]
 
     def _node_count(self) -> int:
         """Live nodes, linked or pending: the fact index holds every one (the index and

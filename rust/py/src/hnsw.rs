@@ -302,6 +302,7 @@ impl HnswIndex {
         d.set_item("memory_bytes", s.memory.total())?;
         let mem = PyDict::new(py);
         mem.set_item("full_vectors", s.memory.full_vectors)?;
+        mem.set_item("mapped_vectors", s.memory.mapped_vectors)?;
         mem.set_item("codes", s.memory.codes)?;
         mem.set_item("links", s.memory.links)?;
         mem.set_item("ids", s.memory.ids)?;
@@ -387,6 +388,16 @@ impl HnswIndex {
             .detach(|| self.inner.neighbors(id, level))
             .ok_or_else(|| PyKeyError::new_err(id))?;
         Ok(ids.into_pyarray(py))
+    }
+
+    /// Keep the full rows in a file mapped at `path` (created or truncated) instead of on
+    /// the heap. With `keep_full` and quantized nodes, searches traverse on the codes and
+    /// rescore with the full rows: the heap then holds the codes and the links, and the
+    /// kernel pages the rows in and out. The file is scratch space, rewritten by each
+    /// call: snapshots (`save`) hold the rows themselves.
+    fn map_full_rows(&self, py: Python<'_>, path: PathBuf) -> PyResult<()> {
+        let index = &self.inner;
+        detached(py, || index.map_full_rows(&path))
     }
 
     /// Write the index to `path` (atomically: a crash leaves the old file or the new one).

@@ -300,7 +300,7 @@ impl Graph {
 
     /// Room for `extra` more nodes. Amortized (`reserve`, not `reserve_exact`): a stream
     /// of one-node adds must not copy every array on every add.
-    pub fn reserve(&mut self, extra: usize, precisions: &[Precision]) {
+    pub fn reserve(&mut self, extra: usize, precisions: &[Precision]) -> std::io::Result<()> {
         let new_slots = extra.saturating_sub(self.free_slots.len());
         self.ids.reserve(new_slots);
         self.meta.reserve(new_slots);
@@ -312,10 +312,10 @@ impl Graph {
             per[*p as usize] += 1;
         }
         let fulls = if self.params.keep_full { extra } else { per[0] };
-        self.full.reserve(fulls);
-        self.q8.reserve(per[1]);
-        self.q4.reserve(per[2]);
-        self.binary.reserve(per[3]);
+        self.full.reserve(fulls)?;
+        self.q8.reserve(per[1])?;
+        self.q4.reserve(per[2])?;
+        self.binary.reserve(per[3])
     }
 
     /// A fresh slot for `id` at `level`, its vector stored at `precision`; not yet linked.
@@ -476,6 +476,7 @@ impl Graph {
         let id_map = self.id_map.capacity() * (16 + 1);
         MemoryBreakdown {
             full_vectors: self.full.memory_bytes(),
+            mapped_vectors: self.full.mapped_bytes(),
             codes: self.q8.memory_bytes() + self.q4.memory_bytes() + self.binary.memory_bytes(),
             links,
             ids: per_slot + id_map,
@@ -486,7 +487,10 @@ impl Graph {
 /// Where the index's memory goes, in bytes.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct MemoryBreakdown {
+    /// On the heap.
     pub full_vectors: usize,
+    /// In a mapped file (`Hnsw::map_full_rows`): the page cache's, not in `total`.
+    pub mapped_vectors: usize,
     pub codes: usize,
     pub links: usize,
     pub ids: usize,

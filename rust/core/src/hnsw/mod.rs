@@ -161,7 +161,7 @@ impl Hnsw {
         let metric = g.params.metric;
         let mut row = vec![0.0f32; dim];
         let wanted: Vec<Precision> = order.iter().map(|&i| precision_of(i)).collect();
-        g.reserve(order.len(), &wanted);
+        g.reserve(order.len(), &wanted)?;
         let mut slots = Vec::with_capacity(order.len());
         for (&i, &p) in order.iter().zip(&wanted) {
             row.copy_from_slice(&vectors[i * dim..(i + 1) * dim]);
@@ -296,6 +296,15 @@ impl Hnsw {
             Some(g) => search_many_in(&g, queries, opts, filter, pool).map(Some),
             None => Ok(None),
         }
+    }
+
+    /// Keep the full rows in a file mapped at `path` (created or truncated) instead of on
+    /// the heap: an index that traverses on codes then keeps only its codes and links
+    /// resident, and the kernel pages the rows (read to rescore the candidates, and by
+    /// links) in and out. The file is scratch space: snapshots hold the rows themselves.
+    pub fn map_full_rows(&self, path: &std::path::Path) -> Result<()> {
+        self.graph.write().full.map_to_file(path)?;
+        Ok(())
     }
 
     /// The stored vector of `id` (normalized for cosine; decoded when only a code is kept).
@@ -444,3 +453,5 @@ impl Graph {
 mod tests;
 #[cfg(test)]
 mod tests_locks;
+#[cfg(test)]
+mod tests_mapped;

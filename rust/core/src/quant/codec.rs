@@ -9,6 +9,10 @@
 //!   scale = mean |x[i] − mean(x)| (the scale that minimizes the squared error for those
 //!   signs); bit `i % 8` of byte `i / 8` is set for +1.
 
+use std::io;
+use std::path::Path;
+
+use super::mapped::MappedBuffer;
 use super::Precision;
 
 /// What a row needs besides its data to turn a kernel sum into an inner product and a
@@ -142,25 +146,51 @@ pub fn decode_into(precision: Precision, code: &[u8], p: RowParams, out: &mut [f
 ///
 /// The rows start on a 64-byte boundary (`base` elements into the buffer): with a row
 /// width that is a multiple of 64 bytes (384 f32 dimensions, say) no SIMD load of a row
-/// straddles two cache lines.
+/// straddles two cache lines. They live on the heap, or in a mapped file
+/// ([`CodeArena::map_to_file`]: page-aligned, so aligned too).
 #[derive(Clone, Debug, Default)]
 pub struct CodeArena<T> {
     width: usize,
     /// `base` padding elements, then `rows() * width` row elements.
     data: Vec<T>,
     base: usize,
+    /// When set, the rows are here instead of in `data` (which is then empty): `rows() *
+    /// width` elements from the start of the mapping.
+    mapped: Mapped,
     params: Vec<RowParams>,
     free: Vec<u32>,
 }
 
+/// An arena's mapped buffer, if it has one.
+#[derive(Default)]
+struct Mapped(Option<MappedBuffer>);
+
+impl Clone for Mapped {
+    /// Never called on a mapped arena (the index never clones its arenas; a clone would
+    /// share nothing with the file): an empty mapping.
+    fn clone(&self) -> Self {
+        Mapped(None)
+    }
+}
+
+impl std::fmt::Debug for Mapped {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.0 {
+            Some(m) => write!(f, "Mapped({}, {} bytes)", m.path().display(), m.len()),
+            None => write!(f, "Mapped(none)"),
+        }
+    }
+}
+
 const ALIGN: usize = 64;
 
-impl<T: Copy + Default> CodeArena<T> {
+impl<T: bytemuck::Pod + Default> CodeArena<T> {
     pub fn new(width: usize) -> Self {
         CodeArena {
             width,
             data: Vec::new(),
             base: 0,
+            mapped: Mapped(None),
             params: Vec::new(),
             free: Vec::new(),
         }
@@ -172,6 +202,28 @@ impl<T: Copy + Default> CodeArena<T> {
         arena.free = free;
         arena.regrow(arena.params.len(), &data);
         arena
+    }
+
+    /// Move the rows into a file mapped at `path` (created or truncated), off the heap.
+    pub fn map_to_file(&mut self, path: &Path) -> io::Result<()> {
+        let size = std::mem::size_of::<T>();
+        let rows = self.rows_slice().to_vec();
+        let capacity = self.rows().max(16);
+        let mut buffer = MappedBuffer::create(path, capacity * self.width * size)?;
+        buffer.bytes_mut()[..rows.len() * size].copy_from_slice(bytemuck::cast_slice(&rows));
+        self.mapped = Mapped(Some(buffer));
+        self.data = Vec::new();
+        self.base = 0;
+        Ok(())
+    }
+
+    /// The file the rows are mapped from, if they are.
+    pub fn mapped_path(&self) -> Option<&Path> {
+        self.mapping().map(|m| m.path())
+    }
+
+    fn mapping(&self) -> Option<&MappedBuffer> {
+        self.mapped.0.as_ref()
     }
 
     /// Move the rows `rows` into a new buffer with room for `capacity` rows.
@@ -193,11 +245,17 @@ impl<T: Copy + Default> CodeArena<T> {
     }
 
     fn capacity_rows(&self) -> usize {
-        (self.data.capacity() - self.base) / self.width.max(1)
+        match self.mapping() {
+            Some(m) => m.len() / (std::mem::size_of::<T>() * self.width).max(1),
+            None => (self.data.capacity() - self.base) / self.width.max(1),
+        }
     }
 
     fn rows_slice(&self) -> &[T] {
-        &self.data[self.base..]
+        match self.mapping() {
+            Some(m) => &bytemuck::cast_slice(m.bytes())[..self.rows() * self.width],
+            None => &self.data[self.base..],
+        }
     }
 
     pub fn width(&self) -> usize {
@@ -217,30 +275,48 @@ impl<T: Copy + Default> CodeArena<T> {
         (self.rows_slice(), &self.params)
     }
 
-    /// Room for `extra` more rows.
-    pub fn reserve(&mut self, extra: usize) {
+    /// Room for `extra` more rows. An error only when the rows are mapped and the file
+    /// cannot grow (a full disk).
+    pub fn reserve(&mut self, extra: usize) -> io::Result<()> {
         let need = self.rows() + extra.saturating_sub(self.free.len());
-        self.grow_to(need);
+        self.grow_to(need)?;
         self.params.reserve(need - self.rows());
+        Ok(())
     }
 
     /// Room for `rows` rows. Grows by at least half the capacity, so that a stream of
     /// one-row additions copies the arena O(log n) times, not once per row.
-    fn grow_to(&mut self, rows: usize) {
+    fn grow_to(&mut self, rows: usize) -> io::Result<()> {
         let capacity = self.capacity_rows();
-        if rows > capacity {
-            let kept = self.rows_slice().to_vec();
-            self.regrow(rows.max(capacity + capacity / 2).max(16), &kept);
+        if rows <= capacity {
+            return Ok(());
         }
+        let target = rows.max(capacity + capacity / 2).max(16);
+        let row_bytes = std::mem::size_of::<T>() * self.width;
+        if let Some(m) = self.mapped.0.as_mut() {
+            return m.grow(target * row_bytes);
+        }
+        let kept = self.rows_slice().to_vec();
+        self.regrow(target, &kept);
+        Ok(())
     }
 
+    /// A row for a new entry: a freed one, else a new one. Mapped rows must have been
+    /// reserved first (`reserve`, which can fail); the index always does.
     pub fn alloc(&mut self) -> u32 {
         if let Some(row) = self.free.pop() {
             return row;
         }
-        self.grow_to(self.rows() + 1);
-        // Within capacity: never reallocates, so the alignment holds.
-        self.data.resize(self.data.len() + self.width, T::default());
+        if let Err(e) = self.grow_to(self.rows() + 1) {
+            // Only a mapped arena can fail here, and only if it was not reserved.
+            panic!(
+                "the vector file cannot grow (rows are reserved before they are allocated): {e}"
+            );
+        }
+        if self.mapping().is_none() {
+            // Within capacity: never reallocates, so the alignment holds.
+            self.data.resize(self.data.len() + self.width, T::default());
+        }
         self.params.push(RowParams::default());
         (self.params.len() - 1) as u32
     }
@@ -251,14 +327,21 @@ impl<T: Copy + Default> CodeArena<T> {
 
     #[inline]
     pub fn row(&self, row: u32) -> &[T] {
-        let start = self.base + row as usize * self.width;
-        &self.data[start..start + self.width]
+        let start = row as usize * self.width;
+        match self.mapping() {
+            Some(m) => &bytemuck::cast_slice(m.bytes())[start..start + self.width],
+            None => &self.data[self.base + start..self.base + start + self.width],
+        }
     }
 
     #[inline]
     pub fn row_mut(&mut self, row: u32) -> &mut [T] {
-        let start = self.base + row as usize * self.width;
-        &mut self.data[start..start + self.width]
+        let start = row as usize * self.width;
+        let width = self.width;
+        match self.mapped.0.as_mut() {
+            Some(m) => &mut bytemuck::cast_slice_mut(m.bytes_mut())[start..start + width],
+            None => &mut self.data[self.base + start..self.base + start + width],
+        }
     }
 
     #[inline]
@@ -272,6 +355,7 @@ impl<T: Copy + Default> CodeArena<T> {
 
     /// When at least a quarter of the rows are free, move the others to the front and
     /// give the memory back. Returns the new row of each old row (`u32::MAX` for freed).
+    /// Mapped rows move within their file (its size stays: the file is scratch space).
     pub fn repack(&mut self) -> Option<Vec<u32>> {
         if self.free.is_empty() || self.free.len() * 4 < self.rows() {
             return None;
@@ -291,16 +375,28 @@ impl<T: Copy + Default> CodeArena<T> {
                 params.push(self.params[row]);
             }
         }
-        self.regrow(live, &data);
+        match self.mapped.0.as_mut() {
+            Some(m) => {
+                let bytes: &[u8] = bytemuck::cast_slice(&data);
+                m.bytes_mut()[..bytes.len()].copy_from_slice(bytes);
+            }
+            None => self.regrow(live, &data),
+        }
         self.params = params;
         self.free = Vec::new();
         Some(map)
     }
 
+    /// Heap bytes (mapped rows are the page cache's, not counted).
     pub fn memory_bytes(&self) -> usize {
         self.data.capacity() * std::mem::size_of::<T>()
             + self.params.capacity() * std::mem::size_of::<RowParams>()
             + self.free.capacity() * 4
+    }
+
+    /// Bytes of the mapped file (0 when the rows are on the heap).
+    pub fn mapped_bytes(&self) -> usize {
+        self.mapping().map_or(0, |m| m.len())
     }
 }
 
@@ -405,7 +501,7 @@ mod tests {
             a.row_mut(r).fill(i as f32);
             assert_eq!(a.row(0).as_ptr() as usize % 64, 0, "after {} rows", i + 1);
         }
-        a.reserve(1000);
+        a.reserve(1000).unwrap();
         assert_eq!(a.row(0).as_ptr() as usize % 64, 0);
         assert!((0..100u32).all(|i| a.row(i).iter().all(|&v| v == i as f32)));
         let (data, params) = a.raw();

@@ -7,6 +7,7 @@
 
 mod codec;
 pub mod kernels;
+mod mapped;
 
 pub use codec::{decode_into, encode, CodeArena, RowParams};
 
