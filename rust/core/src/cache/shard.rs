@@ -19,6 +19,11 @@
 //! passes into the sketch when the entry leaves: a hit then touches no memory beyond
 //! its entry, where recording it in the sketch put every hit key's sketch block in the
 //! CPU cache and cost about a fifth of the hit.
+//!
+//! Nothing is sized by the capacity up front: the table, the slab and the sketch grow as
+//! entries arrive (the sketch reaches its full size by the time the shard is half full,
+//! before any admission decision), so an empty cache of ten million entries takes a few
+//! kilobytes.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -94,7 +99,7 @@ impl<K, V> Shard<K, V> {
         let main_cap = capacity - window_cap;
         Shard {
             table: HashTable::new(),
-            slab: Slab::new(frequency),
+            slab: Slab::new(frequency, capacity as usize + 1),
             sketch: frequency.then(|| FrequencySketch::new(capacity as usize)),
             capacity,
             codec: SlotCodec::new(capacity),
@@ -331,6 +336,11 @@ impl<K, V> Shard<K, V> {
             if expires != NEVER {
                 self.expiring += 1;
             }
+            if let Some(s) = &mut self.sketch {
+                if self.slab.len() > s.grow_at() {
+                    s.fit(self.slab.len());
+                }
+            }
         }
         self.evict(removed);
         if existing.is_none() {
@@ -471,6 +481,13 @@ impl<K, V> Shard<K, V> {
             }
             None => false,
         }
+    }
+
+    /// Bytes of the shard's table, slots and sketch: what it has grown to so far.
+    pub(crate) fn heap_bytes(&self) -> usize {
+        self.table.allocation_size()
+            + self.slab.heap_bytes()
+            + self.sketch.as_ref().map_or(0, FrequencySketch::heap_bytes)
     }
 
     pub(crate) fn stats(&self) -> CacheStats {

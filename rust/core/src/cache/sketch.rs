@@ -11,6 +11,14 @@
 //!   all history. The previous generation is still consulted: clearing it outright
 //!   would rank every key seen just before the reset below the keys seen just after,
 //!   and on a loop larger than the cache that admits the wrong keys after every reset.
+//!
+//! The table **grows with the cache's content**, as Caffeine's does: it starts at one
+//! block and doubles whenever the entries held exceed two per block, up to the block per
+//! four entries of capacity that a full cache needs, which it reaches by the time the
+//! cache is half full (before any admission decision is made). Doubling copies every
+//! block into both of its successors, so every key's counters and doorkeeper bits read
+//! the same after it as before: a grown sketch estimates exactly what the smaller one
+//! did, and only new records tell the two copies apart.
 
 use super::prefetch::prefetch;
 
@@ -36,8 +44,13 @@ struct Block {
 }
 
 pub(crate) struct FrequencySketch {
-    blocks: Box<[Block]>,
+    blocks: Vec<Block>,
     block_mask: u64,
+    /// The blocks of a full cache: a block per 4 entries of capacity.
+    max_blocks: usize,
+    /// Entries held beyond which [`Self::fit`] grows the table: two per block, or
+    /// `usize::MAX` once the table is full-sized.
+    grow_at: usize,
     /// Which of the two doorkeeper words is the current period's.
     current: usize,
     /// How many times the counters have been halved (wrapping).
@@ -53,16 +66,18 @@ fn rehash(hash: u64) -> u64 {
 }
 
 impl FrequencySketch {
-    /// A sketch for a cache of `capacity` entries.
+    /// A sketch for a cache of `capacity` entries, at its smallest (see [`Self::fit`]).
     pub(crate) fn new(capacity: usize) -> Self {
         // A block per 4 entries: 24 counters and 16 doorkeeper bits per generation for
         // each entry. The doorkeeper has a few percent false positives while a period's
         // distinct keys stay within a few times the capacity; a false positive only lets
         // a key's count start one access early.
-        let blocks = (capacity / 4).max(1).next_power_of_two();
+        let max_blocks = (capacity / 4).max(1).next_power_of_two();
         FrequencySketch {
-            blocks: vec![Block::default(); blocks].into_boxed_slice(),
-            block_mask: (blocks - 1) as u64,
+            blocks: vec![Block::default()],
+            block_mask: 0,
+            max_blocks,
+            grow_at: Self::grow_at_for(1, max_blocks),
             current: 0,
             generation: 0,
             samples: 0,
@@ -70,6 +85,46 @@ impl FrequencySketch {
                 .saturating_mul(SAMPLE_PERIOD)
                 .clamp(64, u32::MAX as usize) as u32,
         }
+    }
+
+    fn grow_at_for(blocks: usize, max_blocks: usize) -> usize {
+        if blocks < max_blocks {
+            2 * blocks
+        } else {
+            usize::MAX
+        }
+    }
+
+    /// Entries held beyond which the cache should call [`Self::fit`].
+    #[inline]
+    pub(crate) fn grow_at(&self) -> usize {
+        self.grow_at
+    }
+
+    /// Grows the table to at least a block per two of `entries` (at most its full size),
+    /// by doubling: each block's copy goes to both blocks that its keys now map to.
+    #[cold]
+    #[inline(never)]
+    pub(crate) fn fit(&mut self, entries: usize) {
+        let target = entries.div_ceil(2).next_power_of_two().min(self.max_blocks);
+        if target <= self.blocks.len() {
+            return;
+        }
+        let old = self.blocks.len();
+        self.blocks.reserve_exact(target - old);
+        // Block `i + k * old` takes the keys of block `i` whose hash has `k` in the new
+        // mask's upper bits: all of them start from block `i`'s counts.
+        for k in 1..target / old {
+            self.blocks.extend_from_within(..old);
+            debug_assert_eq!(self.blocks.len(), (k + 1) * old);
+        }
+        self.block_mask = (target - 1) as u64;
+        self.grow_at = Self::grow_at_for(target, self.max_blocks);
+    }
+
+    /// Bytes the table takes.
+    pub(crate) fn heap_bytes(&self) -> usize {
+        self.blocks.capacity() * std::mem::size_of::<Block>()
     }
 
     /// The key's block and its two doorkeeper bits.
@@ -197,8 +252,11 @@ impl FrequencySketch {
         self.samples = (self.samples >> 1).saturating_sub(odd >> 2);
     }
 
+    /// Forgets everything, and returns the table to its smallest size.
     pub(crate) fn clear(&mut self) {
-        self.blocks.fill(Block::default());
+        self.blocks = vec![Block::default()];
+        self.block_mask = 0;
+        self.grow_at = Self::grow_at_for(1, self.max_blocks);
         self.samples = 0;
     }
 }
@@ -208,9 +266,51 @@ mod tests {
     use super::*;
     use crate::cache::hash::mix;
 
+    /// A sketch grown to the full size of a cache of `capacity` entries.
+    fn full(capacity: usize) -> FrequencySketch {
+        let mut s = FrequencySketch::new(capacity);
+        s.fit(capacity);
+        s
+    }
+
+    #[test]
+    fn the_table_grows_with_the_entries_to_the_size_of_a_full_cache() {
+        let block = std::mem::size_of::<Block>();
+        let mut s = FrequencySketch::new(1_000_000);
+        assert_eq!(s.heap_bytes(), block);
+        let mut sizes = vec![];
+        for entries in [2, 3, 100, 1000, 500_000, 1_000_000] {
+            if entries > s.grow_at() {
+                s.fit(entries);
+            }
+            sizes.push(s.heap_bytes() / block);
+        }
+        // A block per two entries while growing, then a block per four of capacity.
+        assert_eq!(sizes, [1, 2, 64, 512, 262_144, 262_144]);
+        assert_eq!(s.grow_at(), usize::MAX);
+        s.clear();
+        assert_eq!(s.heap_bytes(), block);
+    }
+
+    #[test]
+    fn growing_keeps_every_estimate() {
+        let mut s = FrequencySketch::new(4096);
+        let keys: Vec<u64> = (0..3000).map(mix).collect();
+        for (i, &h) in keys.iter().enumerate() {
+            for _ in 0..(i % 5) {
+                s.record(h);
+            }
+        }
+        let before: Vec<u32> = keys.iter().map(|&h| s.frequency(h)).collect();
+        s.fit(4096);
+        assert_eq!(s.heap_bytes(), 1024 * std::mem::size_of::<Block>());
+        let after: Vec<u32> = keys.iter().map(|&h| s.frequency(h)).collect();
+        assert_eq!(before, after);
+    }
+
     #[test]
     fn frequent_keys_outrank_rare_ones() {
-        let mut s = FrequencySketch::new(1000);
+        let mut s = full(1000);
         for _ in 0..10 {
             s.record(mix(1));
         }
@@ -222,7 +322,7 @@ mod tests {
 
     #[test]
     fn one_time_keys_stay_in_the_doorkeeper() {
-        let mut s = FrequencySketch::new(1000);
+        let mut s = full(1000);
         for k in 0..500 {
             s.record(mix(k));
         }
@@ -238,7 +338,7 @@ mod tests {
 
     #[test]
     fn hits_counted_in_an_entry_age_with_the_counters_and_pass_into_them() {
-        let mut s = FrequencySketch::new(1000);
+        let mut s = full(1000);
         let h = mix(7);
         s.record(h);
         assert_eq!(s.frequency(h), 1);
@@ -258,7 +358,7 @@ mod tests {
 
     #[test]
     fn aging_halves_the_counters() {
-        let mut s = FrequencySketch::new(16);
+        let mut s = full(16);
         let hot = mix(7);
         for _ in 0..15 {
             s.record(hot);
