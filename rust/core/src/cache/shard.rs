@@ -20,10 +20,10 @@
 //! its entry, where recording it in the sketch put every hit key's sketch block in the
 //! CPU cache and cost about a fifth of the hit.
 //!
-//! Nothing is sized by the capacity up front: the table, the slab and the sketch grow as
-//! entries arrive (the sketch reaches its full size by the time the shard is half full,
-//! before any admission decision), so an empty cache of ten million entries takes a few
-//! kilobytes.
+//! Nothing is allocated for the capacity up front: the table and the slab grow as entries
+//! arrive, and the sketch takes a block's memory when it first writes the block (all of
+//! them once half are, after a fifth to a third of the capacity), so an empty cache
+//! of ten million entries takes a few kilobytes.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -335,11 +335,6 @@ impl<K, V> Shard<K, V> {
             self.weight += weight as u64;
             if expires != NEVER {
                 self.expiring += 1;
-            }
-            if let Some(s) = &mut self.sketch {
-                if self.slab.len() > s.grow_at() {
-                    s.fit(self.slab.len());
-                }
             }
         }
         self.evict(removed);

@@ -12,15 +12,11 @@
 //!   would rank every key seen just before the reset below the keys seen just after,
 //!   and on a loop larger than the cache that admits the wrong keys after every reset.
 //!
-//! The table **grows with the cache's content**, as Caffeine's does: it starts at one
-//! block and doubles whenever the entries held exceed two per block, up to the block per
-//! four entries of capacity that a full cache needs, which it reaches by the time the
-//! cache is half full (before any admission decision is made). Doubling copies every
-//! block into both of its successors, so every key's counters and doorkeeper bits read
-//! the same after it as before: a grown sketch estimates exactly what the smaller one
-//! did, and only new records tell the two copies apart.
+//! The counters are laid out as for a full cache from the start, but the memory of a
+//! block is taken only once the block is first written (see `sketch_table`): an empty
+//! cache's sketch takes nothing, and a filling one's grows with its content.
 
-use super::prefetch::prefetch;
+use super::sketch_table::Blocks;
 
 /// Accesses per aging period, in multiples of the capacity. Caffeine uses 10; a longer
 /// period keeps more of the popular keys' counters saturated (tied), which is what lets
@@ -31,26 +27,9 @@ const SAMPLE_PERIOD: usize = 40;
 const RESET_MASK: u64 = 0x7777_7777_7777_7777;
 const ONE_MASK: u64 = 0x1111_1111_1111_1111;
 
-/// One cache line holding everything the sketch knows about a few keys: six words of
-/// sixteen 4-bit counters (a key's four counters are in four of them, as in Caffeine 3's
-/// layout) and one doorkeeper word for each of the current and the previous sample
-/// period (a blocked Bloom filter: a key owns two bits of it). Recording or estimating
-/// a key therefore costs one cache miss, which is most of the cost of a cache read.
-#[derive(Clone, Copy, Default)]
-#[repr(align(64))]
-struct Block {
-    counters: [u64; 6],
-    door: [u64; 2],
-}
-
 pub(crate) struct FrequencySketch {
-    blocks: Vec<Block>,
+    blocks: Blocks,
     block_mask: u64,
-    /// The blocks of a full cache: a block per 4 entries of capacity.
-    max_blocks: usize,
-    /// Entries held beyond which [`Self::fit`] grows the table: two per block, or
-    /// `usize::MAX` once the table is full-sized.
-    grow_at: usize,
     /// Which of the two doorkeeper words is the current period's.
     current: usize,
     /// How many times the counters have been halved (wrapping).
@@ -66,18 +45,16 @@ fn rehash(hash: u64) -> u64 {
 }
 
 impl FrequencySketch {
-    /// A sketch for a cache of `capacity` entries, at its smallest (see [`Self::fit`]).
+    /// A sketch for a cache of `capacity` entries.
     pub(crate) fn new(capacity: usize) -> Self {
         // A block per 4 entries: 24 counters and 16 doorkeeper bits per generation for
         // each entry. The doorkeeper has a few percent false positives while a period's
         // distinct keys stay within a few times the capacity; a false positive only lets
         // a key's count start one access early.
-        let max_blocks = (capacity / 4).max(1).next_power_of_two();
+        let blocks = (capacity / 4).max(1).next_power_of_two();
         FrequencySketch {
-            blocks: vec![Block::default()],
-            block_mask: 0,
-            max_blocks,
-            grow_at: Self::grow_at_for(1, max_blocks),
+            blocks: Blocks::new(blocks),
+            block_mask: (blocks - 1) as u64,
             current: 0,
             generation: 0,
             samples: 0,
@@ -85,46 +62,6 @@ impl FrequencySketch {
                 .saturating_mul(SAMPLE_PERIOD)
                 .clamp(64, u32::MAX as usize) as u32,
         }
-    }
-
-    fn grow_at_for(blocks: usize, max_blocks: usize) -> usize {
-        if blocks < max_blocks {
-            2 * blocks
-        } else {
-            usize::MAX
-        }
-    }
-
-    /// Entries held beyond which the cache should call [`Self::fit`].
-    #[inline]
-    pub(crate) fn grow_at(&self) -> usize {
-        self.grow_at
-    }
-
-    /// Grows the table to at least a block per two of `entries` (at most its full size),
-    /// by doubling: each block's copy goes to both blocks that its keys now map to.
-    #[cold]
-    #[inline(never)]
-    pub(crate) fn fit(&mut self, entries: usize) {
-        let target = entries.div_ceil(2).next_power_of_two().min(self.max_blocks);
-        if target <= self.blocks.len() {
-            return;
-        }
-        let old = self.blocks.len();
-        self.blocks.reserve_exact(target - old);
-        // Block `i + k * old` takes the keys of block `i` whose hash has `k` in the new
-        // mask's upper bits: all of them start from block `i`'s counts.
-        for k in 1..target / old {
-            self.blocks.extend_from_within(..old);
-            debug_assert_eq!(self.blocks.len(), (k + 1) * old);
-        }
-        self.block_mask = (target - 1) as u64;
-        self.grow_at = Self::grow_at_for(target, self.max_blocks);
-    }
-
-    /// Bytes the table takes.
-    pub(crate) fn heap_bytes(&self) -> usize {
-        self.blocks.capacity() * std::mem::size_of::<Block>()
     }
 
     /// The key's block and its two doorkeeper bits.
@@ -149,7 +86,7 @@ impl FrequencySketch {
     /// overlaps other work (the hash-table probe that comes before `record`).
     #[inline]
     pub(crate) fn prefetch(&self, hash: u64) {
-        prefetch(&self.blocks[(hash & self.block_mask) as usize]);
+        self.blocks.prefetch((hash & self.block_mask) as usize);
     }
 
     /// Records one access of the key.
@@ -157,7 +94,7 @@ impl FrequencySketch {
     pub(crate) fn record(&mut self, hash: u64) {
         let (block, c, door) = self.door(hash);
         let current = self.current;
-        let b = &mut self.blocks[block];
+        let b = self.blocks.get_mut(block);
         if b.door[0] & door != door && b.door[1] & door != door {
             // First access this period: only the doorkeeper remembers it.
             b.door[current] |= door;
@@ -186,7 +123,7 @@ impl FrequencySketch {
     #[inline]
     pub(crate) fn frequency(&self, hash: u64) -> u32 {
         let (block, c, door) = self.door(hash);
-        let b = &self.blocks[block];
+        let b = self.blocks.get(block);
         let mut f = 15;
         for i in 0..4 {
             let (word, shift) = Self::counter(c, i);
@@ -226,7 +163,7 @@ impl FrequencySketch {
     /// was resident), as `n` calls of `record` would once the doorkeeper knows the key.
     pub(crate) fn add(&mut self, hash: u64, n: u32) {
         let (block, c, _) = self.door(hash);
-        let b = &mut self.blocks[block];
+        let b = self.blocks.get_mut(block);
         for i in 0..4 {
             let (word, shift) = Self::counter(c, i);
             let w = &mut b.counters[word];
@@ -242,7 +179,7 @@ impl FrequencySketch {
         let mut odd = 0u32;
         // The current period becomes the previous one; the oldest is forgotten.
         self.current ^= 1;
-        for b in self.blocks.iter_mut() {
+        for b in self.blocks.touched_mut() {
             for w in b.counters.iter_mut() {
                 odd += (*w & ONE_MASK).count_ones();
                 *w = (*w >> 1) & RESET_MASK;
@@ -252,12 +189,15 @@ impl FrequencySketch {
         self.samples = (self.samples >> 1).saturating_sub(odd >> 2);
     }
 
-    /// Forgets everything, and returns the table to its smallest size.
+    /// Forgets every count, and returns the counters' memory.
     pub(crate) fn clear(&mut self) {
-        self.blocks = vec![Block::default()];
-        self.block_mask = 0;
-        self.grow_at = Self::grow_at_for(1, self.max_blocks);
+        self.blocks.clear();
         self.samples = 0;
+    }
+
+    /// Bytes the counters take.
+    pub(crate) fn heap_bytes(&self) -> usize {
+        self.blocks.heap_bytes()
     }
 }
 
@@ -266,51 +206,55 @@ mod tests {
     use super::*;
     use crate::cache::hash::mix;
 
-    /// A sketch grown to the full size of a cache of `capacity` entries.
-    fn full(capacity: usize) -> FrequencySketch {
+    /// The sketch with every block allocated from the start, as it was before blocks
+    /// were taken on first write.
+    fn dense(capacity: usize) -> FrequencySketch {
         let mut s = FrequencySketch::new(capacity);
-        s.fit(capacity);
+        s.blocks = Blocks::new_dense(s.block_mask as usize + 1);
         s
     }
 
     #[test]
-    fn the_table_grows_with_the_entries_to_the_size_of_a_full_cache() {
-        let block = std::mem::size_of::<Block>();
-        let mut s = FrequencySketch::new(1_000_000);
-        assert_eq!(s.heap_bytes(), block);
-        let mut sizes = vec![];
-        for entries in [2, 3, 100, 1000, 500_000, 1_000_000] {
-            if entries > s.grow_at() {
-                s.fit(entries);
+    fn taking_blocks_on_first_write_changes_no_estimate() {
+        // A cache of 4,000 entries: 1,024 blocks, sparse until 512 are written.
+        let (mut lazy, mut full) = (FrequencySketch::new(4_000), dense(4_000));
+        assert_eq!(lazy.heap_bytes(), 0);
+        let mut rng = 0x2545_f491_4f6c_dd1du64;
+        let mut step = |s: &mut [&mut FrequencySketch; 2], i: u64| {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            // Zipf-like: small keys far more often than large ones.
+            let key = mix((rng % 1000) * (rng >> 54) % 50_000);
+            for sk in s.iter_mut() {
+                match i % 7 {
+                    0 => sk.add(key, (rng >> 40) as u32 % 4),
+                    1 | 2 => sk.count_hit(),
+                    _ => sk.record(key),
+                }
             }
-            sizes.push(s.heap_bytes() / block);
-        }
-        // A block per two entries while growing, then a block per four of capacity.
-        assert_eq!(sizes, [1, 2, 64, 512, 262_144, 262_144]);
-        assert_eq!(s.grow_at(), usize::MAX);
-        s.clear();
-        assert_eq!(s.heap_bytes(), block);
-    }
-
-    #[test]
-    fn growing_keeps_every_estimate() {
-        let mut s = FrequencySketch::new(4096);
-        let keys: Vec<u64> = (0..3000).map(mix).collect();
-        for (i, &h) in keys.iter().enumerate() {
-            for _ in 0..(i % 5) {
-                s.record(h);
+        };
+        let mut pair = [&mut lazy, &mut full];
+        let mut grew = None;
+        for i in 0..2_000_000u64 {
+            step(&mut pair, i);
+            if grew.is_none() && pair[0].blocks.is_dense() {
+                grew = Some(i);
             }
         }
-        let before: Vec<u32> = keys.iter().map(|&h| s.frequency(h)).collect();
-        s.fit(4096);
-        assert_eq!(s.heap_bytes(), 1024 * std::mem::size_of::<Block>());
-        let after: Vec<u32> = keys.iter().map(|&h| s.frequency(h)).collect();
-        assert_eq!(before, after);
+        let [lazy, full] = pair;
+        println!("dense after {grew:?} steps; {} halvings", lazy.generation());
+        assert!(grew.is_some() && lazy.generation() > 2);
+        assert_eq!(lazy.generation(), full.generation());
+        assert_eq!(lazy.samples, full.samples);
+        for k in 0..50_000 {
+            assert_eq!(lazy.frequency(mix(k)), full.frequency(mix(k)), "key {k}");
+        }
     }
 
     #[test]
     fn frequent_keys_outrank_rare_ones() {
-        let mut s = full(1000);
+        let mut s = FrequencySketch::new(1000);
         for _ in 0..10 {
             s.record(mix(1));
         }
@@ -322,13 +266,14 @@ mod tests {
 
     #[test]
     fn one_time_keys_stay_in_the_doorkeeper() {
-        let mut s = full(1000);
+        let mut s = FrequencySketch::new(1000);
         for k in 0..500 {
             s.record(mix(k));
         }
         // Only the doorkeeper's false positives (a few percent) reach the counters.
         let counted: u32 = s
             .blocks
+            .touched_mut()
             .iter()
             .flat_map(|b| b.counters)
             .map(|w| (0..16).filter(|i| (w >> (i * 4)) & 15 != 0).count() as u32)
@@ -338,7 +283,7 @@ mod tests {
 
     #[test]
     fn hits_counted_in_an_entry_age_with_the_counters_and_pass_into_them() {
-        let mut s = full(1000);
+        let mut s = FrequencySketch::new(1000);
         let h = mix(7);
         s.record(h);
         assert_eq!(s.frequency(h), 1);
@@ -358,7 +303,7 @@ mod tests {
 
     #[test]
     fn aging_halves_the_counters() {
-        let mut s = full(16);
+        let mut s = FrequencySketch::new(16);
         let hot = mix(7);
         for _ in 0..15 {
             s.record(hot);
