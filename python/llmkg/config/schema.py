@@ -124,9 +124,9 @@ class CacheL2Settings(Section):
 
 
 class CacheSettings(Section):
-    # entries of the L1 record cache
+    # entries of the L1 record cache (a bound: its memory grows with the entries held)
     l1_size: Positive = 100_000
-    # entries of the L2 record cache
+    # entries of the L2 record cache (a bound: its memory grows with the entries held)
     l2_size: Positive = 10_000_000
     # graph neighbours of a node read from the store that are brought into L2; 0: off
     prefetch_distance: NonNegative = 50

@@ -9,13 +9,17 @@ Hits, candidates and nodes are the engine's own structs (``SearchHit``, ``Neighb
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-import grpc
 import msgspec
 import numpy as np
 
 from llmkg.engine.results import Neighbor, Node, SearchHit
+
+if TYPE_CHECKING:
+    # Only named in annotations: a server that serves no partitions (the embedded
+    # default) imports this module for its error types and never loads gRPC (9 MB).
+    import grpc
 
 __all__ = [
     "HealthInfo",

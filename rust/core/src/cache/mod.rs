@@ -4,9 +4,11 @@
 //!
 //! - `hash`: one keyed hash per process (hostile keys cannot choose their shard);
 //! - `config`: settings, validation, and the split of the bounds over shards;
-//! - `slab`: entries in one `Vec` (freed slots reused) on intrusive `u32`-linked lists;
+//! - `slab`: entries in one `Vec` (freed slots reused, grown up to the capacity) on
+//!   intrusive `u32`-linked lists;
 //! - `slot`: the table's entries (a slab index and check bits of the hash);
-//! - `sketch`: TinyLFU's doorkeeper + 4-bit count-min sketch with aging;
+//! - `sketch`: TinyLFU's doorkeeper + 4-bit count-min sketch with aging
+//!   (`sketch_table`: its blocks, allocated as they are first written);
 //! - `prefetch`: a cache-line prefetch hint;
 //! - `clock`: the clock of expiries (the process's monotonic clock, or a manual one);
 //! - `shard`: one shard's table and eviction policy (`shard_expiry`: its TTL sweep);
@@ -25,6 +27,7 @@ mod prefetch;
 mod shard;
 mod sharded;
 mod sketch;
+mod sketch_table;
 mod slab;
 mod slot;
 mod stats;

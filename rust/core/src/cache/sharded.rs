@@ -344,6 +344,21 @@ impl<K, V> ShardedCache<K, V> {
         total
     }
 
+    /// Bytes the cache's own structures take now (shards, tables, entry slots, admission
+    /// sketches), not counting what keys and values own: they grow with the entries held
+    /// (see `shard`), so an empty cache of any capacity takes a few kilobytes.
+    pub fn heap_bytes(&self) -> usize {
+        let fixed = std::mem::size_of_val(&*self.shards)
+            + self
+                .global
+                .as_ref()
+                .map_or(0, |g| std::mem::size_of_val(&*g.published));
+        fixed
+            + (0..self.shards.len())
+                .map(|i| self.with_shard(i, |s, _| s.heap_bytes()))
+                .sum::<usize>()
+    }
+
     pub fn len(&self) -> usize {
         let mut removed = Removed::new();
         self.len_into(&mut removed)

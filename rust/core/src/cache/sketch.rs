@@ -11,8 +11,12 @@
 //!   all history. The previous generation is still consulted: clearing it outright
 //!   would rank every key seen just before the reset below the keys seen just after,
 //!   and on a loop larger than the cache that admits the wrong keys after every reset.
+//!
+//! The counters are laid out as for a full cache from the start, but the memory of a
+//! block is taken only once the block is first written (see `sketch_table`): an empty
+//! cache's sketch takes nothing, and a filling one's grows with its content.
 
-use super::prefetch::prefetch;
+use super::sketch_table::Blocks;
 
 /// Accesses per aging period, in multiples of the capacity. Caffeine uses 10; a longer
 /// period keeps more of the popular keys' counters saturated (tied), which is what lets
@@ -23,20 +27,8 @@ const SAMPLE_PERIOD: usize = 40;
 const RESET_MASK: u64 = 0x7777_7777_7777_7777;
 const ONE_MASK: u64 = 0x1111_1111_1111_1111;
 
-/// One cache line holding everything the sketch knows about a few keys: six words of
-/// sixteen 4-bit counters (a key's four counters are in four of them, as in Caffeine 3's
-/// layout) and one doorkeeper word for each of the current and the previous sample
-/// period (a blocked Bloom filter: a key owns two bits of it). Recording or estimating
-/// a key therefore costs one cache miss, which is most of the cost of a cache read.
-#[derive(Clone, Copy, Default)]
-#[repr(align(64))]
-struct Block {
-    counters: [u64; 6],
-    door: [u64; 2],
-}
-
 pub(crate) struct FrequencySketch {
-    blocks: Box<[Block]>,
+    blocks: Blocks,
     block_mask: u64,
     /// Which of the two doorkeeper words is the current period's.
     current: usize,
@@ -61,7 +53,7 @@ impl FrequencySketch {
         // a key's count start one access early.
         let blocks = (capacity / 4).max(1).next_power_of_two();
         FrequencySketch {
-            blocks: vec![Block::default(); blocks].into_boxed_slice(),
+            blocks: Blocks::new(blocks),
             block_mask: (blocks - 1) as u64,
             current: 0,
             generation: 0,
@@ -94,7 +86,7 @@ impl FrequencySketch {
     /// overlaps other work (the hash-table probe that comes before `record`).
     #[inline]
     pub(crate) fn prefetch(&self, hash: u64) {
-        prefetch(&self.blocks[(hash & self.block_mask) as usize]);
+        self.blocks.prefetch((hash & self.block_mask) as usize);
     }
 
     /// Records one access of the key.
@@ -102,7 +94,7 @@ impl FrequencySketch {
     pub(crate) fn record(&mut self, hash: u64) {
         let (block, c, door) = self.door(hash);
         let current = self.current;
-        let b = &mut self.blocks[block];
+        let b = self.blocks.get_mut(block);
         if b.door[0] & door != door && b.door[1] & door != door {
             // First access this period: only the doorkeeper remembers it.
             b.door[current] |= door;
@@ -131,7 +123,7 @@ impl FrequencySketch {
     #[inline]
     pub(crate) fn frequency(&self, hash: u64) -> u32 {
         let (block, c, door) = self.door(hash);
-        let b = &self.blocks[block];
+        let b = self.blocks.get(block);
         let mut f = 15;
         for i in 0..4 {
             let (word, shift) = Self::counter(c, i);
@@ -171,7 +163,7 @@ impl FrequencySketch {
     /// was resident), as `n` calls of `record` would once the doorkeeper knows the key.
     pub(crate) fn add(&mut self, hash: u64, n: u32) {
         let (block, c, _) = self.door(hash);
-        let b = &mut self.blocks[block];
+        let b = self.blocks.get_mut(block);
         for i in 0..4 {
             let (word, shift) = Self::counter(c, i);
             let w = &mut b.counters[word];
@@ -187,7 +179,7 @@ impl FrequencySketch {
         let mut odd = 0u32;
         // The current period becomes the previous one; the oldest is forgotten.
         self.current ^= 1;
-        for b in self.blocks.iter_mut() {
+        for b in self.blocks.touched_mut() {
             for w in b.counters.iter_mut() {
                 odd += (*w & ONE_MASK).count_ones();
                 *w = (*w >> 1) & RESET_MASK;
@@ -197,9 +189,15 @@ impl FrequencySketch {
         self.samples = (self.samples >> 1).saturating_sub(odd >> 2);
     }
 
+    /// Forgets every count, and returns the counters' memory.
     pub(crate) fn clear(&mut self) {
-        self.blocks.fill(Block::default());
+        self.blocks.clear();
         self.samples = 0;
+    }
+
+    /// Bytes the counters take.
+    pub(crate) fn heap_bytes(&self) -> usize {
+        self.blocks.heap_bytes()
     }
 }
 
@@ -207,6 +205,52 @@ impl FrequencySketch {
 mod tests {
     use super::*;
     use crate::cache::hash::mix;
+
+    /// The sketch with every block allocated from the start, as it was before blocks
+    /// were taken on first write.
+    fn dense(capacity: usize) -> FrequencySketch {
+        let mut s = FrequencySketch::new(capacity);
+        s.blocks = Blocks::new_dense(s.block_mask as usize + 1);
+        s
+    }
+
+    #[test]
+    fn taking_blocks_on_first_write_changes_no_estimate() {
+        // A cache of 4,000 entries: 1,024 blocks, sparse until 512 are written.
+        let (mut lazy, mut full) = (FrequencySketch::new(4_000), dense(4_000));
+        assert_eq!(lazy.heap_bytes(), 0);
+        let mut rng = 0x2545_f491_4f6c_dd1du64;
+        let mut step = |s: &mut [&mut FrequencySketch; 2], i: u64| {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            // Zipf-like: small keys far more often than large ones.
+            let key = mix((rng % 1000) * (rng >> 54) % 50_000);
+            for sk in s.iter_mut() {
+                match i % 7 {
+                    0 => sk.add(key, (rng >> 40) as u32 % 4),
+                    1 | 2 => sk.count_hit(),
+                    _ => sk.record(key),
+                }
+            }
+        };
+        let mut pair = [&mut lazy, &mut full];
+        let mut grew = None;
+        for i in 0..2_000_000u64 {
+            step(&mut pair, i);
+            if grew.is_none() && pair[0].blocks.is_dense() {
+                grew = Some(i);
+            }
+        }
+        let [lazy, full] = pair;
+        println!("dense after {grew:?} steps; {} halvings", lazy.generation());
+        assert!(grew.is_some() && lazy.generation() > 2);
+        assert_eq!(lazy.generation(), full.generation());
+        assert_eq!(lazy.samples, full.samples);
+        for k in 0..50_000 {
+            assert_eq!(lazy.frequency(mix(k)), full.frequency(mix(k)), "key {k}");
+        }
+    }
 
     #[test]
     fn frequent_keys_outrank_rare_ones() {
@@ -229,6 +273,7 @@ mod tests {
         // Only the doorkeeper's false positives (a few percent) reach the counters.
         let counted: u32 = s
             .blocks
+            .touched_mut()
             .iter()
             .flat_map(|b| b.counters)
             .map(|w| (0..16).filter(|i| (w >> (i * 4)) & 15 != 0).count() as u32)

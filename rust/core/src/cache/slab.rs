@@ -65,6 +65,9 @@ impl List {
 
 pub(crate) struct Slab<K, V> {
     nodes: Vec<Option<Node<K, V>>>,
+    /// Most slots ever needed (the shard's capacity, plus the entry written before an
+    /// eviction makes room): the `Vec` doubles as entries arrive, but not past this.
+    max_slots: usize,
     free: Vec<u32>,
     len: usize,
     lists: [List; 3],
@@ -78,10 +81,12 @@ impl<K, V> Slab<K, V> {
     /// With `stamp_links`, every entry put at the front of a list gets the count of
     /// such moves so far as its `stamp`; `links() - stamp - 1` then bounds how many
     /// entries went in front of it since, so an entry whose bound is small is known to
-    /// be near its list's head without looking at the list.
-    pub(crate) fn new(stamp_links: bool) -> Self {
+    /// be near its list's head without looking at the list. Nothing is allocated until
+    /// the first insert.
+    pub(crate) fn new(stamp_links: bool, max_slots: usize) -> Self {
         Slab {
             nodes: Vec::new(),
+            max_slots,
             free: Vec::new(),
             len: 0,
             lists: [List::EMPTY; 3],
@@ -172,6 +177,9 @@ impl<K, V> Slab<K, V> {
                 idx
             }
             None => {
+                if self.nodes.len() == self.nodes.capacity() {
+                    self.grow();
+                }
                 self.nodes.push(node);
                 (self.nodes.len() - 1) as u32
             }
@@ -179,6 +187,22 @@ impl<K, V> Slab<K, V> {
         self.len += 1;
         self.link_front(idx, queue);
         idx
+    }
+
+    /// Doubles the slots (from 4), but never past `max_slots` (as `Vec`'s own doubling
+    /// would: a full cache would hold up to twice the memory it needs).
+    #[cold]
+    #[inline(never)]
+    fn grow(&mut self) {
+        let len = self.nodes.len();
+        let extra = len.max(4).min(self.max_slots.saturating_sub(len)).max(1);
+        self.nodes.reserve_exact(extra);
+    }
+
+    /// Bytes of the slots and the free list (not of what keys and values own).
+    pub(crate) fn heap_bytes(&self) -> usize {
+        self.nodes.capacity() * std::mem::size_of::<Option<Node<K, V>>>()
+            + self.free.capacity() * std::mem::size_of::<u32>()
     }
 
     #[inline(always)]
@@ -306,7 +330,7 @@ mod tests {
 
     #[test]
     fn lists_stay_linked_through_moves_and_swap_removals() {
-        let mut s: Slab<u32, ()> = Slab::new(false);
+        let mut s: Slab<u32, ()> = Slab::new(false, 100);
         for k in 0..5 {
             s.insert(k, (), 0, 0, 1, Queue::Window);
         }
@@ -327,5 +351,17 @@ mod tests {
         assert!(idx == 1 || idx == 3, "{idx}");
         assert_eq!(s.slots(), 5);
         assert_eq!(keys(&s, Queue::Protected), [9]);
+    }
+
+    #[test]
+    fn slots_double_up_to_the_most_ever_needed() {
+        let mut s: Slab<u32, ()> = Slab::new(false, 10);
+        assert_eq!(s.heap_bytes(), 0);
+        let mut slots = vec![];
+        for k in 0..10 {
+            s.insert(k, (), 0, 0, 1, Queue::Window);
+            slots.push(s.nodes.capacity());
+        }
+        assert_eq!(slots, [4, 4, 4, 4, 8, 8, 8, 8, 10, 10]);
     }
 }

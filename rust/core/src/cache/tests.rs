@@ -249,6 +249,63 @@ fn tiered_promotes_l2_hits_into_l1() {
 }
 
 #[test]
+fn memory_grows_with_the_entries_not_the_capacity() {
+    for policy in Policy::ALL {
+        // The engine's default L2: before, its sketch alone took 256 MiB when empty.
+        let c = cache(10_000_000, 16, policy);
+        let empty = c.heap_bytes();
+        assert!(empty < 16 * 1024, "{policy:?}: empty, {empty} bytes");
+        let mut last = empty;
+        for k in 0..200_000u64 {
+            c.insert(k, k);
+            if k % 20_000 == 19_999 {
+                let now = c.heap_bytes();
+                assert!(now >= last, "{policy:?}: {now} < {last}");
+                last = now;
+            }
+        }
+        // Slots of 64 bytes, 4-byte table entries and a sketch block per 2 entries, with
+        // room to double into: at most ~4 times the entries' own 64 bytes.
+        assert!(last > 200_000 * 64, "{policy:?}: {last} bytes");
+        assert!(last < 200_000 * 256, "{policy:?}: {last} bytes");
+        c.clear();
+        assert_eq!(
+            c.heap_bytes(),
+            empty,
+            "{policy:?}: clear gives the memory back"
+        );
+    }
+}
+
+#[test]
+fn a_full_cache_takes_no_more_than_its_capacity_needs() {
+    for policy in Policy::ALL {
+        let c = cache(10_000, 1, policy);
+        let mut k = 0u64;
+        let mut fill = |n: u64| {
+            for _ in 0..n {
+                c.insert(k, k);
+                k += 1;
+            }
+            c.heap_bytes()
+        };
+        let full = fill(10_000);
+        // The table may double once more under churn: it counts removed entries as used
+        // until it rehashes.
+        let settled = fill(50_000);
+        println!("{policy:?}: {full} bytes full, {settled} after churn");
+        assert_eq!(
+            fill(50_000),
+            settled,
+            "{policy:?}: evictions allocate nothing"
+        );
+        // Slots stop at capacity + 1 rather than doubling to 16,384.
+        assert!(settled < 10_001 * 128, "{policy:?}: {settled} bytes");
+        c.check_invariants();
+    }
+}
+
+#[test]
 fn many_threads_keep_the_cache_consistent() {
     let c = Arc::new(cache(500, 8, Policy::LruWithFrequency));
     let threads: Vec<_> = (0..4u64)
