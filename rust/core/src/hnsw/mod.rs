@@ -443,4 +443,6 @@ impl Graph {
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
+mod tests_files;
+#[cfg(test)]
 mod tests_locks;
