@@ -6,6 +6,7 @@ from __future__ import annotations
 import sys
 import threading
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 from conftest import clustered
@@ -81,6 +82,13 @@ def test_adds_release_the_gil() -> None:
     assert vectors.dtype == np.float32 and vectors.flags.c_contiguous
     assert ran_during(lambda: index.add(ids, vectors, threads=1))
     assert len(index) == 5000
+
+
+def test_snapshot_writes_release_the_gil(tmp_path: Path) -> None:
+    vectors = clustered(5000, DIM, seed=5)
+    index = llmkg.HnswIndex(DIM)
+    index.add(np.arange(5000, dtype=np.uint64), vectors)
+    assert ran_during(lambda: index.write_file(tmp_path / "index.llmkg.zst", 9))
 
 
 def test_concurrent_adds_removes_and_searches() -> None:

@@ -4,7 +4,10 @@ the newest usable one is loaded and the store's changes after its tag are replay
 
 ``snapshots/index-<seq, 20 digits>-<store id, 32 hex digits>.llmkg.zst``: the name carries
 the sequence and the store, the body is the index file format of the core (which checksums
-itself), compressed (``.llmkg`` without the ``.zst`` when compression is off). A snapshot
+itself), compressed (``.llmkg`` without the ``.zst`` when compression is off). The core
+writes it (`HnswIndex.write_file`): encoded as a stream into zstd and into the file, with the
+GIL released and no copy of the index in memory, from a consistent view of the index
+(searches go on meanwhile, inserts wait for the end of the write). A snapshot
 is skipped for the next older one when it fails to decompress or to load, when it belongs
 to another store (a restore into a folder that kept old snapshots), or when its sequence
 is ahead of the store (the store lost writes the snapshot holds); with none left the index
@@ -28,7 +31,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
-import zstandard
 
 from llmkg._core import HnswIndex
 from llmkg.progress import Progress
@@ -84,17 +86,11 @@ def write_snapshot(
     uncompressed), then drop the snapshots that can no longer be loaded and all but the two
     newest."""
     directory.mkdir(parents=True, exist_ok=True)
-    data = index.to_bytes()
-    final = directory / f"index-{seq:020d}-{store_id}.llmkg"
-    if level is not None:
-        data = zstandard.ZstdCompressor(level=level).compress(data)
-        final = final.with_name(final.name + ".zst")
+    final = directory / f"index-{seq:020d}-{store_id}.llmkg{'' if level is None else '.zst'}"
     tmp = directory / f".{final.name}.tmp-{os.getpid()}"
     try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
+        # Written and fsynced by the core; publishing it is ours (it must wait for the store).
+        index.write_file(tmp, level)
         # Everything the serialized index holds was committed before it: made durable now,
         # it is in the store whatever happens after the rename.
         before_publish()
@@ -116,11 +112,9 @@ def write_snapshot(
 
 
 def read_snapshot(snapshot: Snapshot) -> HnswIndex:
-    """Load one snapshot; raises on any damage (zstd or index checksum)."""
-    raw = snapshot.path.read_bytes()
-    if snapshot.path.suffix == ".zst":
-        raw = zstandard.ZstdDecompressor().decompress(raw)
-    return HnswIndex.from_bytes(raw)
+    """Load one snapshot (the core tells a compressed one by its first bytes); raises on
+    any damage (zstd or index checksum)."""
+    return HnswIndex.load(snapshot.path)
 
 
 def load_newest(

@@ -2,6 +2,7 @@
 //! because the bindings pass it to Python users unchanged.
 
 use std::io;
+use std::path::{Path, PathBuf};
 
 /// Everything that can go wrong in llmkg-core.
 #[derive(Debug, thiserror::Error)]
@@ -21,6 +22,13 @@ pub enum Error {
     Corrupt(String),
     #[error(transparent)]
     Io(#[from] io::Error),
+    /// An I/O error on a named file (writing or reading an index file).
+    #[error("{}: {source}", path.display())]
+    File {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -28,5 +36,16 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 impl Error {
     pub(crate) fn invalid(msg: impl Into<String>) -> Self {
         Error::InvalidArgument(msg.into())
+    }
+
+    /// `self`, an I/O error, as one on the file at `path` (other errors are kept as they are).
+    pub(crate) fn on_file(self, path: &Path) -> Self {
+        match self {
+            Error::Io(source) => Error::File {
+                path: path.to_path_buf(),
+                source,
+            },
+            other => other,
+        }
     }
 }

@@ -400,13 +400,27 @@ impl HnswIndex {
         detached(py, || index.map_full_rows(&path))
     }
 
-    /// Write the index to `path` (atomically: a crash leaves the old file or the new one).
-    fn save(&self, py: Python<'_>, path: PathBuf) -> PyResult<()> {
+    /// Write the index to `path` atomically (a crash leaves the old file or the new one),
+    /// zstd-compressed at `level` (None: uncompressed); returns the file's size in bytes.
+    #[pyo3(signature = (path, level = None))]
+    fn save(&self, py: Python<'_>, path: PathBuf, level: Option<i32>) -> PyResult<u64> {
         let index = &self.inner;
-        detached(py, || index.save(&path))
+        detached(py, || index.save(&path, level))
     }
 
-    /// Read an index written by `save`; `CorruptIndexError` if the file is damaged.
+    /// Write the index to `path` (created or truncated), zstd-compressed at `level` (None:
+    /// uncompressed), and fsync it; returns the file's size in bytes. Not atomic: the
+    /// caller renames the file into place (`save` does both). The file is a consistent
+    /// view of the index: searches run meanwhile, inserts and removals wait for the end of
+    /// the write. On failure (`OSError`, errno ENOSPC for a full disk) the file is removed.
+    #[pyo3(signature = (path, level = None))]
+    fn write_file(&self, py: Python<'_>, path: PathBuf, level: Option<i32>) -> PyResult<u64> {
+        let index = &self.inner;
+        detached(py, || index.write_file(&path, level))
+    }
+
+    /// Read an index written by `save` or `write_file` (compressed or not);
+    /// `CorruptIndexError` if the file is damaged.
     #[staticmethod]
     fn load(py: Python<'_>, path: PathBuf) -> PyResult<Self> {
         let inner = detached(py, || Hnsw::load(&path))?;
@@ -415,13 +429,15 @@ impl HnswIndex {
         })
     }
 
-    /// The index serialized as `save` writes it.
+    /// The index serialized as `save` writes it uncompressed.
     fn to_bytes<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyBytes>> {
         let index = &self.inner;
         let bytes = detached(py, || Ok(index.to_bytes()))?;
         Ok(PyBytes::new(py, &bytes))
     }
 
+    /// Read an index from what `to_bytes` gives (or a file's bytes, compressed or not);
+    /// `CorruptIndexError` if they are damaged.
     #[staticmethod]
     fn from_bytes(py: Python<'_>, data: &[u8]) -> PyResult<Self> {
         let data = data.to_vec();

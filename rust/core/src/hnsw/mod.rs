@@ -452,6 +452,8 @@ impl Graph {
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
+mod tests_files;
+#[cfg(test)]
 mod tests_locks;
 #[cfg(test)]
 mod tests_mapped;

@@ -4,18 +4,26 @@
 //! magic    8 bytes  "LLMKGHNS"
 //! version  u32      1
 //! body     header, slot arrays, links, arenas (all integers little-endian, in the order
-//!          `encode` writes them)
+//!          `encode_into` writes them)
 //! crc32    u32      of every byte before it
 //! ```
-//! A reader checks the length, magic, version and checksum before it parses anything,
-//! then checks every index inside the body (slots, rows, link targets, levels) against
-//! the sizes it read, so a truncated, corrupted or hostile file is an error, never a
-//! panic or an out-of-bounds read. A torn write cannot replace a good file: `write_atomic`
-//! writes a temporary file, fsyncs it, renames it over the target and fsyncs the folder.
+//! A file holds this as it is, or (a snapshot with a zstd level) as one zstd frame of it;
+//! the reader tells them apart by the frame's magic number, which no index begins with.
+//! The writer streams: values go through a buffer of [`CHUNK`] bytes, checksummed on the
+//! way, into the compressor and on into the file, so that no copy of the index is ever
+//! made. The frame declares the decompressed size (`encoded_len`, known beforehand) and
+//! carries zstd's own checksum too.
+//!
+//! A reader decompresses the whole index into memory, then checks the length, magic,
+//! version and checksum before it parses anything, then checks every index inside the
+//! body (slots, rows, link targets, levels) against the sizes it read, so that a
+//! truncated, corrupted or hostile file is an error, never a panic or an out-of-bounds
+//! read. A torn write cannot replace a good file: `write_atomic` has the file written to a
+//! temporary file and synced, then renames it over the target and fsyncs the folder.
 
 use std::collections::HashMap;
 use std::fs::{self, File};
-use std::io::Write;
+use std::io::{self, Read, Write};
 use std::path::Path;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
@@ -28,55 +36,146 @@ use crate::quant::{CodeArena, Precision, RowParams};
 
 const MAGIC: &[u8; 8] = b"LLMKGHNS";
 const VERSION: u32 = 1;
+/// How a zstd frame begins (its magic number, little-endian); never how an index does.
+const ZSTD_MAGIC: [u8; 4] = [0x28, 0xb5, 0x2f, 0xfd];
+/// The writer's buffer: values are gathered into it, checksummed and written a chunk at a
+/// time.
+const CHUNK: usize = 1 << 16;
 
+/// The index as bytes in memory (`Hnsw::to_bytes`).
 pub(crate) fn encode(g: &Graph) -> Vec<u8> {
-    let mut w = Writer(Vec::with_capacity(g.memory_bytes().total() + 1024));
-    w.0.extend_from_slice(MAGIC);
-    w.u32(VERSION);
+    let mut out = Vec::with_capacity(encoded_len(g) as usize);
+    encode_into(g, &mut out).expect("writing into a Vec cannot fail");
+    out
+}
+
+/// Write the index into `out` in the format above, through a buffer of [`CHUNK`] bytes,
+/// computing the checksum as it goes: no copy of the index is made, whatever `out` is.
+pub(crate) fn encode_into<W: Write>(g: &Graph, out: W) -> io::Result<W> {
+    let mut w = Writer::new(out);
+    w.put(MAGIC)?;
+    w.u32(VERSION)?;
     let p = &g.params;
-    w.u64(p.dim as u64);
-    w.u8(p.metric as u8);
-    w.u64(p.m as u64);
-    w.u64(p.ef_construction as u64);
-    w.u64(p.ef_search as u64);
-    w.u64(p.seed);
-    w.u8(p.keep_full as u8);
-    w.u64(g.rng);
-    w.u64(g.entry.load(Ordering::Acquire));
+    w.u64(p.dim as u64)?;
+    w.u8(p.metric as u8)?;
+    w.u64(p.m as u64)?;
+    w.u64(p.ef_construction as u64)?;
+    w.u64(p.ef_search as u64)?;
+    w.u64(p.seed)?;
+    w.u8(p.keep_full as u8)?;
+    w.u64(g.rng)?;
+    w.u64(g.entry.load(Ordering::Acquire))?;
 
     let n = g.slots();
-    w.u64(n as u64);
-    g.ids.iter().for_each(|&v| w.u64(v));
+    w.u64(n as u64)?;
+    for &v in &g.ids {
+        w.u64(v)?;
+    }
     for m in &g.meta {
-        w.u32(m.code_row);
-        w.u32(m.full_row);
-        w.u8(m.level);
-        w.u8(m.state as u8);
-        w.u8(m.precision as u8);
+        w.u32(m.code_row)?;
+        w.u32(m.full_row)?;
+        w.u8(m.level)?;
+        w.u8(m.state as u8)?;
+        w.u8(m.precision as u8)?;
     }
-    g.links0
-        .iter()
-        .for_each(|v| w.u32(v.load(Ordering::Relaxed)));
+    w.atomics(&g.links0)?;
     for links in &g.links_up {
-        w.u64(links.len() as u64);
-        links.iter().for_each(|v| w.u32(v.load(Ordering::Relaxed)));
+        w.u64(links.len() as u64)?;
+        w.atomics(links)?;
     }
-    w.u64(g.free_slots.len() as u64);
-    g.free_slots.iter().for_each(|&v| w.u32(v));
+    w.u64(g.free_slots.len() as u64)?;
+    w.u32s(&g.free_slots)?;
 
     let (data, params) = g.full.raw();
-    w.u64(params.len() as u64);
-    data.iter().for_each(|&v| w.f32(v));
-    w.arena_tail(params, g.full.free_rows());
+    w.u64(params.len() as u64)?;
+    w.f32s(data)?;
+    w.arena_tail(params, g.full.free_rows())?;
     for arena in [&g.q8, &g.q4, &g.binary] {
         let (data, params) = arena.raw();
-        w.u64(params.len() as u64);
-        w.0.extend_from_slice(data);
-        w.arena_tail(params, arena.free_rows());
+        w.u64(params.len() as u64)?;
+        w.put(data)?;
+        w.arena_tail(params, arena.free_rows())?;
     }
-    let crc = crc32fast::hash(&w.0);
-    w.u32(crc);
-    w.0
+    w.finish()
+}
+
+/// The exact length of what `encode_into` writes, from the sizes alone (a zstd frame
+/// declares it, so that a reader allocates the decompressed index once).
+pub(crate) fn encoded_len(g: &Graph) -> u64 {
+    let arena_tail = |params: &[RowParams], free: &[u32]| 12 * params.len() + 8 + 4 * free.len();
+    let (full, full_params) = g.full.raw();
+    let mut len = MAGIC.len() + 4 // version
+        + 8 + 1 + 8 * 4 + 1 // params
+        + 8 + 8 // rng, entry
+        + 8 + (8 + 11) * g.slots() // slot count, ids, meta
+        + 4 * g.links0.len()
+        + g.links_up.iter().map(|l| 8 + 4 * l.len()).sum::<usize>()
+        + 8 + 4 * g.free_slots.len()
+        + 8 + 4 * full.len() + arena_tail(full_params, g.full.free_rows())
+        + 4; // crc32
+    for arena in [&g.q8, &g.q4, &g.binary] {
+        let (data, params) = arena.raw();
+        len += 8 + data.len() + arena_tail(params, arena.free_rows());
+    }
+    len as u64
+}
+
+/// Write the index into `file`: the format above as it is, or with a zstd `level`, as one
+/// zstd frame (the encoding streamed into the compressor, the compressor into the file).
+/// The caller syncs the file.
+pub(crate) fn write_into<W: Write>(g: &Graph, file: W, level: Option<i32>) -> io::Result<W> {
+    let Some(level) = level else {
+        return encode_into(g, file);
+    };
+    let mut zstd = zstd::Encoder::new(file, level)?;
+    zstd.set_pledged_src_size(Some(encoded_len(g)))?;
+    // zstd's own checksum too: `zstd -t` can then check a snapshot without llmkg.
+    zstd.include_checksum(true)?;
+    encode_into(g, zstd)?.finish()
+}
+
+/// The zstd levels a snapshot may be written at.
+pub(crate) fn check_level(level: Option<i32>) -> Result<()> {
+    match level {
+        Some(l) if !zstd::compression_level_range().contains(&l) => Err(Error::invalid(format!(
+            "level must be a zstd level from {} to {}, got {l}",
+            zstd::compression_level_range().start(),
+            zstd::compression_level_range().end()
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// Read an index from `src`: the format above, or a zstd frame of it (told apart by the
+/// first bytes), decompressed as it is read. The decompressed index is checked whole, as
+/// `decode` says, before any of it is used.
+pub(crate) fn read(mut src: impl Read) -> Result<Graph> {
+    // Enough for a zstd frame header (at most 18 bytes), which may declare the size.
+    let mut head = Vec::with_capacity(18);
+    (&mut src).take(18).read_to_end(&mut head)?;
+    let mut bytes = Vec::new();
+    if !head.starts_with(&ZSTD_MAGIC) {
+        bytes.extend_from_slice(&head);
+        src.read_to_end(&mut bytes)?;
+        return decode(&bytes);
+    }
+    if let Ok(Some(size)) = zstd::zstd_safe::get_frame_content_size(&head) {
+        // A hint (a damaged header may claim anything): what cannot be had is grown into.
+        let _ = bytes.try_reserve_exact(usize::try_from(size).unwrap_or(usize::MAX));
+    }
+    zstd::Decoder::new(head.as_slice().chain(src))?
+        .read_to_end(&mut bytes)
+        .map_err(|e| match e.raw_os_error() {
+            // The file could not be read (an I/O error), as opposed to a bad stream.
+            Some(_) => Error::Io(e),
+            None => corrupt(format!("zstd: {e}")),
+        })?;
+    decode(&bytes)
+}
+
+/// Whether `bytes` begin as a zstd frame.
+pub(crate) fn is_zstd(bytes: &[u8]) -> bool {
+    bytes.starts_with(&ZSTD_MAGIC)
 }
 
 pub(crate) fn decode(bytes: &[u8]) -> Result<Graph> {
@@ -278,7 +377,10 @@ fn validate(g: &mut Graph) -> Result<()> {
     Ok(())
 }
 
-pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+/// Publish a file at `path` atomically: `write` writes (and syncs) a temporary file beside
+/// it, which is then renamed over `path`, and the folder synced. A crash leaves the old
+/// file or the new one; a failure removes the temporary file.
+pub(crate) fn write_atomic(path: &Path, write: impl FnOnce(&Path) -> Result<u64>) -> Result<u64> {
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
@@ -291,14 +393,12 @@ pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
         name.to_string_lossy(),
         std::process::id()
     ));
-    let result = (|| -> Result<()> {
-        let mut f = File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
+    let result = (|| -> Result<u64> {
+        let written = write(&tmp)?;
         fs::rename(&tmp, path)?;
         // The rename is durable once the folder's entry is on disk.
         File::open(dir)?.sync_all()?;
-        Ok(())
+        Ok(written)
     })();
     if result.is_err() {
         let _ = fs::remove_file(&tmp);
@@ -310,29 +410,99 @@ fn corrupt(msg: impl Into<String>) -> Error {
     Error::Corrupt(msg.into())
 }
 
-struct Writer(Vec<u8>);
+/// The encoder's output: a buffer of [`CHUNK`] bytes before `out`, and the running checksum
+/// of everything that went through.
+struct Writer<W: Write> {
+    out: W,
+    buf: Vec<u8>,
+    crc: crc32fast::Hasher,
+}
 
-impl Writer {
-    fn u8(&mut self, v: u8) {
-        self.0.push(v);
-    }
-    fn u32(&mut self, v: u32) {
-        self.0.extend_from_slice(&v.to_le_bytes());
-    }
-    fn u64(&mut self, v: u64) {
-        self.0.extend_from_slice(&v.to_le_bytes());
-    }
-    fn f32(&mut self, v: f32) {
-        self.0.extend_from_slice(&v.to_le_bytes());
-    }
-    fn arena_tail(&mut self, params: &[RowParams], free: &[u32]) {
-        for p in params {
-            self.f32(p.offset);
-            self.f32(p.scale);
-            self.f32(p.sq_norm);
+impl<W: Write> Writer<W> {
+    fn new(out: W) -> Self {
+        Writer {
+            out,
+            buf: Vec::with_capacity(CHUNK),
+            crc: crc32fast::Hasher::new(),
         }
-        self.u64(free.len() as u64);
-        free.iter().for_each(|&v| self.u32(v));
+    }
+    fn flush_buf(&mut self) -> io::Result<()> {
+        self.crc.update(&self.buf);
+        self.out.write_all(&self.buf)?;
+        self.buf.clear();
+        Ok(())
+    }
+    /// Room for `n` more bytes in the buffer (`n <= CHUNK`).
+    fn room(&mut self, n: usize) -> io::Result<()> {
+        if self.buf.len() + n > CHUNK {
+            self.flush_buf()?;
+        }
+        Ok(())
+    }
+    fn put(&mut self, bytes: &[u8]) -> io::Result<()> {
+        if bytes.len() > CHUNK {
+            self.flush_buf()?;
+            self.crc.update(bytes);
+            return self.out.write_all(bytes);
+        }
+        self.room(bytes.len())?;
+        self.buf.extend_from_slice(bytes);
+        Ok(())
+    }
+    fn u8(&mut self, v: u8) -> io::Result<()> {
+        self.put(&[v])
+    }
+    fn u32(&mut self, v: u32) -> io::Result<()> {
+        self.put(&v.to_le_bytes())
+    }
+    fn u64(&mut self, v: u64) -> io::Result<()> {
+        self.put(&v.to_le_bytes())
+    }
+    fn f32(&mut self, v: f32) -> io::Result<()> {
+        self.put(&v.to_le_bytes())
+    }
+    /// Append `values`, each as `N` little-endian bytes, a buffer's worth at a time: one
+    /// check of the room per chunk, not per value, and a loop the compiler vectorizes (the
+    /// vectors are most of the index).
+    fn array<T, const N: usize>(
+        &mut self,
+        values: &[T],
+        bytes: impl Fn(&T) -> [u8; N],
+    ) -> io::Result<()> {
+        for chunk in values.chunks(CHUNK / N) {
+            self.room(N * chunk.len())?;
+            let start = self.buf.len();
+            self.buf.resize(start + N * chunk.len(), 0);
+            for (out, v) in self.buf[start..].chunks_exact_mut(N).zip(chunk) {
+                out.copy_from_slice(&bytes(v));
+            }
+        }
+        Ok(())
+    }
+    fn u32s(&mut self, values: &[u32]) -> io::Result<()> {
+        self.array(values, |v| v.to_le_bytes())
+    }
+    fn f32s(&mut self, values: &[f32]) -> io::Result<()> {
+        self.array(values, |v| v.to_le_bytes())
+    }
+    fn atomics(&mut self, values: &[AtomicU32]) -> io::Result<()> {
+        self.array(values, |v| v.load(Ordering::Relaxed).to_le_bytes())
+    }
+    fn arena_tail(&mut self, params: &[RowParams], free: &[u32]) -> io::Result<()> {
+        for p in params {
+            self.f32(p.offset)?;
+            self.f32(p.scale)?;
+            self.f32(p.sq_norm)?;
+        }
+        self.u64(free.len() as u64)?;
+        self.u32s(free)
+    }
+    /// Flush the buffer, append the checksum of everything before it, and hand `out` back.
+    fn finish(mut self) -> io::Result<W> {
+        self.flush_buf()?;
+        let crc = self.crc.finalize();
+        self.out.write_all(&crc.to_le_bytes())?;
+        Ok(self.out)
     }
 }
 

@@ -16,14 +16,21 @@
 //! (it could otherwise be caught with a list half rewritten, which is valid but worse).
 //! Past the fence the graph is frozen until the guard drops: the bytes are exactly what
 //! the write lock would have produced, while searches carry on.
+//!
+//! A snapshot file (`write_file`) is encoded, compressed and written to the file under
+//! that one read guard, streaming, so that no copy of the index is made. Writers wait for
+//! the whole of it, searches never: at zstd level 3 that is about 0.7 s for 100,000 nodes
+//! of 384 dimensions (the compression, on one core; the encoding alone is 0.2 s), much
+//! longer at the highest levels. Only the fsync comes after the guard is dropped.
 
+use std::fs::File;
 use std::path::Path;
 
-use parking_lot::{Condvar, Mutex, RwLock};
+use parking_lot::{Condvar, Mutex, RwLock, RwLockReadGuard};
 
 use super::graph::Graph;
 use super::{persist, Hnsw};
-use crate::error::Result;
+use crate::error::{Error, Result};
 
 /// Counts the link passes under way (each `add`'s link phase, compaction's repair) so
 /// that a snapshot can wait for them to end.
@@ -101,28 +108,42 @@ pub(crate) fn test_point(name: &str) {
 }
 
 impl Hnsw {
-    /// Serialize the index (format in `persist.rs`) under the read lock, once the links
-    /// under way have ended (see the module's note).
-    pub fn to_bytes(&self) -> Vec<u8> {
+    /// The graph under the read lock, once the links under way have ended (see the
+    /// module's note): frozen until the guard drops, while searches go on.
+    fn frozen(&self) -> RwLockReadGuard<'_, Graph> {
         let g = self.reader();
         self.fence.wait_idle();
         #[cfg(test)]
         test_point("encoding");
-        persist::encode(&g)
+        g
     }
 
+    /// Serialize the index (format in `persist.rs`) in memory, from the frozen graph.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        persist::encode(&self.frozen())
+    }
+
+    /// Read an index from bytes as `to_bytes` gives them or as `write_file` writes them
+    /// (zstd-compressed or not).
     pub fn from_bytes(bytes: &[u8]) -> Result<Hnsw> {
-        let graph = persist::decode(bytes)?;
+        let graph = if persist::is_zstd(bytes) {
+            persist::read(bytes)?
+        } else {
+            persist::decode(bytes)?
+        };
+        Ok(Hnsw::loaded(graph))
+    }
+
+    fn loaded(graph: Graph) -> Hnsw {
         // Under the index's logger, where it was before this file split off (operators
         // filter on it).
         log::debug!(
             target: "llmkg_core::hnsw",
-            "index decoded: {} live nodes, {} deleted, {} bytes",
+            "index decoded: {} live nodes, {} deleted",
             graph.live,
             graph.deleted,
-            bytes.len()
         );
-        Ok(Hnsw::from_graph(graph))
+        Hnsw::from_graph(graph)
     }
 
     pub(crate) fn from_graph(graph: Graph) -> Hnsw {
@@ -133,13 +154,46 @@ impl Hnsw {
         }
     }
 
-    /// Write the index to `path` atomically (temporary file, fsync, rename).
-    pub fn save(&self, path: &Path) -> Result<()> {
-        persist::write_atomic(path, &self.to_bytes())
+    /// Write the index to `path` (created or truncated) and fsync it: zstd-compressed at
+    /// `level`, or as `to_bytes` gives it (`None`). Returns the size of the file. Not
+    /// atomic: this is the first half of publishing a file, whose caller renames it into
+    /// place (as `save` does; the engine first makes its store durable). On failure the
+    /// file is removed.
+    ///
+    /// The encoding streams into the compressor and on into the file, under the read
+    /// lock from the first byte to the last (the graph is frozen meanwhile, so the file
+    /// is exactly the index at one instant): searches go on all the while, and a
+    /// concurrent `add` or `remove` waits for its write lock until the last byte is
+    /// written (to the page cache: the fsync runs after the lock is released), then
+    /// proceeds. The file holds every node whose `add` was allocated before the snapshot
+    /// took the lock (linked in full: see the fence) and none of those added after;
+    /// likewise every removal before it and none after.
+    pub fn write_file(&self, path: &Path, level: Option<i32>) -> Result<u64> {
+        persist::check_level(level)?;
+        let file = File::create(path).map_err(|e| Error::from(e).on_file(path))?;
+        let result = (|| -> Result<u64> {
+            let file = persist::write_into(&self.frozen(), file, level)?;
+            file.sync_all()?;
+            Ok(file.metadata()?.len())
+        })();
+        if result.is_err() {
+            let _ = std::fs::remove_file(path);
+        }
+        result.map_err(|e| e.on_file(path))
     }
 
+    /// Write the index to `path` atomically (`write_file` to a temporary file beside it,
+    /// rename, fsync of the folder): a crash leaves the old file or the new one. Returns
+    /// the size of the file.
+    pub fn save(&self, path: &Path, level: Option<i32>) -> Result<u64> {
+        persist::write_atomic(path, |tmp| self.write_file(tmp, level))
+    }
+
+    /// Read an index file that `save` or `write_file` wrote, compressed or not (told
+    /// apart by its first bytes), decompressing it as it is read.
     pub fn load(path: &Path) -> Result<Hnsw> {
-        let bytes = std::fs::read(path)?;
-        Hnsw::from_bytes(&bytes)
+        let file = File::open(path).map_err(|e| Error::from(e).on_file(path))?;
+        let graph = persist::read(file).map_err(|e| e.on_file(path))?;
+        Ok(Hnsw::loaded(graph))
     }
 }

@@ -15,7 +15,7 @@ fn uniform(seed: u64) -> impl FnMut() -> f64 {
 }
 
 /// Clustered random vectors, reproducible from `seed`.
-fn data(n: usize, dim: usize, seed: u64) -> Vec<f32> {
+pub(super) fn data(n: usize, dim: usize, seed: u64) -> Vec<f32> {
     let mut u = uniform(seed);
     let mut next = move || u() as f32 - 0.5;
     let centers: Vec<f32> = (0..16 * dim).map(|_| next() * 4.0).collect();
@@ -75,7 +75,7 @@ fn recall(
     hits as f64 / (nq * opts.k) as f64
 }
 
-fn build(
+pub(super) fn build(
     n: usize,
     dim: usize,
     metric: Metric,

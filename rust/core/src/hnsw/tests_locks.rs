@@ -71,6 +71,21 @@ fn a_search_runs_while_a_snapshot_is_encoded() {
 }
 
 #[test]
+fn a_search_runs_while_a_snapshot_file_is_written() {
+    let index = index(500, 8);
+    let other = index.clone();
+    let path = std::env::temp_dir().join(format!("llmkg-locks-{}.zst", std::process::id()));
+    at_point(
+        "encoding",
+        move || search_from_another_thread(&other),
+        || index.write_file(&path, Some(3)).unwrap(),
+    );
+    let loaded = Hnsw::load(&path);
+    std::fs::remove_file(&path).unwrap();
+    assert_eq!(loaded.unwrap().len(), 500);
+}
+
+#[test]
 fn a_snapshot_waits_for_the_links_under_way_but_searches_do_not() {
     let index = index(300, 8);
     // A link pass under way, as an `add` between its slot allocation and its last link.
