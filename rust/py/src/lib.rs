@@ -12,6 +12,7 @@ mod cache;
 mod convert;
 mod embed;
 mod errors;
+mod facts;
 mod gil;
 mod hnsw;
 mod rescore;
@@ -54,6 +55,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(reset_log_levels, m)?)?;
     add_names(m)?;
     hnsw::register(m)?;
+    facts::register(m)?;
     embed::register(m)?;
     cache::register(m)?;
     rescore::register(m)?;
