@@ -30,7 +30,7 @@ from llmkg.engine.config import EngineConfig
 from llmkg.engine.durability import Durability
 from llmkg.engine.exclusion import WriteGate, lock_directory
 from llmkg.engine.facts import check_search, embedding_field, text_field
-from llmkg.engine.filters import FactIndex
+from llmkg.engine.filters import FactFilter, FactIndex, search_filter
 from llmkg.engine.follow import Follower, follower_of
 from llmkg.engine.graph import Graph
 from llmkg.engine.inserts import BackgroundInserts
@@ -79,7 +79,7 @@ class AllocationEngine(Allocation, Durability, Graph, Placing):
         self.store: Store = open_store(c)
         self._gate = WriteGate()
         self._checkpoint_lock = threading.Lock()
-        self.facts = FactIndex(c.max_text_length)
+        self.facts = FactIndex()
         self.precision = AdaptivePrecision(c)
         # Read before the replay, which then reads every change up to it at least.
         store_seq = self.store.last_seq
@@ -175,7 +175,7 @@ class AllocationEngine(Allocation, Durability, Graph, Placing):
         query: np.ndarray,
         k: int,
         ef: int | None = None,
-        allowed: np.ndarray | None = None,
+        allowed: FactFilter | None = None,
         exact: bool = False,
         wait: bool = True,
     ) -> list[tuple[NodeRecord, float]]:
@@ -216,13 +216,13 @@ class AllocationEngine(Allocation, Durability, Graph, Placing):
         self,
         query: np.ndarray,
         wanted: int,
-        allowed: np.ndarray | None,
+        allowed: FactFilter | None,
         ids: list[int],
         vectors: list[np.ndarray],
     ) -> list[int]:
         """Up to ``wanted`` of the nodes not yet linked into the index, closest first."""
         if allowed is not None:
-            keep = np.isin(np.array(ids, dtype=np.uint64), allowed)
+            keep = [i in allowed for i in ids]
             ids = [i for i, k in zip(ids, keep, strict=True) if k]
             vectors = [v for v, k in zip(vectors, keep, strict=True) if k]
         if len(ids) <= wanted:
@@ -307,9 +307,9 @@ class AllocationEngine(Allocation, Durability, Graph, Placing):
         else:
             query = embedding_field(embedding, "query.embedding", c.dim)
         self._catch_up()
-        allowed = self.facts.allowed(filter) if filter else None
+        allowed = search_filter(self.facts, filter, c.max_text_length) if filter else None
         hits: list[SearchHit] = []
-        if not ((allowed is not None and len(allowed) == 0) or self._node_count() == 0):
+        if self._node_count() != 0:
             with tracing.span("candidates"):
                 ranked = self._nearest(
                     query, k, ef=ef, allowed=allowed, exact=not c.enable_hnsw, wait=wait
@@ -357,7 +357,7 @@ class AllocationEngine(Allocation, Durability, Graph, Placing):
             self.records.forget(child)
         if deleted:
             self._logged(64)
-            self.facts.remove(node_id, record.subject, record.predicate, record.object)
+            self.facts.remove(node_id)
         return deleted
 
     def stats(self) -> dict[str, Any]:
