@@ -66,7 +66,9 @@ impl Terms {
         }
         let posting = Posting {
             term: term.into(),
-            ids: Vec::new(),
+            // Room for one id, not the four a first push reserves: most subjects and
+            // objects belong to a node or two.
+            ids: Vec::with_capacity(1),
             dead: 0,
         };
         let t = match self.free.pop() {
