@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from llmkg import FactIndex, HnswIndex
+from llmkg import FactIndex, HnswIndex, IndexBusyError
 from llmkg._core import MISSING_ID
 from llmkg.engine import AllocationEngine, EngineConfig, FactError
 from llmkg.engine.filters import search_filter
@@ -194,7 +194,11 @@ def test_filtered_searches_run_beside_writes_of_the_facts() -> None:
     writer.start()
     try:
         for q in range(200):
-            found, _ = index.search(unit(q), k=10, filter=flt)
+            try:
+                # Every other search must not wait: it declines while a write holds the facts.
+                found, _ = index.search(unit(q), k=10, filter=flt, wait=q % 2 == 0)
+            except IndexBusyError:
+                continue
             for node_id in found[found != MISSING_ID].tolist():
                 assert node_id % 10 == 3 and node_id % 100 >= 50
     finally:
