@@ -418,7 +418,7 @@ def test_a_raised_confidence_and_the_end_of_pressure_move_nodes_back_up(
 def test_the_fact_index_knows_exactly_the_stored_triples() -> None:
     from llmkg.engine.filters import FactIndex
 
-    facts = FactIndex(100)
+    facts = FactIndex()
     facts.add(1, "pho", "is_a", "dog", 0.5)
     facts.add(2, "pho", "likes", "cats", 0.5)
     facts.add(3, "rex", "is_a", "cat", 0.5)
@@ -426,7 +426,7 @@ def test_the_fact_index_knows_exactly_the_stored_triples() -> None:
     # Each field is some node's, but no node has all three.
     assert not facts.contains("pho", "is_a", "cat") and not facts.contains("rex", "likes", "dog")
     assert not facts.contains("nobody", "is_a", "dog")
-    facts.remove(1, "pho", "is_a", "dog")
+    facts.remove(1)
     assert not facts.contains("pho", "is_a", "dog")
 
 

@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING
 from llmkg._core import (
     MISSING_ID,
     CorruptIndexError,
+    FactFilter,
+    FactIndex,
     HnswIndex,
     IdFilter,
     IndexBusyError,
@@ -38,6 +40,8 @@ __all__ = [
     "AsyncClient",
     "Client",
     "CorruptIndexError",
+    "FactFilter",
+    "FactIndex",
     "HnswIndex",
     "IdFilter",
     "IndexBusyError",

@@ -44,6 +44,37 @@ class IdFilter:
     def __contains__(self, key: object, /) -> bool: ...
 
 @final
+class FactFilter:
+    """A search filter over a ``FactIndex``: exact subject, predicate and object, and a
+    floor on the confidence, evaluated against the facts of the moment of each use."""
+
+    def allows(self, node_id: int) -> bool: ...
+    def __contains__(self, key: object, /) -> bool: ...
+
+@final
+class FactIndex:
+    """Every live node's subject, predicate, object and confidence, for search filters."""
+
+    def __new__(cls) -> FactIndex: ...
+    def add(
+        self, node_id: int, subject: str, predicate: str, object: str, confidence: float
+    ) -> None: ...
+    def remove(self, node_id: int) -> bool: ...
+    def set_confidence(self, node_id: int, confidence: float) -> bool: ...
+    def contains(self, subject: str, predicate: str, object: str) -> bool: ...
+    def confidences(self, ids: Iterable[int] | None = None) -> dict[int, float]: ...
+    def __len__(self) -> int: ...
+    def __contains__(self, key: object, /) -> bool: ...
+    def memory_bytes(self) -> int: ...
+    def filter(
+        self,
+        subject: str | None = None,
+        predicate: str | None = None,
+        object: str | None = None,
+        min_confidence: float | None = None,
+    ) -> FactFilter: ...
+
+@final
 class HnswIndex:
     """An HNSW index over float32 vectors with per-node precision."""
 
@@ -72,7 +103,7 @@ class HnswIndex:
         k: int = 10,
         ef: int | None = None,
         rescore: bool = True,
-        filter: IdFilter | _IdsLike | None = None,
+        filter: IdFilter | FactFilter | _IdsLike | None = None,
         exact: bool = False,
         wait: bool = True,
     ) -> tuple[npt.NDArray[np.uint64], npt.NDArray[np.float32]]: ...
@@ -147,7 +178,7 @@ class Linker:
         k: int = 10,
         ef: int | None = None,
         rescore: bool = True,
-        filter: IdFilter | _IdsLike | None = None,
+        filter: IdFilter | FactFilter | _IdsLike | None = None,
         exact: bool = False,
         wait: bool = True,
     ) -> tuple[npt.NDArray[np.uint64], npt.NDArray[np.float32]]: ...

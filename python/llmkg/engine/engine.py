@@ -30,7 +30,7 @@ from llmkg.engine.config import EngineConfig
 from llmkg.engine.durability import Durability
 from llmkg.engine.exclusion import WriteGate, lock_directory
 from llmkg.engine.facts import check_search, embedding_field, text_field
-from llmkg.engine.filters import FactIndex
+from llmkg.engine.filters import FactFilter, FactIndex, search_filter
 from llmkg.engine.follow import Follower, follower_of
 from llmkg.engine.graph import Graph
 from llmkg.engine.placing import Placing
@@ -81,7 +81,7 @@ class AllocationEngine(Allocation, Durability, Graph, Placing):
         self.store: Store = open_store(c)
         self._gate = WriteGate()
         self._checkpoint_lock = threading.Lock()
-        self.facts = FactIndex(c.max_text_length)
+        self.facts = FactIndex()
         self.precision = AdaptivePrecision(c)
         # Read before the replay, which then reads every change up to it at least.
         store_seq = self.store.last_seq
@@ -192,7 +192,7 @@ class AllocationEngine(Allocation, Durability, Graph, Placing):
         query: np.ndarray,
         k: int,
         ef: int | None = None,
-        allowed: np.ndarray | None = None,
+        allowed: FactFilter | None = None,
         exact: bool = False,
         wait: bool = True,
     ) -> list[tuple[NodeRecord, float]]:
@@ -291,9 +291,9 @@ class AllocationEngine(Allocation, Durability, Graph, Placing):
         else:
             query = embedding_field(embedding, "query.embedding", c.dim)
         self._catch_up()
-        allowed = self.facts.allowed(filter) if filter else None
+        allowed = search_filter(self.facts, filter, c.max_text_length) if filter else None
         hits: list[SearchHit] = []
-        if not ((allowed is not None and len(allowed) == 0) or self._node_count() == 0):
+        if self._node_count() != 0:
             with tracing.span("candidates"):
                 ranked = self._nearest(
                     query, k, ef=ef, allowed=allowed, exact=not c.enable_hnsw, wait=wait
@@ -341,7 +341,7 @@ class AllocationEngine(Allocation, Durability, Graph, Placing):
             self.records.forget(child)
         if deleted:
             self._logged(64)
-            self.facts.remove(node_id, record.subject, record.predicate, record.object)
+            self.facts.remove(node_id)
         return deleted
 
     def stats(self) -> dict[str, Any]:

@@ -277,8 +277,7 @@ class Follower:
             self.linker.discard(node_id)  # else linked after its removal
             self.index.remove([node_id])
             self.records.forget(node_id)
-            if change.triple is not None:
-                self.facts.remove(node_id, *change.triple)
+            self.facts.remove(node_id)
             self.on_change(64)
             return
         if node_id not in self.linker and node_id not in self.index:

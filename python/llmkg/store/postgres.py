@@ -80,8 +80,8 @@ INSERT_NEW = f"""INSERT INTO llmkg_nodes (partition, triple_key, subject, predic
 
 
 def _change(row: tuple[Any, ...]) -> Change:
-    if row[9]:  # a tombstone keeps its triple (not its vector): followers unindex it by it
-        return Change(row[7], row[0], None, (row[1], row[2], row[3]))
+    if row[9]:  # a tombstone
+        return Change(row[7], row[0], None)
     return Change(row[7], row[0], record_from_row(row))
 
 

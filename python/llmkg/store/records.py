@@ -75,14 +75,11 @@ MAX_DEPTH = 1000
 
 @dataclass(frozen=True)
 class Change:
-    """A write after a given sequence: the node as it now is, or ``None`` once deleted
-    (then ``triple`` is the deleted node's subject, predicate and object when the store
-    keeps them, so that a follower can drop it from its filters)."""
+    """A write after a given sequence: the node as it now is, or ``None`` once deleted."""
 
     seq: int
     node_id: int
     record: NodeRecord | None
-    triple: tuple[str, str, str] | None = None
 
 
 def record_from_row(row: tuple[Any, ...]) -> NodeRecord:

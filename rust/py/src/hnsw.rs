@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use llmkg_core::facts::{FactIndex, FactQuery};
 use llmkg_core::hnsw::{Filter, Hnsw, IdSet, Metric, Params, SearchOptions};
 use llmkg_core::quant::Precision;
 use numpy::ndarray::Array2;
@@ -13,6 +14,7 @@ use pyo3::types::{PyBytes, PyDict, PyString};
 
 use crate::convert;
 use crate::errors::{CoreError, IndexBusyError};
+use crate::facts::FactFilter;
 use crate::gil::{detached, thread_pool};
 
 /// Id that fills result slots when fewer than `k` nodes match (`2**64 - 1`).
@@ -78,15 +80,53 @@ pub(crate) fn parse_precisions(obj: Option<&Bound<'_, PyAny>>) -> PyResult<Vec<P
         .collect()
 }
 
-pub(crate) fn parse_filter(obj: Option<&Bound<'_, PyAny>>) -> PyResult<Option<Arc<IdSet>>> {
+/// A search's `filter` argument, owned so that the search runs detached.
+pub(crate) enum SearchFilter {
+    Ids(Arc<IdSet>),
+    /// Read in place under the facts' read lock, for the whole search.
+    Facts(Arc<FactIndex>, FactQuery),
+}
+
+impl SearchFilter {
+    /// `search(filter)` with this filter in force: under the facts' read lock for a fact
+    /// filter, taken at once or not at all (`Ok(None)`) when `wait` is false.
+    pub(crate) fn apply<R>(
+        filter: Option<&SearchFilter>,
+        wait: bool,
+        search: impl FnOnce(Option<&dyn Filter>) -> llmkg_core::Result<Option<R>>,
+    ) -> llmkg_core::Result<Option<R>> {
+        match filter {
+            None => search(None),
+            Some(SearchFilter::Ids(ids)) => search(Some(ids.as_ref())),
+            Some(SearchFilter::Facts(facts, query)) => {
+                let read = if wait {
+                    facts.read()
+                } else {
+                    match facts.try_read() {
+                        Some(read) => read,
+                        None => return Ok(None),
+                    }
+                };
+                search(Some(&read.filter(query)))
+            }
+        }
+    }
+}
+
+pub(crate) fn parse_filter(obj: Option<&Bound<'_, PyAny>>) -> PyResult<Option<SearchFilter>> {
     match obj {
         None => Ok(None),
         Some(o) if o.is_none() => Ok(None),
         Some(o) => {
             if let Ok(f) = o.cast::<IdFilter>() {
-                return Ok(Some(f.get().inner.clone()));
+                return Ok(Some(SearchFilter::Ids(f.get().inner.clone())));
             }
-            Ok(Some(Arc::new(IdSet::new(convert::ids(o, "filter")?))))
+            if let Ok(f) = o.cast::<FactFilter>() {
+                let f = f.get();
+                return Ok(Some(SearchFilter::Facts(f.facts.clone(), f.query.clone())));
+            }
+            let ids = IdSet::new(convert::ids(o, "filter")?);
+            Ok(Some(SearchFilter::Ids(Arc::new(ids))))
         }
     }
 }
@@ -206,11 +246,13 @@ impl HnswIndex {
     ///
     /// A (dim,) query gives (k,) arrays, an (n, dim) batch (n, k) arrays. Slots beyond the
     /// number of matching nodes hold id `MISSING_ID` and score `-inf`.
-    /// filter: allowed ids (an array-like or a reusable `IdFilter`), applied during the
-    /// graph traversal. exact: score every allowed node instead of walking the graph.
+    /// filter: allowed ids (an array-like or a reusable `IdFilter`), or a `FactFilter`
+    /// (read in place from its `FactIndex`), applied during the graph traversal. exact:
+    /// score every allowed node instead of walking the graph.
     /// wait: False raises `IndexBusyError` at once, instead of waiting, when a writer
-    /// (an insert's slot allocation, a compaction's end, a precision change) holds the
-    /// index: for an event loop, which can hand the search to a thread instead.
+    /// (an insert's slot allocation, a compaction's end, a precision change; for a
+    /// `FactFilter`, a write of its facts) holds the index: for an event loop, which can
+    /// hand the search to a thread instead.
     #[pyo3(signature = (queries, k = 10, ef = None, rescore = true, filter = None, exact = false, wait = true))]
     #[allow(clippy::too_many_arguments)]
     fn search<'py>(
@@ -235,12 +277,13 @@ impl HnswIndex {
         };
         let index = &self.inner;
         let hits = detached(py, || {
-            let f = filter.as_deref().map(|f| f as &dyn Filter);
-            if wait {
-                index.search_many(&queries, opts, f, None).map(Some)
-            } else {
-                index.try_search_many(&queries, opts, f, None)
-            }
+            SearchFilter::apply(filter.as_ref(), wait, |f| {
+                if wait {
+                    index.search_many(&queries, opts, f, None).map(Some)
+                } else {
+                    index.try_search_many(&queries, opts, f, None)
+                }
+            })
         })?
         .ok_or_else(|| IndexBusyError::new_err("the index is held by a writer"))?;
         hit_arrays(py, &hits, k, one)

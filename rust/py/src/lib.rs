@@ -12,6 +12,7 @@ mod cache;
 mod convert;
 mod embed;
 mod errors;
+mod facts;
 mod gil;
 mod hnsw;
 mod linker;
@@ -56,6 +57,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     add_names(m)?;
     hnsw::register(m)?;
     linker::register(m)?;
+    facts::register(m)?;
     embed::register(m)?;
     cache::register(m)?;
     rescore::register(m)?;

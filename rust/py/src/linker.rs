@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use llmkg_core::hnsw::{Filter, SearchOptions};
+use llmkg_core::hnsw::SearchOptions;
 use llmkg_core::linker::{BeforeLink, LinkError, Linker as CoreLinker, LinkerSettings};
 use llmkg_core::quant::Precision;
 use pyo3::exceptions::{PyRuntimeError, PyValueError};
@@ -13,7 +13,7 @@ use pyo3::types::PyList;
 use crate::convert;
 use crate::errors::{CoreError, IndexBusyError};
 use crate::gil::detached;
-use crate::hnsw::{hit_arrays, parse_filter, HnswIndex};
+use crate::hnsw::{hit_arrays, parse_filter, HnswIndex, SearchFilter};
 
 pyo3::create_exception!(
     _core,
@@ -173,8 +173,9 @@ impl Linker {
         };
         let linker = &self.inner;
         let hits = detached(py, || {
-            let f = filter.as_deref().map(|f| f as &dyn Filter);
-            linker.search_many(&queries, opts, f, wait)
+            SearchFilter::apply(filter.as_ref(), wait, |f| {
+                linker.search_many(&queries, opts, f, wait)
+            })
         })?
         .ok_or_else(|| IndexBusyError::new_err("the index is held by a writer"))?;
         hit_arrays(py, &hits, k, one)

@@ -9,7 +9,8 @@ pub trait Filter: Sync {
     fn allows(&self, id: u64) -> bool;
 
     /// The allowed ids, when the filter can list them: a search over few enough of them
-    /// scores them directly instead of walking the graph.
+    /// scores them directly instead of walking the graph. The list may also hold ids that
+    /// are not allowed (the search asks `allows` of each), but no id twice.
     fn ids(&self) -> Option<&[u64]> {
         None
     }

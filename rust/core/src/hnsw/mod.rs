@@ -27,7 +27,7 @@ mod snapshot;
 use parking_lot::{RwLock, RwLockReadGuard, RwLockUpgradableReadGuard, RwLockWriteGuard};
 use rayon::prelude::*;
 
-pub use filter::{Filter, IdSet};
+pub use filter::{Filter, IdHasher, IdSet};
 pub use graph::MemoryBreakdown;
 pub use params::{Hit, Metric, Params, SearchOptions, Stats};
 pub use rescore::{score_row, score_rows};
