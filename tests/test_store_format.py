@@ -50,6 +50,13 @@ def test_a_store_of_each_format_opens_with_its_facts(name: str, tmp_path: Path) 
         assert node is not None and (node.subject, node.confidence) == ("entity2", 0.99)
         hit = engine.search(embedding=[0, 0, 0, 1, 0.5, 0, 0, 0], k=1)[0]
         assert hit.node_id == 3 and hit.node.subject == "entity3"
+        # Format 1's snapshot kept codes only: the quantized nodes got their full rows
+        # back from the store, so that the core rescores them exactly.
+        assert engine.index.keep_full
+        stored = engine.store.get(3)
+        assert stored is not None
+        again = engine.search(embedding=stored.embedding.tolist(), k=1)[0]
+        assert again.node_id == 3 and again.score == pytest.approx(1.0, abs=1e-6)
         store_id = engine.store.store_id
         assert (
             engine.allocate(

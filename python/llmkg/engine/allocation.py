@@ -7,14 +7,14 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from llmkg import tracing
 from llmkg._core import embed_fact
-from llmkg.engine.facts import Fact, check_batch, parse_fact
+from llmkg.engine.facts import Fact, parse_fact
 from llmkg.engine.records import record_size
 from llmkg.engine.results import AllocationResult, Neighbor
 
@@ -205,10 +205,3 @@ class Allocation:
 
     def _similarity(self, a: np.ndarray, b: np.ndarray) -> float:
         return float(self._scores(a, b[None, :])[0])
-
-    def allocate_many(self, facts: Iterable[Any]) -> list[AllocationResult]:
-        """Allocate each fact in order; results in input order. Every fact is validated
-        before any is stored (``FactError`` names the index of the bad one)."""
-        c = self.config
-        facts = check_batch(facts, c.dim, c.max_text_length, c.max_batch)
-        return [self.allocate(fact) for fact in facts]

@@ -25,6 +25,7 @@ import numpy as np
 from llmkg import tracing
 from llmkg._core import MISSING_ID, HnswIndex, Linker, embed_text, score_rows
 from llmkg.engine.allocation import Allocation
+from llmkg.engine.bulk import BulkAllocation
 from llmkg.engine.checkpointing import CheckpointTracker
 from llmkg.engine.config import EngineConfig
 from llmkg.engine.durability import Durability
@@ -45,13 +46,15 @@ log = logging.getLogger("llmkg.engine")
 
 # The index's full rows with quantization on (scratch space: rewritten at each start).
 VECTOR_FILE = "index-vectors.f32"
+# Nodes whose full rows are read back from the store at a time (_restore_full_rows).
+RESTORE_BATCH = 10_000
 
 
 def _node(r: NodeRecord) -> Node:
     return Node(r.node_id, r.subject, r.predicate, r.object, r.confidence, r.parent)
 
 
-class AllocationEngine(Allocation, Durability, Graph, Placing):
+class AllocationEngine(BulkAllocation, Allocation, Durability, Graph, Placing):
     """Places facts in the graph and finds them again; durable through its store."""
 
     def __init__(
@@ -89,7 +92,6 @@ class AllocationEngine(Allocation, Durability, Graph, Placing):
             self.snapshot_dir,
             c.dim,
             c.metric,
-            keep_full=True,
             store_id=self.store.store_id,
             store_seq=store_seq,
         )
@@ -98,6 +100,8 @@ class AllocationEngine(Allocation, Durability, Graph, Placing):
             # Search and insert settings are not part of the graph: the config's win.
             self.index.ef_search = c.ef_search
             self.index.max_level = c.max_level
+            if not self.index.keep_full:
+                self._restore_full_rows()
             source = "snapshot"
         else:
             self.index = self._new_index()
@@ -171,6 +175,20 @@ class AllocationEngine(Allocation, Durability, Graph, Placing):
             keep_full=True,
             max_level=c.max_level,
         )
+
+    def _restore_full_rows(self) -> None:
+        """Give an index loaded from a snapshot of codes only (written before the index kept
+        every full row) the full rows of its quantized nodes, from the store."""
+        ids = self.index.ids()
+        precisions = self.index.precisions_of(ids)
+        coded = [int(i) for i, p in zip(ids, precisions, strict=True) if p not in (None, "full")]
+        for start in range(0, len(coded), RESTORE_BATCH):
+            records = self.store.get_many(coded[start : start + RESTORE_BATCH])
+            if records:
+                found = list(records)
+                vectors = np.stack([records[i].embedding for i in found])
+                self.index.restore_full_rows(np.array(found, dtype=np.uint64), vectors)
+        log.info("full rows of %d quantized nodes read back from the store", len(coded))
 
     def _map_full_rows(self) -> None:
         """With quantization, the index keeps its full rows in a mapped file rather than on

@@ -118,10 +118,11 @@ def read_snapshot(snapshot: Snapshot) -> HnswIndex:
 
 
 def load_newest(
-    directory: Path, dim: int, metric: str, keep_full: bool, store_id: str, store_seq: int
+    directory: Path, dim: int, metric: str, store_id: str, store_seq: int
 ) -> tuple[HnswIndex, int] | None:
     """The newest snapshot of store ``store_id`` that is not ahead of ``store_seq`` (the
-    store's last sequence), loads, and matches the index settings; with its sequence."""
+    store's last sequence), loads, and has the configured dimension and metric; with its
+    sequence. (One saved without full rows loads too: the engine gives them back.)"""
     for snap in list_snapshots(directory):
         if snap.store_id != store_id:
             log.warning(
@@ -144,13 +145,13 @@ def load_newest(
         except Exception as e:  # any damage means: try the next one
             log.warning("snapshot %s is unusable (%s); trying an older one", snap.path.name, e)
             continue
-        found = (index.dim, index.metric, index.keep_full)
-        if found != (dim, metric, keep_full):
+        found = (index.dim, index.metric)
+        if found != (dim, metric):
             log.warning(
-                "snapshot %s has (dim, metric, keep_full) = %s, the config asks for %s; ignored",
+                "snapshot %s has (dim, metric) = %s, the config asks for %s; ignored",
                 snap.path.name,
                 found,
-                (dim, metric, keep_full),
+                (dim, metric),
             )
             continue
         return index, snap.seq

@@ -433,6 +433,32 @@ impl HnswIndex {
         Ok(ids.into_pyarray(py))
     }
 
+    /// The ids in the index, in no particular order.
+    fn ids<'py>(&self, py: Python<'py>) -> Bound<'py, PyArray1<u64>> {
+        py.detach(|| self.inner.ids()).into_pyarray(py)
+    }
+
+    /// Keep full rows from now on (`keep_full`), with `vectors[i]` as the full row of
+    /// `ids[i]` where that node has a code only (an index saved without full rows gets
+    /// them back from the vectors its caller keeps). Returns how many rows were added.
+    fn restore_full_rows(
+        &self,
+        py: Python<'_>,
+        ids: &Bound<'_, PyAny>,
+        vectors: &Bound<'_, PyAny>,
+    ) -> PyResult<usize> {
+        let ids = convert::ids(ids, "ids")?;
+        let (vectors, rows, _) = convert::matrix(vectors, "vectors", self.inner.dim(), false)?;
+        if rows != ids.len() {
+            return Err(PyValueError::new_err(format!(
+                "ids and vectors differ in length: {} ids, {rows} vectors",
+                ids.len()
+            )));
+        }
+        let index = &self.inner;
+        detached(py, || index.restore_full_rows(&ids, &vectors))
+    }
+
     /// Keep the full rows in a file mapped at `path` (created or truncated) instead of on
     /// the heap. With `keep_full` and quantized nodes, searches traverse on the codes and
     /// rescore with the full rows: the heap then holds the codes and the links, and the

@@ -78,6 +78,40 @@ impl Hnsw {
         Ok(())
     }
 
+    /// Keep full rows from now on (`keep_full`), with `vectors` (row-major) as the full
+    /// rows of those of `ids` that have a code only: how an index saved without full rows
+    /// gets them back (from the vectors its caller keeps). Ids absent, or with a full row
+    /// already, are skipped. Returns how many rows were added.
+    pub fn restore_full_rows(&self, ids: &[u64], vectors: &[f32]) -> Result<usize> {
+        let dim = self.dim;
+        check_rows("vectors", vectors, ids.len(), dim)?;
+        let mut g = self.graph.write();
+        g.full.reserve(ids.len())?;
+        g.params.keep_full = true;
+        let cosine = g.params.metric == Metric::Cosine;
+        let mut added = 0;
+        for (i, id) in ids.iter().enumerate() {
+            let Some(&slot) = g.id_map.get(id) else {
+                continue;
+            };
+            let m = g.meta[slot as usize];
+            if m.full_row != graph::NONE || m.precision == Precision::Full {
+                continue;
+            }
+            let mut row = vectors[i * dim..(i + 1) * dim].to_vec();
+            if cosine {
+                graph::normalize(&mut row);
+            }
+            let r = g.full.alloc();
+            g.full.row_mut(r).copy_from_slice(&row);
+            let p = crate::quant::encode(Precision::Full, &row, &mut []);
+            g.full.set_params(r, p);
+            g.meta[slot as usize].full_row = r;
+            added += 1;
+        }
+        Ok(added)
+    }
+
     /// The precision of each of `ids` (None where absent), under one read lock.
     pub fn precisions_of(&self, ids: &[u64]) -> Vec<Option<Precision>> {
         let g = self.reader();
