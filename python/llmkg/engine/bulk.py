@@ -22,7 +22,7 @@ import numpy as np
 
 from llmkg import tracing
 from llmkg._core import MISSING_ID, embed_facts
-from llmkg.engine.facts import Fact, PlacedFact, check_batch, parse_fact
+from llmkg.engine.facts import Fact, FactError, PlacedFact, parse_fact
 from llmkg.engine.results import AllocationResult, Neighbor
 
 if TYPE_CHECKING:
@@ -66,8 +66,12 @@ class BulkAllocation:
         in input order. Every fact is validated before any is stored (``FactError`` names
         the index of the bad one)."""
         c = self.config
-        raw = check_batch(facts, c.dim, c.max_text_length, c.max_batch)
-        parsed = [parse_fact(f, c.dim, c.max_text_length) for f in raw]
+        raw = list(facts)
+        if len(raw) > c.max_batch:
+            raise FactError("facts", f"at most {c.max_batch} facts per batch, got {len(raw)}")
+        parsed = [
+            parse_fact(f, c.dim, c.max_text_length, prefix=f"facts[{i}]") for i, f in enumerate(raw)
+        ]
         results: list[AllocationResult] = []
         run: list[Fact] = []
         in_run: set[tuple[str, str, str]] = set()
@@ -106,34 +110,45 @@ class BulkAllocation:
         # Each fact against the facts before it in the run (the strict lower triangle).
         own = similarities(c.metric, vectors, vectors)
         own[np.triu_indices(len(run))] = -np.inf
-        found_nodes = {int(i) for i in ids.ravel() if i != MISSING_ID}
-        records = self.records.get_many(list(found_nodes))
+        earlier = np.argsort(-own, axis=1, kind="stable")[:, :k]
+        earlier_scores = np.take_along_axis(own, earlier, axis=1).tolist()
+        earlier_rows, node_rows, score_rows = earlier.tolist(), ids.tolist(), scores.tolist()
         choices: list[list[tuple[float, int | None, int | None]]] = []
-        placed: list[PlacedFact] = []
-        for i, f in enumerate(run):
+        for i in range(len(run)):
             # (similarity, node id, or index of an earlier fact of the run)
             near: list[tuple[float, int | None, int | None]] = [
-                (float(s), int(n), None)
-                for n, s in zip(ids[i], scores[i], strict=True)
-                if n != MISSING_ID and int(n) in records
+                (s, n, None)
+                for n, s in zip(node_rows[i], score_rows[i], strict=True)
+                if n != MISSING_ID
             ]
-            earlier = np.argsort(-own[i], kind="stable")[:k]
-            near += [(float(own[i, j]), None, int(j)) for j in earlier if own[i, j] > -np.inf]
+            near += [
+                (s, None, j)
+                for j, s in zip(earlier_rows[i], earlier_scores[i], strict=True)
+                if s > -np.inf
+            ]
             near.sort(key=lambda n: -n[0])
-            near = near[:k]
-            choices.append(near)
+            choices.append(near[:k])
+        # The parents' triples: the store names a parent by its triple.
+        parents = [
+            near[0][1]
+            for near in choices
+            if near and near[0][0] >= c.similarity_threshold and near[0][1] is not None
+        ]
+        records = self.records.get_many(parents)
+        placed: list[PlacedFact] = []
+        for f, near, vector in zip(run, choices, vectors, strict=True):
             parent = None
             if near and near[0][0] >= c.similarity_threshold:
                 _, node_id, j = near[0]
-                if node_id is not None:
-                    r = records[node_id]
-                    parent = (r.subject, r.predicate, r.object)
-                else:
+                if node_id is None:
                     assert j is not None
                     e = run[j]
                     parent = (e.subject, e.predicate, e.object)
+                elif node_id in records:  # else deleted meanwhile: a root
+                    r = records[node_id]
+                    parent = (r.subject, r.predicate, r.object)
             placed.append(PlacedFact(Fact(f.subject, f.predicate, f.object, f.confidence,
-                                          vectors[i]), parent))  # fmt: skip
+                                          vector), parent))  # fmt: skip
         with tracing.span("store.commit"):
             stored: list[tuple[Node, bool]] = self._place(placed)
         run_ids = [node.node_id for node, _ in stored]
