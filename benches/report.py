@@ -1,4 +1,5 @@
-"""Draw the benchmark figures (docs/benchmarks/) from the saved results (benches/results/).
+"""Draw the benchmark figures (docs/benchmarks/) from the saved results (benches/results/),
+and the headline table of the targets (docs/benchmarks/targets.md, benches/targets.py).
 
     python benches/report.py                 # what `make bench-report` runs
     python benches/report.py --run           # first run the benchmarks whose result is missing
@@ -20,6 +21,9 @@ from pathlib import Path
 
 from figures import FIGURES, render
 from record import REPO, results_dir, stamp
+from targets import markdown, rows
+
+TITLE = "# Headline table\n\nWritten by `make bench-report` (benches/targets.py).\n\n"
 
 BIN = Path(sys.executable).parent
 
@@ -32,6 +36,7 @@ def commands(results: Path) -> dict[str, tuple[list[str], dict[str, str]]]:
         "hnsw.json": ([py, "-m", "pytest", "benches/bench_hnsw.py", "-s", "-q"], {}),
         "cache.json": ([py, "benches/bench_cache.py"], {}),
         "engine.json": ([py, "-m", "pytest", "benches/bench_engine.py", "-s", "-q"], {}),
+        "idle.json": ([py, "benches/idle_memory.py"], {}),
         "cluster.json": (
             [py, "benches/bench_cluster.py", "--json", str(results / "cluster.json")],
             {},
@@ -82,6 +87,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{outcome.result}: no saved result in {args.results} (RUN=1 runs it)")
         for path in outcome.written:
             print(f"{outcome.result}: wrote {path}")
+    if args.only is None:
+        table = args.out / "targets.md"
+        table.write_text(TITLE + markdown(rows(args.results)))
+        print(f"headline table: wrote {table}")
     return 0
 
 

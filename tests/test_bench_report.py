@@ -87,3 +87,17 @@ def test_the_committed_figures_are_shown_in_the_docs() -> None:
     for result, names in EXPECTED.items():
         if any(n in figures for n in names):
             assert (REPO / "benches" / "results" / result).is_file(), result
+
+
+def test_the_headline_table_reads_every_result() -> None:
+    from targets import markdown, rows
+
+    table = rows(FIXTURES)
+    assert not [r.what for r in table if "not saved" in r.what]
+    text = markdown(table)
+    for what in ("index QPS", "engine search", "allocations/s", "idle resident", "evicting put"):
+        assert what in text
+    idle = next(r for r in table if r.what.startswith("idle"))
+    assert (idle.measured, idle.met) == ("64 MB", True)
+    missing = rows(FIXTURES / "no-such-folder")
+    assert all(r.met is None for r in missing), "a missing result is said, not guessed"
