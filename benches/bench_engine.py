@@ -270,9 +270,7 @@ def test_engine_search(store: Store, queries: np.ndarray, truth: np.ndarray) -> 
 
     found, lat, total = time_queries(search, queries)
     row = search_row("llmkg", found, lat, total, truth)
-    row["note"] = (
-        f"ef_search {engine.config.ef_search}, quantized index + exact rescoring from the store"
-    )
+    row["note"] = f"ef_search {engine.config.ef_search}, quantized index rescored in the core"
     RESULTS.searches.append(row)
     print(f"\nllmkg search: {row}")
 

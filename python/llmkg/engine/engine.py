@@ -316,8 +316,8 @@ class AllocationEngine(BulkAllocation, Allocation, Durability, Graph, Placing):
                 ranked = self._nearest(
                     query, k, ef=ef, allowed=allowed, exact=not c.enable_hnsw, wait=wait
                 )
-            self.precision.count_reads(r.node_id for r, _ in ranked)
             hits = [SearchHit(r.node_id, score, _node(r)) for r, score in ranked]
+            self.precision.count_reads([h.node_id for h in hits])
         if expansion is None:
             return hits
         with tracing.span("expand"):
