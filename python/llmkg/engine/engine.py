@@ -389,6 +389,7 @@ class AllocationEngine(BulkAllocation, Allocation, Durability, Graph, Placing):
             "inserts": {
                 "nodes": self.linker.inserted,
                 "batches": self.linker.batches,
+                "urgent_batches": self.linker.urgent_batches,
                 "pending": len(self.linker),
                 "failing": not linker_ok,
                 "failed_links": self.linker.failed_links,

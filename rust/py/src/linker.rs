@@ -216,6 +216,13 @@ impl Linker {
         self.inner.stats().batches
     }
 
+    /// Of `batches`, those linked at normal priority (not on the idle-priority pool)
+    /// because something waited for them.
+    #[getter]
+    fn urgent_batches(&self) -> u64 {
+        self.inner.stats().urgent_batches
+    }
+
     /// Nodes linked so far.
     #[getter]
     fn inserted(&self) -> u64 {

@@ -138,6 +138,8 @@ impl State {
 pub struct LinkerStats {
     pub pending: usize,
     pub batches: u64,
+    /// Of `batches`, those linked at normal priority because someone waited for them.
+    pub urgent_batches: u64,
     pub inserted: u64,
     pub failures: u32,
     pub failed_links: u64,
@@ -156,6 +158,8 @@ struct Shared {
     changed: Condvar,
     /// Threads waiting on the linker right now (checkpoints, deletes, writers held back).
     waiting: AtomicUsize,
+    /// Batches linked at normal priority because someone waited for them.
+    urgent_batches: AtomicUsize,
 }
 
 /// Links committed nodes into an index in the background; see the module's text.
@@ -184,6 +188,7 @@ impl Linker {
             state: Mutex::new(State::default()),
             changed: Condvar::new(),
             waiting: AtomicUsize::new(0),
+            urgent_batches: AtomicUsize::new(0),
         });
         let worker = shared.clone();
         let thread = std::thread::Builder::new()
@@ -332,6 +337,7 @@ impl Linker {
         LinkerStats {
             pending: st.pending.len(),
             batches: st.batches,
+            urgent_batches: self.shared.urgent_batches.load(Ordering::Relaxed) as u64,
             inserted: st.inserted,
             failures: st.failures,
             failed_links: st.failed_links,
@@ -505,6 +511,17 @@ impl Shared {
     fn link(&self, b: &Batch) -> std::result::Result<(), String> {
         if let Some(hook) = &self.before_link {
             hook(&b.ids)?;
+        }
+        // Someone waits for this link (a writer held back by `wait_room`, a checkpoint):
+        // it runs at normal priority, on every core. The background pool's threads run
+        // only on idle cores (SCHED_IDLE), and on a busy machine its waiters would wait
+        // for whatever else keeps the cores busy.
+        if self.waiting.load(Ordering::Relaxed) > 0 {
+            self.urgent_batches.fetch_add(1, Ordering::Relaxed);
+            return self
+                .index
+                .add(&b.ids, &b.vectors, &b.precisions, None)
+                .map_err(|e| e.to_string());
         }
         let pool = background::pool().map_err(|e| e.to_string())?;
         // All of it on the pool, a lone node's link too (it would run on this thread).

@@ -281,3 +281,37 @@ fn retry_delays_double_up_to_the_longest() {
     assert_eq!(retry_delay(10, s(1), s(60)), s(60));
     assert_eq!(retry_delay(1000, s(1), s(60)), s(60));
 }
+
+#[test]
+fn a_link_someone_waits_for_runs_at_normal_priority() {
+    let gate = Gate::shut();
+    let linker = Arc::new(Linker::start(index(), fast(), gate.hook()).unwrap());
+    linker.add(1, &vector(1), Precision::Full).unwrap();
+    eventually("the first link starts", || {
+        gate.waiting.load(Ordering::SeqCst)
+    });
+    gate.open();
+    eventually("linked", || linker.stats().batches == 1);
+    assert_eq!(
+        linker.stats().urgent_batches,
+        0,
+        "nobody waited when it started"
+    );
+
+    *gate.shut.0.lock() = true;
+    gate.waiting.store(false, Ordering::SeqCst);
+    linker.add(2, &vector(2), Precision::Full).unwrap();
+    eventually("the second link starts", || {
+        gate.waiting.load(Ordering::SeqCst)
+    });
+    let waiter = {
+        let linker = linker.clone();
+        std::thread::spawn(move || linker.wait_idle(None))
+    };
+    eventually("a checkpoint waits", || linker.waiting() == 1);
+    gate.open();
+    waiter.join().unwrap().unwrap();
+    let stats = linker.stats();
+    assert_eq!((stats.batches, stats.urgent_batches), (2, 1));
+    linker.close();
+}
