@@ -132,6 +132,7 @@ UNIT_MODULES = {
     "test_hnsw_api",
     "test_hnsw_recall",
     "test_hnsw_threads",
+    "test_openapi_docs",
     "test_package",
     "test_partition_breaker",
     "test_partition_proto",

@@ -62,7 +62,8 @@ Layer = tuple[str, dict[str, Any]]
 def read_toml(path: Path) -> dict[str, Any]:
     try:
         with open(path, "rb") as f:
-            return tomllib.load(f)
+            table: dict[str, Any] = tomllib.load(f)
+            return table
     except OSError as e:
         raise ConfigError(str(path), "", f"cannot read the file ({e.strerror})") from None
     except tomllib.TOMLDecodeError as e:

@@ -15,7 +15,7 @@ bounds both check: a default or a bound is written once, here.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal, TypeAlias
 
 import msgspec
 
@@ -23,9 +23,11 @@ from llmkg import _core
 from llmkg.config.units import ByteSize, Duration, parse_size
 
 if TYPE_CHECKING:
-    from llmkg._core import _CachePolicyName as CachePolicy
-    from llmkg._core import _MetricName as Metric
-    from llmkg._core import _PrecisionName as Precision
+    from llmkg._core import _CachePolicyName, _MetricName, _PrecisionName
+
+    Precision: TypeAlias = _PrecisionName
+    CachePolicy: TypeAlias = _CachePolicyName
+    Metric: TypeAlias = _MetricName
 else:
     # The names the Rust core accepts, taken from it rather than copied (its stub,
     # _core.pyi, spells them out for type checkers; a test holds the two equal).
@@ -53,11 +55,13 @@ StoreBackend = Literal["sqlite", "postgresql"]
 Durability = Literal["fsync", "interval"]
 
 
+# Each section says `frozen=True` again: msgspec would inherit it, but type checkers read
+# a subclass without it as a mutable dataclass extending a frozen one.
 class Section(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, frozen=True):
     pass
 
 
-class ServerSettings(Section):
+class ServerSettings(Section, frozen=True):
     # the address both listeners bind (API and metrics)
     bind_address: str = "0.0.0.0"
     # the API and the health probes (HTTPS when security.enable_tls)
@@ -75,7 +79,7 @@ class ServerSettings(Section):
     drain_delay: Duration = Duration(5)
 
 
-class LoggingSettings(Section):
+class LoggingSettings(Section, frozen=True):
     # the level of llmkg's log records (RUST_LOG sets the Rust core's)
     level: Literal["trace", "debug", "info", "warning", "error", "critical"] = "info"
     # JSON lines or plain text
@@ -86,7 +90,7 @@ class LoggingSettings(Section):
     access_log: bool = True  # llmkg: one line per request
 
 
-class HnswSettings(Section):
+class HnswSettings(Section, frozen=True):
     # the length of every embedding vector
     dimension: Dimension = 768
     max_connections: LinksPerNode = 32  # M: links per node
@@ -103,7 +107,7 @@ class HnswSettings(Section):
     link_attempts: Positive = 5  # llmkg: failed links in a row that make readiness false
 
 
-class CacheL1Settings(Section):
+class CacheL1Settings(Section, frozen=True):
     # "lru": one shard under one lock; "concurrent-lru": sharded like L2
     type: Literal["lru", "concurrent-lru"] = "lru"
     # how long an entry lives; 0: no expiry
@@ -112,7 +116,7 @@ class CacheL1Settings(Section):
     max_memory: ByteSize = parse_size("1GB")
 
 
-class CacheL2Settings(Section):
+class CacheL2Settings(Section, frozen=True):
     # "lru": one shard under one lock; "concurrent-lru": `shards` shards
     type: Literal["lru", "concurrent-lru"] = "concurrent-lru"
     # how long an entry lives; 0: no expiry
@@ -123,7 +127,7 @@ class CacheL2Settings(Section):
     shards: CacheShards = 16
 
 
-class CacheSettings(Section):
+class CacheSettings(Section, frozen=True):
     # entries of the L1 record cache (a bound: its memory grows with the entries held)
     l1_size: Positive = 100_000
     # entries of the L2 record cache (a bound: its memory grows with the entries held)
@@ -148,7 +152,7 @@ class CacheSettings(Section):
         return 1 if self.l2.type == "lru" else self.l2.shards
 
 
-class DiscoverySettings(Section):
+class DiscoverySettings(Section, frozen=True):
     # how peers are found: the Kubernetes headless Service or a static list
     type: Literal["kubernetes", "static"] = "kubernetes"
     # the Kubernetes namespace of the peers
@@ -166,7 +170,7 @@ class DiscoverySettings(Section):
     refresh_interval: Duration = Duration(10)
 
 
-class DistributionSettings(Section):
+class DistributionSettings(Section, frozen=True):
     # partitions of the graph (a fact's home partition: a hash of its triple)
     partition_count: Positive = 8
     # llmkg: this process's partition, also set by LLMKG_PARTITION_ID
@@ -200,7 +204,7 @@ class DistributionSettings(Section):
     discovery: DiscoverySettings = msgspec.field(default_factory=DiscoverySettings)
 
 
-class PrecisionLevels(Section):
+class PrecisionLevels(Section, frozen=True):
     # precision of nodes at or above the first band edge
     high_importance: Precision = "full"
     # precision of nodes between the first and second edges
@@ -220,7 +224,7 @@ class PrecisionLevels(Section):
         }
 
 
-class QuantizationSettings(Section):
+class QuantizationSettings(Section, frozen=True):
     # precision from importance = min(1, confidence + 0.1 * log2(1 + reads))
     enable_adaptive: bool = True
     default_precision: Precision = "q8"  # every node's precision when enable_adaptive = false
@@ -235,7 +239,7 @@ class QuantizationSettings(Section):
     precision_levels: PrecisionLevels = msgspec.field(default_factory=PrecisionLevels)
 
 
-class ScalabilitySettings(Section):
+class ScalabilitySettings(Section, frozen=True):
     # when false, no HNSW index: every search is an exact scan
     enable_hnsw: bool = True
     # when false, no L1/L2 record caches: every read goes to the store
@@ -250,7 +254,7 @@ class ScalabilitySettings(Section):
     quantization: QuantizationSettings = msgspec.field(default_factory=QuantizationSettings)
 
 
-class PrometheusSettings(Section):
+class PrometheusSettings(Section, frozen=True):
     # the path of the metrics on metrics_port
     endpoint: Annotated[str, msgspec.Meta(pattern="^/")] = "/metrics"
     # when false, the latency histograms export their count and sum only
@@ -261,7 +265,7 @@ class PrometheusSettings(Section):
     )
 
 
-class JaegerSettings(Section):
+class JaegerSettings(Section, frozen=True):
     # the Jaeger agent's UDP endpoint; spans go to monitoring.otlp_endpoint instead
     agent_endpoint: str = "jaeger-agent:6831"
     # the service name of the agent's protocol; spans name the service "llmkg"
@@ -272,7 +276,7 @@ class JaegerSettings(Section):
     )
 
 
-class MonitoringSettings(Section):
+class MonitoringSettings(Section, frozen=True):
     # when false, no metrics listener
     enable_metrics: bool = True
     # distributed tracing: OpenTelemetry spans of requests and of the engine's steps,
@@ -294,7 +298,7 @@ class MonitoringSettings(Section):
     jaeger: JaegerSettings = msgspec.field(default_factory=JaegerSettings)
 
 
-class PersistenceSettings(Section):
+class PersistenceSettings(Section, frozen=True):
     sync_interval: Duration = Duration(30)  # the loss window of durability = "interval"
     # an index snapshot at least this often
     checkpoint_interval: Duration = Duration(300)
@@ -309,7 +313,7 @@ class PersistenceSettings(Section):
     write_timeout: Duration = Duration(30)
 
 
-class PostgresqlSettings(Section):
+class PostgresqlSettings(Section, frozen=True):
     """llmkg: the whole section; used when storage.backend = "postgresql"."""
 
     # A libpq connection string ("host=db dbname=llmkg user=llmkg password=...") or URI
@@ -335,7 +339,7 @@ class PostgresqlSettings(Section):
     stale_reads: bool = True
 
 
-class StorageSettings(Section):
+class StorageSettings(Section, frozen=True):
     # the only kind: facts kept on disk
     type: Literal["persistent"] = "persistent"
     # llmkg: where the facts are: "sqlite" (a file in data_directory) or "postgresql" (a
@@ -364,7 +368,7 @@ class StorageSettings(Section):
         return self.compression_level if compressed else None
 
 
-class MemorySettings(Section):
+class MemorySettings(Section, frozen=True):
     # arena of a native allocator (the core uses the system allocator)
     arena_size: ByteSize = parse_size("64MB")
     # allocations past it bypass the arenas
@@ -375,7 +379,7 @@ class MemorySettings(Section):
     budget: ByteSize = ByteSize(0)
 
 
-class PerformanceSettings(Section):
+class PerformanceSettings(Section, frozen=True):
     # threads of the engine's pool (engine calls run off the event loop)
     worker_threads: Annotated[int, msgspec.Meta(ge=1, le=1024)] = 8
     # threads of a native I/O runtime
@@ -387,7 +391,7 @@ class PerformanceSettings(Section):
     memory: MemorySettings = msgspec.field(default_factory=MemorySettings)
 
 
-class AuthenticationSettings(Section):
+class AuthenticationSettings(Section, frozen=True):
     # "jwt": bearer tokens with scopes on the API routes; "none": no authentication
     type: Literal["jwt", "none"] = "jwt"
     # the HMAC secret (at least 32 bytes; trailing whitespace stripped)
@@ -409,7 +413,7 @@ class AuthenticationSettings(Section):
     revoked_tokens_file: str = ""
 
 
-class RateLimitSettings(Section):
+class RateLimitSettings(Section, frozen=True):
     # llmkg: a token bucket per subject (per address without authentication)
     enabled: bool = True
     # the bucket's refill rate; past it a request gets 429
@@ -418,7 +422,7 @@ class RateLimitSettings(Section):
     burst: Positive = 2000
 
 
-class SecuritySettings(Section):
+class SecuritySettings(Section, frozen=True):
     # the API port speaks only HTTPS (cert_file, key_file)
     enable_tls: bool = True
     # PEM certificate chain of the API port
@@ -441,7 +445,7 @@ class SecuritySettings(Section):
     rate_limit: RateLimitSettings = msgspec.field(default_factory=RateLimitSettings)  # llmkg
 
 
-class HealthDependencies(Section):
+class HealthDependencies(Section, frozen=True):
     # readiness checks the index
     check_hnsw_index: bool = True
     # readiness checks the record caches
@@ -452,7 +456,7 @@ class HealthDependencies(Section):
     check_memory_usage: bool = True
 
 
-class HealthSettings(Section):
+class HealthSettings(Section, frozen=True):
     # the start period of the Docker HEALTHCHECK and the Kubernetes startup probe
     startup_probe_delay: Duration = Duration(10)
     # the period of the liveness probe and of the Docker HEALTHCHECK
@@ -464,7 +468,7 @@ class HealthSettings(Section):
     dependencies: HealthDependencies = msgspec.field(default_factory=HealthDependencies)
 
 
-class AllocationSettings(Section):
+class AllocationSettings(Section, frozen=True):
     """llmkg: the whole section."""
 
     # below this many nodes, candidates come from an exact scan, not HNSW
@@ -479,7 +483,7 @@ class AllocationSettings(Section):
     max_batch: BatchSize = 1000
 
 
-class Settings(Section):
+class Settings(Section, frozen=True):
     server: ServerSettings = msgspec.field(default_factory=ServerSettings)
     logging: LoggingSettings = msgspec.field(default_factory=LoggingSettings)
     scalability: ScalabilitySettings = msgspec.field(default_factory=ScalabilitySettings)

@@ -138,7 +138,7 @@ def write_manifest(
 def verify(backup: Path, progress: ProgressFactory = log_progress) -> dict[str, Any]:
     """The manifest of ``backup``, after checking every file against it."""
     try:
-        manifest = json.loads((backup / MANIFEST).read_text())
+        manifest: dict[str, Any] = json.loads((backup / MANIFEST).read_text())
         files = manifest["files"]
     except (OSError, ValueError, KeyError, TypeError) as e:
         raise BackupError(f"{backup}: no readable {MANIFEST} ({e})") from None

@@ -42,12 +42,15 @@ def similarities(metric: str, a: np.ndarray, b: np.ndarray) -> np.ndarray:
     if metric == "cosine":
         a = a / np.maximum(np.linalg.norm(a, axis=1, keepdims=True), np.float32(1e-30))
         b = b / np.maximum(np.linalg.norm(b, axis=1, keepdims=True), np.float32(1e-30))
-        return a @ b.T
+        cosine: np.ndarray = a @ b.T
+        return cosine
     if metric == "ip":
-        return a @ b.T
+        inner: np.ndarray = a @ b.T
+        return inner
     sq_a = np.einsum("ij,ij->i", a, a)[:, None]
     sq_b = np.einsum("ij,ij->i", b, b)[None, :]
-    return 2 * (a @ b.T) - sq_a - sq_b
+    negative_sq: np.ndarray = 2 * (a @ b.T) - sq_a - sq_b
+    return negative_sq
 
 
 class BulkAllocation:

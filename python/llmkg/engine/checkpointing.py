@@ -101,7 +101,7 @@ class CheckpointTracker:
             self.consecutive += 1
             self.last_error = f"{type(exc).__name__}: {exc}"
             self._out_of_space = storage_failure(exc) == "full"
-            delay = min(self.cap, self.base * 2 ** min(self.consecutive - 1, 30))
+            delay: float = min(self.cap, self.base * 2 ** min(self.consecutive - 1, 30))
             self._retry_at = self.clock() + delay
             return delay
 

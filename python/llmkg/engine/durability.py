@@ -15,6 +15,7 @@ from llmkg.engine import backup as backups
 from llmkg.engine.checkpointing import CheckpointTracker
 from llmkg.engine.snapshots import write_snapshot
 from llmkg.progress import ProgressFactory
+from llmkg.store.sqlite import DB_FILE
 
 if TYPE_CHECKING:
     from llmkg._core import HnswIndex, Linker
@@ -142,7 +143,7 @@ class Durability:
             copying.total = total * page_size
             copying.update(pages * page_size)
 
-        self.store.backup_to(folder / backups.DB_FILE, copied)
+        self.store.backup_to(folder / DB_FILE, copied)
         copying.done()
         manifest = backups.write_manifest(
             folder, snapshot, seq, c.dim, c.metric, self.store.store_id, progress

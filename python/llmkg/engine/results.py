@@ -36,7 +36,8 @@ class AllocationResult(msgspec.Struct, frozen=True):
     processing_time_ms: float
 
     def to_dict(self) -> dict[str, Any]:
-        return msgspec.to_builtins(self)
+        out: dict[str, Any] = msgspec.to_builtins(self)
+        return out
 
 
 class Node(msgspec.Struct, frozen=True):

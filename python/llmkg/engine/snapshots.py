@@ -36,7 +36,8 @@ from llmkg._core import HnswIndex
 from llmkg.progress import Progress
 
 if TYPE_CHECKING:
-    from llmkg.engine.quantization import AdaptivePrecision, Precision
+    from llmkg.config.schema import Precision
+    from llmkg.engine.quantization import AdaptivePrecision
     from llmkg.store import Store
 
 log = logging.getLogger("llmkg.engine")

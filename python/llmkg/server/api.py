@@ -52,7 +52,8 @@ async def read_json(request: Request, kind: type[T], limit: int) -> T:
     if decoder is None:
         decoder = _DECODERS[kind] = msgspec.json.Decoder(kind)
     try:
-        return decoder.decode(b"".join(chunks))
+        body: T = decoder.decode(b"".join(chunks))
+        return body
     except msgspec.ValidationError as e:
         field, reason = error_location(e)
         raise ApiError(422, reason, code="invalid_field", field=field or None) from None

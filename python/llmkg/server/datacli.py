@@ -202,12 +202,8 @@ def import_command(settings: Settings, args: argparse.Namespace) -> int:
     with facts (without ``--merge``), a server on the store, or a failure part way (the
     message says up to which line the facts are stored); 2 for a bad config or a store
     that cannot be opened."""
-    from llmkg.engine.importer import (
-        ImportStoppedError,
-        LineError,
-        StoreNotEmptyError,
-        import_file,
-    )
+    from llmkg.engine.exchange import LineError
+    from llmkg.engine.importer import ImportStoppedError, StoreNotEmptyError, import_file
     from llmkg.store import StoreError
 
     if args.file != "-" and not Path(args.file).is_file():

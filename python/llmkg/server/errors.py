@@ -15,12 +15,14 @@ log = logging.getLogger("llmkg.server")
 
 
 class ErrorBody(msgspec.Struct, omit_defaults=True):
-    code: str
-    message: str
-    field: str | None = None
+    code: str  # what a client can switch on: one per status, or the case's own
+    message: str  # for people
+    field: str | None = None  # the field or parameter refused, when one is (`facts[3].subject`)
 
 
 class ErrorResponse(msgspec.Struct):
+    """Every error's answer."""
+
     error: ErrorBody
 
 

@@ -191,7 +191,7 @@ class SecurityMiddleware:
 
 
 def bearer_token(scope: Scope) -> str:
-    header = dict(scope["headers"]).get(b"authorization")
+    header: bytes | None = dict(scope["headers"]).get(b"authorization")
     if header is None:
         raise unauthorized("missing bearer token (Authorization: Bearer <token>)", None)
     parts = header.decode("latin-1").split()

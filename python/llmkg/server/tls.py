@@ -10,6 +10,7 @@ from typing import Any
 
 import uvicorn
 from starlette.types import ASGIApp
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from llmkg.config import Settings
 from llmkg.config.schema import SecuritySettings
@@ -22,7 +23,7 @@ TLS_VERSIONS = {"1.2": ssl.TLSVersion.TLSv1_2, "1.3": ssl.TLSVersion.TLSv1_3}
 
 class TlsConfig(uvicorn.Config):
     """uvicorn's config with a floor on the TLS version (uvicorn has no option for it), and
-    connections that do not hold up shutdown (see ``_closing_promptly``)."""
+    connections that do not hold up shutdown (see ``ClosingPromptly``)."""
 
     def __init__(self, *args: Any, min_tls_version: ssl.TLSVersion, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -32,30 +33,31 @@ class TlsConfig(uvicorn.Config):
         super().load()
         if self.ssl is not None:
             self.ssl.minimum_version = self.min_tls_version
-            self.http_protocol_class = _closing_promptly(self.http_protocol_class)
+            # The runner always asks for httptools (runner.py): a protocol of another
+            # kind would hold up shutdown again, and is refused rather than left so.
+            if self.http_protocol_class is not HttpToolsProtocol:
+                raise ValueError(f"TLS needs http='httptools', not {self.http_protocol_class}")
+            self.http_protocol_class = ClosingPromptly
 
 
 TLS_CLOSE_GRACE = 1.0  # seconds an idle client gets to answer close_notify at shutdown
 
 
-def _closing_promptly(protocol: type[Any]) -> type[Any]:
+class ClosingPromptly(HttpToolsProtocol):
     """At shutdown uvicorn closes idle keep-alive connections; over TLS that close waits for
     the client's close_notify, which a pooled idle client never sends until it next reads:
     SIGTERM then hung for the loop's 30 s SSL shutdown timeout. Abort such connections
     after a short grace instead (the client sees its idle connection drop, as at any
     server restart)."""
 
-    class ClosingPromptly(protocol):
-        def shutdown(self) -> None:
-            super().shutdown()
-            if self.transport.is_closing():
-                self.loop.call_later(TLS_CLOSE_GRACE, self._abort_if_open)
+    def shutdown(self) -> None:
+        super().shutdown()
+        if self.transport.is_closing():
+            self.loop.call_later(TLS_CLOSE_GRACE, self._abort_if_open)
 
-        def _abort_if_open(self) -> None:
-            if self in self.server_state.connections:
-                self.transport.abort()
-
-    return ClosingPromptly
+    def _abort_if_open(self) -> None:
+        if self in self.server_state.connections:
+            self.transport.abort()
 
 
 def check_tls_files(security: SecuritySettings) -> None:

@@ -363,7 +363,9 @@ class SqliteStore(GraphReads, BulkWrites, GroupCommit):
         return [r[0] for r in rows]
 
     def count(self) -> int:
-        return self._reader().execute("SELECT COUNT(*) FROM nodes WHERE deleted=0").fetchone()[0]
+        query = "SELECT COUNT(*) FROM nodes WHERE deleted=0"
+        (count,) = self._reader().execute(query).fetchone()
+        return int(count)
 
     @property
     def last_seq(self) -> int:

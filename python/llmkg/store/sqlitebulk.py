@@ -8,7 +8,6 @@ from __future__ import annotations
 import os
 import sqlite3
 from collections.abc import Callable, Sequence
-from typing import Any
 
 import numpy as np
 
@@ -21,6 +20,7 @@ from llmkg.store.records import (
     export_row,
     record_from_row,
 )
+from llmkg.store.writer import Submit
 
 COLUMNS = "id, subject, predicate, object, confidence, embedding, parent, seq, reads, deleted"
 LIVE_BY_TRIPLE = (
@@ -42,7 +42,7 @@ Row = tuple[str, str, str, float, bytes, tuple[str, str, str] | None]
 class BulkWrites:
     """Expects the store's ``_submit``, ``_next_seq``, ``_reader`` and ``_connect``."""
 
-    _submit: Callable[..., Any]
+    _submit: Submit
     _next_seq: Callable[[], int]
     _reader: Callable[[], sqlite3.Connection]
     _connect: Callable[[], sqlite3.Connection]

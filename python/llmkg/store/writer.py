@@ -19,15 +19,23 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 from llmkg.store.errors import StoreClosedError, StoreError, StoreTimeoutError, is_fault
 from llmkg.store.schema import mark_clean_close
 
 log = logging.getLogger("llmkg.store")
 
+T = TypeVar("T")
+
 MAX_BATCH = 1024
 STOP = object()  # queued by close(): the writer finishes what is before it, then stops
+
+
+class Submit(Protocol):
+    """``GroupCommit._submit``'s type, for the mixins of a store that call it."""
+
+    def __call__(self, fn: Callable[..., T], *args: Any) -> T: ...
 
 
 class GroupCommit:
@@ -63,8 +71,8 @@ class GroupCommit:
     def _synchronous(self) -> str:
         raise NotImplementedError
 
-    def _submit(self, fn: Callable[..., Any], *args: Any) -> Any:
-        fut: Future[Any] = Future()
+    def _submit(self, fn: Callable[..., T], *args: Any) -> T:
+        fut: Future[T] = Future()
         # Under the lock, so that nothing is queued behind the writer's stop sentinel.
         with self._submit_lock:
             if self._closed:

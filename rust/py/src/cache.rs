@@ -266,15 +266,18 @@ type Core = ShardedCache<PyKey, Py<PyAny>>;
 /// shards.
 ///
 /// Keys are `str`, `bytes` or `int` (compared as a dict would); values any object.
-/// `policy` is `"lru"` (exact least-recently-used eviction over all shards together) or
-/// `"lru-with-frequency"` (W-TinyLFU: a frequency filter in front of LRU eviction, so
-/// scans and loops larger than the cache do not flush the hot set; each shard applies
-/// it to an even share of `capacity` and `max_memory`). `ttl` is a default time to live
-/// in seconds. `max_memory` bounds the sum of entry weights: a `put`'s `size`, or else
-/// `len(value)` for `bytes`/`str` and 64 for anything else. Both bounds are hard; at
-/// most `min(shards, capacity, max_memory)` shards are used, and an entry heavier than
-/// its bound is rejected (counted in `stats()["rejections"]`). Entries expire by the
-/// monotonic clock, or by `clock` (a `ManualClock`) if given.
+///
+/// - `policy`: `"lru"` (exact least-recently-used eviction over all shards together) or
+///   `"lru-with-frequency"` (W-TinyLFU: a frequency filter in front of LRU eviction, so
+///   scans and loops larger than the cache do not flush the hot set; each shard applies
+///   it to an even share of `capacity` and `max_memory`).
+/// - `ttl`: a default time to live in seconds.
+/// - `max_memory`: a bound of the sum of entry weights: a `put`'s `size`, or else
+///   `len(value)` for `bytes`/`str` and 64 for anything else.
+/// - `clock`: a `ManualClock` to expire entries by, instead of the monotonic clock.
+///
+/// Both bounds are hard; at most `min(shards, capacity, max_memory)` shards are used, and
+/// an entry heavier than its bound is rejected (counted in `stats()["rejections"]`).
 #[pyclass(frozen, module = "llmkg._core", name = "ShardedCache")]
 pub struct PyShardedCache {
     inner: Arc<Core>,
@@ -443,6 +446,7 @@ impl PyShardedCache {
         stats_dict(py, &s)
     }
 
+    /// Most entries held.
     #[getter]
     fn capacity(&self) -> usize {
         self.inner.config().capacity
@@ -454,16 +458,19 @@ impl PyShardedCache {
         self.inner.shard_count()
     }
 
+    /// `"lru"` or `"lru-with-frequency"`.
     #[getter]
     fn policy(&self) -> &'static str {
         self.inner.config().policy.name()
     }
 
+    /// Default time to live in seconds (`None`: entries do not expire by default).
     #[getter]
     fn ttl(&self) -> Option<f64> {
         self.inner.config().ttl.map(|d| d.as_secs_f64())
     }
 
+    /// Bound of the sum of entry weights (`None`: no bound).
     #[getter]
     fn max_memory(&self) -> Option<u64> {
         self.inner.config().max_memory

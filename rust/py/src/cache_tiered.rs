@@ -89,6 +89,7 @@ impl PyTieredCache {
         Ok(or_default(found, default, key.py()))
     }
 
+    /// Removes every entry of both tiers; the counters of `stats()` are kept.
     fn clear(&self) {
         let mut removed = Removed::new();
         self.inner.clear_into(&mut removed);
@@ -116,11 +117,13 @@ impl PyTieredCache {
         Ok(d)
     }
 
+    /// The first tier.
     #[getter]
     fn l1(&self, py: Python<'_>) -> Py<PyShardedCache> {
         self.l1.clone_ref(py)
     }
 
+    /// The second tier.
     #[getter]
     fn l2(&self, py: Python<'_>) -> Py<PyShardedCache> {
         self.l2.clone_ref(py)

@@ -34,10 +34,10 @@ fn into_matrix(
 /// words take about 5 µs.
 const ATTACHED_MAX_BYTES: usize = 1024;
 
-/// The unit vector (float32, shape ``(dim,)``) of ``text``: signed feature hashing of its
+/// The unit vector (float32, shape `(dim,)`) of `text`: signed feature hashing of its
 /// lowercase words and their character 3-grams. Deterministic: the same text gives the
 /// same bits on every platform and run. A text without any word gives the zero vector.
-/// ``dim`` must be between 1 and 65536.
+/// `dim` must be between 1 and 65536.
 #[pyfunction]
 #[pyo3(signature = (text, dim = 768))]
 pub fn embed_text<'py>(
@@ -50,8 +50,8 @@ pub fn embed_text<'py>(
     Ok(v.into_pyarray(py))
 }
 
-/// The unit vector (float32, shape ``(dim,)``) of the fact ``(subject, predicate, object)``:
-/// like :func:`embed_text` on its three parts, plus role-tagged word features so the roles
+/// The unit vector (float32, shape `(dim,)`) of the fact `(subject, predicate, object)`:
+/// like `embed_text` on its three parts, plus role-tagged word features so the roles
 /// matter a little. Facts that share words are close.
 #[pyfunction]
 #[pyo3(signature = (subject, predicate, object, dim = 768))]
@@ -68,8 +68,8 @@ pub fn embed_fact<'py>(
     Ok(v.into_pyarray(py))
 }
 
-/// The vectors of ``texts`` as a float32 array of shape ``(len(texts), dim)``, computed in
-/// parallel with the GIL released; row ``i`` equals ``embed_text(texts[i], dim)``.
+/// The vectors of `texts` as a float32 array of shape `(len(texts), dim)`, computed in
+/// parallel with the GIL released; row `i` equals `embed_text(texts[i], dim)`.
 #[pyfunction]
 #[pyo3(signature = (texts, dim = 768))]
 pub fn embed_texts<'py>(
@@ -100,9 +100,9 @@ pub fn embed_texts<'py>(
     into_matrix(py, rows, e.dim(), data)
 }
 
-/// The vectors of ``facts``, a sequence of ``(subject, predicate, object)`` tuples (or
-/// lists) of str, as a float32 array of shape ``(len(facts), dim)``, computed in parallel
-/// with the GIL released; row ``i`` equals ``embed_fact(*facts[i], dim=dim)``.
+/// The vectors of `facts`, a sequence of `(subject, predicate, object)` tuples (or
+/// lists) of str, as a float32 array of shape `(len(facts), dim)`, computed in parallel
+/// with the GIL released; row `i` equals `embed_fact(*facts[i], dim=dim)`.
 #[pyfunction]
 #[pyo3(signature = (facts, dim = 768))]
 pub fn embed_facts<'py>(

@@ -14,7 +14,7 @@ use crate::errors::CoreError;
 
 /// Every live node's subject, predicate, object and confidence, for search filters.
 ///
-/// ``filter(...)`` makes a ``FactFilter`` that ``HnswIndex.search`` evaluates during its
+/// `filter(...)` makes a `FactFilter` that `HnswIndex.search` evaluates during its
 /// traversal, reading these facts in place (no list of ids is built). Safe to share
 /// between threads; searches never block each other, and a write waits for the filtered
 /// searches under way.

@@ -23,8 +23,18 @@ pub const MISSING_ID: u64 = u64::MAX;
 /// An HNSW index over float32 vectors with per-node precision.
 ///
 /// Scores are "higher is closer": cosine similarity, inner product, or the negative
-/// squared distance for ``l2``. Every method that does real work releases the GIL; the
+/// squared distance for `l2`. Every method that does real work releases the GIL; the
 /// index is safe to share between threads.
+///
+/// - `dim`: the vectors' dimension (1 to 65536).
+/// - `metric`: `"cosine"` (vectors are normalized on the way in), `"ip"` (inner product)
+///   or `"l2"`.
+/// - `m`: links per node above level 0, twice as many at level 0 (2 to 256).
+/// - `ef_construction`: beam width when a node is linked.
+/// - `ef_search`: default beam width of searches.
+/// - `seed`: seed of the levels drawn for new nodes.
+/// - `keep_full`: keep every node's full vector beside its code, for rescoring.
+/// - `max_level`: highest level a new node may get (0 to 15).
 #[pyclass(frozen, module = "llmkg._core")]
 pub struct HnswIndex {
     pub(crate) inner: Arc<Hnsw>,
@@ -206,10 +216,11 @@ impl HnswIndex {
 
     /// Insert (or replace) `ids[i]` with `vectors[i]`.
     ///
-    /// precision: None (full), one of "full", "q8", "q4", "binary", or one per row.
-    /// threads: worker threads for linking (default: all cores).
-    /// background: link on the shared pool of low-priority threads (SCHED_IDLE on Linux, one
-    /// per core; `threads` is then ignored), for inserts off a request's path.
+    /// - `precision`: `None` (full), one of `"full"`, `"q8"`, `"q4"`, `"binary"`, or one
+    ///   per row.
+    /// - `threads`: worker threads for linking (default: all cores).
+    /// - `background`: link on the shared pool of low-priority threads (`SCHED_IDLE` on
+    ///   Linux, one per core; `threads` is then ignored), for inserts off a request's path.
     #[pyo3(signature = (ids, vectors, precision = None, threads = None, background = false))]
     fn add(
         &self,
@@ -244,15 +255,18 @@ impl HnswIndex {
 
     /// The `k` nearest nodes of each query: `(ids, scores)`, best first.
     ///
-    /// A (dim,) query gives (k,) arrays, an (n, dim) batch (n, k) arrays. Slots beyond the
-    /// number of matching nodes hold id `MISSING_ID` and score `-inf`.
-    /// filter: allowed ids (an array-like or a reusable `IdFilter`), or a `FactFilter`
-    /// (read in place from its `FactIndex`), applied during the graph traversal. exact:
-    /// score every allowed node instead of walking the graph.
-    /// wait: False raises `IndexBusyError` at once, instead of waiting, when a writer
-    /// (an insert's slot allocation, a compaction's end, a precision change; for a
-    /// `FactFilter`, a write of its facts) holds the index: for an event loop, which can
-    /// hand the search to a thread instead.
+    /// A `(dim,)` query gives `(k,)` arrays, an `(n, dim)` batch `(n, k)` arrays. Slots
+    /// beyond the number of matching nodes hold id `MISSING_ID` and score `-inf`.
+    ///
+    /// - `ef`: beam width (default: `ef_search`; never below `k`).
+    /// - `rescore`: re-rank the candidates with the full vectors (when kept).
+    /// - `filter`: allowed ids (an array-like or a reusable `IdFilter`), or a `FactFilter`
+    ///   (read in place from its `FactIndex`), applied during the graph traversal.
+    /// - `exact`: score every allowed node instead of walking the graph.
+    /// - `wait`: `False` raises `IndexBusyError` at once, instead of waiting, when a
+    ///   writer (an insert's slot allocation, a compaction's end, a precision change; for
+    ///   a `FactFilter`, a write of its facts) holds the index: for an event loop, which
+    ///   can hand the search to a thread instead.
     #[pyo3(signature = (queries, k = 10, ef = None, rescore = true, filter = None, exact = false, wait = true))]
     #[allow(clippy::too_many_arguments)]
     fn search<'py>(
@@ -329,6 +343,9 @@ impl HnswIndex {
         py.detach(|| self.inner.memory_bytes())
     }
 
+    /// Counts and sizes: `len`, `deleted` (removed, not yet compacted), `slots`,
+    /// `free_slots`, `top_level`, `precisions` (nodes per precision), `memory_bytes` and
+    /// its parts under `memory`, the distance `kernels` in use, and the parameters.
     fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         let s = py.detach(|| self.inner.stats());
         let d = PyDict::new(py);
@@ -360,9 +377,11 @@ impl HnswIndex {
         Ok(d)
     }
 
-    /// Store `ids` at `level` ("full", "q8", "q4" or "binary") from now on, in place.
-    /// vectors: one row per id to encode from (to raise nodes whose full vectors the
-    /// index does not keep); default: what the index holds.
+    /// Store `ids` at `level` (`"full"`, `"q8"`, `"q4"` or `"binary"`) from now on, in
+    /// place.
+    ///
+    /// - `vectors`: one row per id to encode from (to raise nodes whose full vectors the
+    ///   index does not keep); default: what the index holds.
     #[pyo3(signature = (ids, level, vectors = None))]
     fn set_precision(
         &self,
@@ -383,7 +402,8 @@ impl HnswIndex {
         })
     }
 
-    /// The precision of each of `ids` ("full", "q8", "q4", "binary", or None if absent).
+    /// The precision of each of `ids` (`"full"`, `"q8"`, `"q4"`, `"binary"`, or `None` if
+    /// absent).
     fn precisions_of(
         &self,
         py: Python<'_>,
@@ -470,15 +490,15 @@ impl HnswIndex {
     }
 
     /// Write the index to `path` atomically (a crash leaves the old file or the new one),
-    /// zstd-compressed at `level` (None: uncompressed); returns the file's size in bytes.
+    /// zstd-compressed at `level` (`None`: uncompressed); returns the file's size in bytes.
     #[pyo3(signature = (path, level = None))]
     fn save(&self, py: Python<'_>, path: PathBuf, level: Option<i32>) -> PyResult<u64> {
         let index = &self.inner;
         detached(py, || index.save(&path, level))
     }
 
-    /// Write the index to `path` (created or truncated), zstd-compressed at `level` (None:
-    /// uncompressed), and fsync it; returns the file's size in bytes. Not atomic: the
+    /// Write the index to `path` (created or truncated), zstd-compressed at `level`
+    /// (`None`: uncompressed), and fsync it; returns the file's size in bytes. Not atomic: the
     /// caller renames the file into place (`save` does both). The file is a consistent
     /// view of the index: searches run meanwhile, inserts and removals wait for the end of
     /// the write. On failure (`OSError`, errno ENOSPC for a full disk) the file is removed.
@@ -516,16 +536,19 @@ impl HnswIndex {
         })
     }
 
+    /// The vectors' dimension.
     #[getter]
     fn dim(&self) -> usize {
         self.inner.dim()
     }
 
+    /// `"cosine"`, `"ip"` or `"l2"`.
     #[getter]
     fn metric(&self, py: Python<'_>) -> &'static str {
         self.params(py).metric.name()
     }
 
+    /// Whether every node's full vector is kept beside its code, for rescoring.
     #[getter]
     fn keep_full(&self, py: Python<'_>) -> bool {
         self.params(py).keep_full

@@ -147,8 +147,9 @@ impl Linker {
         py.detach(|| self.inner.close())
     }
 
-    /// The `k` nodes closest to `query`, pending ones included: `(ids, scores)`, best
-    /// first, as `HnswIndex.search` gives them (a (dim,) query or an (n, dim) batch).
+    /// The `k` nodes closest to each of `queries`, pending ones included: `(ids, scores)`,
+    /// best first, as `HnswIndex.search` gives them (a `(dim,)` query or an `(n, dim)`
+    /// batch; the other arguments are `HnswIndex.search`'s).
     #[pyo3(signature = (queries, k = 10, ef = None, rescore = true, filter = None, exact = false, wait = true))]
     #[allow(clippy::too_many_arguments)]
     fn search<'py>(
@@ -186,7 +187,7 @@ impl Linker {
         self.inner.pending()
     }
 
-    /// The precision a pending node enters the index with (None: not pending).
+    /// The precision a pending node enters the index with (`None`: not pending).
     fn precision_of(&self, id: u64) -> Option<&'static str> {
         self.inner.precision_of(id).map(Precision::name)
     }

@@ -12,10 +12,9 @@ use pyo3::prelude::*;
 
 use crate::errors::CoreError;
 
-/// The score (float32, shape ``(n,)``) of ``query`` (float32, shape ``(dim,)``) against each
-/// row of ``rows`` (float32, shape ``(n, dim)``, C-contiguous), higher is closer:
-/// ``"cosine"`` similarity, ``"ip"`` (inner product) or ``"l2"`` (negative squared
-/// distance).
+/// The score (float32, shape `(n,)`) of `query` (float32, shape `(dim,)`) against each
+/// row of `rows` (float32, shape `(n, dim)`, C-contiguous), higher is closer: `"cosine"`
+/// similarity, `"ip"` (inner product) or `"l2"` (negative squared distance).
 #[pyfunction]
 #[pyo3(signature = (query, rows, metric = "cosine"))]
 pub fn score_rows<'py>(
