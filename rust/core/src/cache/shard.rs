@@ -405,7 +405,9 @@ impl<K, V> Shard<K, V> {
     }
 
     /// Starts loading the table's control bytes and slot where a probe for `hash`
-    /// starts (where the key usually is).
+    /// starts, which is where its key usually is (hashbrown probes from the hash's low
+    /// bits; were that to change, this would only stop helping). Reading the control
+    /// byte is a load, not a hint: it is what brings that line in.
     #[inline]
     fn prefetch_slot(&self, hash: u64) {
         let buckets = self.table.num_buckets();

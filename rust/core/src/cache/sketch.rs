@@ -86,7 +86,7 @@ impl FrequencySketch {
     }
 
     /// Starts loading the key's block into the CPU cache, so that its memory latency
-    /// overlaps other work (the hash-table probe that comes before `record`).
+    /// overlaps other work (the rest of a write, before `record_later` has it written).
     #[inline]
     pub(crate) fn prefetch(&self, hash: u64) {
         self.blocks.prefetch((hash & self.block_mask) as usize);
