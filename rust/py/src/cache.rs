@@ -21,6 +21,10 @@ use crate::errors::CoreError;
 
 #[path = "cache_get.rs"]
 mod fast_get;
+#[path = "cache_put.rs"]
+mod fast_put;
+#[path = "cache_fastcall.rs"]
+mod fastcall;
 #[path = "cache_tiered.rs"]
 mod tiered;
 #[path = "cache_time.rs"]
@@ -43,7 +47,7 @@ pub enum PyKey {
 
 impl PyKey {
     /// Drops the key's reference through `Bound`, which decrements it at once even where
-    /// PyO3 does not know that the thread is attached (see `fast_get`).
+    /// PyO3 does not know that the thread is attached (see `fastcall`).
     #[inline]
     fn release(self, py: Python<'_>) {
         match self {
@@ -489,7 +493,9 @@ impl PyShardedCache {
 
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyShardedCache>()?;
-    fast_get::install(&m.py().get_type::<PyShardedCache>())?;
+    let cls = m.py().get_type::<PyShardedCache>();
+    fast_get::install(&cls)?;
+    fast_put::install(&cls)?;
     m.add_class::<PyTieredCache>()?;
     m.add_class::<PyManualClock>()?;
     Ok(())

@@ -29,6 +29,8 @@ const ONE_MASK: u64 = 0x1111_1111_1111_1111;
 
 pub(crate) struct FrequencySketch {
     blocks: Blocks,
+    /// A key whose access [`record_later`](Self::record_later) has yet to record.
+    pending: Option<u64>,
     block_mask: u64,
     /// Which of the two doorkeeper words is the current period's.
     current: usize,
@@ -54,6 +56,7 @@ impl FrequencySketch {
         let blocks = (capacity / 4).max(1).next_power_of_two();
         FrequencySketch {
             blocks: Blocks::new(blocks),
+            pending: None,
             block_mask: (blocks - 1) as u64,
             current: 0,
             generation: 0,
@@ -83,15 +86,40 @@ impl FrequencySketch {
     }
 
     /// Starts loading the key's block into the CPU cache, so that its memory latency
-    /// overlaps other work (the hash-table probe that comes before `record`).
+    /// overlaps other work (the rest of a write, before `record_later` has it written).
     #[inline]
     pub(crate) fn prefetch(&self, hash: u64) {
         self.blocks.prefetch((hash & self.block_mask) as usize);
     }
 
     /// Records one access of the key.
-    #[inline]
+    #[cfg(test)]
     pub(crate) fn record(&mut self, hash: u64) {
+        self.flush();
+        self.record_now(hash);
+    }
+
+    /// Records one access of the key before the sketch is next used, so that the write
+    /// of its block, a cache miss that the block's [`prefetch`](Self::prefetch) had too
+    /// little time to hide, waits until that load has long arrived. Every method that
+    /// reads or changes the counts records the pending key first, so the sketch goes
+    /// through exactly the states that calling [`record`](Self::record) now would give.
+    #[inline]
+    pub(crate) fn record_later(&mut self, hash: u64) {
+        self.flush();
+        self.pending = Some(hash);
+    }
+
+    /// Records the pending key, if any.
+    #[inline(always)]
+    fn flush(&mut self) {
+        if let Some(hash) = self.pending.take() {
+            self.record_now(hash);
+        }
+    }
+
+    #[inline]
+    fn record_now(&mut self, hash: u64) {
         let (block, c, door) = self.door(hash);
         let current = self.current;
         let b = self.blocks.get_mut(block);
@@ -121,7 +149,8 @@ impl FrequencySketch {
 
     /// The estimated number of recent accesses of the key (saturating at 16).
     #[inline]
-    pub(crate) fn frequency(&self, hash: u64) -> u32 {
+    pub(crate) fn frequency(&mut self, hash: u64) -> u32 {
+        self.flush();
         let (block, c, door) = self.door(hash);
         let b = self.blocks.get(block);
         let mut f = 15;
@@ -134,14 +163,16 @@ impl FrequencySketch {
 
     /// How many times the counters have been halved (wrapping).
     #[inline]
-    pub(crate) fn generation(&self) -> u16 {
+    pub(crate) fn generation(&mut self) -> u16 {
+        self.flush();
         self.generation
     }
 
     /// An entry's own hit count, last brought up to date at generation `since`, halved
     /// as many times as the counters have been since.
     #[inline]
-    pub(crate) fn aged(&self, count: u8, since: u16) -> u8 {
+    pub(crate) fn aged(&mut self, count: u8, since: u16) -> u8 {
+        self.flush();
         let halvings = self.generation.wrapping_sub(since);
         if halvings >= 8 {
             0
@@ -153,6 +184,7 @@ impl FrequencySketch {
     /// A hit counted in the entry instead of here: it still advances the sample period.
     #[inline]
     pub(crate) fn count_hit(&mut self) {
+        self.flush();
         self.samples += 1;
         if self.samples >= self.sample_size {
             self.age();
@@ -162,6 +194,7 @@ impl FrequencySketch {
     /// Adds `n` accesses to the key's counters (those an entry counted itself while it
     /// was resident), as `n` calls of `record` would once the doorkeeper knows the key.
     pub(crate) fn add(&mut self, hash: u64, n: u32) {
+        self.flush();
         let (block, c, _) = self.door(hash);
         let b = self.blocks.get_mut(block);
         for i in 0..4 {
@@ -191,11 +224,15 @@ impl FrequencySketch {
 
     /// Forgets every count, and returns the counters' memory.
     pub(crate) fn clear(&mut self) {
+        // Recorded first: a pending record may age the counters, and the generation
+        // outlives a clear.
+        self.flush();
         self.blocks.clear();
         self.samples = 0;
     }
 
-    /// Bytes the counters take.
+    /// Bytes the counters take (not yet those of a block that only a pending record
+    /// will write).
     pub(crate) fn heap_bytes(&self) -> usize {
         self.blocks.heap_bytes()
     }
@@ -249,6 +286,53 @@ mod tests {
         assert_eq!(lazy.samples, full.samples);
         for k in 0..50_000 {
             assert_eq!(lazy.frequency(mix(k)), full.frequency(mix(k)), "key {k}");
+        }
+    }
+
+    #[test]
+    fn a_record_made_later_reads_as_if_made_at_once() {
+        // Two sketches take the same operations, one recording each access at once, the
+        // other later: every read of them agrees, through many agings and clears.
+        let (mut now, mut later) = (FrequencySketch::new(400), FrequencySketch::new(400));
+        let mut rng = 0x9e37_79b9_7f4a_7c15u64;
+        for i in 1..600_000u64 {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            let key = mix((rng >> 8) % 64 * ((rng >> 20) % 32));
+            match rng % 16 {
+                0..=7 => {
+                    now.record(key);
+                    later.record_later(key);
+                }
+                8..=11 => {
+                    now.count_hit();
+                    later.count_hit();
+                }
+                12 => {
+                    let n = (rng >> 40) as u32 % 5;
+                    now.add(key, n);
+                    later.add(key, n);
+                }
+                13 => assert_eq!(now.frequency(key), later.frequency(key), "step {i}"),
+                14 => {
+                    let since = now.generation().wrapping_sub((rng >> 50) as u16 % 3);
+                    assert_eq!(later.generation(), now.generation(), "step {i}");
+                    assert_eq!(now.aged(13, since), later.aged(13, since), "step {i}");
+                }
+                _ => {}
+            }
+            if i % 150_000 == 0 {
+                now.clear();
+                later.clear();
+            }
+        }
+        println!("{} halvings", now.generation());
+        assert!(now.generation() > 10);
+        later.flush();
+        assert_eq!((now.samples, now.current), (later.samples, later.current));
+        for k in 0..64 * 32 {
+            assert_eq!(now.frequency(mix(k)), later.frequency(mix(k)), "key {k}");
         }
     }
 

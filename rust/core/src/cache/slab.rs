@@ -277,14 +277,15 @@ impl<K, V> Slab<K, V> {
         self.link_front(idx, q);
     }
 
-    /// Removes an entry; its slot is reused by a later insert.
-    pub(crate) fn remove(&mut self, idx: u32) -> Node<K, V> {
+    /// Removes an entry, returning its key and value; its slot is reused by a later
+    /// insert. Inlined, so that only the key and value are copied out of the slot.
+    #[inline(always)]
+    pub(crate) fn remove(&mut self, idx: u32) -> (K, V) {
         self.unlink(idx);
-        let node = self.nodes[idx as usize].take();
         self.free.push(idx);
         self.len -= 1;
-        match node {
-            Some(n) => n,
+        match self.nodes[idx as usize].take() {
+            Some(Node { key, value, .. }) => (key, value),
             None => unreachable!("slot {idx} is free"),
         }
     }
@@ -339,10 +340,10 @@ mod tests {
         s.move_to_front(2, Queue::Window);
         assert_eq!(keys(&s, Queue::Window), [2, 4, 3, 1]);
         assert_eq!(keys(&s, Queue::Probation), [0]);
-        assert_eq!(s.remove(1).key, 1);
+        assert_eq!(s.remove(1).0, 1);
         assert_eq!(keys(&s, Queue::Window), [2, 4, 3]);
         assert!(s.get(1).is_none());
-        assert_eq!(s.remove(s.tail(Queue::Window).unwrap()).key, 3);
+        assert_eq!(s.remove(s.tail(Queue::Window).unwrap()).0, 3);
         assert_eq!(keys(&s, Queue::Window), [2, 4]);
         assert_eq!(s.list(Queue::Window).len, 2);
         assert_eq!(s.len(), 3);

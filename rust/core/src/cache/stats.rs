@@ -123,6 +123,13 @@ impl<K, V> Removed<K, V> {
         }
     }
 
+    /// Takes out the first entry pushed, if any (a write's one evicted or replaced
+    /// entry, usually), so that the caller can drop it its own way.
+    #[inline]
+    pub fn take_one(&mut self) -> Option<(K, V)> {
+        self.one.take()
+    }
+
     /// How many entries it holds.
     #[inline]
     pub fn len(&self) -> usize {
