@@ -28,6 +28,7 @@ use parking_lot::{RwLock, RwLockReadGuard, RwLockUpgradableReadGuard, RwLockWrit
 use rayon::prelude::*;
 
 pub use filter::{Filter, IdHasher, IdSet};
+pub(crate) use graph::normalize;
 pub use graph::MemoryBreakdown;
 pub use params::{Hit, Metric, Params, SearchOptions, Stats};
 pub use rescore::{score_row, score_rows};

@@ -95,9 +95,20 @@ pub fn retry_delay(failures: u32, first: Duration, longest: Duration) -> Duratio
 }
 
 struct Entry {
+    /// As given: what the index is handed.
     vector: Arc<[f32]>,
+    /// As the index keeps it, for searches (`search.rs`).
+    row: Arc<Row>,
     precision: Precision,
     ordinal: u64,
+}
+
+/// A pending node's vector as the index stores it (normalized for cosine) with its
+/// squared norm: a search scores it exactly as the index will once it is linked, to the
+/// last bit, so a node's score does not move when its link lands.
+pub(crate) struct Row {
+    values: Vec<f32>,
+    sq_norm: f32,
 }
 
 #[derive(Default)]
@@ -234,6 +245,7 @@ impl Linker {
             id,
             Entry {
                 vector: vector.into(),
+                row: Arc::new(Row::of(vector, self.shared.metric)),
                 precision,
                 ordinal,
             },
@@ -598,7 +610,7 @@ impl Shared {
 /// The pending nodes at one instant, for a search (`search.rs`).
 pub(crate) struct PendingView {
     ids: Vec<u64>,
-    vectors: Vec<Arc<[f32]>>,
+    rows: Vec<Arc<Row>>,
 }
 
 impl Shared {
@@ -606,7 +618,7 @@ impl Shared {
         let st: MutexGuard<'_, State> = self.state.lock();
         PendingView {
             ids: st.pending.keys().copied().collect(),
-            vectors: st.pending.values().map(|e| e.vector.clone()).collect(),
+            rows: st.pending.values().map(|e| e.row.clone()).collect(),
         }
     }
 }

@@ -3,10 +3,23 @@
 
 use std::cmp::Ordering;
 
-use super::{Linker, PendingView};
+use super::{Linker, PendingView, Row};
 use crate::error::Result;
-use crate::hnsw::{score_row, Filter, Hit, Metric, SearchOptions};
+use crate::hnsw::{normalize, Filter, Hit, Metric, SearchOptions};
 use crate::quant::kernels::kernels;
+
+impl Row {
+    /// `vector` as the index stores it: normalized for cosine, with `‖x‖²` summed as the
+    /// index sums it.
+    pub(crate) fn of(vector: &[f32], metric: Metric) -> Row {
+        let mut values = vector.to_vec();
+        if metric == Metric::Cosine {
+            normalize(&mut values);
+        }
+        let sq_norm = values.iter().map(|v| v * v).sum();
+        Row { values, sq_norm }
+    }
+}
 
 impl Linker {
     /// The `opts.k` nodes closest to each row of `queries` (row-major), best first, the
@@ -58,13 +71,22 @@ impl PendingView {
         k: usize,
         filter: Option<&dyn Filter>,
     ) -> Vec<Hit> {
-        let q_sq = (kernels().dot_f32)(query, query);
+        // As the index scores a full row (`hnsw/query.rs`), to the bit.
+        let q = Row::of(query, metric);
+        let dot = kernels().dot_f32;
         let mut hits: Vec<Hit> = self
             .ids
             .iter()
-            .zip(&self.vectors)
+            .zip(&self.rows)
             .filter(|(&id, _)| filter.is_none_or(|f| f.allows(id)))
-            .map(|(&id, row)| (id, score_row(metric, query, q_sq, row)))
+            .map(|(&id, row)| {
+                let d = dot(&q.values, &row.values);
+                let score = match metric {
+                    Metric::Cosine | Metric::Ip => d,
+                    Metric::L2 => 2.0 * d - row.sq_norm - q.sq_norm,
+                };
+                (id, score)
+            })
             .collect();
         hits.sort_unstable_by(best_first);
         hits.truncate(k);

@@ -3,7 +3,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::*;
-use crate::hnsw::{IdSet, Params, SearchOptions};
+use crate::hnsw::{IdSet, Metric, Params, SearchOptions};
 
 const DIM: usize = 8;
 
@@ -314,4 +314,30 @@ fn a_link_someone_waits_for_runs_at_normal_priority() {
     let stats = linker.stats();
     assert_eq!((stats.batches, stats.urgent_batches), (2, 1));
     linker.close();
+}
+
+#[test]
+fn a_nodes_score_does_not_move_when_its_link_lands() {
+    for metric in [Metric::Cosine, Metric::Ip, Metric::L2] {
+        let mut params = Params::new(DIM);
+        params.metric = metric;
+        let gate = Gate::shut();
+        let linker =
+            Linker::start(Arc::new(Hnsw::new(params).unwrap()), fast(), gate.hook()).unwrap();
+        linker.add(1, &vector(1), Precision::Full).unwrap();
+        let query = vector(2);
+        let score = |linker: &Linker| {
+            linker
+                .search_many(&query, SearchOptions::new(1), None, true)
+                .unwrap()
+                .unwrap()[0][0]
+        };
+        let pending = score(&linker);
+        gate.open();
+        linker.wait_idle(None).unwrap();
+        let linked = score(&linker);
+        assert_eq!(pending.0, linked.0);
+        assert_eq!(pending.1.to_bits(), linked.1.to_bits(), "{metric:?}");
+        linker.close();
+    }
 }
