@@ -18,8 +18,13 @@
 //! version and checksum before it parses anything, then checks every index inside the
 //! body (slots, rows, link targets, levels) against the sizes it read, so that a
 //! truncated, corrupted or hostile file is an error, never a panic or an out-of-bounds
-//! read. A torn write cannot replace a good file: `write_atomic` has the file written to a
-//! temporary file and synced, then renames it over the target and fsyncs the folder.
+//! read. What the reader allocates is bounded by the file's size, except the q8 codes'
+//! level-0 blocks (`level0.rs`): an index with q8 nodes gives every slot, free or at
+//! another precision, room for a code in memory, so a file with few q8 nodes and many
+//! other slots loads into up to `dim` bytes per slot more than it holds, as the index that
+//! wrote it did. A torn write cannot replace a good file: `write_atomic` has the file
+//! written to a temporary file and synced, then renames it over the target and fsyncs the
+//! folder.
 
 use std::collections::HashMap;
 use std::fs::{self, File};
