@@ -39,6 +39,9 @@ def colour(name: str, fallback: int = 0) -> str:
     """The colour of the first known library whose name starts ``name``."""
     if name.startswith("llmkg lru") and "frequency" not in name:
         return "#ff9896"  # the cache's second policy (exact lru): a lighter red
+    if name.startswith("llmkg q8"):
+        # The index's q8 + rescoring lines beside its full-precision one: other reds.
+        return "#ff9896" if "mapped" in name else "#e377c2"
     for prefix, c in COLOURS.items():
         if name.startswith(prefix):
             return c

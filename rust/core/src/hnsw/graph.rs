@@ -1,5 +1,6 @@
-//! The graph's storage: nodes in slots, their vectors in precision arenas, their links in
-//! atomic arrays (a prepared query scores any slot: `query.rs`).
+//! The graph's storage: nodes in slots, their vectors in precision arenas (q8 codes in
+//! the level-0 blocks, beside the links: `level0.rs`), their links in atomic arrays (a
+//! prepared query scores any slot: `query.rs`).
 //!
 //! Concurrency model (see `mod.rs`): structural changes (new slots, removals, freeing
 //! compacted slots, precision changes) happen under the index's write lock; linking,
@@ -13,9 +14,10 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use parking_lot::Mutex;
 
+use super::level0::Level0;
 use super::{Metric, Params};
 use crate::quant::kernels::kernels;
-use crate::quant::{decode_into, CodeArena, Precision};
+use crate::quant::{decode_into, CodeArena, Precision, RowParams};
 
 pub(crate) const NONE: u32 = u32::MAX;
 pub(crate) const NO_ENTRY: u64 = u64::MAX;
@@ -37,7 +39,8 @@ pub(crate) enum SlotState {
 /// Per-slot facts other than the id and the links.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct SlotMeta {
-    /// Row of the slot's code in the arena of its precision (the f32 arena for `Full`).
+    /// Row of the slot's code in the arena of its precision (the f32 arena for `Full`; for
+    /// `Q8`, the slot itself: its code is in its level-0 block).
     pub code_row: u32,
     /// Row of the slot's full vector, or `NONE` (codes only, `keep_full = false`).
     pub full_row: u32,
@@ -68,15 +71,15 @@ pub(crate) struct Graph {
     /// What a search needs to know of a slot besides its links, packed so that a visit
     /// touches one cache line for it.
     pub meta: Vec<SlotMeta>,
-    /// Level-0 links, `1 + m0` per slot: the count, then the neighbours.
-    pub links0: Vec<AtomicU32>,
+    /// Per slot, its level-0 links (the count, then `m0` neighbours) and, while the index
+    /// holds q8 codes, its q8 code: what a visit at level 0 reads, in one block.
+    pub level0: Level0,
     /// Links above level 0, `level × (1 + m_up)` per slot.
     pub links_up: Vec<Box<[AtomicU32]>>,
     /// Held while a slot's links are rewritten.
     pub locks: Vec<Mutex<()>>,
 
     pub full: CodeArena<f32>,
-    pub q8: CodeArena<u8>,
     pub q4: CodeArena<u8>,
     pub binary: CodeArena<u8>,
 
@@ -106,11 +109,10 @@ impl Graph {
             level_mult: 1.0 / (m_up.max(2) as f64).ln(),
             ids: Vec::new(),
             meta: Vec::new(),
-            links0: Vec::new(),
+            level0: Level0::new(2 * m_up),
             links_up: Vec::new(),
             locks: Vec::new(),
             full: CodeArena::new(dim),
-            q8: CodeArena::new(Precision::Q8.code_bytes(dim)),
             q4: CodeArena::new(Precision::Q4.code_bytes(dim)),
             binary: CodeArena::new(Precision::Binary.code_bytes(dim)),
             id_map: HashMap::new(),
@@ -151,8 +153,7 @@ impl Graph {
     #[inline]
     pub fn link_list(&self, slot: u32, level: usize) -> &[AtomicU32] {
         if level == 0 {
-            let start = slot as usize * (1 + self.m0);
-            &self.links0[start..start + 1 + self.m0]
+            self.level0.links(slot)
         } else {
             let start = (level - 1) * (1 + self.m_up);
             &self.links_up[slot as usize][start..start + 1 + self.m_up]
@@ -202,16 +203,28 @@ impl Graph {
 
     /// Append the decoded code of a slot that keeps no full row to `out`.
     pub fn decode_append(&self, slot: u32, out: &mut Vec<f32>) {
-        let m = self.meta[slot as usize];
+        let (precision, code, params) = self.code(slot);
         let start = out.len();
         out.resize(start + self.params.dim, 0.0);
-        let arena = self.code_arena(m.precision);
-        decode_into(
-            m.precision,
-            arena.row(m.code_row),
-            arena.params(m.code_row),
-            &mut out[start..],
-        );
+        decode_into(precision, code, params, &mut out[start..]);
+    }
+
+    /// The code of a slot stored below full precision, with its precision and parameters.
+    #[inline]
+    pub fn code(&self, slot: u32) -> (Precision, &[u8], RowParams) {
+        let m = self.meta[slot as usize];
+        match m.precision {
+            Precision::Q8 => (
+                m.precision,
+                self.level0.code(slot),
+                self.level0.params(slot),
+            ),
+            Precision::Full => unreachable!("full rows live in the f32 arena"),
+            p => {
+                let arena = self.code_arena(p);
+                (p, arena.row(m.code_row), arena.params(m.code_row))
+            }
+        }
     }
 
     /// `‖x‖²` of the slot's best available representation (only the l2 metric needs it;
@@ -225,27 +238,36 @@ impl Graph {
         if self.meta[s].full_row != NONE {
             self.full.params(self.meta[s].full_row).sq_norm
         } else {
-            self.code_arena(self.meta[s].precision)
-                .params(self.meta[s].code_row)
-                .sq_norm
+            self.code(slot).2.sq_norm
         }
     }
 
+    /// The arena of q4 or binary codes (q8 codes are in the level-0 blocks, full rows in
+    /// the f32 arena).
     pub fn code_arena(&self, p: Precision) -> &CodeArena<u8> {
         match p {
-            Precision::Q8 => &self.q8,
             Precision::Q4 => &self.q4,
             Precision::Binary => &self.binary,
+            Precision::Q8 => unreachable!("q8 codes live in the level-0 blocks"),
             Precision::Full => unreachable!("full rows live in the f32 arena"),
         }
     }
 
     pub fn code_arena_mut(&mut self, p: Precision) -> &mut CodeArena<u8> {
         match p {
-            Precision::Q8 => &mut self.q8,
             Precision::Q4 => &mut self.q4,
             Precision::Binary => &mut self.binary,
+            Precision::Q8 => unreachable!("q8 codes live in the level-0 blocks"),
             Precision::Full => unreachable!("full rows live in the f32 arena"),
+        }
+    }
+
+    /// Give the level-0 blocks a q8 code region if they have none (before a q8 code is
+    /// stored): a copy of the blocks, once.
+    fn ensure_q8_region(&mut self) {
+        let width = Precision::Q8.code_bytes(self.params.dim);
+        if self.level0.code_bytes() != width {
+            self.level0.set_code_bytes(width);
         }
     }
 
@@ -268,6 +290,9 @@ impl Graph {
     /// Address of a slot's link list at `level`, for prefetching.
     #[inline]
     pub fn links_ptr(&self, slot: u32, level: usize) -> *const u8 {
+        if level == 0 {
+            return self.level0.links_ptr(slot);
+        }
         self.link_list(slot, level).as_ptr().cast()
     }
 
@@ -281,6 +306,7 @@ impl Graph {
         match m.precision {
             Precision::Full => self.full.row(m.code_row).as_ptr().cast(),
             _ if use_full && m.full_row != NONE => self.full.row(m.full_row).as_ptr().cast(),
+            Precision::Q8 => self.level0.code(slot).as_ptr(),
             p => self.code_arena(p).row(m.code_row).as_ptr(),
         }
     }
@@ -304,7 +330,6 @@ impl Graph {
         let new_slots = extra.saturating_sub(self.free_slots.len());
         self.ids.reserve(new_slots);
         self.meta.reserve(new_slots);
-        self.links0.reserve(new_slots * (1 + self.m0));
         self.links_up.reserve(new_slots);
         self.locks.reserve(new_slots);
         let mut per = [0usize; 4];
@@ -313,7 +338,12 @@ impl Graph {
         }
         let fulls = if self.params.keep_full { extra } else { per[0] };
         self.full.reserve(fulls)?;
-        self.q8.reserve(per[1])?;
+        // The blocks take their final shape first: reserving, then reshaping, would
+        // reserve blocks of the old size.
+        if per[Precision::Q8 as usize] > 0 {
+            self.ensure_q8_region();
+        }
+        self.level0.reserve(new_slots);
         self.q4.reserve(per[2])?;
         self.binary.reserve(per[3])
     }
@@ -331,8 +361,7 @@ impl Graph {
             None => {
                 self.ids.push(0);
                 self.meta.push(SlotMeta::FREE);
-                let m0 = self.m0;
-                self.links0.extend((0..=m0).map(|_| AtomicU32::new(0)));
+                self.level0.push();
                 self.links_up.push(Box::new([]));
                 self.locks.push(Mutex::new(()));
                 (self.ids.len() - 1) as u32
@@ -342,7 +371,7 @@ impl Graph {
         self.ids[s] = id;
         self.meta[s].level = level as u8;
         self.meta[s].state = SlotState::Live;
-        self.links0[s * (1 + self.m0)].store(0, Ordering::Relaxed);
+        self.level0.links(slot)[0].store(0, Ordering::Relaxed);
         self.links_up[s] = (0..level * (1 + self.m_up))
             .map(|_| AtomicU32::new(0))
             .collect();
@@ -366,6 +395,12 @@ impl Graph {
         self.per_precision[precision as usize] += 1;
         if precision == Precision::Full {
             self.meta[s].code_row = self.meta[s].full_row;
+        } else if precision == Precision::Q8 {
+            self.ensure_q8_region();
+            let mut code = vec![0u8; self.level0.code_bytes()];
+            let p = crate::quant::encode(precision, vector, &mut code);
+            self.level0.write_code(slot, &code, p);
+            self.meta[s].code_row = slot;
         } else {
             let arena = self.code_arena_mut(precision);
             let row = arena.alloc();
@@ -388,7 +423,8 @@ impl Graph {
     pub fn release_vector(&mut self, slot: u32) {
         let s = slot as usize;
         let p = self.meta[s].precision;
-        if p != Precision::Full {
+        // A q8 code is part of the slot's block, which goes with the slot.
+        if p != Precision::Full && p != Precision::Q8 {
             let row = self.meta[s].code_row;
             self.code_arena_mut(p).release(row);
         }
@@ -420,7 +456,7 @@ impl Graph {
                 }
             }
         }
-        for p in [Precision::Q8, Precision::Q4, Precision::Binary] {
+        for p in [Precision::Q4, Precision::Binary] {
             if let Some(map) = self.code_arena_mut(p).repack() {
                 for m in self
                     .meta
@@ -430,6 +466,11 @@ impl Graph {
                     m.code_row = map[m.code_row as usize];
                 }
             }
+        }
+        // No q8 node left (after a compaction or a change of precision): the blocks shrink
+        // back to their links.
+        if self.per_precision[Precision::Q8 as usize] == 0 && self.level0.code_bytes() > 0 {
+            self.level0.set_code_bytes(0);
         }
         self.recompute_rows_are_slots();
     }
@@ -469,7 +510,8 @@ impl Graph {
             + self.meta.capacity() * std::mem::size_of::<SlotMeta>()
             + self.locks.capacity() * std::mem::size_of::<Mutex<()>>()
             + self.free_slots.capacity() * 4;
-        let links = self.links0.capacity() * 4
+        let (level0_codes, level0_links) = self.level0.memory_bytes();
+        let links = level0_links
             + self.links_up.capacity() * std::mem::size_of::<Box<[AtomicU32]>>()
             + self.links_up.iter().map(|l| l.len() * 4).sum::<usize>();
         // hashbrown: one control byte and one (u64, u32) bucket, padded to 16, per bucket.
@@ -477,7 +519,7 @@ impl Graph {
         MemoryBreakdown {
             full_vectors: self.full.memory_bytes(),
             mapped_vectors: self.full.mapped_bytes(),
-            codes: self.q8.memory_bytes() + self.q4.memory_bytes() + self.binary.memory_bytes(),
+            codes: level0_codes + self.q4.memory_bytes() + self.binary.memory_bytes(),
             links,
             ids: per_slot + id_map,
         }

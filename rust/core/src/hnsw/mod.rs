@@ -16,6 +16,7 @@
 mod filter;
 mod graph;
 mod insert;
+mod level0;
 mod params;
 mod persist;
 mod precision;
@@ -447,6 +448,21 @@ impl Graph {
             assert_eq!(self.ids[slot as usize], id);
             assert_eq!(self.meta[slot as usize].state, SlotState::Live);
         }
+        // One level-0 block per slot; a q8 code region while (and only while, once the
+        // arenas are repacked) q8 nodes are in the index, and each q8 node's code in its
+        // own block.
+        assert_eq!(self.level0.slots(), self.slots());
+        if self.per_precision[Precision::Q8 as usize] > 0 {
+            assert_eq!(
+                self.level0.code_bytes(),
+                Precision::Q8.code_bytes(self.params.dim)
+            );
+        }
+        for (slot, m) in self.meta.iter().enumerate() {
+            if m.state != SlotState::Free && m.precision == Precision::Q8 {
+                assert_eq!(m.code_row, slot as u32);
+            }
+        }
     }
 }
 
@@ -454,6 +470,8 @@ impl Graph {
 mod tests;
 #[cfg(test)]
 mod tests_files;
+#[cfg(test)]
+mod tests_level0;
 #[cfg(test)]
 mod tests_locks;
 #[cfg(test)]

@@ -18,8 +18,13 @@
 //! version and checksum before it parses anything, then checks every index inside the
 //! body (slots, rows, link targets, levels) against the sizes it read, so that a
 //! truncated, corrupted or hostile file is an error, never a panic or an out-of-bounds
-//! read. A torn write cannot replace a good file: `write_atomic` has the file written to a
-//! temporary file and synced, then renames it over the target and fsyncs the folder.
+//! read. What the reader allocates is bounded by the file's size, except the q8 codes'
+//! level-0 blocks (`level0.rs`): an index with q8 nodes gives every slot, free or at
+//! another precision, room for a code in memory, so a file with few q8 nodes and many
+//! other slots loads into up to `dim` bytes per slot more than it holds, as the index that
+//! wrote it did. A torn write cannot replace a good file: `write_atomic` has the file
+//! written to a temporary file and synced, then renames it over the target and fsyncs the
+//! folder.
 
 use std::collections::HashMap;
 use std::fs::{self, File};
@@ -71,14 +76,25 @@ pub(crate) fn encode_into<W: Write>(g: &Graph, out: W) -> io::Result<W> {
     for &v in &g.ids {
         w.u64(v)?;
     }
+    // In memory, q8 codes live in the level-0 blocks; the file keeps its q8 arena, packed:
+    // a q8 slot's row is its rank among the q8 slots.
+    let mut q8_rank = 0u32;
     for m in &g.meta {
-        w.u32(m.code_row)?;
+        let code_row = if m.state != SlotState::Free && m.precision == Precision::Q8 {
+            q8_rank += 1;
+            q8_rank - 1
+        } else {
+            m.code_row
+        };
+        w.u32(code_row)?;
         w.u32(m.full_row)?;
         w.u8(m.level)?;
         w.u8(m.state as u8)?;
         w.u8(m.precision as u8)?;
     }
-    w.atomics(&g.links0)?;
+    for slot in 0..n as u32 {
+        w.atomics(g.level0.links(slot))?;
+    }
     for links in &g.links_up {
         w.u64(links.len() as u64)?;
         w.atomics(links)?;
@@ -90,13 +106,30 @@ pub(crate) fn encode_into<W: Write>(g: &Graph, out: W) -> io::Result<W> {
     w.u64(params.len() as u64)?;
     w.f32s(data)?;
     w.arena_tail(params, g.full.free_rows())?;
-    for arena in [&g.q8, &g.q4, &g.binary] {
+    w.u64(q8_rank as u64)?;
+    for slot in q8_slots(g) {
+        w.put(g.level0.code(slot))?;
+    }
+    for slot in q8_slots(g) {
+        let p = g.level0.params(slot);
+        w.array(&[p.offset, p.scale, p.sq_norm], |v| v.to_le_bytes())?;
+    }
+    w.arena_tail(&[], &[])?;
+    for arena in [&g.q4, &g.binary] {
         let (data, params) = arena.raw();
         w.u64(params.len() as u64)?;
         w.put(data)?;
         w.arena_tail(params, arena.free_rows())?;
     }
     w.finish()
+}
+
+/// The slots whose code the file's q8 arena holds, in slot order (their rows).
+fn q8_slots(g: &Graph) -> impl Iterator<Item = u32> + '_ {
+    (0..g.slots() as u32).filter(|&s| {
+        let m = &g.meta[s as usize];
+        m.state != SlotState::Free && m.precision == Precision::Q8
+    })
 }
 
 /// The exact length of what `encode_into` writes, from the sizes alone (a zstd frame
@@ -108,12 +141,13 @@ pub(crate) fn encoded_len(g: &Graph) -> u64 {
         + 8 + 1 + 8 * 4 + 1 // params
         + 8 + 8 // rng, entry
         + 8 + (8 + 11) * g.slots() // slot count, ids, meta
-        + 4 * g.links0.len()
+        + 4 * (1 + g.m0) * g.slots()
         + g.links_up.iter().map(|l| 8 + 4 * l.len()).sum::<usize>()
         + 8 + 4 * g.free_slots.len()
         + 8 + 4 * full.len() + arena_tail(full_params, g.full.free_rows())
         + 4; // crc32
-    for arena in [&g.q8, &g.q4, &g.binary] {
+    len += 8 + q8_slots(g).count() * (Precision::Q8.code_bytes(g.params.dim) + 12) + 8;
+    for arena in [&g.q4, &g.binary] {
         let (data, params) = arena.raw();
         len += 8 + data.len() + arena_tail(params, arena.free_rows());
     }
@@ -245,9 +279,20 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<Graph> {
         .checked_mul(1 + g.m0)
         .ok_or_else(|| corrupt("slot count overflows"))?;
     r.need(links0_len * 4)?;
-    g.links0 = (0..links0_len)
-        .map(|_| r.u32().map(AtomicU32::new))
-        .collect::<Result<_>>()?;
+    let any_q8 = g
+        .meta
+        .iter()
+        .any(|m| m.state != SlotState::Free && m.precision == Precision::Q8);
+    if any_q8 {
+        g.level0.set_code_bytes(Precision::Q8.code_bytes(dim));
+    }
+    g.level0.reserve(n);
+    for _ in 0..n {
+        let slot = g.level0.push();
+        for cell in g.level0.links(slot) {
+            cell.store(r.u32()?, Ordering::Relaxed);
+        }
+    }
     g.links_up = Vec::with_capacity(n);
     for _ in 0..n {
         let len = r.count("links", 4)?;
@@ -265,23 +310,38 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<Graph> {
     let data = (0..rows * dim).map(|_| r.f32()).collect::<Result<_>>()?;
     let (params_, free_rows) = r.arena_tail(rows)?;
     g.full = CodeArena::from_parts(dim, data, params_, free_rows);
+    let mut q8 = CodeArena::new(0);
     for p in [Precision::Q8, Precision::Q4, Precision::Binary] {
         let width = p.code_bytes(dim);
         let rows = r.count("code rows", width)?;
         let data = r.bytes(rows * width)?.to_vec();
         let (params_, free_rows) = r.arena_tail(rows)?;
-        *g.code_arena_mut(p) = CodeArena::from_parts(width, data, params_, free_rows);
+        let arena = CodeArena::from_parts(width, data, params_, free_rows);
+        match p {
+            Precision::Q8 => q8 = arena,
+            _ => *g.code_arena_mut(p) = arena,
+        }
     }
     if r.pos != body.len() {
         return Err(corrupt("trailing bytes after the index"));
     }
     g.entry = AtomicU64::new(entry);
-    validate(&mut g)?;
+    validate(&mut g, &q8)?;
+    // Every q8 slot's row is in range (validated): move the codes into the blocks.
+    for s in 0..n as u32 {
+        let m = g.meta[s as usize];
+        if m.state != SlotState::Free && m.precision == Precision::Q8 {
+            g.level0
+                .write_code(s, q8.row(m.code_row), q8.params(m.code_row));
+            g.meta[s as usize].code_row = s;
+        }
+    }
     Ok(g)
 }
 
-/// Check every cross-reference of a decoded graph and rebuild what is derived.
-fn validate(g: &mut Graph) -> Result<()> {
+/// Check every cross-reference of a decoded graph (whose q8 codes are still in the
+/// file's arena, `q8`) and rebuild what is derived.
+fn validate(g: &mut Graph, q8: &CodeArena<u8>) -> Result<()> {
     let n = g.slots();
     let mut id_map = HashMap::with_capacity(n);
     let (mut live, mut deleted, mut per) = (0, 0, [0usize; 4]);
@@ -317,6 +377,7 @@ fn validate(g: &mut Graph) -> Result<()> {
         };
         let code_ok = match p {
             Precision::Full => g.meta[s].code_row == g.meta[s].full_row,
+            Precision::Q8 => (g.meta[s].code_row as usize) < q8.rows(),
             _ => (g.meta[s].code_row as usize) < g.code_arena(p).rows(),
         };
         if !full_ok || !code_ok {
@@ -353,7 +414,7 @@ fn validate(g: &mut Graph) -> Result<()> {
     } else if live + deleted > 0 {
         return Err(corrupt("nodes without an entry point"));
     }
-    for arena in [&g.q8, &g.q4, &g.binary] {
+    for arena in [q8, &g.q4, &g.binary] {
         if arena
             .free_rows()
             .iter()

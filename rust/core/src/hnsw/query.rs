@@ -21,7 +21,10 @@ pub(crate) struct QueryCtx {
     q_i8: Vec<i8>,
     q_scale: f32,
     /// Score with full rows where kept (construction, rescoring); codes otherwise.
-    pub use_full: bool,
+    use_full: bool,
+    /// Every slot in use is a q8 node and codes are scored (`!use_full`): a score reads
+    /// the slot's level-0 block and nothing else, without its metadata.
+    pub q8_slots: bool,
 }
 
 impl Default for QueryCtx {
@@ -37,6 +40,7 @@ impl Default for QueryCtx {
             q_i8: Vec::new(),
             q_scale: 0.0,
             use_full: false,
+            q8_slots: false,
         }
     }
 }
@@ -49,7 +53,7 @@ impl QueryCtx {
         if g.params.metric == Metric::Cosine {
             normalize(&mut self.q);
         }
-        self.use_full = use_full;
+        self.set_use_full(g, use_full);
         self.sum = self.q.iter().sum();
         self.sq_norm = self.q.iter().map(|v| v * v).sum();
         let codes_in_play = !(use_full && g.params.keep_full);
@@ -78,10 +82,26 @@ impl QueryCtx {
         }
     }
 
+    /// Score with the full rows where they are kept (`true`: construction, rescoring), or
+    /// with the codes.
+    pub fn set_use_full(&mut self, g: &Graph, use_full: bool) {
+        self.use_full = use_full;
+        let in_use = g.live + g.deleted;
+        self.q8_slots =
+            !use_full && in_use > 0 && g.per_precision[Precision::Q8 as usize] == in_use;
+    }
+
+    pub fn use_full(&self) -> bool {
+        self.use_full
+    }
+
     /// Score of `slot` for this query (higher is closer).
     #[inline]
     pub fn score(&self, g: &Graph, slot: u32) -> f32 {
         let k = self.kern;
+        if self.q8_slots {
+            return self.score_q8(g, slot);
+        }
         if g.rows_are_slots {
             let dot = (k.dot_f32)(&self.q, g.full.row(slot));
             return match g.params.metric {
@@ -104,10 +124,7 @@ impl QueryCtx {
         }
         let row = m.code_row;
         let (levels, p) = match m.precision {
-            Precision::Q8 => (
-                (k.dot_i8_u8)(&self.q_i8, g.q8.row(row)) as f32 * self.q_scale,
-                g.q8.params(row),
-            ),
+            Precision::Q8 => return self.score_q8(g, slot),
             Precision::Q4 => (
                 (k.dot_u4)(&self.even, &self.odd, g.q4.row(row)),
                 g.q4.params(row),
@@ -120,6 +137,18 @@ impl QueryCtx {
             Precision::Full => unreachable!("full rows are scored above"),
         };
         let dot = p.offset * self.sum + p.scale * levels;
+        match g.params.metric {
+            Metric::Cosine | Metric::Ip => dot,
+            Metric::L2 => 2.0 * dot - p.sq_norm - self.sq_norm,
+        }
+    }
+
+    /// Score of a q8 slot from its code in its level-0 block.
+    #[inline]
+    fn score_q8(&self, g: &Graph, slot: u32) -> f32 {
+        let levels = (self.kern.dot_i8_u8)(&self.q_i8, g.level0.code(slot)) as f32;
+        let p = g.level0.params(slot);
+        let dot = p.offset * self.sum + p.scale * (levels * self.q_scale);
         match g.params.metric {
             Metric::Cosine | Metric::Ip => dot,
             Metric::L2 => 2.0 * dot - p.sq_norm - self.sq_norm,

@@ -630,16 +630,15 @@ fn one_node_adds_grow_the_arrays_amortized() {
     let dim = 8;
     let index = Hnsw::new(Params::new(dim)).unwrap();
     let vectors = data(2000, dim, 5);
-    let arrays = ["ids", "links0", "full", "q8"];
+    let arrays = ["ids", "level0", "full"];
     let pointers = |g: &Graph| {
         [
             g.ids.as_ptr() as usize,
-            g.links0.as_ptr() as usize,
+            g.level0.as_ptr() as usize,
             g.full.raw().0.as_ptr() as usize,
-            g.q8.raw().0.as_ptr() as usize,
         ]
     };
-    let mut moves = [0usize; 4];
+    let mut moves = [0usize; 3];
     let mut before = pointers(&index.graph.read());
     for (i, row) in vectors.chunks_exact(dim).enumerate() {
         let precision = [Precision::Full, Precision::Q8][i % 2];
