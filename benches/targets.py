@@ -118,7 +118,7 @@ def engine_rows(e: dict[str, Any]) -> list[Row]:
     )  # time ratio: ours over theirs
     fsync = rate("llmkg", "single", "allocate, 8 threads, fsync")
     chroma = rate("chromadb", "single", "one point")
-    source = e["run"]["command"] + f" ({e['meta'].get('facts', '')[:60]}...)"
+    source = e["run"]["command"]
     return [
         Row(
             "engine search p50 / p95, k=50, vs qdrant-edge with payload",
