@@ -7,7 +7,7 @@ is embedded in one call, searched in one call into the core (the queries spread 
 every core; the nodes of earlier runs are found while they wait for their link), placed
 in one store transaction and queued for the linker together. A fact may take an earlier
 fact of its own run as parent or neighbour, as it would had they been allocated one after
-the other: their similarities are one matrix product.
+the other: their similarities are scored in the core, one call a fact.
 
 A fact whose triple is stored already (or repeats one earlier in its run) ends the run and
 is allocated alone, as ``allocate`` would (its node, its confidence raised)."""
@@ -21,12 +21,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from llmkg import tracing
-from llmkg._core import MISSING_ID, embed_facts
-from llmkg.engine.facts import Fact, FactError, PlacedFact, parse_fact
+from llmkg._core import MISSING_ID, embed_facts, score_rows
+from llmkg.engine.facts import Fact, PlacedFact, parse_batch
 from llmkg.engine.results import AllocationResult, Neighbor
 
 if TYPE_CHECKING:
     from llmkg._core import Linker
+    from llmkg.config.schema import Metric
     from llmkg.engine.config import EngineConfig
     from llmkg.engine.filters import FactIndex
     from llmkg.engine.records import RecordCache
@@ -36,21 +37,10 @@ if TYPE_CHECKING:
 RUN = 256
 
 
-def similarities(metric: str, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """The index's score of each row of ``a`` against each row of ``b`` (higher is
-    closer): cosine similarity, inner product or negative squared distance."""
-    if metric == "cosine":
-        a = a / np.maximum(np.linalg.norm(a, axis=1, keepdims=True), np.float32(1e-30))
-        b = b / np.maximum(np.linalg.norm(b, axis=1, keepdims=True), np.float32(1e-30))
-        cosine: np.ndarray = a @ b.T
-        return cosine
-    if metric == "ip":
-        inner: np.ndarray = a @ b.T
-        return inner
-    sq_a = np.einsum("ij,ij->i", a, a)[:, None]
-    sq_b = np.einsum("ij,ij->i", b, b)[None, :]
-    negative_sq: np.ndarray = 2 * (a @ b.T) - sq_a - sq_b
-    return negative_sq
+def similarities(metric: Metric, rows: np.ndarray) -> np.ndarray:
+    """Each row of ``rows`` against each, scored as the index scores (the core's
+    ``score_rows``: one definition of every metric)."""
+    return np.stack([score_rows(row, rows, metric) for row in rows])
 
 
 class BulkAllocation:
@@ -69,12 +59,7 @@ class BulkAllocation:
         in input order. Every fact is validated before any is stored (``FactError`` names
         the index of the bad one)."""
         c = self.config
-        raw = list(facts)
-        if len(raw) > c.max_batch:
-            raise FactError("facts", f"at most {c.max_batch} facts per batch, got {len(raw)}")
-        parsed = [
-            parse_fact(f, c.dim, c.max_text_length, prefix=f"facts[{i}]") for i, f in enumerate(raw)
-        ]
+        parsed = parse_batch(list(facts), c.dim, c.max_text_length, c.max_batch)
         results: list[AllocationResult] = []
         run: list[Fact] = []
         in_run: set[tuple[str, str, str]] = set()
@@ -111,7 +96,7 @@ class BulkAllocation:
             with tracing.span("candidates"):
                 ids, scores = self.linker.search(vectors, k=k, exact=direct)
         # Each fact against the facts before it in the run (the strict lower triangle).
-        own = similarities(c.metric, vectors, vectors)
+        own = similarities(c.metric, vectors)
         own[np.triu_indices(len(run))] = -np.inf
         earlier = np.argsort(-own, axis=1, kind="stable")[:, :k]
         earlier_scores = np.take_along_axis(own, earlier, axis=1).tolist()

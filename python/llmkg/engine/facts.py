@@ -4,7 +4,7 @@ triple that identifies a fact."""
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -101,15 +101,12 @@ def parse_fact(
     )
 
 
-def check_batch(facts: Iterable[Any], dim: int, max_text_length: int, max_batch: int) -> list[Any]:
-    """A batch of facts as a list, every one checked before any is stored (``FactError``
-    names ``facts[i]``), at most ``max_batch`` of them."""
-    facts = list(facts)
+def parse_batch(facts: Sequence[Any], dim: int, max_text_length: int, max_batch: int) -> list[Fact]:
+    """Every fact of a batch parsed before any is stored (``FactError`` names
+    ``facts[i]``), at most ``max_batch`` of them."""
     if len(facts) > max_batch:
         raise FactError("facts", f"at most {max_batch} facts per batch, got {len(facts)}")
-    for i, fact in enumerate(facts):
-        parse_fact(fact, dim, max_text_length, prefix=f"facts[{i}]")
-    return facts
+    return [parse_fact(f, dim, max_text_length, prefix=f"facts[{i}]") for i, f in enumerate(facts)]
 
 
 def check_search(embedding: Any, text: Any, k: Any, ef: Any, max_k: int) -> None:

@@ -29,9 +29,9 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from llmkg._core import embed_fact, embed_text, score_rows
 from llmkg.engine.facts import (
-    check_batch,
     check_search,
     embedding_field,
+    parse_batch,
     parse_fact,
     text_field,
 )
@@ -168,8 +168,9 @@ class Router:
         """In order, each placed among the ones before it; every fact is checked before
         any is stored."""
         c = self.config
-        facts = check_batch(facts, c.dim, c.max_text_length, c.max_batch)
-        return [await self.allocate(raw, f"facts[{i}]") for i, raw in enumerate(facts)]
+        given = list(facts)
+        parse_batch(given, c.dim, c.max_text_length, c.max_batch)
+        return [await self.allocate(raw, f"facts[{i}]") for i, raw in enumerate(given)]
 
     async def delete(self, node_id: int) -> bool:
         partition = await self.run(self.whole.partition_of, node_id)
