@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use llmkg_core::facts::{FactIndex, FactQuery};
-use llmkg_core::hnsw::{Filter, Hnsw, IdSet, Metric, Params, SearchOptions};
+use llmkg_core::hnsw::{Filter, Hit, Hnsw, IdSet, Metric, Params, SearchOptions};
 use llmkg_core::quant::Precision;
 use numpy::ndarray::Array2;
 use numpy::{IntoPyArray, PyArray1};
@@ -70,7 +70,7 @@ impl IdFilter {
     }
 }
 
-pub(crate) fn parse_precisions(obj: Option<&Bound<'_, PyAny>>) -> PyResult<Vec<Precision>> {
+fn parse_precisions(obj: Option<&Bound<'_, PyAny>>) -> PyResult<Vec<Precision>> {
     let Some(obj) = obj else {
         return Ok(Vec::new());
     };
@@ -91,7 +91,7 @@ pub(crate) fn parse_precisions(obj: Option<&Bound<'_, PyAny>>) -> PyResult<Vec<P
 }
 
 /// A search's `filter` argument, owned so that the search runs detached.
-pub(crate) enum SearchFilter {
+enum SearchFilter {
     Ids(Arc<IdSet>),
     /// Read in place under the facts' read lock, for the whole search.
     Facts(Arc<FactIndex>, FactQuery),
@@ -100,7 +100,7 @@ pub(crate) enum SearchFilter {
 impl SearchFilter {
     /// `search(filter)` with this filter in force: under the facts' read lock for a fact
     /// filter, taken at once or not at all (`Ok(None)`) when `wait` is false.
-    pub(crate) fn apply<R>(
+    fn apply<R>(
         filter: Option<&SearchFilter>,
         wait: bool,
         search: impl FnOnce(Option<&dyn Filter>) -> llmkg_core::Result<Option<R>>,
@@ -123,7 +123,7 @@ impl SearchFilter {
     }
 }
 
-pub(crate) fn parse_filter(obj: Option<&Bound<'_, PyAny>>) -> PyResult<Option<SearchFilter>> {
+fn parse_filter(obj: Option<&Bound<'_, PyAny>>) -> PyResult<Option<SearchFilter>> {
     match obj {
         None => Ok(None),
         Some(o) if o.is_none() => Ok(None),
@@ -143,7 +143,7 @@ pub(crate) fn parse_filter(obj: Option<&Bound<'_, PyAny>>) -> PyResult<Option<Se
 
 /// Search results as numpy arrays `(ids, scores)`: `(k,)` for one query (`one`), else
 /// `(rows, k)`; slots beyond the hits found hold `MISSING_ID` and `-inf`.
-pub(crate) fn hit_arrays<'py>(
+fn hit_arrays<'py>(
     py: Python<'py>,
     hits: &[Vec<(u64, f32)>],
     k: usize,
@@ -173,6 +173,68 @@ pub(crate) fn hit_arrays<'py>(
         ids.into_pyarray(py).into_any(),
         scores.into_pyarray(py).into_any(),
     ))
+}
+
+/// A search call's arguments, converted while attached (owned, so that the search runs
+/// detached): what `HnswIndex.search` and `Linker.search` share.
+pub(crate) struct SearchRequest {
+    queries: Vec<f32>,
+    /// A `(dim,)` query, answered with `(k,)` arrays.
+    one: bool,
+    filter: Option<SearchFilter>,
+    opts: SearchOptions,
+}
+
+impl SearchRequest {
+    pub(crate) fn parse(
+        queries: &Bound<'_, PyAny>,
+        dim: usize,
+        k: usize,
+        ef: Option<usize>,
+        rescore: bool,
+        filter: Option<&Bound<'_, PyAny>>,
+        exact: bool,
+    ) -> PyResult<SearchRequest> {
+        let (queries, _, one) = convert::matrix(queries, "queries", dim, true)?;
+        Ok(SearchRequest {
+            queries,
+            one,
+            filter: parse_filter(filter)?,
+            opts: SearchOptions {
+                k,
+                ef,
+                rescore,
+                exact,
+            },
+        })
+    }
+
+    /// `search(queries, opts, filter)` detached, with the filter in force (`wait`: see
+    /// `SearchFilter::apply`); its hits as numpy arrays, or `IndexBusyError` when it
+    /// declined to wait.
+    pub(crate) fn run<'py>(
+        self,
+        py: Python<'py>,
+        wait: bool,
+        search: impl FnOnce(
+                &[f32],
+                SearchOptions,
+                Option<&dyn Filter>,
+            ) -> llmkg_core::Result<Option<Vec<Vec<Hit>>>>
+            + Send,
+    ) -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyAny>)> {
+        let SearchRequest {
+            queries,
+            one,
+            filter,
+            opts,
+        } = self;
+        let hits = detached(py, || {
+            SearchFilter::apply(filter.as_ref(), wait, |f| search(&queries, opts, f))
+        })?
+        .ok_or_else(|| IndexBusyError::new_err("the index is held by a writer"))?;
+        hit_arrays(py, &hits, opts.k, one)
+    }
 }
 
 impl HnswIndex {
@@ -280,27 +342,15 @@ impl HnswIndex {
         exact: bool,
         wait: bool,
     ) -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyAny>)> {
-        let dim = self.inner.dim();
-        let (queries, _, one) = convert::matrix(queries, "queries", dim, true)?;
-        let filter = parse_filter(filter)?;
-        let opts = SearchOptions {
-            k,
-            ef,
-            rescore,
-            exact,
-        };
         let index = &self.inner;
-        let hits = detached(py, || {
-            SearchFilter::apply(filter.as_ref(), wait, |f| {
-                if wait {
-                    index.search_many(&queries, opts, f, None).map(Some)
-                } else {
-                    index.try_search_many(&queries, opts, f, None)
-                }
-            })
-        })?
-        .ok_or_else(|| IndexBusyError::new_err("the index is held by a writer"))?;
-        hit_arrays(py, &hits, k, one)
+        let request = SearchRequest::parse(queries, index.dim(), k, ef, rescore, filter, exact)?;
+        request.run(py, wait, |queries, opts, f| {
+            if wait {
+                index.search_many(queries, opts, f, None).map(Some)
+            } else {
+                index.try_search_many(queries, opts, f, None)
+            }
+        })
     }
 
     /// Remove `ids` (unknown ids are ignored); returns how many were removed.

@@ -3,7 +3,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use llmkg_core::hnsw::SearchOptions;
 use llmkg_core::linker::{BeforeLink, LinkError, Linker as CoreLinker, LinkerSettings};
 use llmkg_core::quant::Precision;
 use pyo3::exceptions::{PyRuntimeError, PyValueError};
@@ -11,9 +10,8 @@ use pyo3::prelude::*;
 use pyo3::types::PyList;
 
 use crate::convert;
-use crate::errors::{CoreError, IndexBusyError};
-use crate::gil::detached;
-use crate::hnsw::{hit_arrays, parse_filter, HnswIndex, SearchFilter};
+use crate::errors::CoreError;
+use crate::hnsw::{HnswIndex, SearchRequest};
 
 pyo3::create_exception!(
     _core,
@@ -163,23 +161,12 @@ impl Linker {
         exact: bool,
         wait: bool,
     ) -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyAny>)> {
-        let (queries, _, one) =
-            convert::matrix(queries, "queries", self.inner.index().dim(), true)?;
-        let filter = parse_filter(filter)?;
-        let opts = SearchOptions {
-            k,
-            ef,
-            rescore,
-            exact,
-        };
         let linker = &self.inner;
-        let hits = detached(py, || {
-            SearchFilter::apply(filter.as_ref(), wait, |f| {
-                linker.search_many(&queries, opts, f, wait)
-            })
-        })?
-        .ok_or_else(|| IndexBusyError::new_err("the index is held by a writer"))?;
-        hit_arrays(py, &hits, k, one)
+        let dim = linker.index().dim();
+        let request = SearchRequest::parse(queries, dim, k, ef, rescore, filter, exact)?;
+        request.run(py, wait, |queries, opts, f| {
+            linker.search_many(queries, opts, f, wait)
+        })
     }
 
     /// The pending ids, oldest first.

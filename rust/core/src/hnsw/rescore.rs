@@ -22,7 +22,7 @@ pub fn score_rows(metric: Metric, query: &[f32], rows: &[f32]) -> Vec<f32> {
 
 /// The score of `query` (whose squared norm is `q_sq`) against one row of its length.
 #[inline]
-pub fn score_row(metric: Metric, query: &[f32], q_sq: f32, row: &[f32]) -> f32 {
+fn score_row(metric: Metric, query: &[f32], q_sq: f32, row: &[f32]) -> f32 {
     let dot = kernels().dot_f32;
     match metric {
         Metric::Ip => dot(query, row),
