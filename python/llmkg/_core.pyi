@@ -222,6 +222,11 @@ def score_rows(
     rows: npt.NDArray[np.float32],
     metric: _MetricName = "cosine",
 ) -> npt.NDArray[np.float32]: ...
+def nearest_earlier(
+    rows: npt.NDArray[np.float32],
+    k: int,
+    metric: _MetricName = "cosine",
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]: ...
 
 # --- cache ---
 

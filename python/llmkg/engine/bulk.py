@@ -7,7 +7,7 @@ is embedded in one call, searched in one call into the core (the queries spread 
 every core; the nodes of earlier runs are found while they wait for their link), placed
 in one store transaction and queued for the linker together. A fact may take an earlier
 fact of its own run as parent or neighbour, as it would had they been allocated one after
-the other: their similarities are scored in the core, one call a fact.
+the other: the core ranks each fact's earlier facts in one call for the run.
 
 A fact whose triple is stored already (or repeats one earlier in its run) ends the run and
 is allocated alone, as ``allocate`` would (its node, its confidence raised)."""
@@ -21,26 +21,19 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from llmkg import tracing
-from llmkg._core import MISSING_ID, embed_facts, score_rows
+from llmkg._core import MISSING_ID, embed_facts, nearest_earlier
 from llmkg.engine.facts import Fact, PlacedFact, parse_batch
 from llmkg.engine.results import AllocationResult, Neighbor
 
 if TYPE_CHECKING:
     from llmkg._core import Linker
-    from llmkg.config.schema import Metric
     from llmkg.engine.config import EngineConfig
     from llmkg.engine.filters import FactIndex
     from llmkg.engine.records import RecordCache
     from llmkg.engine.results import Node
 
-# Facts searched and committed together; their own similarities are a RUN x RUN matrix.
+# Facts searched and committed together; each is scored against the run's earlier facts.
 RUN = 256
-
-
-def similarities(metric: Metric, rows: np.ndarray) -> np.ndarray:
-    """Each row of ``rows`` against each, scored as the index scores (the core's
-    ``score_rows``: one definition of every metric)."""
-    return np.stack([score_rows(row, rows, metric) for row in rows])
 
 
 class BulkAllocation:
@@ -95,12 +88,10 @@ class BulkAllocation:
         if nodes:
             with tracing.span("candidates"):
                 ids, scores = self.linker.search(vectors, k=k, exact=direct)
-        # Each fact against the facts before it in the run (the strict lower triangle).
-        own = similarities(c.metric, vectors)
-        own[np.triu_indices(len(run))] = -np.inf
-        earlier = np.argsort(-own, axis=1, kind="stable")[:, :k]
-        earlier_scores = np.take_along_axis(own, earlier, axis=1).tolist()
-        earlier_rows, node_rows, score_rows = earlier.tolist(), ids.tolist(), scores.tolist()
+        # Each fact against the facts before it in the run, scored as the index scores.
+        earlier, earlier_scores = nearest_earlier(vectors, k, c.metric)
+        earlier_rows, earlier_score_rows = earlier.tolist(), earlier_scores.tolist()
+        node_rows, score_rows = ids.tolist(), scores.tolist()
         choices: list[list[tuple[float, int | None, int | None]]] = []
         for i in range(len(run)):
             # (similarity, node id, or index of an earlier fact of the run)
@@ -111,8 +102,8 @@ class BulkAllocation:
             ]
             near += [
                 (s, None, j)
-                for j, s in zip(earlier_rows[i], earlier_scores[i], strict=True)
-                if s > -np.inf
+                for j, s in zip(earlier_rows[i], earlier_score_rows[i], strict=True)
+                if j >= 0
             ]
             near.sort(key=lambda n: -n[0])
             choices.append(near[:k])

@@ -32,7 +32,7 @@ pub use filter::{Filter, IdHasher, IdSet};
 pub(crate) use graph::normalize;
 pub use graph::MemoryBreakdown;
 pub use params::{Hit, Metric, Params, SearchOptions, Stats};
-pub use rescore::score_rows;
+pub use rescore::{nearest_earlier, score_rows};
 
 use crate::error::{Error, Result};
 use crate::quant::{kernels::kernels, Precision};
