@@ -1,13 +1,19 @@
 """What writing an index snapshot costs: the wall time of ``write_snapshot`` (serialize,
-zstd, fsync, rename) and the memory it needs beyond the loaded index (the rise of the
-process's peak resident set, VmHWM, over the write), on an index of 100,000 nodes of
-dimension 384 (the 60,000 pypi-minilm-dev vectors and 40,000 noisy copies of them).
+zstd, fsync, rename), the memory it needs beyond the loaded index (the rise of the
+process's peak resident set, VmHWM, over the write), and how long it holds up a writer,
+on an index of 100,000 nodes of dimension 384 (the 60,000 pypi-minilm-dev vectors and
+40,000 noisy copies of them).
 
     PYTHONPATH=python python benches/snapshot_write.py [--nodes N] [--level L] [--json PATH]
 
 The index is built once and kept (uncompressed, ``HnswIndex.save``) in
 ``$TMPDIR/llmkg-snapshot-bench/``; each run loads it in a fresh process, resets the peak
-(``/proc/self/clear_refs``), writes one snapshot and reads the peak again.
+(``/proc/self/clear_refs``), writes one snapshot and reads the peak again. Then it writes
+a second snapshot (``write_seconds_with_writer``) while another thread adds one node at a
+time, as the engine's linker does: ``writer_max_ms`` is the longest of those adds (an add
+waits for its write lock while a snapshot holds the index), beside ``add_median_ms``, an
+add's time with no snapshot under way (the thread's first adds, which also grow the
+index's arrays once, before the snapshot starts).
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ import argparse
 import gc
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -68,6 +75,46 @@ def built_index(nodes: int, folder: Path) -> Path:
     return path
 
 
+def writer_hold(index: HnswIndex, out: Path, level: int | None, nodes: int) -> dict[str, float]:
+    """Write a snapshot while another thread adds nodes one at a time (new ids from
+    ``nodes`` on); the latencies of those adds, in ms."""
+    base = np.load(data_dir() / "base.f16.npy").astype(np.float32)
+    latencies: list[float] = []
+    stop = threading.Event()
+
+    def add_one_at_a_time() -> None:
+        next_id = nodes
+        while not stop.is_set():
+            row = base[next_id % len(base)][None, :]
+            started = time.perf_counter()
+            index.add(np.array([next_id], dtype=np.uint64), row)
+            latencies.append((time.perf_counter() - started) * 1000)
+            next_id += 1
+
+    writer = threading.Thread(target=add_one_at_a_time)
+    writer.start()
+    warm_up = 200  # past the growth of the arrays the first add after a load causes
+    deadline = time.monotonic() + 300
+    while len(latencies) < warm_up and writer.is_alive() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert len(latencies) >= warm_up, "the writer thread did not get going"
+    before = len(latencies)
+    started = time.perf_counter()
+    try:
+        write_snapshot(out, index, 2, level, STORE_ID, before_publish=lambda: None)
+        seconds = time.perf_counter() - started
+    finally:
+        stop.set()
+        writer.join()
+    during = latencies[before:]
+    return {
+        "write_seconds_with_writer": round(seconds, 3),
+        "add_median_ms": round(float(np.median(latencies[50:before])), 2),
+        "writer_max_ms": round(max(during), 1),
+        "adds_during_write": len(during),
+    }
+
+
 def main(nodes: int, level: int | None, json_path: Path | None) -> None:
     folder = Path(tempfile.gettempdir()) / "llmkg-snapshot-bench"
     index = HnswIndex.load(built_index(nodes, folder))
@@ -91,6 +138,7 @@ def main(nodes: int, level: int | None, json_path: Path | None) -> None:
         "peak_rise_mib": round(peak_rise / 1024, 1),
         "file_mib": round(path.stat().st_size / MIB, 1),
     }
+    result |= writer_hold(index, out, level, nodes)
     print(result)
     if json_path is not None:
         run = run_info(sys.argv, "pypi-minilm-dev", quick=False)

@@ -6,13 +6,14 @@ the newest usable one is loaded and the store's changes after its tag are replay
 the sequence and the store, the body is the index file format of the core (which checksums
 itself), compressed (``.llmkg`` without the ``.zst`` when compression is off). The core
 writes it (`HnswIndex.write_file`): encoded as a stream into zstd and into the file, with the
-GIL released and no copy of the index in memory, from a consistent view of the index
-(searches go on meanwhile, inserts wait for the end of the write). A snapshot
-is skipped for the next older one when it fails to decompress or to load, when it belongs
-to another store (a restore into a folder that kept old snapshots), or when its sequence
-is ahead of the store (the store lost writes the snapshot holds); with none left the index
-is rebuilt from the store. Never fatal, never data lost: the store is the truth. Names
-without a store id (the first snapshot format) are never loaded, only pruned.
+GIL released and no copy of the index in memory, the index as it was at one instant
+(searches and inserts go on meanwhile: an insert waits for that instant's capture, not
+for the write). A snapshot is skipped for the next older one when it fails to decompress
+or to load, when it belongs to another store (a restore into a folder that kept old
+snapshots), or when its sequence is ahead of the store (the store lost writes the snapshot
+holds); with none left the index is rebuilt from the store. Never fatal, never data lost:
+the store is the truth. Names without a store id (the first snapshot format) are never
+loaded, only pruned.
 
 A snapshot is published (renamed into place) only after the store has made durable every
 write it holds (``before_publish``), so that no snapshot ever holds a write that a power

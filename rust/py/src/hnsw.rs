@@ -549,9 +549,11 @@ impl HnswIndex {
 
     /// Write the index to `path` (created or truncated), zstd-compressed at `level`
     /// (`None`: uncompressed), and fsync it; returns the file's size in bytes. Not atomic: the
-    /// caller renames the file into place (`save` does both). The file is a consistent
-    /// view of the index: searches run meanwhile, inserts and removals wait for the end of
-    /// the write. On failure (`OSError`, errno ENOSPC for a full disk) the file is removed.
+    /// caller renames the file into place (`save` does both). The file is the index as it
+    /// was at one instant (its capture): searches, inserts and removals run meanwhile (an
+    /// insert or a removal waits for the capture, not for the compression, and is not in
+    /// the file); precision changes and `compact()` wait for the end of the write. On
+    /// failure (`OSError`, errno ENOSPC for a full disk) the file is removed.
     #[pyo3(signature = (path, level = None))]
     fn write_file(&self, py: Python<'_>, path: PathBuf, level: Option<i32>) -> PyResult<u64> {
         let index = &self.inner;

@@ -6,15 +6,19 @@
 //! compacted slots, precision changes) happen under the index's write lock; linking,
 //! compaction's repair and searching under its read lock. Under the read lock, the only
 //! shared mutable state is the link lists — `AtomicU32` arrays whose writers hold the
-//! node's `Mutex` — and the entry point, an `AtomicU64`. A reader can see a list mid-update, but every value it can read is a
-//! valid slot whose data was written before the write lock was released.
+//! node's `Mutex` — and the entry point, an `AtomicU64`. A reader can see a list
+//! mid-update, but every value it can read is a valid slot whose data was written before
+//! the write lock was released. While a snapshot streams, link writes and removals first
+//! record what they change in the `snapshot_log` (`snapshot.rs`).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::Arc;
 
 use parking_lot::Mutex;
 
 use super::level0::Level0;
+use super::snapshot::SnapshotLog;
 use super::{Metric, Params};
 use crate::quant::kernels::kernels;
 use crate::quant::{decode_into, CodeArena, Precision, RowParams};
@@ -97,6 +101,9 @@ pub(crate) struct Graph {
     /// exception, recomputed after arena repacks and on load.
     pub rows_are_slots: bool,
     pub rng: u64,
+    /// Where link writes and removals record what they change for a snapshot that
+    /// streams meanwhile (`snapshot.rs`); shared with the index.
+    pub snapshot_log: Arc<SnapshotLog>,
 }
 
 impl Graph {
@@ -123,6 +130,7 @@ impl Graph {
             per_precision: [0; 4],
             rows_are_slots: true,
             rng: params.seed ^ 0x9e37_79b9_7f4a_7c15,
+            snapshot_log: Arc::default(),
             params,
         }
     }
@@ -173,6 +181,7 @@ impl Graph {
     /// write lock).
     pub fn write_links(&self, slot: u32, level: usize, neighbours: &[u32]) {
         let list = self.link_list(slot, level);
+        self.snapshot_log.before_link_write(slot, level, list);
         let count = neighbours.len().min(list.len() - 1);
         for (cell, &n) in list[1..=count].iter().zip(neighbours) {
             cell.store(n, Ordering::Relaxed);
@@ -479,6 +488,7 @@ impl Graph {
     pub fn tombstone(&mut self, slot: u32) {
         let s = slot as usize;
         debug_assert_eq!(self.meta[s].state, SlotState::Live);
+        self.snapshot_log.before_remove(slot);
         self.meta[s].state = SlotState::Deleted;
         self.live -= 1;
         self.deleted += 1;

@@ -7,12 +7,14 @@
 //! linked (even once the next `add` waits for the write lock: see `reader`), and batch
 //! links run on all cores. Link lists are atomics guarded by per-node mutexes (see
 //! `graph.rs`). Compaction repairs links the same way, under an upgradable read lock, and
-//! snapshots encode under the read lock behind a fence (`snapshot.rs`). A caller that
-//! must not wait for a writer at all (a server's event loop) uses `try_search_many`.
+//! snapshots capture the index under the read lock behind a fence, then stream it a batch
+//! per read lock, writers running in between (`snapshot.rs`). A caller that must not wait
+//! for a writer at all (a server's event loop) uses `try_search_many`.
 //! Nothing logs while holding the lock: the Python package forwards log records to
 //! Python (pyo3-log), which needs the GIL, and Python threads hold the GIL while they
 //! wait for this lock.
 
+mod encode;
 mod filter;
 mod graph;
 mod insert;
@@ -40,7 +42,7 @@ use graph::Graph;
 #[cfg(test)]
 use graph::SlotState;
 use search::{with_scratch, Scratch};
-use snapshot::LinkFence;
+use snapshot::{LinkFence, SnapshotLog};
 
 /// The index. `Send + Sync`: share it behind an `Arc` and call it from any thread.
 pub struct Hnsw {
@@ -49,6 +51,9 @@ pub struct Hnsw {
     dim: usize,
     /// The link passes under way, which a snapshot waits for (`snapshot.rs`).
     fence: LinkFence,
+    /// The graph's, reachable without the lock: what a snapshot streaming without the
+    /// lock needs of the writers, and what maintenance waits on (`snapshot.rs`).
+    snapshot_log: std::sync::Arc<SnapshotLog>,
 }
 
 /// Tombstones beyond this share of the nodes trigger a compaction.
@@ -219,15 +224,20 @@ impl Hnsw {
         removed
     }
 
-    /// Repair the links around removed nodes and reuse their memory now.
+    /// Repair the links around removed nodes and reuse their memory now (once the
+    /// snapshot being written, if any, has been).
     pub fn compact(&self) {
-        self.compact_if(|_| true);
+        while !self.compact_if(|_| true) {
+            self.snapshot_log.wait_ended();
+        }
     }
 
+    /// Compact if it is due, unless a snapshot is streaming: then the next `add` or
+    /// `remove` after it does (a writer does not wait for a snapshot).
     fn maybe_compact(&self) {
         let due =
             |g: &Graph| g.deleted >= COMPACT_MIN && g.deleted * COMPACT_SHARE >= g.live + g.deleted;
-        if due(&self.reader()) {
+        if due(&self.reader()) && !self.snapshot_log.is_active() {
             self.compact_if(due);
         }
     }
@@ -239,11 +249,18 @@ impl Hnsw {
     /// check to the release: no node is removed between the repair and the release (it
     /// would be freed unrepaired), and no node is added (new links point only to live
     /// nodes anyway; links already under way ended before the write lock was granted).
-    fn compact_if(&self, due: impl Fn(&Graph) -> bool) {
+    ///
+    /// A snapshot streaming meanwhile must find every slot and row it captured where it
+    /// was: the release is put off while one streams (false: not done; the repair stands,
+    /// and the next compaction finds less to do).
+    fn compact_if(&self, due: impl Fn(&Graph) -> bool) -> bool {
         let started = std::time::Instant::now();
         let g = self.graph.write();
         if !due(&g) {
-            return;
+            return true;
+        }
+        if self.snapshot_log.is_active() {
+            return false;
         }
         let pass = self.fence.enter();
         let g = RwLockWriteGuard::downgrade_to_upgradable(g);
@@ -255,9 +272,15 @@ impl Hnsw {
         snapshot::test_point("repaired");
         drop(pass);
         let mut g = RwLockUpgradableReadGuard::upgrade(g);
+        // A snapshot may have captured the repaired graph between the repair and the
+        // upgrade (the upgradable lock lets readers in).
+        if self.snapshot_log.is_active() {
+            return false;
+        }
         let report = g.release_deleted(dropped, started);
         drop(g);
         report.log();
+        true
     }
 
     /// The `k` nodes closest to `query`, best first, as `(id, score)`.
@@ -476,3 +499,5 @@ mod tests_level0;
 mod tests_locks;
 #[cfg(test)]
 mod tests_mapped;
+#[cfg(test)]
+mod tests_snapshot;

@@ -4,15 +4,17 @@
 //! magic    8 bytes  "LLMKGHNS"
 //! version  u32      1
 //! body     header, slot arrays, links, arenas (all integers little-endian, in the order
-//!          `encode_into` writes them)
+//!          `encode::encode_into` writes them)
 //! crc32    u32      of every byte before it
 //! ```
 //! A file holds this as it is, or (a snapshot with a zstd level) as one zstd frame of it;
 //! the reader tells them apart by the frame's magic number, which no index begins with.
-//! The writer streams: values go through a buffer of [`CHUNK`] bytes, checksummed on the
-//! way, into the compressor and on into the file, so that no copy of the index is ever
-//! made. The frame declares the decompressed size (`encoded_len`, known beforehand) and
-//! carries zstd's own checksum too.
+//! The writer (`encode.rs`) streams: values go through a buffer of 64 KiB, checksummed on
+//! the way, into the compressor and on into the file, so that no copy of the index is ever
+//! made; it reads the index a buffer's worth at a time, each under a read guard of its
+//! own, from a capture of one instant (`snapshot.rs`). The frame declares the
+//! decompressed size (`Capture::len`, known beforehand) and carries zstd's own checksum
+//! too. What is free in the index (slots, rows) is written zeroed.
 //!
 //! A reader decompresses the whole index into memory, then checks the length, magic,
 //! version and checksum before it parses anything, then checks every index inside the
@@ -28,7 +30,7 @@
 
 use std::collections::HashMap;
 use std::fs::{self, File};
-use std::io::{self, Read, Write};
+use std::io::Read;
 use std::path::Path;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
@@ -39,134 +41,10 @@ use super::{Metric, Params};
 use crate::error::{Error, Result};
 use crate::quant::{CodeArena, Precision, RowParams};
 
-const MAGIC: &[u8; 8] = b"LLMKGHNS";
-const VERSION: u32 = 1;
+pub(crate) const MAGIC: &[u8; 8] = b"LLMKGHNS";
+pub(crate) const VERSION: u32 = 1;
 /// How a zstd frame begins (its magic number, little-endian); never how an index does.
 const ZSTD_MAGIC: [u8; 4] = [0x28, 0xb5, 0x2f, 0xfd];
-/// The writer's buffer: values are gathered into it, checksummed and written a chunk at a
-/// time.
-const CHUNK: usize = 1 << 16;
-
-/// The index as bytes in memory (`Hnsw::to_bytes`).
-pub(crate) fn encode(g: &Graph) -> Vec<u8> {
-    let mut out = Vec::with_capacity(encoded_len(g) as usize);
-    encode_into(g, &mut out).expect("writing into a Vec cannot fail");
-    out
-}
-
-/// Write the index into `out` in the format above, through a buffer of [`CHUNK`] bytes,
-/// computing the checksum as it goes: no copy of the index is made, whatever `out` is.
-pub(crate) fn encode_into<W: Write>(g: &Graph, out: W) -> io::Result<W> {
-    let mut w = Writer::new(out);
-    w.put(MAGIC)?;
-    w.u32(VERSION)?;
-    let p = &g.params;
-    w.u64(p.dim as u64)?;
-    w.u8(p.metric as u8)?;
-    w.u64(p.m as u64)?;
-    w.u64(p.ef_construction as u64)?;
-    w.u64(p.ef_search as u64)?;
-    w.u64(p.seed)?;
-    w.u8(p.keep_full as u8)?;
-    w.u64(g.rng)?;
-    w.u64(g.entry.load(Ordering::Acquire))?;
-
-    let n = g.slots();
-    w.u64(n as u64)?;
-    for &v in &g.ids {
-        w.u64(v)?;
-    }
-    // In memory, q8 codes live in the level-0 blocks; the file keeps its q8 arena, packed:
-    // a q8 slot's row is its rank among the q8 slots.
-    let mut q8_rank = 0u32;
-    for m in &g.meta {
-        let code_row = if m.state != SlotState::Free && m.precision == Precision::Q8 {
-            q8_rank += 1;
-            q8_rank - 1
-        } else {
-            m.code_row
-        };
-        w.u32(code_row)?;
-        w.u32(m.full_row)?;
-        w.u8(m.level)?;
-        w.u8(m.state as u8)?;
-        w.u8(m.precision as u8)?;
-    }
-    for slot in 0..n as u32 {
-        w.atomics(g.level0.links(slot))?;
-    }
-    for links in &g.links_up {
-        w.u64(links.len() as u64)?;
-        w.atomics(links)?;
-    }
-    w.u64(g.free_slots.len() as u64)?;
-    w.u32s(&g.free_slots)?;
-
-    let (data, params) = g.full.raw();
-    w.u64(params.len() as u64)?;
-    w.f32s(data)?;
-    w.arena_tail(params, g.full.free_rows())?;
-    w.u64(q8_rank as u64)?;
-    for slot in q8_slots(g) {
-        w.put(g.level0.code(slot))?;
-    }
-    for slot in q8_slots(g) {
-        let p = g.level0.params(slot);
-        w.array(&[p.offset, p.scale, p.sq_norm], |v| v.to_le_bytes())?;
-    }
-    w.arena_tail(&[], &[])?;
-    for arena in [&g.q4, &g.binary] {
-        let (data, params) = arena.raw();
-        w.u64(params.len() as u64)?;
-        w.put(data)?;
-        w.arena_tail(params, arena.free_rows())?;
-    }
-    w.finish()
-}
-
-/// The slots whose code the file's q8 arena holds, in slot order (their rows).
-fn q8_slots(g: &Graph) -> impl Iterator<Item = u32> + '_ {
-    (0..g.slots() as u32).filter(|&s| {
-        let m = &g.meta[s as usize];
-        m.state != SlotState::Free && m.precision == Precision::Q8
-    })
-}
-
-/// The exact length of what `encode_into` writes, from the sizes alone (a zstd frame
-/// declares it, so that a reader allocates the decompressed index once).
-pub(crate) fn encoded_len(g: &Graph) -> u64 {
-    let arena_tail = |params: &[RowParams], free: &[u32]| 12 * params.len() + 8 + 4 * free.len();
-    let (full, full_params) = g.full.raw();
-    let mut len = MAGIC.len() + 4 // version
-        + 8 + 1 + 8 * 4 + 1 // params
-        + 8 + 8 // rng, entry
-        + 8 + (8 + 11) * g.slots() // slot count, ids, meta
-        + 4 * (1 + g.m0) * g.slots()
-        + g.links_up.iter().map(|l| 8 + 4 * l.len()).sum::<usize>()
-        + 8 + 4 * g.free_slots.len()
-        + 8 + 4 * full.len() + arena_tail(full_params, g.full.free_rows())
-        + 4; // crc32
-    len += 8 + q8_slots(g).count() * (Precision::Q8.code_bytes(g.params.dim) + 12) + 8;
-    for arena in [&g.q4, &g.binary] {
-        let (data, params) = arena.raw();
-        len += 8 + data.len() + arena_tail(params, arena.free_rows());
-    }
-    len as u64
-}
-
-/// Write the index into `file`: the format above as it is, or with a zstd `level`, as one
-/// zstd frame (the encoding streamed into the compressor, the compressor into the file).
-/// The caller syncs the file.
-pub(crate) fn write_into<W: Write>(g: &Graph, file: W, level: Option<i32>) -> io::Result<W> {
-    let Some(level) = level else {
-        return encode_into(g, file);
-    };
-    let mut zstd = zstd::Encoder::new(file, level)?;
-    zstd.set_pledged_src_size(Some(encoded_len(g)))?;
-    // zstd's own checksum too: `zstd -t` can then check a snapshot without llmkg.
-    zstd.include_checksum(true)?;
-    encode_into(g, zstd)?.finish()
-}
 
 /// The zstd levels a snapshot may be written at.
 pub(crate) fn check_level(level: Option<i32>) -> Result<()> {
@@ -469,102 +347,6 @@ pub(crate) fn write_atomic(path: &Path, write: impl FnOnce(&Path) -> Result<u64>
 
 fn corrupt(msg: impl Into<String>) -> Error {
     Error::Corrupt(msg.into())
-}
-
-/// The encoder's output: a buffer of [`CHUNK`] bytes before `out`, and the running checksum
-/// of everything that went through.
-struct Writer<W: Write> {
-    out: W,
-    buf: Vec<u8>,
-    crc: crc32fast::Hasher,
-}
-
-impl<W: Write> Writer<W> {
-    fn new(out: W) -> Self {
-        Writer {
-            out,
-            buf: Vec::with_capacity(CHUNK),
-            crc: crc32fast::Hasher::new(),
-        }
-    }
-    fn flush_buf(&mut self) -> io::Result<()> {
-        self.crc.update(&self.buf);
-        self.out.write_all(&self.buf)?;
-        self.buf.clear();
-        Ok(())
-    }
-    /// Room for `n` more bytes in the buffer (`n <= CHUNK`).
-    fn room(&mut self, n: usize) -> io::Result<()> {
-        if self.buf.len() + n > CHUNK {
-            self.flush_buf()?;
-        }
-        Ok(())
-    }
-    fn put(&mut self, bytes: &[u8]) -> io::Result<()> {
-        if bytes.len() > CHUNK {
-            self.flush_buf()?;
-            self.crc.update(bytes);
-            return self.out.write_all(bytes);
-        }
-        self.room(bytes.len())?;
-        self.buf.extend_from_slice(bytes);
-        Ok(())
-    }
-    fn u8(&mut self, v: u8) -> io::Result<()> {
-        self.put(&[v])
-    }
-    fn u32(&mut self, v: u32) -> io::Result<()> {
-        self.put(&v.to_le_bytes())
-    }
-    fn u64(&mut self, v: u64) -> io::Result<()> {
-        self.put(&v.to_le_bytes())
-    }
-    fn f32(&mut self, v: f32) -> io::Result<()> {
-        self.put(&v.to_le_bytes())
-    }
-    /// Append `values`, each as `N` little-endian bytes, a buffer's worth at a time: one
-    /// check of the room per chunk, not per value, and a loop the compiler vectorizes (the
-    /// vectors are most of the index).
-    fn array<T, const N: usize>(
-        &mut self,
-        values: &[T],
-        bytes: impl Fn(&T) -> [u8; N],
-    ) -> io::Result<()> {
-        for chunk in values.chunks(CHUNK / N) {
-            self.room(N * chunk.len())?;
-            let start = self.buf.len();
-            self.buf.resize(start + N * chunk.len(), 0);
-            for (out, v) in self.buf[start..].chunks_exact_mut(N).zip(chunk) {
-                out.copy_from_slice(&bytes(v));
-            }
-        }
-        Ok(())
-    }
-    fn u32s(&mut self, values: &[u32]) -> io::Result<()> {
-        self.array(values, |v| v.to_le_bytes())
-    }
-    fn f32s(&mut self, values: &[f32]) -> io::Result<()> {
-        self.array(values, |v| v.to_le_bytes())
-    }
-    fn atomics(&mut self, values: &[AtomicU32]) -> io::Result<()> {
-        self.array(values, |v| v.load(Ordering::Relaxed).to_le_bytes())
-    }
-    fn arena_tail(&mut self, params: &[RowParams], free: &[u32]) -> io::Result<()> {
-        for p in params {
-            self.f32(p.offset)?;
-            self.f32(p.scale)?;
-            self.f32(p.sq_norm)?;
-        }
-        self.u64(free.len() as u64)?;
-        self.u32s(free)
-    }
-    /// Flush the buffer, append the checksum of everything before it, and hand `out` back.
-    fn finish(mut self) -> io::Result<W> {
-        self.flush_buf()?;
-        let crc = self.crc.finalize();
-        self.out.write_all(&crc.to_le_bytes())?;
-        Ok(self.out)
-    }
 }
 
 struct Reader<'a> {

@@ -21,7 +21,8 @@ impl Hnsw {
     /// is an error. The nodes then change in chunks, each under one hold of the write
     /// lock: a search between two chunks sees some of them changed. A node removed or
     /// replaced by another thread meanwhile is left alone (its slot is no longer the one
-    /// the call found).
+    /// the call found). A chunk waits for a snapshot file being written (which must find
+    /// the vectors it captured where they were).
     pub fn set_precision(
         &self,
         ids: &[u64],
@@ -45,7 +46,7 @@ impl Hnsw {
         };
         let mut buf = Vec::new();
         for (c, chunk) in ids.chunks(CHUNK).enumerate() {
-            let mut g = self.graph.write();
+            let mut g = self.writer_between_snapshots();
             let metric = g.params.metric;
             for (j, id) in chunk.iter().enumerate() {
                 let i = c * CHUNK + j;
@@ -74,7 +75,7 @@ impl Hnsw {
             // next chunk does (an ordinary unlock lets this thread take it straight back).
             RwLockWriteGuard::unlock_fair(g);
         }
-        self.graph.write().repack_arenas();
+        self.writer_between_snapshots().repack_arenas();
         Ok(())
     }
 
@@ -85,7 +86,7 @@ impl Hnsw {
     pub fn restore_full_rows(&self, ids: &[u64], vectors: &[f32]) -> Result<usize> {
         let dim = self.dim;
         check_rows("vectors", vectors, ids.len(), dim)?;
-        let mut g = self.graph.write();
+        let mut g = self.writer_between_snapshots();
         g.full.reserve(ids.len())?;
         g.params.keep_full = true;
         let cosine = g.params.metric == Metric::Cosine;

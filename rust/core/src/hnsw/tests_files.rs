@@ -6,6 +6,7 @@ use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use super::encode::{self, Capture};
 use super::persist;
 use super::tests::{build, data};
 use super::*;
@@ -44,7 +45,7 @@ impl Drop for TempDir {
 }
 
 /// An index with removed nodes, free slots and quantized rows: every part of the format.
-fn varied_index() -> (Hnsw, Vec<u64>) {
+pub(super) fn varied_index() -> (Hnsw, Vec<u64>) {
     let (index, _, ids) = build(600, 12, Metric::Cosine, Precision::Q8, true);
     index.remove(&ids[..100]);
     index.compact();
@@ -74,7 +75,7 @@ fn files_compressed_or_not_read_back_the_same_index() {
     let dir = TempDir::new();
     let bytes = index.to_bytes();
     assert_eq!(
-        persist::encoded_len(&index.graph.read()),
+        Capture::take(&index.graph.read(), false).len(),
         bytes.len() as u64
     );
     for level in [None, Some(1), Some(3), Some(19)] {
@@ -209,10 +210,13 @@ impl Write for FullDisk {
 fn a_full_disk_is_an_error_naming_the_cause() {
     let (index, _) = varied_index();
     let g = index.graph.read();
+    let cap = Capture::take(&g, false);
     for level in [None, Some(3)] {
-        let size = persist::write_into(&g, Vec::new(), level).unwrap().len();
+        let size = encode::write_into(&cap, || &*g, Vec::new(), level)
+            .unwrap()
+            .len();
         for room in [0, 100, size / 2, size - 1] {
-            let err = persist::write_into(&g, FullDisk { room }, level)
+            let err = encode::write_into(&cap, || &*g, FullDisk { room }, level)
                 .err()
                 .unwrap_or_else(|| panic!("wrote {room} bytes at level {level:?}"));
             assert_eq!(

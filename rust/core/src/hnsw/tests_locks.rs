@@ -17,7 +17,11 @@ fn index(n: usize, dim: usize) -> Arc<Hnsw> {
 }
 
 /// Run `f` at the named point of a long operation that `op` starts on this thread.
-fn at_point<T>(point: &'static str, f: impl FnMut() + 'static, op: impl FnOnce() -> T) -> T {
+pub(super) fn at_point<T>(
+    point: &'static str,
+    f: impl FnMut() + 'static,
+    op: impl FnOnce() -> T,
+) -> T {
     let mut f = f;
     let seen_at = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let flag = seen_at.clone();
