@@ -8,7 +8,9 @@ What it measures, on pypi-minilm-dev facts (see engine_data.py):
    1,000 queries of the set) on a 100,000-node store, with recall@10 (and @50) against
    the exact neighbours among the nodes actually stored;
 3. restart time of that store with its snapshot and without (rebuilt from the store);
-4. the same insert, search and restart numbers for the peers, on the same facts.
+4. the same insert, search and restart numbers for the peers, on the same facts; each
+   peer's searches are timed in turn with llmkg's (query by query, alternating which goes
+   first), and that pair of rows gives the ratios of the headline table.
 
 llmkg's `allocate` is a durable, idempotent single-fact insert that first searches the
 fact's neighbours to choose its parent; a peer's upsert is a bare insert. The tables say
@@ -66,6 +68,8 @@ class Results:
     inserts: list[dict[str, Any]] = field(default_factory=list)
     searches: list[dict[str, Any]] = field(default_factory=list)
     restarts: list[dict[str, Any]] = field(default_factory=list)
+    # llmkg and a peer timed query by query in turn: {"peer": label, "llmkg": row, "peer_row": row}
+    pairs: list[dict[str, Any]] = field(default_factory=list)
     skipped: dict[str, str] = field(default_factory=dict)
 
 
@@ -135,6 +139,33 @@ def time_queries(
         found.append(search(q))
         lat[i] = perf_counter() - t
     return found, lat, perf_counter() - start
+
+
+Timed = tuple[list[list[int]], np.ndarray, float]
+
+
+def time_paired(
+    ours: Callable[[np.ndarray], list[int]],
+    theirs: Callable[[np.ndarray], list[int]],
+    queries: np.ndarray,
+) -> tuple[Timed, Timed]:
+    """Each query through both searches, in turn (which goes first alternates), so that
+    the shared host's speed of the moment weighs on both alike: (ours, theirs) as
+    `time_queries` gives them."""
+    for q in queries[:WARMUP]:
+        ours(q)
+        theirs(q)
+    found: tuple[list[list[int]], list[list[int]]] = ([], [])
+    lat = (np.empty(len(queries)), np.empty(len(queries)))
+    total = [0.0, 0.0]
+    for i, q in enumerate(queries):
+        for side in (0, 1) if i % 2 == 0 else (1, 0):
+            search = ours if side == 0 else theirs
+            t = perf_counter()
+            found[side].append(search(q))
+            lat[side][i] = perf_counter() - t
+            total[side] += lat[side][i]
+    return (found[0], lat[0], total[0]), (found[1], lat[1], total[1])
 
 
 def search_row(
@@ -260,61 +291,24 @@ def store(facts: Facts, tmp_path_factory: pytest.TempPathFactory) -> Iterator[St
         s.engine.close()
 
 
-def test_engine_search(store: Store, queries: np.ndarray, truth: np.ndarray) -> None:
-    engine = store.engine
+def engine_search(store: Store) -> Callable[[np.ndarray], list[int]]:
+    """One search of the store's engine, as fact rows."""
+    engine, fact_of = store.engine, store.fact_of
     assert engine is not None
-    fact_of = store.fact_of
+    return lambda q: [fact_of[h.node_id] for h in engine.search(embedding=q, k=K)]
 
-    def search(q: np.ndarray) -> list[int]:
-        return [fact_of[h.node_id] for h in engine.search(embedding=q, k=K)]
 
-    found, lat, total = time_queries(search, queries)
+def engine_note(store: Store) -> str:
+    assert store.engine is not None
+    return f"ef_search {store.engine.config.ef_search}, quantized index rescored in the core"
+
+
+def test_engine_search(store: Store, queries: np.ndarray, truth: np.ndarray) -> None:
+    found, lat, total = time_queries(engine_search(store), queries)
     row = search_row("llmkg", found, lat, total, truth)
-    row["note"] = f"ef_search {engine.config.ef_search}, quantized index rescored in the core"
+    row["note"] = engine_note(store)
     RESULTS.searches.append(row)
     print(f"\nllmkg search: {row}")
-
-
-def test_engine_restart(store: Store, facts: Facts, sizes: Sizes, queries: np.ndarray) -> None:
-    assert store.engine is not None
-    store.engine.close()  # writes the snapshot
-    store.engine = None
-    config = engine_config(store.path, "interval", facts.dim)
-
-    def restart(how: str, repeats: int, drop_snapshots: bool) -> None:
-        times, firsts, startups = [], [], []
-        for _ in range(repeats):
-            if drop_snapshots:
-                shutil.rmtree(store.path / "snapshots", ignore_errors=True)
-            start = perf_counter()
-            engine = AllocationEngine(config)
-            times.append(perf_counter() - start)
-            start = perf_counter()
-            engine.search(embedding=queries[0], k=K)
-            firsts.append(perf_counter() - start)
-            startups.append(engine.stats()["startup"])
-            nodes = len(engine.index)
-            engine.close()  # after a rebuild this writes a snapshot again (not timed)
-        best = int(np.argmin(np.add(times, firsts)))
-        st = startups[best]
-        RESULTS.restarts.append(
-            {
-                "library": "llmkg",
-                "how": how,
-                "seconds": times[best],
-                "first_query_s": firsts[best],
-                "repeats": repeats,
-                "note": f"startup.source={st['source']}, replayed {st['replayed']:,},"
-                f" {nodes:,} nodes",
-            }
-        )
-        print(f"\nllmkg restart {how}: {times} s; startup {st}")
-
-    restart("with snapshot", SNAPSHOT_RESTARTS, drop_snapshots=False)
-    restart("without snapshot (rebuild)", sizes.rebuild_restarts, drop_snapshots=True)
-
-
-# ---- peers -----------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("name", list(PEERS))
@@ -324,6 +318,7 @@ def test_peer(
     sizes: Sizes,
     queries: np.ndarray,
     truth: np.ndarray,
+    store: Store,
     tmp_path: Path,
 ) -> None:
     module, cls = PEERS[name]
@@ -360,11 +355,17 @@ def test_peer(
     )
     print(f"\n{label} bulk: {facts.n / seconds:,.0f}/s; {peer.info()}")
 
-    found, lat, total = time_queries(lambda q: peer.search(q, K), queries)
-    row = search_row(label, found, lat, total, truth)
+    # In turn with llmkg's searches of the same facts (its engine is still open: the
+    # restart test comes last), so that the ratio is of one moment of the host.
+    ours, theirs = time_paired(engine_search(store), lambda q: peer.search(q, K), queries)
+    row = search_row(label, *theirs, truth)
     row["note"] = "hnsw ef 100"
     RESULTS.searches.append(row)
+    paired = search_row("llmkg", *ours, truth)
+    paired["note"] = engine_note(store)
+    RESULTS.pairs.append({"peer": label, "llmkg": paired, "peer_row": row})
     print(f"{label} search: {row}")
+    print(f"llmkg search, in turn with {label}: {paired}")
 
     times, firsts = [], []
     for _ in range(SNAPSHOT_RESTARTS):
@@ -417,6 +418,48 @@ def test_peer(
     single.close()
 
 
+def test_engine_restart(store: Store, facts: Facts, sizes: Sizes, queries: np.ndarray) -> None:
+    assert store.engine is not None
+    store.engine.close()  # writes the snapshot
+    store.engine = None
+    config = engine_config(store.path, "interval", facts.dim)
+
+    def restart(how: str, repeats: int, drop_snapshots: bool) -> None:
+        times, firsts, startups = [], [], []
+        for _ in range(repeats):
+            if drop_snapshots:
+                shutil.rmtree(store.path / "snapshots", ignore_errors=True)
+            start = perf_counter()
+            engine = AllocationEngine(config)
+            times.append(perf_counter() - start)
+            start = perf_counter()
+            engine.search(embedding=queries[0], k=K)
+            firsts.append(perf_counter() - start)
+            startups.append(engine.stats()["startup"])
+            nodes = len(engine.index)
+            engine.close()  # after a rebuild this writes a snapshot again (not timed)
+        best = int(np.argmin(np.add(times, firsts)))
+        st = startups[best]
+        RESULTS.restarts.append(
+            {
+                "library": "llmkg",
+                "how": how,
+                "seconds": times[best],
+                "first_query_s": firsts[best],
+                "repeats": repeats,
+                "note": f"startup.source={st['source']}, replayed {st['replayed']:,},"
+                f" {nodes:,} nodes",
+            }
+        )
+        print(f"\nllmkg restart {how}: {times} s; startup {st}")
+
+    restart("with snapshot", SNAPSHOT_RESTARTS, drop_snapshots=False)
+    restart("without snapshot (rebuild)", sizes.rebuild_restarts, drop_snapshots=True)
+
+
+# ---- peers -----------------------------------------------------------------------------
+
+
 # ---- the report ------------------------------------------------------------------------
 
 
@@ -467,6 +510,23 @@ def _lines(r: Results) -> list[str]:
         extra = f"; {s['short']} queries got fewer than 50 results" if s["short"] else ""
         out.append(f"   {'':<22}   {s['note']}{extra}")
     out.append("   recall@10: the first 10 results against the exact top-10 of the stored nodes")
+    if r.pairs:
+        out += [
+            "",
+            "-- search in turn: each query through llmkg and the peer one after the other",
+            "   (alternating which goes first), so both meet the host's load of the moment --",
+            f"   {'peer':<22} {'llmkg p50/p95/p99 ms':>22} {'peer p50/p95/p99 ms':>21}"
+            f" {'p50 ratio':>9} {'p95 ratio':>9}",
+        ]
+    for pair in r.pairs:
+        ours, theirs = pair["llmkg"], pair["peer_row"]
+        out.append(
+            f"   {pair['peer']:<22}"
+            f" {ours['p50_ms']:>8.2f}{ours['p95_ms']:>7.2f}{ours['p99_ms']:>7.2f}"
+            f" {theirs['p50_ms']:>7.2f}{theirs['p95_ms']:>7.2f}{theirs['p99_ms']:>7.2f}"
+            f" {_ratio(ours['p50_ms'], theirs['p50_ms']):>9}"
+            f" {_ratio(ours['p95_ms'], theirs['p95_ms']):>9}"
+        )
 
     snap = next(
         (x for x in r.restarts if x["library"] == "llmkg" and x["how"] == "with snapshot"), None

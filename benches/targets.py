@@ -100,6 +100,10 @@ def index_rows(h: dict[str, Any]) -> list[Row]:
 def engine_rows(e: dict[str, Any]) -> list[Row]:
     searches = {s["library"].split()[0]: s for s in e["searches"]}
     ours, qdrant = searches.get("llmkg"), searches.get("qdrant-edge-py")
+    # Timed in turn with qdrant-edge's, where the run has it: one moment of the host.
+    for pair in e.get("pairs", []):
+        if pair["peer"].startswith("qdrant-edge-py"):
+            ours, qdrant = pair["llmkg"], pair["peer_row"]
     p50 = _ratio(ours and ours["p50_ms"], qdrant and qdrant["p50_ms"])
     p95 = _ratio(ours and ours["p95_ms"], qdrant and qdrant["p95_ms"])
     recall = "" if not ours else f" (recall@10 {ours['recall10']:.3f}"
