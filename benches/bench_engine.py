@@ -164,7 +164,7 @@ def time_paired(
             t = perf_counter()
             found[side].append(search(q))
             lat[side][i] = perf_counter() - t
-            total[side] += lat[side][i]
+            total[side] += float(lat[side][i])
     return (found[0], lat[0], total[0]), (found[1], lat[1], total[1])
 
 
