@@ -426,14 +426,18 @@ fn snapshots_taken_during_adds_hold_only_fully_linked_nodes() {
         }
     });
     for bytes in snapshots {
-        let loaded = Hnsw::from_bytes(&bytes).unwrap();
-        for id in loaded.ids() {
-            let v = loaded.get_vector(id).unwrap();
-            let mut opts = SearchOptions::new(1);
-            opts.ef = Some(64);
-            let hit = loaded.search(&v, opts, None).unwrap();
-            assert_eq!(hit[0].0, id, "node {id} of a snapshot is not reachable");
-        }
+        assert_every_node_reachable(&Hnsw::from_bytes(&bytes).unwrap());
+    }
+}
+
+/// Every node of `index` (a loaded snapshot) is what a search for its own vector finds.
+pub(crate) fn assert_every_node_reachable(index: &Hnsw) {
+    for id in index.ids() {
+        let v = index.get_vector(id).unwrap();
+        let mut opts = SearchOptions::new(1);
+        opts.ef = Some(64);
+        let hit = index.search(&v, opts, None).unwrap();
+        assert_eq!(hit[0].0, id, "node {id} of a snapshot is not reachable");
     }
 }
 

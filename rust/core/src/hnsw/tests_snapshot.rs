@@ -8,7 +8,7 @@ use std::sync::mpsc;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::tests::data;
+use super::tests::{assert_every_node_reachable, data};
 use super::tests_files::varied_index;
 use super::tests_locks::at_point;
 use super::*;
@@ -200,12 +200,6 @@ fn snapshot_files_written_during_adds_and_removes_hold_only_whole_linked_nodes()
         let loaded = Hnsw::load(&path).unwrap();
         std::fs::remove_file(&path).unwrap();
         loaded.graph.read().check_invariants();
-        for id in loaded.ids() {
-            let v = loaded.get_vector(id).unwrap();
-            let mut opts = SearchOptions::new(1);
-            opts.ef = Some(64);
-            let hit = loaded.search(&v, opts, None).unwrap();
-            assert_eq!(hit[0].0, id, "node {id} of a snapshot is not reachable");
-        }
+        assert_every_node_reachable(&loaded);
     }
 }
