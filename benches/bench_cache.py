@@ -46,6 +46,7 @@ from cache_traces import (
     zipf,
     zipf_with_scans,
 )
+from phase_progress import progress
 from record import run_info, save
 
 QUICK = os.environ.get("LLMKG_BENCH_QUICK") == "1"
@@ -274,7 +275,12 @@ def run_hit_ratios(ps: list[Peer]) -> dict[str, dict[str, float]]:
     for p in ps:
         if p.name.startswith("dict"):
             continue
-        table[p.name] = {t: hit_ratio(p, tr) for t, tr in traces.items()}
+        report = progress(f"hit ratios of {p.name}", len(traces) * HR_LENGTH, "accesses")
+        table[p.name] = {}
+        for t, tr in traces.items():
+            table[p.name][t] = hit_ratio(p, tr)
+            report.advance(len(tr))
+        report.done()
     table["exact LRU (reference)"] = {
         t: lru_hits(HR_CAPACITY, tr) / len(tr) for t, tr in traces.items()
     }

@@ -39,6 +39,7 @@ import pytest
 from ann_data import missing_reason
 from engine_data import Facts, exact_top, load_queries, make_facts, recall
 from engine_peers import EF_CONSTRUCTION, PEERS, M
+from phase_progress import progress
 from record import run_info, save
 
 from llmkg.engine import AllocationEngine, EngineConfig
@@ -117,11 +118,23 @@ def engine_config(path: Path, durability: str, dim: int) -> EngineConfig:
     )
 
 
-def run_threads(fn: Callable[[int], Any], n: int) -> tuple[list[Any], float]:
-    """fn(0..n-1) from THREADS threads; results in order and the wall time."""
+def run_threads(
+    fn: Callable[[int], Any], n: int, what: str | None = None
+) -> tuple[list[Any], float]:
+    """fn(0..n-1) from THREADS threads; results in order and the wall time. ``what``:
+    report the progress (of a set-up phase: the reports run on this thread, between
+    the workers' results)."""
     with ThreadPoolExecutor(THREADS) as pool:
         start = perf_counter()
-        out = list(pool.map(fn, range(n)))
+        if what is None:
+            out = list(pool.map(fn, range(n)))
+        else:
+            report = progress(what, n, "facts")
+            out = []
+            for result in pool.map(fn, range(n)):
+                out.append(result)
+                report.advance()
+            report.done()
         seconds = perf_counter() - start
     return out, seconds
 
@@ -266,7 +279,9 @@ def store(facts: Facts, tmp_path_factory: pytest.TempPathFactory) -> Iterator[St
     path = tmp_path_factory.mktemp("engine") / "data"
     engine = AllocationEngine(engine_config(path, "interval", facts.dim))
     batch = [facts.fact(i) for i in range(facts.n)]
-    results, seconds = run_threads(lambda i: engine.allocate(batch[i]), facts.n)
+    results, seconds = run_threads(
+        lambda i: engine.allocate(batch[i]), facts.n, "the 100k store fill (allocate)"
+    )
     fact_of = {r.node_id: i for i, r in enumerate(results)}
     stats = engine.stats()
     RESULTS.meta["fill"] = (
