@@ -30,26 +30,28 @@ pub fn nearest_earlier(metric: Metric, rows: &[f32], dim: usize, k: usize) -> (V
     if dim == 0 || k == 0 {
         return (Vec::new(), Vec::new());
     }
-    let n = rows.len() / dim;
+    let dot = kernels().dot_f32;
+    // Each row's squared norm once, not once per later row it is scored against.
+    let sq: Vec<f32> = rows.chunks_exact(dim).map(|r| dot(r, r)).collect();
+    let n = sq.len();
     let mut positions = vec![-1i64; n * k];
     let mut scores = vec![f32::NEG_INFINITY; n * k];
+    // Higher first, then the earlier row; equal scores (0.0 and -0.0 too) keep their
+    // order, as a stable sort would.
+    let order = |a: &(f32, usize), b: &(f32, usize)| {
+        b.0.partial_cmp(&a.0)
+            .unwrap_or(std::cmp::Ordering::Equal)
+            .then(a.1.cmp(&b.1))
+    };
     let mut best: Vec<(f32, usize)> = Vec::with_capacity(n);
     for (i, query) in rows.chunks_exact(dim).enumerate() {
-        let q_sq = (kernels().dot_f32)(query, query);
         best.clear();
         best.extend(
             rows[..i * dim]
                 .chunks_exact(dim)
                 .enumerate()
-                .map(|(j, row)| (score_row(metric, query, q_sq, row), j)),
+                .map(|(j, row)| (score_of(metric, dot(query, row), sq[i], sq[j]), j)),
         );
-        // Higher first, then the earlier row; equal scores (0.0 and -0.0 too) keep
-        // their order, as a stable sort would.
-        let order = |a: &(f32, usize), b: &(f32, usize)| {
-            b.0.partial_cmp(&a.0)
-                .unwrap_or(std::cmp::Ordering::Equal)
-                .then(a.1.cmp(&b.1))
-        };
         if best.len() > k {
             best.select_nth_unstable_by(k - 1, order);
             best.truncate(k);
@@ -67,17 +69,29 @@ pub fn nearest_earlier(metric: Metric, rows: &[f32], dim: usize, k: usize) -> (V
 #[inline]
 fn score_row(metric: Metric, query: &[f32], q_sq: f32, row: &[f32]) -> f32 {
     let dot = kernels().dot_f32;
+    let r_sq = if metric == Metric::Ip {
+        0.0
+    } else {
+        dot(row, row)
+    };
+    score_of(metric, dot(query, row), q_sq, r_sq)
+}
+
+/// The score of a query and a row from their dot product and squared norms (`r_sq` is
+/// not read for `Ip`).
+#[inline]
+fn score_of(metric: Metric, dot: f32, q_sq: f32, r_sq: f32) -> f32 {
     match metric {
-        Metric::Ip => dot(query, row),
+        Metric::Ip => dot,
         Metric::Cosine => {
-            let norms = (dot(row, row) * q_sq).sqrt();
+            let norms = (r_sq * q_sq).sqrt();
             if norms > 0.0 {
-                dot(query, row) / norms
+                dot / norms
             } else {
                 0.0
             }
         }
-        Metric::L2 => 2.0 * dot(query, row) - dot(row, row) - q_sq,
+        Metric::L2 => 2.0 * dot - r_sq - q_sq,
     }
 }
 
