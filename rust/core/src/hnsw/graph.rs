@@ -272,12 +272,37 @@ impl Graph {
     }
 
     /// Give the level-0 blocks a q8 code region if they have none (before a q8 code is
-    /// stored): a copy of the blocks, once.
+    /// stored): a copy of the blocks and a traversal code for every node, once.
     fn ensure_q8_region(&mut self) {
         let width = Precision::Q8.code_bytes(self.params.dim);
         if self.level0.code_bytes() != width {
             self.level0.set_code_bytes(width);
+            self.write_traversal_codes();
         }
+    }
+
+    /// While the blocks have a code region, every slot in use has a q8 code there,
+    /// whatever its precision: a q8 node's is its vector's code, any other node's a copy
+    /// to traverse on, in room its block has anyway. A search then scores codes alone,
+    /// from slot numbers alone (`QueryCtx::q8_slots`), and rescores its best candidates.
+    /// This writes the copies of every node in use but the q8 ones.
+    pub fn write_traversal_codes(&mut self) {
+        let mut buf = Vec::new();
+        for slot in 0..self.slots() as u32 {
+            let m = self.meta[slot as usize];
+            if m.state != SlotState::Free && m.precision != Precision::Q8 {
+                self.write_traversal_code(slot, &mut buf);
+            }
+        }
+    }
+
+    /// The q8 copy of what the slot holds (its full row, else its decoded code: a copy
+    /// that depends on the node's state alone, so a reloaded index traverses as the one
+    /// it was saved from).
+    fn write_traversal_code(&mut self, slot: u32, buf: &mut Vec<f32>) {
+        let mut code = vec![0u8; self.level0.code_bytes()];
+        let p = crate::quant::encode(Precision::Q8, self.vector(slot, buf), &mut code);
+        self.level0.write_code(slot, &code, p);
     }
 
     /// Score between two stored representations (higher is closer).
@@ -405,6 +430,8 @@ impl Graph {
         if precision == Precision::Full {
             self.meta[s].code_row = self.meta[s].full_row;
         } else if precision == Precision::Q8 {
+            // After the precision is set: the region's first traversal codes are those
+            // of the other nodes.
             self.ensure_q8_region();
             let mut code = vec![0u8; self.level0.code_bytes()];
             let p = crate::quant::encode(precision, vector, &mut code);
@@ -416,6 +443,9 @@ impl Graph {
             let p = crate::quant::encode(precision, vector, arena.row_mut(row));
             arena.set_params(row, p);
             self.meta[s].code_row = row;
+        }
+        if precision != Precision::Q8 && self.level0.code_bytes() > 0 {
+            self.write_traversal_code(slot, &mut Vec::new());
         }
         if precision != Precision::Full || self.meta[s].full_row != slot {
             self.rows_are_slots = false;

@@ -13,8 +13,9 @@
 //!                [count: u32] [links: m0 × u32]   padded to a multiple of 64 bytes
 //! without codes: [count: u32] [links: m0 × u32]
 //! ```
-//! The code region of a slot that is not stored at q8 is unused (only a mix of precisions
-//! pays for it).
+//! A slot that is not stored at q8 keeps a q8 copy of its vector in its code region (a
+//! traversal code, `Graph::write_traversal_codes`), so that a search of a mixed index
+//! reads the blocks alone.
 //!
 //! Concurrency: the words are atomics because links change under the read lock (each
 //! list under its node's mutex, see `graph.rs`). A code and its parameters change only
@@ -106,7 +107,7 @@ impl Level0 {
         &self.words[at..at + 1 + self.m0]
     }
 
-    /// The slot's inline code (`code_bytes` bytes; meaningful for a q8 slot only).
+    /// The slot's inline code (`code_bytes` bytes).
     #[inline]
     pub fn code(&self, slot: u32) -> &[u8] {
         let start = self.start(slot);

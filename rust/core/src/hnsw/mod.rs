@@ -486,6 +486,21 @@ impl Graph {
                 assert_eq!(m.code_row, slot as u32);
             }
         }
+        // With a code region, every node in use has a q8 code of what it holds there:
+        // its own, or a traversal code of its full row or its decoded code.
+        if self.level0.code_bytes() > 0 {
+            let (mut code, mut buf) = (vec![0u8; self.level0.code_bytes()], Vec::new());
+            for (slot, m) in self.meta.iter().enumerate() {
+                let own_code = m.precision == Precision::Q8 && m.full_row == graph::NONE;
+                if m.state == SlotState::Free || own_code {
+                    continue;
+                }
+                let vector = self.vector(slot as u32, &mut buf);
+                let p = crate::quant::encode(Precision::Q8, vector, &mut code);
+                assert_eq!(self.level0.code(slot as u32), code, "slot {slot}");
+                assert_eq!(self.level0.params(slot as u32), p, "slot {slot}");
+            }
+        }
     }
 }
 

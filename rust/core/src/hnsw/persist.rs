@@ -214,6 +214,10 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<Graph> {
             g.meta[s as usize].code_row = s;
         }
     }
+    if g.level0.code_bytes() > 0 {
+        // Files keep the q8 nodes' codes only; the others' are derived.
+        g.write_traversal_codes();
+    }
     Ok(g)
 }
 

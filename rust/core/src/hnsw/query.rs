@@ -22,8 +22,9 @@ pub(crate) struct QueryCtx {
     q_scale: f32,
     /// Score with full rows where kept (construction, rescoring); codes otherwise.
     use_full: bool,
-    /// Every slot in use is a q8 node and codes are scored (`!use_full`): a score reads
-    /// the slot's level-0 block and nothing else, without its metadata.
+    /// Codes are scored (`!use_full`) and every slot in use has a q8 code in its level-0
+    /// block (its own, or a traversal code): a score reads that block and nothing else,
+    /// without the slot's metadata.
     pub q8_slots: bool,
 }
 
@@ -61,7 +62,9 @@ impl QueryCtx {
         self.odd.clear();
         self.lut.clear();
         self.q_i8.clear();
-        if codes_in_play && g.per_precision[Precision::Q8 as usize] > 0 {
+        // Whenever the blocks have codes, which every node in use then has (their
+        // traversal codes: `Graph::write_traversal_codes`).
+        if g.level0.code_bytes() > 0 {
             let max = self.q.iter().fold(0.0f32, |m, v| m.max(v.abs()));
             self.q_scale = if max > 0.0 { max / 127.0 } else { 1.0 };
             let inv = 1.0 / self.q_scale;
@@ -87,8 +90,7 @@ impl QueryCtx {
     pub fn set_use_full(&mut self, g: &Graph, use_full: bool) {
         self.use_full = use_full;
         let in_use = g.live + g.deleted;
-        self.q8_slots =
-            !use_full && in_use > 0 && g.per_precision[Precision::Q8 as usize] == in_use;
+        self.q8_slots = !use_full && in_use > 0 && g.level0.code_bytes() > 0;
     }
 
     pub fn use_full(&self) -> bool {

@@ -245,7 +245,8 @@ impl Graph {
         let admit_all = self.deleted == 0 && filter.is_none();
         let admit = |slot: u32| admit_all || allowed(slot);
         self.search_layer(s, &[cur], ef.max(k), 0, &admit);
-        let codes_used = self.per_precision[Precision::Full as usize] < self.live + self.deleted;
+        let codes_used = s.ctx.q8_slots
+            || self.per_precision[Precision::Full as usize] < self.live + self.deleted;
         if rescore && codes_used {
             self.rescore(s, k);
         }
@@ -259,9 +260,12 @@ impl Graph {
     /// first few (measured: see there), and fetching full rows (often from a mapped
     /// file, a miss for every line) is most of a rescore's cost.
     fn rescore(&self, s: &mut Scratch, k: usize) {
-        let coarse = self.per_precision[Precision::Q4 as usize]
-            + self.per_precision[Precision::Binary as usize]
-            > 0;
+        // Traversed on q8 codes (every node's, `q8_slots`), the candidates are ranked as
+        // in a q8 index, whatever the nodes' own precisions.
+        let coarse = !s.ctx.q8_slots
+            && self.per_precision[Precision::Q4 as usize]
+                + self.per_precision[Precision::Binary as usize]
+                > 0;
         s.found.truncate(rescore_depth(k, coarse));
         s.ctx.set_use_full(self, true);
         for c in s.found.iter_mut() {
@@ -292,15 +296,17 @@ impl Graph {
 }
 
 /// How many of a search's candidates (best first by code score) a rescore reads the full
-/// rows of, for the top `k`. Every one of them when the index holds q4 or binary codes
-/// (their error is of the order of the gaps between neighbours). With q8 codes alone,
-/// `max(2k, k + 16)`: on the 384-dim benchmark set, rescoring the top 12 of any ef gave
-/// the same recall@10 as rescoring all of them, at every ef from 16 to 96; this is twice
-/// that margin and more for small k, whose last places are the most fragile.
+/// rows of, for the top `k`. Every one of them when the index traverses on q4 or binary
+/// codes (their error is of the order of the gaps between neighbours). With q8 codes,
+/// `k + max(16, k/4)`: on the 384-dim benchmark set, rescoring the top 12 of any ef gave
+/// the same recall@10 as rescoring all of them, at every ef from 16 to 96; and in the
+/// engine benchmark's store (100,000 nodes, ef 100) `k + 2` already gave the recall@10
+/// and @50 of rescoring all 100 candidates, at k = 10 and k = 50. The margin is larger
+/// for small k, whose last places are the most fragile.
 pub(crate) fn rescore_depth(k: usize, coarse_codes: bool) -> usize {
     if coarse_codes {
         usize::MAX
     } else {
-        (2 * k).max(k + 16)
+        k + (k / 4).max(16)
     }
 }

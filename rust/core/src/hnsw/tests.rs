@@ -128,6 +128,25 @@ fn codes_with_rescoring_keep_recall() {
         let r = recall(&index, &vectors, &ids, &queries, dim, opts);
         assert!(r >= floor, "{p:?}: recall@10 {r}");
     }
+    // Every precision in one index: traversed on the q8 codes of all (traversal codes),
+    // each candidate rescored with its full row.
+    let vectors = data(2000, dim, 1);
+    let ids: Vec<u64> = (0..2000).collect();
+    let order = [
+        Precision::Full,
+        Precision::Q8,
+        Precision::Q4,
+        Precision::Binary,
+    ];
+    let precisions: Vec<Precision> = (0..2000).map(|i| order[i % 4]).collect();
+    let index = Hnsw::new(Params::new(dim)).unwrap();
+    index.add(&ids, &vectors, &precisions, None).unwrap();
+    for ef in [50, 200] {
+        let mut opts = SearchOptions::new(10);
+        opts.ef = Some(ef);
+        let r = recall(&index, &vectors, &ids, &queries, dim, opts);
+        assert!(r >= 0.95, "mixed precisions, ef {ef}: recall@10 {r}");
+    }
 }
 
 #[test]

@@ -109,10 +109,21 @@ fn the_code_region_comes_and_goes_with_the_q8_nodes() {
 }
 
 #[test]
-fn the_q8_fast_path_reads_each_slots_own_code_and_only_when_all_are_q8() {
+fn the_q8_fast_path_reads_each_slots_own_code_whatever_its_precision() {
     let dim = 40;
     for metric in [Metric::Cosine, Metric::Ip, Metric::L2] {
         let (index, vectors, ids) = build(300, dim, metric, Precision::Q8, true);
+        // Nodes at every precision: the others have traversal codes in their blocks.
+        index
+            .set_precision(&ids[..40], Precision::Full, None)
+            .unwrap();
+        index
+            .set_precision(&ids[40..60], Precision::Q4, None)
+            .unwrap();
+        index
+            .set_precision(&ids[60..80], Precision::Binary, None)
+            .unwrap();
+        index.graph.read().check_invariants();
         let fast_path = |index: &Hnsw| {
             let g = index.graph.read();
             with_scratch(|s| {
@@ -123,7 +134,7 @@ fn the_q8_fast_path_reads_each_slots_own_code_and_only_when_all_are_q8() {
                 codes
             })
         };
-        assert!(fast_path(&index), "{metric:?}: every node is q8");
+        assert!(fast_path(&index), "{metric:?}: every node has a q8 code");
         let g = index.graph.read();
         for q in data(5, dim, 3).chunks(dim) {
             with_scratch(|s| {
@@ -153,13 +164,11 @@ fn the_q8_fast_path_reads_each_slots_own_code_and_only_when_all_are_q8() {
             });
         }
         drop(g);
+        // The last q8 node leaving ends the fast path (and the region).
         index
-            .set_precision(&ids[..1], Precision::Full, None)
+            .set_precision(&ids[80..], Precision::Full, None)
             .unwrap();
-        assert!(
-            !fast_path(&index),
-            "{metric:?}: one full node ends the fast path"
-        );
+        assert!(!fast_path(&index), "{metric:?}: no code region is left");
     }
 }
 
