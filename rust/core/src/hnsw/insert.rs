@@ -59,7 +59,16 @@ impl Graph {
         {
             let Scratch { ctx, decode, .. } = s;
             ctx.prepare(self, self.vector(slot, decode), true);
+            // Where every node has a q8 code, the beam walks on codes as a search does
+            // (a quarter of the bytes a visit); the candidates are rescored below, so
+            // that the heuristic weighs exact scores against the exact pair scores it
+            // takes between them.
+            ctx.set_use_full(self, false);
+            if !ctx.q8_slots {
+                ctx.set_use_full(self, true);
+            }
         }
+        let on_codes = s.ctx.q8_slots;
         let mut cur = Cand {
             score: s.ctx.score(self, ep),
             slot: ep,
@@ -70,6 +79,9 @@ impl Graph {
         let admit = |n: u32| n != slot && self.meta[n as usize].state == SlotState::Live;
         for l in (0..=level.min(top)).rev() {
             self.search_layer(s, &[cur], self.params.ef_construction, l, &admit);
+            if on_codes {
+                self.rescore_found(s);
+            }
             if let Some(&best) = s.found.first() {
                 cur = best;
             }

@@ -275,6 +275,17 @@ impl Graph {
         s.found.sort_unstable_by(|a, b| b.cmp(a));
     }
 
+    /// Score every candidate of `s.found` with the full rows (where kept) and sort them
+    /// again, best first.
+    pub(crate) fn rescore_found(&self, s: &mut Scratch) {
+        s.ctx.set_use_full(self, true);
+        for c in s.found.iter_mut() {
+            c.score = s.ctx.score(self, c.slot);
+        }
+        s.ctx.set_use_full(self, false);
+        s.found.sort_unstable_by(|a, b| b.cmp(a));
+    }
+
     /// Score every slot of `slots` (at the best precision kept) and keep the top `k`.
     fn exact_top(&self, s: &mut Scratch, slots: impl Iterator<Item = u32>, k: usize) -> Vec<Cand> {
         s.ctx.set_use_full(self, true);
