@@ -50,10 +50,6 @@ VECTOR_FILE = "index-vectors.f32"
 RESTORE_BATCH = 10_000
 
 
-def _node(r: NodeRecord) -> Node:
-    return Node(r.node_id, r.subject, r.predicate, r.object, r.confidence, r.parent)
-
-
 class AllocationEngine(BulkAllocation, Allocation, Durability, Graph, Placing):
     """Places facts in the graph and finds them again; durable through its store."""
 
@@ -316,7 +312,7 @@ class AllocationEngine(BulkAllocation, Allocation, Durability, Graph, Placing):
                 ranked = self._nearest(
                     query, k, ef=ef, allowed=allowed, exact=not c.enable_hnsw, wait=wait
                 )
-            hits = [SearchHit(r.node_id, score, _node(r)) for r, score in ranked]
+            hits = [SearchHit(r.node_id, score, r.node) for r, score in ranked]
             self.precision.count_reads([h.node_id for h in hits])
         if expansion is None:
             return hits
@@ -337,7 +333,7 @@ class AllocationEngine(BulkAllocation, Allocation, Durability, Graph, Placing):
         if record is None or not (node_id in self.linker or node_id in self.index):
             return None
         self.precision.count_reads([node_id])
-        return _node(record)
+        return record.node
 
     def delete(self, node_id: int) -> bool:
         """Delete a node; False if it is not there."""

@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from llmkg.engine.follow import Follower
     from llmkg.engine.quantization import AdaptivePrecision
     from llmkg.engine.records import RecordCache
-    from llmkg.store import NodeRecord, Store
+    from llmkg.store import Store
 
 
 def placements(placed: list[PlacedFact], dim: int) -> list[Placement]:
@@ -40,10 +40,6 @@ def placements(placed: list[PlacedFact], dim: int) -> list[Placement]:
         vector = f.embedding if f.embedding is not None else next(embedded)
         rows.append(Placement(f.subject, f.predicate, f.object, f.confidence, vector, p.parent))
     return rows
-
-
-def _node(r: NodeRecord) -> Node:
-    return Node(r.node_id, r.subject, r.predicate, r.object, r.confidence, r.parent)
 
 
 class Placing:
@@ -110,7 +106,7 @@ class Placing:
                 elif self.facts.confidences([record.node_id]):
                     self.facts.set_confidence(record.node_id, record.confidence)
                     self.records.forget(record.node_id)  # cached with the old confidence
-        return [(_node(record), created) for record, created in results]
+        return [(record.node, created) for record, created in results]
 
     def relink(self, node_id: int, parent: int) -> Node | None:
         """Make ``parent`` the parent of ``node_id`` (both live): the node as it now is, or
@@ -123,4 +119,4 @@ class Placing:
         if record is None:
             return None
         self.records.forget(node_id)  # cached with its old parent
-        return _node(record)
+        return record.node

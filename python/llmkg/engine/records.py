@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("llmkg.engine")
 
-RECORD_OVERHEAD = 200  # bytes of a record beside its vector and texts (objects, headers)
+RECORD_OVERHEAD = 300  # bytes of a record beside its vector and texts (objects, headers, its Node)
 PREFETCH_QUEUE = 256  # reads that may wait for their prefetch; beyond, prefetch is skipped
 
 

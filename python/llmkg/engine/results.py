@@ -12,6 +12,20 @@ from typing import Any
 
 import msgspec
 
+from llmkg.store.records import Node
+
+__all__ = [
+    "AllocationResult",
+    "Entity",
+    "ExpandedFact",
+    "ExpandedSearch",
+    "Neighbor",
+    "Node",
+    "Reached",
+    "SearchHit",
+    "Traversal",
+]
+
 
 class Neighbor(msgspec.Struct, frozen=True):
     """A node near an allocated fact, and its similarity to it."""
@@ -38,25 +52,6 @@ class AllocationResult(msgspec.Struct, frozen=True):
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = msgspec.to_builtins(self)
         return out
-
-
-class Node(msgspec.Struct, frozen=True):
-    """A stored fact: its node id, triple, confidence and parent's node id (None: a root)."""
-
-    node_id: int
-    subject: str
-    predicate: str
-    object: str
-    confidence: float
-    parent: int | None
-
-    def fact(self) -> dict[str, Any]:
-        return {
-            "subject": self.subject,
-            "predicate": self.predicate,
-            "object": self.object,
-            "confidence": self.confidence,
-        }
 
 
 class SearchHit(msgspec.Struct, frozen=True):
