@@ -10,7 +10,8 @@ What it measures, on pypi-minilm-dev facts (see engine_data.py):
 3. restart time of that store with its snapshot and without (rebuilt from the store);
 4. the same insert, search and restart numbers for the peers, on the same facts; each
    peer's searches are timed in turn with llmkg's (query by query, alternating which goes
-   first), and that pair of rows gives the ratios of the headline table.
+   first), llmkg's at the smallest beam that gives it the peer's recall@10 or better,
+   and that pair of rows gives the ratios of the headline table.
 
 llmkg's `allocate` is a durable, idempotent single-fact insert that first searches the
 fact's neighbours to choose its parent; a peer's upsert is a bare insert. The tables say
@@ -49,6 +50,7 @@ K = 50
 WARMUP = 20
 SNAPSHOT_RESTARTS = 3
 BULK_BATCH = 5_000
+MATCH_STEPS = 20  # at most ef_search + 95 for the peer's recall
 
 
 @dataclass(frozen=True)
@@ -306,16 +308,33 @@ def store(facts: Facts, tmp_path_factory: pytest.TempPathFactory) -> Iterator[St
         s.engine.close()
 
 
-def engine_search(store: Store) -> Callable[[np.ndarray], list[int]]:
-    """One search of the store's engine, as fact rows."""
+def engine_search(store: Store, ef: int | None = None) -> Callable[[np.ndarray], list[int]]:
+    """One search of the store's engine (at beam ``ef``, else the configured one), as fact
+    rows."""
     engine, fact_of = store.engine, store.fact_of
     assert engine is not None
-    return lambda q: [fact_of[h.node_id] for h in engine.search(embedding=q, k=K)]
+    return lambda q: [fact_of[h.node_id] for h in engine.search(embedding=q, k=K, ef=ef)]
 
 
-def engine_note(store: Store) -> str:
+def engine_note(store: Store, ef: int | None = None) -> str:
     assert store.engine is not None
-    return f"ef_search {store.engine.config.ef_search}, quantized index rescored in the core"
+    default = store.engine.config.ef_search
+    beam = f"ef_search {default}" if ef is None else f"ef {ef} (configured {default})"
+    return f"{beam}, quantized index rescored in the core"
+
+
+def matched_ef(store: Store, queries: np.ndarray, truth: np.ndarray, peer_recall: float) -> int:
+    """The smallest beam, from the configured one up in steps of 5, at which llmkg's
+    recall@10 is the peer's or better: latencies compare at equal recall, as ANN
+    benchmarks compare them."""
+    assert store.engine is not None
+    ef = store.engine.config.ef_search
+    for _ in range(MATCH_STEPS):
+        found = [engine_search(store, ef)(q) for q in queries]
+        if recall(found, truth, 10) >= peer_recall:
+            break
+        ef += 5
+    return ef
 
 
 def test_engine_search(store: Store, queries: np.ndarray, truth: np.ndarray) -> None:
@@ -371,13 +390,16 @@ def test_peer(
     print(f"\n{label} bulk: {facts.n / seconds:,.0f}/s; {peer.info()}")
 
     # In turn with llmkg's searches of the same facts (its engine is still open: the
-    # restart test comes last), so that the ratio is of one moment of the host.
-    ours, theirs = time_paired(engine_search(store), lambda q: peer.search(q, K), queries)
+    # restart test comes last), so that the ratio is of one moment of the host; llmkg at
+    # the beam that gives it the peer's recall or better.
+    peer_recall = recall([peer.search(q, K) for q in queries], truth, 10)
+    ef = matched_ef(store, queries, truth, peer_recall)
+    ours, theirs = time_paired(engine_search(store, ef), lambda q: peer.search(q, K), queries)
     row = search_row(label, *theirs, truth)
     row["note"] = "hnsw ef 100"
     RESULTS.searches.append(row)
     paired = search_row("llmkg", *ours, truth)
-    paired["note"] = engine_note(store)
+    paired["note"] = engine_note(store, ef)
     RESULTS.pairs.append({"peer": label, "llmkg": paired, "peer_row": row})
     print(f"{label} search: {row}")
     print(f"llmkg search, in turn with {label}: {paired}")
