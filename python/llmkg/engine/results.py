@@ -1,9 +1,10 @@
 """What the engine answers.
 
-Immutable msgspec structs rather than frozen dataclasses: a search builds two per hit,
-and a frozen dataclass's ``__init__`` (one ``object.__setattr__`` per field) cost about
-1.2 µs each, a struct's 0.08 µs; for k = 50 that was a tenth of a search's Python time.
-They compare, hash and print like the dataclasses did.
+Immutable msgspec structs rather than frozen dataclasses: a search builds one per hit
+(its ``Node`` comes made with the store's record), and a frozen dataclass's ``__init__``
+(one ``object.__setattr__`` per field) cost about 1.2 µs each, a struct's 0.08 µs; for
+k = 50 that was a tenth of a search's Python time. They compare, hash and print like the
+dataclasses did.
 """
 
 from __future__ import annotations
