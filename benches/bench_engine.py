@@ -105,7 +105,7 @@ def truth(facts: Facts, queries: np.ndarray) -> np.ndarray:
     return exact_top(facts.vectors, queries, K)
 
 
-def engine_config(path: Path, durability: str, dim: int) -> EngineConfig:
+def engine_config(path: Path, durability: str, dim: int, **more: Any) -> EngineConfig:
     # No timed checkpoints: a snapshot written in the middle of a timing would be noise;
     # close() still writes one, and the restart part needs exactly that. The graph is
     # built as the peers build theirs (the production default is M 32, ef_construction 400).
@@ -117,6 +117,7 @@ def engine_config(path: Path, durability: str, dim: int) -> EngineConfig:
         durability=durability,
         sync_interval=1.0,
         checkpoint_interval=0,
+        **more,
     )
 
 
@@ -274,23 +275,29 @@ class Store:
     fact_of: dict[int, int]  # node id -> fact row
 
 
-@pytest.fixture(scope="module")
-def store(facts: Facts, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Store]:
-    """All the facts, allocated from 8 threads (`interval`: the fill is set-up, not the
-    number under test; its rate is reported all the same)."""
-    path = tmp_path_factory.mktemp("engine") / "data"
-    engine = AllocationEngine(engine_config(path, "interval", facts.dim))
+def fill(facts: Facts, path: Path, what: str, **config: Any) -> tuple[Store, float, str]:
+    """A store of all the facts, allocated from 8 threads (`interval`: the fill is set-up,
+    not the number under test; its rate is reported all the same): the store, the
+    seconds and a line about it."""
+    engine = AllocationEngine(engine_config(path, "interval", facts.dim, **config))
     batch = [facts.fact(i) for i in range(facts.n)]
-    results, seconds = run_threads(
-        lambda i: engine.allocate(batch[i]), facts.n, "the 100k store fill (allocate)"
-    )
+    results, seconds = run_threads(lambda i: engine.allocate(batch[i]), facts.n, what)
     fact_of = {r.node_id: i for i, r in enumerate(results)}
     stats = engine.stats()
-    RESULTS.meta["fill"] = (
+    line = (
         f"{facts.n:,} facts allocated from 8 threads (interval) in {seconds:.1f} s"
         f" ({facts.n / seconds:,.0f}/s); {stats['nodes']:,} nodes;"
-        f" precisions {stats['index']['precisions']}"
+        f" precisions {stats['index']['precisions']};"
+        f" index {stats['index']['memory_bytes'] / 2**20:,.0f} MiB resident"
     )
+    return Store(path, engine, fact_of), seconds, line
+
+
+@pytest.fixture(scope="module")
+def store(facts: Facts, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Store]:
+    """All the facts, each at the precision its confidence gives it (a mix)."""
+    path = tmp_path_factory.mktemp("engine") / "data"
+    s, seconds, RESULTS.meta["fill"] = fill(facts, path, "the 100k store fill (allocate)")
     RESULTS.inserts.append(
         {
             "library": "llmkg",
@@ -298,14 +305,27 @@ def store(facts: Facts, tmp_path_factory: pytest.TempPathFactory) -> Iterator[St
             "kind": "single",
             "n": facts.n,
             "seconds": seconds,
-            "note": f"{len(fact_of):,} distinct nodes",
+            "note": f"{len(s.fact_of):,} distinct nodes",
         }
     )
     print(f"\n{RESULTS.meta['fill']}")
-    s = Store(path, engine, fact_of)
     yield s
     if s.engine is not None:
         s.engine.close()
+
+
+@pytest.fixture(scope="module")
+def q8_store(facts: Facts, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Store]:
+    """All the facts with every node at q8 (codes resident, full rows in the mapped file
+    the engine rescores from)."""
+    path = tmp_path_factory.mktemp("engine-q8") / "data"
+    s, _, RESULTS.meta["q8 fill"] = fill(
+        facts, path, "the 100k all-q8 store fill", enable_adaptive=False, default_precision="q8"
+    )
+    print(f"\nq8 store: {RESULTS.meta['q8 fill']}")
+    yield s
+    assert s.engine is not None
+    s.engine.close()
 
 
 def engine_search(store: Store, ef: int | None = None) -> Callable[[np.ndarray], list[int]]:
@@ -354,6 +374,7 @@ def test_peer(
     truth: np.ndarray,
     store: Store,
     tmp_path: Path,
+    request: pytest.FixtureRequest,
 ) -> None:
     module, cls = PEERS[name]
     try:
@@ -403,6 +424,19 @@ def test_peer(
     RESULTS.pairs.append({"peer": label, "llmkg": paired, "peer_row": row})
     print(f"{label} search: {row}")
     print(f"llmkg search, in turn with {label}: {paired}")
+    if name == "qdrant-edge-py":
+        # The same with every node at q8: the engine's smallest index.
+        q8: Store = request.getfixturevalue("q8_store")
+        ef = matched_ef(q8, queries, truth, peer_recall)
+        ours, theirs = time_paired(engine_search(q8, ef), lambda q: peer.search(q, K), queries)
+        q8_row = search_row("llmkg", *ours, truth)
+        q8_row["note"] = f"every node q8; {engine_note(q8, ef)}"
+        q8_peer = search_row(label, *theirs, truth)
+        q8_peer["note"] = row["note"]
+        RESULTS.pairs.append(
+            {"peer": label, "llmkg": q8_row, "peer_row": q8_peer, "variant": "every node q8"}
+        )
+        print(f"llmkg search, every node q8, in turn with {label}: {q8_row}")
 
     times, firsts = [], []
     for _ in range(SNAPSHOT_RESTARTS):
@@ -563,6 +597,10 @@ def _lines(r: Results) -> list[str]:
             f" {theirs['p50_ms']:>7.2f}{theirs['p95_ms']:>7.2f}{theirs['p99_ms']:>7.2f}"
             f" {_ratio(ours['p50_ms'], theirs['p50_ms']):>9}"
             f" {_ratio(ours['p95_ms'], theirs['p95_ms']):>9}"
+        )
+        out.append(
+            f"   {'':<22}   llmkg: {ours['note']}; recall@10 {ours['recall10']:.4f}"
+            f" vs {theirs['recall10']:.4f}"
         )
 
     snap = next(

@@ -14,7 +14,11 @@ def draw(data: dict[str, Any], out: Path) -> list[Path]:
     searches: list[dict[str, Any]] = data.get("searches", [])
     # llmkg's row timed in turn with qdrant-edge's, as the headline table takes it.
     paired = next(
-        (p["llmkg"] for p in data.get("pairs", []) if p["peer"].startswith("qdrant-edge-py")),
+        (
+            p["llmkg"]
+            for p in data.get("pairs", [])
+            if p["peer"].startswith("qdrant-edge-py") and "variant" not in p
+        ),
         None,
     )
     if paired is not None:
