@@ -9,11 +9,12 @@ import random
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import msgspec
 import numpy as np
 import pytest
 
 from llmkg.store import SqliteStore, Store
-from llmkg.store.records import FactRow, prefix_end
+from llmkg.store.records import Node, prefix_end
 
 StoreFactory = Callable[[], Store]
 VEC = np.ones(4, dtype=np.float32)
@@ -34,25 +35,27 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
     opened.close()
 
 
-def build(store: Store, n: int, seed: int) -> dict[int, FactRow]:
+def build(store: Store, n: int, seed: int) -> dict[int, Node]:
     """``n`` facts of a small vocabulary, each with an earlier node (or none) as parent."""
     rng = random.Random(seed)
-    model: dict[int, FactRow] = {}
+    model: dict[int, Node] = {}
     while len(model) < n:
         s, p, o = rng.choice(SUBJECTS), rng.choice(PREDICATES), rng.choice(OBJECTS)
         parent = rng.choice([None, *model]) if model else None
         conf = round(rng.random(), 3)
         record, created = store.insert(s, p, o, conf, VEC, parent=parent)
         if created:
-            model[record.node_id] = FactRow(record.node_id, s, p, o, conf, parent)
+            model[record.node_id] = Node(record.node_id, s, p, o, conf, parent)
         else:  # the stored triple keeps its node, at the larger confidence
-            model[record.node_id] = model[record.node_id]._replace(confidence=record.confidence)
+            model[record.node_id] = msgspec.structs.replace(
+                model[record.node_id], confidence=record.confidence
+            )
     return model
 
 
-def walk(page: Callable[[int], list[FactRow]]) -> list[FactRow]:
+def walk(page: Callable[[int], list[Node]]) -> list[Node]:
     """Every row of a keyset listing, a page at a time."""
-    out: list[FactRow] = []
+    out: list[Node] = []
     after = 0
     while True:
         rows = page(after)
@@ -111,13 +114,13 @@ def test_windows_around_names_match_a_model(store: Store) -> None:
     rng = random.Random(6)
     for victim in rng.sample(sorted(model), 30):  # deleted facts are in no window
         for kid in store.detach(victim) or []:
-            model[kid] = model[kid]._replace(parent=model[victim].parent)
+            model[kid] = msgspec.structs.replace(model[kid], parent=model[victim].parent)
         del model[victim]
     names = ["Bob", "Cy", "Ed", "Al", "nobody", "Éva"]
     for role, predicates, width in itertools.product(
         ("subject", "object"), (None, ["likes"], ["knows", "is_a"], []), (1, 3, 8, 1000)
     ):
-        want_rows: list[FactRow] = []
+        want_rows: list[Node] = []
         want_ends: dict[str, int] = {}
         for name in names:
             window = sorted(r for r in model.values() if getattr(r, role) == name)[:width]
@@ -173,7 +176,7 @@ def test_a_delete_gives_the_children_their_grandparent(store: Store) -> None:
         assert store.detach(victim) == kids
         grandparent = model.pop(victim).parent
         for kid in kids:
-            model[kid] = model[kid]._replace(parent=grandparent)
+            model[kid] = msgspec.structs.replace(model[kid], parent=grandparent)
         assert store.detach(victim) is None
         assert not store.delete(victim)
     live = {r.node_id: r.parent for r in walk(lambda a: store.match(None, None, None, None, a, 50))}

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from llmkg.engine import traversal as tr
 from llmkg.engine.facts import FactError, text_field
 from llmkg.engine.results import Entity, ExpandedFact, Node, Reached, SearchHit, Traversal
-from llmkg.store.records import MAX_DEPTH, FactRow
+from llmkg.store.records import MAX_DEPTH
 
 if TYPE_CHECKING:
     from llmkg.engine.config import EngineConfig
@@ -27,14 +27,6 @@ if TYPE_CHECKING:
 
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 1000
-
-
-def _node(r: FactRow) -> Node:
-    return Node(r.node_id, r.subject, r.predicate, r.object, r.confidence, r.parent)
-
-
-def _row(n: Node) -> FactRow:
-    return FactRow(n.node_id, n.subject, n.predicate, n.object, n.confidence, n.parent)
 
 
 def check_limit(limit: Any, field: str = "limit", top: int = MAX_LIMIT) -> int:
@@ -49,10 +41,10 @@ def _check_after(after: Any, field: str) -> int:
     return after
 
 
-def _page(rows: list[FactRow], limit: int) -> tuple[list[Node], int | None]:
+def _page(rows: list[Node], limit: int) -> tuple[list[Node], int | None]:
     more = len(rows) > limit
     rows = rows[:limit]
-    return [_node(r) for r in rows], rows[-1].node_id if more else None
+    return rows, rows[-1].node_id if more else None
 
 
 class Graph:
@@ -154,7 +146,7 @@ class Graph:
         max_depth = check_limit(max_depth, "max_depth", MAX_DEPTH)
         if self.store.get(node_id) is None:
             return None
-        return [_node(r) for r in self.store.ancestors(node_id, max_depth)]
+        return self.store.ancestors(node_id, max_depth)
 
     def traverse(
         self,
@@ -187,16 +179,13 @@ class Graph:
         max_facts = check_limit(max_facts, "max_facts", tr.MAX_FACTS)
         if ids:
             records = self.store.get_many(ids)
-            rows = [
-                FactRow(r.node_id, r.subject, r.predicate, r.object, r.confidence, r.parent)
-                for r in records.values()
-            ]
+            rows = [r.node for r in records.values()]
             walk = tr.start_walk(rows, direction, max_facts)
         else:
             walk = tr.Walk(names, (), max_facts)
         for hop in range(1, hops + 1):
             tr.step(self.store, [walk], hop, direction, followed)
-        facts = [Reached(hop, _node(r)) for hop, r in walk.reached]
+        facts = [Reached(hop, r) for hop, r in walk.reached]
         return Traversal(facts, walk.truncated, walk.capped)
 
     def _expansion(self, expand: Any) -> tuple[int, int, list[str] | None]:
@@ -237,7 +226,7 @@ class Graph:
         for first in range(0, len(hits), tr.EXPAND_BATCH):
             batch = hits[first : first + tr.EXPAND_BATCH]
             walks = [
-                tr.Walk((h.node.subject, h.node.object), [_row(h.node)], wanted + len(hits))
+                tr.Walk((h.node.subject, h.node.object), [h.node], wanted + len(hits))
                 for h in batch
             ]
             for hop in range(1, hops + 1):
@@ -248,7 +237,7 @@ class Graph:
                     if r.node_id in hit_ids or r.node_id in answered:
                         continue
                     answered.add(r.node_id)
-                    out.append(ExpandedFact(hit.node_id, hop, _node(r)))
+                    out.append(ExpandedFact(hit.node_id, hop, r))
                     if len(out) == wanted:
                         return out[:max_facts], True, capped
         return out, False, capped

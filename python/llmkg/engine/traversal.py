@@ -27,7 +27,7 @@ from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from llmkg.engine.facts import FactError, text_field
-from llmkg.store.records import NO_END, ROLES, FactRow
+from llmkg.store.records import NO_END, ROLES, Node
 
 if TYPE_CHECKING:
     from llmkg.store import Store
@@ -58,11 +58,11 @@ class Walk:
     """One breadth-first walk: its frontier, what it visited, what it reached (``(hop,
     fact)`` by hop, then id), and how many facts it may still keep (``budget``)."""
 
-    def __init__(self, frontier: Iterable[str], reached: Iterable[FactRow], budget: int) -> None:
+    def __init__(self, frontier: Iterable[str], reached: Iterable[Node], budget: int) -> None:
         self.frontier = sorted(set(frontier))
         self.visited = set(self.frontier)
         self.seen = {r.node_id for r in reached}
-        self.reached: list[tuple[int, FactRow]] = []
+        self.reached: list[tuple[int, Node]] = []
         self.budget = budget
         self.truncated = False  # the budget left reachable facts out
         self.capped = False  # a full window may have hidden facts from the answer
@@ -79,14 +79,14 @@ class _Windows:
     def __init__(self, store: Store, predicates: Sequence[str] | None) -> None:
         self.store = store
         self.predicates = predicates
-        self.rows: dict[str, dict[str, list[FactRow]]] = {role: {} for role in ROLES}
+        self.rows: dict[str, dict[str, list[Node]]] = {role: {} for role in ROLES}
         self.ends: dict[str, dict[str, int]] = {role: {} for role in ROLES}
         self.width: dict[tuple[str, str], int] = {}
         self.spent = 0
 
     def read(self, role: str, names: Sequence[str], width: int) -> None:
         rows, ends = self.store.facts_around(names, role, self.predicates, width)
-        by_name: dict[str, list[FactRow]] = {name: [] for name in names}
+        by_name: dict[str, list[Node]] = {name: [] for name in names}
         for r in rows:
             by_name[getattr(r, role)].append(r)
         self.rows[role].update(by_name)
@@ -99,10 +99,10 @@ class _Windows:
             self.spent += width if full or self.predicates else len(by_name[name])
         self.ends[role].update(ends)
 
-    def found(self, w: Walk, direction: str) -> tuple[list[FactRow], set[tuple[str, str]]]:
+    def found(self, w: Walk, direction: str) -> tuple[list[Node], set[tuple[str, str]]]:
         """The walk's new facts by id, and the full windows of its frontier that may hide
         facts from its answer: those that end below its cut."""
-        found: dict[int, FactRow] = {}
+        found: dict[int, Node] = {}
         full: list[tuple[str, str, int]] = []
         for role in NEAR[direction]:
             rows, ends = self.rows[role], self.ends[role]
@@ -160,7 +160,7 @@ def step(
 
 
 def _advance(
-    w: Walk, hop: int, direction: str, ordered: list[FactRow], hiding: set[tuple[str, str]]
+    w: Walk, hop: int, direction: str, ordered: list[Node], hiding: set[tuple[str, str]]
 ) -> None:
     kept = ordered[: w.budget]
     w.truncated = len(ordered) > w.budget
@@ -173,10 +173,10 @@ def _advance(
     w.frontier = [] if w.truncated else sorted(far)
 
 
-def start_walk(rows: Sequence[FactRow], direction: str, budget: int) -> Walk:
+def start_walk(rows: Sequence[Node], direction: str, budget: int) -> Walk:
     """A walk from facts (hop 0, kept in id order within ``budget``): their far ends are
     its first frontier."""
-    ordered = sorted(rows)
+    ordered = sorted(rows, key=lambda r: r.node_id)
     kept = ordered[:budget]
     walk = Walk(
         {getattr(r, role) for r in kept for role in FAR[direction]}, kept, budget - len(kept)

@@ -9,7 +9,7 @@ from typing import Protocol
 
 import numpy as np
 
-from llmkg.store.records import Change, ExportRow, FactRow, NodeRecord, Placement
+from llmkg.store.records import Change, ExportRow, Node, NodeRecord, Placement
 
 # Called as a copy goes: (pages copied so far, pages in all, bytes of a page).
 CopyProgress = Callable[[int, int, int], None]
@@ -150,17 +150,17 @@ class Store(Protocol):
         min_confidence: float | None,
         after: int,
         limit: int,
-    ) -> list[FactRow]:
+    ) -> list[Node]:
         """Up to ``limit`` live facts with every given field equal (and at least
         ``min_confidence``), of ids above ``after``, by id."""
         ...
 
-    def children(self, node_id: int, after: int, limit: int) -> list[FactRow]:
+    def children(self, node_id: int, after: int, limit: int) -> list[Node]:
         """Up to ``limit`` live nodes whose parent is ``node_id``, of ids above ``after``,
         by id."""
         ...
 
-    def ancestors(self, node_id: int, max_depth: int) -> list[FactRow]:
+    def ancestors(self, node_id: int, max_depth: int) -> list[Node]:
         """The parent of ``node_id``, its parent and so on to the root, nearest first, at
         most ``max_depth`` of them."""
         ...
@@ -177,7 +177,7 @@ class Store(Protocol):
 
     def facts_around(
         self, names: Sequence[str], role: str, predicates: Sequence[str] | None, width: int
-    ) -> tuple[list[FactRow], dict[str, int]]:
+    ) -> tuple[list[Node], dict[str, int]]:
         """For each of ``names``, a window of its ``width`` live facts of lowest ids that
         have it as ``role`` (``"subject"`` or ``"object"``): the facts of every window
         that have a predicate in ``predicates`` (all of them when None), by id; and, for

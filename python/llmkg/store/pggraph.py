@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from llmkg.store.pgconn import Connections
-from llmkg.store.records import FACT_COLUMNS, NO_END, ROLES, FactRow, prefix_end
+from llmkg.store.records import FACT_COLUMNS, NO_END, ROLES, Node, prefix_end
 
 # Up from a node of this partition, by id: a parent may live in another partition.
 ANCESTORS = f"""WITH RECURSIVE up(id, depth) AS (
@@ -52,7 +52,7 @@ class GraphReads(Connections):
         min_confidence: float | None,
         after: int,
         limit: int,
-    ) -> list[FactRow]:
+    ) -> list[Node]:
         where = ["partition = ANY(%s)", "NOT deleted", "id > %s"]
         params: list[Any] = [self.scope, after]
         for column, value in (("subject", subject), ("predicate", predicate), ("object", object)):
@@ -68,24 +68,24 @@ class GraphReads(Connections):
             "ORDER BY id LIMIT %s",
             (*params, limit),
         )
-        return [FactRow(*r) for r in rows]
+        return [Node(*r) for r in rows]
 
-    def children(self, node_id: int, after: int, limit: int) -> list[FactRow]:
+    def children(self, node_id: int, after: int, limit: int) -> list[Node]:
         # In every partition: a child's home is its own triple's, not its parent's.
         rows = self._rows(
             f"SELECT {FACT_COLUMNS} FROM llmkg_nodes WHERE parent = %s "
             "AND NOT deleted AND id > %s ORDER BY id LIMIT %s",
             (node_id, after, limit),
         )
-        return [FactRow(*r) for r in rows]
+        return [Node(*r) for r in rows]
 
-    def ancestors(self, node_id: int, max_depth: int) -> list[FactRow]:
+    def ancestors(self, node_id: int, max_depth: int) -> list[Node]:
         rows = self._read(
             lambda conn: conn.execute(
                 ANCESTORS, {"scope": self.scope, "id": node_id, "depth": max_depth}
             ).fetchall()
         )
-        return [FactRow(*r) for r in rows]
+        return [Node(*r) for r in rows]
 
     def entities(self, prefix: str, after: str | None, limit: int) -> list[str]:
         # COLLATE "C": code point order (UTF-8 bytes), whatever the database's collation,
@@ -123,7 +123,7 @@ class GraphReads(Connections):
 
     def facts_around(
         self, names: Sequence[str], role: str, predicates: Sequence[str] | None, width: int
-    ) -> tuple[list[FactRow], dict[str, int]]:
+    ) -> tuple[list[Node], dict[str, int]]:
         if role not in ROLES:
             raise ValueError(f"role must be one of {ROLES}, got {role!r}")
         # PostgreSQL's text holds no NUL: no stored fact has such a name, and the driver
@@ -140,11 +140,11 @@ class GraphReads(Connections):
             params["predicates"] = predicates
         query = AROUND.format(role=role, no_end=NO_END, predicates=only)
         found = self._read(lambda conn: conn.execute(query, params).fetchall())
-        rows: list[FactRow] = []
+        rows: list[Node] = []
         ends: dict[str, int] = {}
         for kind, *row in found:
             if kind == 0:
                 ends[row[1]] = row[0]
             else:
-                rows.append(FactRow(*row))
+                rows.append(Node(*row))
         return rows, ends

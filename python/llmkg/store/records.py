@@ -9,8 +9,10 @@ import msgspec
 import numpy as np
 
 
-class Node(msgspec.Struct, frozen=True):
-    """A stored fact: its node id, triple, confidence and parent's node id (None: a root)."""
+class Node(msgspec.Struct, frozen=True, order=True):
+    """A stored fact: its node id, triple, confidence and parent's node id (None: a root).
+    What reads hand out: no vector (a page of a thousand facts would read a thousand
+    vectors that nobody looks at). Ordered by its fields in turn: by node id."""
 
     node_id: int
     subject: str
@@ -54,18 +56,6 @@ class NodeRecord:
         object.__setattr__(self, "node", node)
 
 
-class FactRow(NamedTuple):
-    """A live fact as the graph's reads hand it out: no vector (a page of a thousand
-    facts would read a thousand vectors that nobody looks at)."""
-
-    node_id: int
-    subject: str
-    predicate: str
-    object: str
-    confidence: float
-    parent: int | None
-
-
 class ExportRow(NamedTuple):
     """A live fact as an export writes it: its parent by id and by triple (so that an
     import into another store, where ids differ, can link it again), and its vector
@@ -93,7 +83,7 @@ class Placement(NamedTuple):
     parent: tuple[str, str, str] | None
 
 
-# The columns of a FactRow, in its order.
+# The columns of a Node, in its order.
 FACT_COLUMNS = "id, subject, predicate, object, confidence, parent"
 # The columns of a fact as the subject or the object of a traversal's step.
 ROLES = ("subject", "object")

@@ -7,7 +7,7 @@ import sqlite3
 from collections.abc import Sequence
 from typing import Any
 
-from llmkg.store.records import FACT_COLUMNS, NO_END, ROLES, FactRow, prefix_end
+from llmkg.store.records import FACT_COLUMNS, NO_END, ROLES, Node, prefix_end
 
 ANCESTORS = f"""WITH RECURSIVE up(id, depth) AS (
     SELECT parent, 1 FROM nodes WHERE id = ? AND deleted = 0 AND parent IS NOT NULL
@@ -50,7 +50,7 @@ class GraphReads:
         min_confidence: float | None,
         after: int,
         limit: int,
-    ) -> list[FactRow]:
+    ) -> list[Node]:
         where = ["deleted=0", "id>?"]
         params: list[Any] = [after]
         # With a subject or an object given, `+predicate` keeps SQLite off the predicate
@@ -67,19 +67,19 @@ class GraphReads:
             f"SELECT {FACT_COLUMNS} FROM nodes WHERE {' AND '.join(where)} ORDER BY id LIMIT ?",
             (*params, limit),
         )
-        return [FactRow(*r) for r in rows]
+        return [Node(*r) for r in rows]
 
-    def children(self, node_id: int, after: int, limit: int) -> list[FactRow]:
+    def children(self, node_id: int, after: int, limit: int) -> list[Node]:
         rows = self._reader().execute(
             f"SELECT {FACT_COLUMNS} FROM nodes WHERE deleted=0 AND parent=? AND id>? "
             "ORDER BY id LIMIT ?",
             (node_id, after, limit),
         )
-        return [FactRow(*r) for r in rows]
+        return [Node(*r) for r in rows]
 
-    def ancestors(self, node_id: int, max_depth: int) -> list[FactRow]:
+    def ancestors(self, node_id: int, max_depth: int) -> list[Node]:
         rows = self._reader().execute(ANCESTORS, (node_id, max_depth))
-        return [FactRow(*r) for r in rows]
+        return [Node(*r) for r in rows]
 
     def entities(self, prefix: str, after: str | None, limit: int) -> list[str]:
         # Two ordered scans of the subject and object indexes, merged by the compound
@@ -116,7 +116,7 @@ class GraphReads:
 
     def facts_around(
         self, names: Sequence[str], role: str, predicates: Sequence[str] | None, width: int
-    ) -> tuple[list[FactRow], dict[str, int]]:
+    ) -> tuple[list[Node], dict[str, int]]:
         if role not in ROLES:
             raise ValueError(f"role must be one of {ROLES}, got {role!r}")
         if not names:
@@ -125,7 +125,7 @@ class GraphReads:
         if predicates is not None:
             # `+`: the predicate filters the window's rows; its index would read them all.
             only = f" AND +n.predicate IN ({', '.join(['?'] * len(predicates))})"
-        rows: list[FactRow] = []
+        rows: list[Node] = []
         ends: dict[str, int] = {}
         conn = self._reader()
         for first in range(0, len(names), AROUND_CHUNK):
@@ -138,7 +138,7 @@ class GraphReads:
                 if kind == 0:
                     ends[row[1]] = row[0]
                 else:
-                    rows.append(FactRow(*row))
+                    rows.append(Node(*row))
         if len(names) > AROUND_CHUNK:
-            rows.sort()
+            rows.sort(key=lambda r: r.node_id)
         return rows, ends
