@@ -287,22 +287,28 @@ impl Graph {
     /// from slot numbers alone (`QueryCtx::q8_slots`), and rescores its best candidates.
     /// This writes the copies of every node in use but the q8 ones.
     pub fn write_traversal_codes(&mut self) {
-        let mut buf = Vec::new();
+        let (mut buf, mut code) = (Vec::new(), vec![0u8; self.level0.code_bytes()]);
         for slot in 0..self.slots() as u32 {
             let m = self.meta[slot as usize];
             if m.state != SlotState::Free && m.precision != Precision::Q8 {
-                self.write_traversal_code(slot, &mut buf);
+                self.write_traversal_code(slot, &mut buf, &mut code);
             }
         }
     }
 
     /// The q8 copy of what the slot holds (its full row, else its decoded code: a copy
     /// that depends on the node's state alone, so a reloaded index traverses as the one
-    /// it was saved from).
-    fn write_traversal_code(&mut self, slot: u32, buf: &mut Vec<f32>) {
-        let mut code = vec![0u8; self.level0.code_bytes()];
-        let p = crate::quant::encode(Precision::Q8, self.vector(slot, buf), &mut code);
-        self.level0.write_code(slot, &code, p);
+    /// it was saved from). `code`: room for one code.
+    fn write_traversal_code(&mut self, slot: u32, buf: &mut Vec<f32>, code: &mut [u8]) {
+        let p = crate::quant::encode(Precision::Q8, self.vector(slot, buf), code);
+        self.level0.write_code(slot, code, p);
+    }
+
+    /// Whether every slot in use has a q8 code in its level-0 block (its own or a
+    /// traversal code), so that a walk may score codes alone.
+    #[inline]
+    pub fn codes_everywhere(&self) -> bool {
+        self.live + self.deleted > 0 && self.level0.code_bytes() > 0
     }
 
     /// Score between two stored representations (higher is closer).
@@ -445,7 +451,8 @@ impl Graph {
             self.meta[s].code_row = row;
         }
         if precision != Precision::Q8 && self.level0.code_bytes() > 0 {
-            self.write_traversal_code(slot, &mut Vec::new());
+            let mut code = vec![0u8; self.level0.code_bytes()];
+            self.write_traversal_code(slot, &mut Vec::new(), &mut code);
         }
         if precision != Precision::Full || self.meta[s].full_row != slot {
             self.rows_are_slots = false;

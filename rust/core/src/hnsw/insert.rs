@@ -59,16 +59,15 @@ impl Graph {
         {
             let Scratch { ctx, decode, .. } = s;
             ctx.prepare(self, self.vector(slot, decode), true);
-            // Where every node has a q8 code, the beam walks on codes as a search does
-            // (a quarter of the bytes a visit); the candidates are rescored below, so
-            // that the heuristic weighs exact scores against the exact pair scores it
-            // takes between them.
-            ctx.set_use_full(self, false);
-            if !ctx.q8_slots {
-                ctx.set_use_full(self, true);
-            }
         }
-        let on_codes = s.ctx.q8_slots;
+        // Where every node has a q8 code, the beam walks on codes as a search does (a
+        // quarter of the bytes a visit); the candidates are rescored below, so that the
+        // heuristic weighs exact scores against the exact pair scores it takes between
+        // them.
+        let on_codes = self.codes_everywhere();
+        if on_codes {
+            s.ctx.set_use_full(self, false);
+        }
         let mut cur = Cand {
             score: s.ctx.score(self, ep),
             slot: ep,

@@ -89,8 +89,7 @@ impl QueryCtx {
     /// with the codes.
     pub fn set_use_full(&mut self, g: &Graph, use_full: bool) {
         self.use_full = use_full;
-        let in_use = g.live + g.deleted;
-        self.q8_slots = !use_full && in_use > 0 && g.level0.code_bytes() > 0;
+        self.q8_slots = !use_full && g.codes_everywhere();
     }
 
     pub fn use_full(&self) -> bool {

@@ -267,12 +267,7 @@ impl Graph {
                 + self.per_precision[Precision::Binary as usize]
                 > 0;
         s.found.truncate(rescore_depth(k, coarse));
-        s.ctx.set_use_full(self, true);
-        for c in s.found.iter_mut() {
-            c.score = s.ctx.score(self, c.slot);
-        }
-        s.ctx.set_use_full(self, false);
-        s.found.sort_unstable_by(|a, b| b.cmp(a));
+        self.rescore_found(s);
     }
 
     /// Score every candidate of `s.found` with the full rows (where kept) and sort them
