@@ -350,11 +350,28 @@ def matched_ef(store: Store, queries: np.ndarray, truth: np.ndarray, peer_recall
     assert store.engine is not None
     ef = store.engine.config.ef_search
     for _ in range(MATCH_STEPS):
-        found = [engine_search(store, ef)(q) for q in queries]
-        if recall(found, truth, 10) >= peer_recall:
+        search = engine_search(store, ef)
+        if recall([search(q) for q in queries], truth, 10) >= peer_recall:
             break
         ef += 5
     return ef
+
+
+def time_in_turn(
+    store: Store,
+    peer_search: Callable[[np.ndarray], list[int]],
+    peer_recall: float,
+    queries: np.ndarray,
+    truth: np.ndarray,
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """llmkg's searches of ``store`` and the peer's, query by query in turn (so that the
+    ratio is of one moment of the host), llmkg at the beam that gives it the peer's recall
+    or better: (llmkg's row, the peer's row)."""
+    ef = matched_ef(store, queries, truth, peer_recall)
+    ours, theirs = time_paired(engine_search(store, ef), peer_search, queries)
+    row = search_row("llmkg", *ours, truth)
+    row["note"] = engine_note(store, ef)
+    return row, search_row("", *theirs, truth)
 
 
 def test_engine_search(store: Store, queries: np.ndarray, truth: np.ndarray) -> None:
@@ -363,6 +380,9 @@ def test_engine_search(store: Store, queries: np.ndarray, truth: np.ndarray) -> 
     row["note"] = engine_note(store)
     RESULTS.searches.append(row)
     print(f"\nllmkg search: {row}")
+
+
+# ---- peers -----------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("name", list(PEERS))
@@ -411,32 +431,27 @@ def test_peer(
     print(f"\n{label} bulk: {facts.n / seconds:,.0f}/s; {peer.info()}")
 
     # In turn with llmkg's searches of the same facts (its engine is still open: the
-    # restart test comes last), so that the ratio is of one moment of the host; llmkg at
-    # the beam that gives it the peer's recall or better.
-    peer_recall = recall([peer.search(q, K) for q in queries], truth, 10)
-    ef = matched_ef(store, queries, truth, peer_recall)
-    ours, theirs = time_paired(engine_search(store, ef), lambda q: peer.search(q, K), queries)
-    row = search_row(label, *theirs, truth)
-    row["note"] = "hnsw ef 100"
-    RESULTS.searches.append(row)
-    paired = search_row("llmkg", *ours, truth)
-    paired["note"] = engine_note(store, ef)
-    RESULTS.pairs.append({"peer": label, "llmkg": paired, "peer_row": row})
-    print(f"{label} search: {row}")
-    print(f"llmkg search, in turn with {label}: {paired}")
+    # restart test comes last); with qdrant-edge, also those of the store whose nodes are
+    # all q8, the engine's smallest index.
+    def peer_search(q: np.ndarray) -> list[int]:
+        return peer.search(q, K)
+
+    peer_recall = recall([peer_search(q) for q in queries], truth, 10)
+    variants = {None: store}
     if name == "qdrant-edge-py":
-        # The same with every node at q8: the engine's smallest index.
-        q8: Store = request.getfixturevalue("q8_store")
-        ef = matched_ef(q8, queries, truth, peer_recall)
-        ours, theirs = time_paired(engine_search(q8, ef), lambda q: peer.search(q, K), queries)
-        q8_row = search_row("llmkg", *ours, truth)
-        q8_row["note"] = f"every node q8; {engine_note(q8, ef)}"
-        q8_peer = search_row(label, *theirs, truth)
-        q8_peer["note"] = row["note"]
-        RESULTS.pairs.append(
-            {"peer": label, "llmkg": q8_row, "peer_row": q8_peer, "variant": "every node q8"}
-        )
-        print(f"llmkg search, every node q8, in turn with {label}: {q8_row}")
+        variants["every node q8"] = request.getfixturevalue("q8_store")
+    for variant, searched in variants.items():
+        ours, theirs = time_in_turn(searched, peer_search, peer_recall, queries, truth)
+        theirs.update(library=label, note="hnsw ef 100")
+        pair = {"peer": label, "llmkg": ours, "peer_row": theirs}
+        if variant is None:
+            RESULTS.searches.append(theirs)
+            print(f"{label} search: {theirs}")
+        else:
+            ours["note"] = f"{variant}; {ours['note']}"
+            pair["variant"] = variant
+        RESULTS.pairs.append(pair)
+        print(f"llmkg search ({variant or 'as stored'}), in turn with {label}: {ours}")
 
     times, firsts = [], []
     for _ in range(SNAPSHOT_RESTARTS):
@@ -489,6 +504,9 @@ def test_peer(
     single.close()
 
 
+# ---- llmkg: restarts (last: the searches in turn above need the store's engine open) ----
+
+
 def test_engine_restart(store: Store, facts: Facts, sizes: Sizes, queries: np.ndarray) -> None:
     assert store.engine is not None
     store.engine.close()  # writes the snapshot
@@ -526,9 +544,6 @@ def test_engine_restart(store: Store, facts: Facts, sizes: Sizes, queries: np.nd
 
     restart("with snapshot", SNAPSHOT_RESTARTS, drop_snapshots=False)
     restart("without snapshot (rebuild)", sizes.rebuild_restarts, drop_snapshots=True)
-
-
-# ---- peers -----------------------------------------------------------------------------
 
 
 # ---- the report ------------------------------------------------------------------------

@@ -97,6 +97,17 @@ def index_rows(h: dict[str, Any]) -> list[Row]:
     ]
 
 
+def _recalls(ours: dict[str, Any] | None, theirs: dict[str, Any] | None) -> tuple[str, bool]:
+    """The two recalls@10 as the table shows them, and whether ours is the peer's or
+    better (the search ratios count only then)."""
+    if ours is None:
+        return "", False
+    if theirs is None:
+        return f" (recall@10 {ours['recall10']:.4f})", False
+    text = f" (recall@10 {ours['recall10']:.4f} vs {theirs['recall10']:.4f})"
+    return text, ours["recall10"] >= theirs["recall10"]
+
+
 def q8_row(pair: dict[str, Any] | None, source: str) -> Row:
     """The engine with every node at q8, timed in turn with qdrant-edge."""
     what = "engine search p50, every node q8, k=50, vs qdrant-edge with payload"
@@ -105,10 +116,10 @@ def q8_row(pair: dict[str, Any] | None, source: str) -> Row:
         return Row(what, "-", target, None, source)
     ours, theirs = pair["llmkg"], pair["peer_row"]
     p50 = _ratio(ours["p50_ms"], theirs["p50_ms"])
-    as_good = ours["recall10"] >= theirs["recall10"]
+    recall, as_good = _recalls(ours, theirs)
     return Row(
         what,
-        f"{_fmt(p50)} (recall@10 {ours['recall10']:.4f} vs {theirs['recall10']:.4f})",
+        f"{_fmt(p50)}{recall}",
         target,
         None if p50 is None else p50 <= 1.0 and as_good,
         source,
@@ -128,11 +139,7 @@ def engine_rows(e: dict[str, Any]) -> list[Row]:
                 ours, qdrant = pair["llmkg"], pair["peer_row"]
     p50 = _ratio(ours and ours["p50_ms"], qdrant and qdrant["p50_ms"])
     p95 = _ratio(ours and ours["p95_ms"], qdrant and qdrant["p95_ms"])
-    recall = "" if not ours else f" (recall@10 {ours['recall10']:.4f}"
-    if ours and qdrant:
-        recall += f" vs {qdrant['recall10']:.4f})"
-    # The ratios count only at the peer's recall or better.
-    as_good = ours is not None and qdrant is not None and ours["recall10"] >= qdrant["recall10"]
+    recall, as_good = _recalls(ours, qdrant)
     rates = {(r["library"].split()[0], r["kind"], r["how"]): r for r in e["inserts"]}
 
     def rate(library: str, kind: str, how: str) -> float | None:
