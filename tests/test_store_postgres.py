@@ -332,6 +332,24 @@ def test_a_database_that_goes_away_makes_every_call_unavailable() -> None:
             assert s.find("s", "p", "lost") is None
 
 
+def test_no_call_fails_on_a_connection_that_died_with_the_old_server() -> None:
+    """The pool holds four idle connections when the database restarts (as after a
+    failover): none of them is handed out again, so the first reads and writes once it
+    is back succeed."""
+    with cluster() as own:
+        dsn = own.create_database()
+        with PostgresStore(dsn, pool_size=4, connect_timeout=5) as s:
+            kept, _ = s.insert("s", "p", "kept", 0.5, vec(1))
+            together = threading.Barrier(4)
+            with ThreadPoolExecutor(4) as pool:  # four connections open at once
+                list(pool.map(lambda _: s._read(lambda conn: together.wait(10)), range(4)))
+            own.stop()
+            own.start()
+            assert finishes(lambda: s.get(kept.node_id)) == kept
+            added, created = finishes(lambda: s.insert("s", "p", "added", 0.5, vec(2)))
+            assert created and finishes(lambda: s.last_seq) == added.seq == 2
+
+
 def test_a_wrong_password_is_refused_without_showing_it(
     pg_cluster: Cluster, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -6,7 +6,9 @@ password."""
 from __future__ import annotations
 
 import math
+import select
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, TypeVar
@@ -47,6 +49,23 @@ def describe(dsn: str) -> str:
 def _lost(e: psycopg.OperationalError) -> bool:
     state = e.sqlstate
     return state is None or state.startswith("08") or state in LOST_STATES
+
+
+def _closed_by_server(conn: psycopg.Connection[Any]) -> bool:
+    """Whether a pooled, idle connection was closed by the server since it was last used
+    (a restart, a failover). An idle connection has nothing to read unless the server
+    has spoken since, which is almost always its last words or the end of the stream:
+    only then does a round trip tell, so a healthy connection costs one poll."""
+    if conn.closed:
+        return True
+    readable, _, _ = select.select([conn.fileno()], [], [], 0)
+    if not readable:
+        return False
+    try:
+        conn.execute("")
+    except psycopg.OperationalError:
+        return True
+    return False
 
 
 class Connections:
@@ -113,8 +132,12 @@ class Connections:
         if self._closed:
             raise StoreClosedError("the store is closed")
         try:
-            with self._pool.connection(timeout=self.timeout) as conn:
-                yield conn
+            conn = self._live_connection()
+            try:
+                with conn:
+                    yield conn
+            finally:
+                self._pool.putconn(conn)
         except PoolTimeout:
             self._unavailable(f"no connection within {self.timeout:g}s")
             raise StoreUnavailableError(
@@ -130,6 +153,16 @@ class Connections:
             raise _ConnectionLostError(
                 f"the PostgreSQL store at {self.target} is unavailable: {e}"
             ) from None
+
+    def _live_connection(self) -> psycopg.Connection[Any]:
+        # After a restart or a failover every idle connection of the pool is dead: handed
+        # out in turn, each would fail one call. Returned broken, the pool replaces it.
+        deadline = time.monotonic() + self.timeout
+        while True:
+            conn = self._pool.getconn(timeout=max(0.0, deadline - time.monotonic()))
+            if not _closed_by_server(conn):
+                return conn
+            self._pool.putconn(conn)
 
     def _unavailable(self, reason: str) -> None:
         with self._lock:
