@@ -12,10 +12,11 @@ from pathlib import Path
 
 import httpx
 import pytest
+from pglib import cluster
 from serverlib import Server, fact, until
 from test_engine_postgres import allocate, config, unit
 
-from llmkg.engine import AllocationEngine, NotCaughtUpError
+from llmkg.engine import AllocationEngine, NotCaughtUpError, follow
 from llmkg.engine.follow import Follower
 from llmkg.store.postgres import PostgresStore
 
@@ -213,6 +214,36 @@ def test_a_follower_that_cannot_catch_up_refuses_reads(
         monkeypatch.undo()  # it recovers by itself
         until(lambda: follower.health()[0], what="the follower recovered")
         assert found(b, 2, second) and b.get(first) is not None
+
+
+def test_reads_answer_from_the_copy_while_the_database_is_down_and_see_it_come_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The database stops: B answers reads from its copy. It comes back and A writes: B's
+    reads find the write at once, though B's follower, having failed, would not try
+    again on its own for an hour (its reads tell it to)."""
+    monkeypatch.setattr(follow, "MAX_RETRY_DELAY", 3600.0)
+    with cluster() as own:
+        dsn = own.create_database()
+        b_config = config(tmp_path / "b", dsn)
+        # Polls only when told to: by B's own writes and by its readers.
+        b_config.follow_interval = 3600.0
+        b_config.postgres_connect_timeout = 1.0
+        with (
+            AllocationEngine(config(tmp_path / "a", dsn)) as a,
+            AllocationEngine(b_config) as b,
+        ):
+            first = allocate(a, 1)
+            assert found(b, 1, first)
+            follower = b.follower
+            assert follower is not None
+            own.stop()
+            assert b.get(first) is not None  # from B's copy
+            until(lambda: follower.unreachable, what="B's follower failed a pass")
+            assert b.get(first) is not None and follower.stale >= 2
+            own.start()
+            second = allocate(a, 2)
+            until(lambda: found(b, 2, second), timeout=60, what="B found A's write")
 
 
 def test_not_ready_until_the_changes_at_start_are_applied(

@@ -42,6 +42,10 @@ this process has applied instead of failing: everything it acknowledged itself, 
 perhaps not a write another process acknowledged just before the database went away.
 Once the follower's last pass failed for that reason, readers do not ask the database
 at all (each would wait out its connect timeout); they ask again once a pass succeeds.
+Such a reader nudges the follower, which then tries again without waiting out its
+backoff: once the database is back (a standby promoted), the next pass notices, and
+reads catch up again, rather than up to ``MAX_RETRY_DELAY`` later, after other
+processes have acknowledged writes that this one would not find.
 """
 
 from __future__ import annotations
@@ -67,6 +71,7 @@ log = logging.getLogger("llmkg.engine")
 
 FAILING_AFTER = 3  # failed passes in a row after which readiness says so
 MAX_RETRY_DELAY = 5.0  # seconds between passes at most while the store fails
+RETRY_GAP = 0.05  # seconds between failed passes at least, however often nudged
 
 
 class NotCaughtUpError(TimeoutError):
@@ -168,18 +173,22 @@ class Follower:
         database cannot be reached: at once, for an answer from this process's copy
         (counted in ``stale``)."""
         if self.stale_reads and self.unreachable:
-            self.stale += 1
+            self._answer_stale()
             return
         try:
             seq = self.store.last_seq
         except StoreUnavailableError:
             if not self.stale_reads:
                 raise
-            self.stale += 1
+            self._answer_stale()
             return
         with self._cond:
             self.seen = max(self.seen, seq)
         self.wait_applied(seq, timeout)
+
+    def _answer_stale(self) -> None:
+        self.stale += 1
+        self.nudge()  # the database may be back: find out now, not after the backoff
 
     def health(self) -> tuple[bool, str]:
         """Ready once the changes the store had at start are applied, while passes succeed."""
@@ -237,6 +246,9 @@ class Follower:
                     exc_info=self.failures == 1,
                 )
                 delay = min(MAX_RETRY_DELAY, self.interval * 2**self.failures)
+                # A nudge ends the backoff early, but never starts passes back to back.
+                self._stop.wait(min(delay, RETRY_GAP))
+                delay -= min(delay, RETRY_GAP)
                 continue
             if self.failures:
                 log.info("following the store again after %d failed passes", self.failures)
