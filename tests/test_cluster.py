@@ -39,7 +39,11 @@ def assert_all_found(cluster: LocalCluster, acked: dict[str, int]) -> None:
     for client in cluster.clients:
         for subject, node_id in acked.items():
             r = client.get(f"/api/v1/nodes/{node_id}")
-            assert r.status_code == 200, (client.base_url, node_id, r.text)
+            if r.status_code != 200:
+                # What each server's follower had applied, and their logs, say why.
+                follow = [c.get("/api/v1/stats").json()["follow"] for c in cluster.clients]
+                detail = f"{client.base_url} {node_id}: {r.text}\n{follow}\n{cluster.logs()}"
+                raise AssertionError(detail)
             assert r.json()["fact"]["subject"] == subject
         for subject, node_id in list(acked.items())[:20]:
             query = {"embedding": fact(int(subject[1:]))["embedding"], "k": 1}
