@@ -99,6 +99,31 @@ def test_any_server_answers_and_facts_live_in_their_home_partition(
         assert client.get(f"/api/v1/nodes/{victim}").status_code == 404
 
 
+def test_a_batch_is_checked_whole_then_placed_in_order(cluster: LocalCluster) -> None:
+    """A batch through a partitioned server: one bad fact refuses it all (422 naming the
+    fact, nothing stored); a good one answers in order, each fact in its home partition,
+    and the same batch again names the same nodes."""
+    facts = [fact(30_000 + i) for i in range(12)]
+    short = {**facts[5], "embedding": facts[5]["embedding"][:3]}
+    r = cluster.clients[1].post("/api/v1/allocate/batch", json={"facts": [*facts[:5], short]})
+    assert r.status_code == 422 and r.json()["error"]["field"] == "facts[5].embedding", r.text
+    with cluster.db() as conn:
+        stored = conn.execute("SELECT count(*) FROM llmkg_nodes WHERE subject LIKE 's3____'")
+        assert stored.fetchone() == (0,)
+    r = cluster.clients[1].post("/api/v1/allocate/batch", json={"facts": facts})
+    assert r.status_code == 200, r.text
+    results = r.json()["results"]
+    homes = [home_partition(f["subject"], "p", f["object"], PARTITIONS) for f in facts]
+    assert [b["partition"] for b in results] == homes and all(b["created"] for b in results)
+    again = cluster.clients[2].post("/api/v1/allocate/batch", json={"facts": facts}).json()
+    assert [(b["node_id"], b["created"]) for b in again["results"]] == [
+        (b["node_id"], False) for b in results
+    ]
+    for b, f in zip(results, facts, strict=True):
+        node = cluster.clients[3].get(f"/api/v1/nodes/{b['node_id']}").json()
+        assert node["fact"]["subject"] == f["subject"]
+
+
 def test_the_graph_reads_cover_every_partition(cluster: LocalCluster) -> None:
     """Patterns, entities, children and ancestors, traversals, a search's expansion and
     the export, on any server, read every partition: the database answers them."""

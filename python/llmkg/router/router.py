@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from llmkg._core import embed_fact, embed_text, score_rows
 from llmkg.engine.facts import (
+    Fact,
     check_search,
     embedding_field,
     parse_batch,
@@ -110,10 +111,13 @@ class Router:
 
     # ---- writes ------------------------------------------------------------------------
 
-    async def allocate(self, raw: Any, prefix: str = "fact") -> AllocationResult:
+    async def allocate(self, raw: Any) -> AllocationResult:
         started = time.perf_counter()
         c = self.config
-        f = parse_fact(raw, c.dim, c.max_text_length, prefix)
+        return await self._place(parse_fact(raw, c.dim, c.max_text_length, "fact"), started)
+
+    async def _place(self, f: Fact, started: float) -> AllocationResult:
+        c = self.config
         embedding = (
             f.embedding
             if f.embedding is not None
@@ -168,9 +172,8 @@ class Router:
         """In order, each placed among the ones before it; every fact is checked before
         any is stored."""
         c = self.config
-        given = list(facts)
-        parse_batch(given, c.dim, c.max_text_length, c.max_batch)
-        return [await self.allocate(raw, f"facts[{i}]") for i, raw in enumerate(given)]
+        parsed = parse_batch(list(facts), c.dim, c.max_text_length, c.max_batch)
+        return [await self._place(f, time.perf_counter()) for f in parsed]
 
     async def delete(self, node_id: int) -> bool:
         partition = await self.run(self.whole.partition_of, node_id)
