@@ -58,12 +58,13 @@ def _closed_by_server(conn: psycopg.Connection[Any]) -> bool:
     only then does a round trip tell, so a healthy connection costs one poll."""
     if conn.closed:
         return True
-    readable, _, _ = select.select([conn.fileno()], [], [], 0)
-    if not readable:
+    poller = select.poll()  # not select(): a busy server's descriptors pass FD_SETSIZE
+    poller.register(conn.fileno(), select.POLLIN)
+    if not poller.poll(0):
         return False
     try:
         conn.execute("")
-    except psycopg.OperationalError:
+    except psycopg.Error:
         return True
     return False
 
