@@ -247,8 +247,9 @@ class Follower:
                 )
                 delay = min(MAX_RETRY_DELAY, self.interval * 2**self.failures)
                 # A nudge ends the backoff early, but never starts passes back to back.
-                self._stop.wait(min(delay, RETRY_GAP))
-                delay -= min(delay, RETRY_GAP)
+                gap = min(delay, RETRY_GAP)
+                self._stop.wait(gap)
+                delay -= gap
                 continue
             if self.failures:
                 log.info("following the store again after %d failed passes", self.failures)
